@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from audit.models import AuditEntry
+
+SYSTEM_ACTOR = "system"
+
+
+def record(
+    actor: Any,
+    action: str,
+    *,
+    target: models.Model | None = None,
+    target_label: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Write one audit row. Call it inside the transaction of the change it describes."""
+    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    return AuditEntry.objects.create(
+        actor=user,
+        actor_name=user.get_username() if user else (actor if isinstance(actor, str) else SYSTEM_ACTOR),
+        action=action,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        target_label=(target_label or (str(target) if target is not None else ""))[:255],
+        details=details or {},
+    )

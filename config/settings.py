@@ -1,0 +1,154 @@
+"""Settings, read from the environment (see README "Configuration").
+
+Nothing secret has a default: SECRET_KEY and the field-encryption key are generated
+once into DATA_DIR when not given, so a fresh install is never running on a known key.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from config.env import (
+    ConfigError,
+    check_redis_url,
+    env_bool,
+    env_dir,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+    secret_from_file,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+try:
+    DATA_DIR = env_dir("DATA_DIR", BASE_DIR / "data")
+    SECRET_KEY = secret_from_file("SECRET_KEY", DATA_DIR / "secret_key")
+    # Encrypts vCenter passwords and other secrets at rest (Fernet). Kept apart from SECRET_KEY so
+    # rotating sessions never makes stored credentials unreadable.
+    FIELD_ENCRYPTION_KEY = secret_from_file("FIELD_ENCRYPTION_KEY", DATA_DIR / "field_key")
+    DEBUG = env_bool("DEBUG", False)
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+    CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+    DATABASES = {
+        "default": parse_database_url(
+            "DATABASE_URL", env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'vmbackup.sqlite3'}")
+        ).as_django()
+    }
+    # The private Redis that `make run` starts listens on a socket inside DATA_DIR, so two
+    # instances with different DATA_DIRs never share queues.
+    REDIS_URL = check_redis_url("REDIS_URL", env_str("REDIS_URL", f"unix://{DATA_DIR / 'redis.sock'}?db=0"))
+    JOB_TIMEOUT = env_int("JOB_TIMEOUT", 24 * 3600, minimum=60)
+    SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
+except ConfigError as exc:
+    sys.stderr.write(f"Configuration error: {exc}\n")
+    raise SystemExit(2) from None
+
+BACKUP_STORE_DIR = DATA_DIR / "store"
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "django_rq",
+    "template_partials",
+    "accounts",
+    "audit",
+    "jobs",
+    "dashboard",
+    "inventory",
+    "protection",
+    "vault",
+    "recovery",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "lib.htmx.VaryOnHtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.roles",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Serve from the app and static dirs directly too, so `collectstatic` is an optimisation, not a must.
+WHITENOISE_USE_FINDERS = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SESSION_COOKIE_AGE = 8 * 3600
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT}
+    for name in ("default", "backup", "restore", "maintenance")
+}
+# django-rq's default commit mode ("on_db_commit") enqueues when the surrounding transaction
+# commits, so a worker never picks up a job whose JobRun row it cannot see yet.
+RQ_SHOW_ADMIN_LINK = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,1 @@
+# The overview reads other apps' models; it has none of its own.

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class JobRun(models.Model):
+    """One run of a background job. Created before enqueueing; its UUID is the RQ job id.
+
+    Pages read this row, never RQ's own data, so a job's history survives Redis restarts.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"  # an expected condition, with a clear message (VM gone, datastore full)
+        ERRORED = "errored"  # an unexpected exception; the traceback is kept
+        CANCELLED = "cancelled"
+
+    FINAL = (Status.SUCCEEDED, Status.FAILED, Status.ERRORED, Status.CANCELLED)
+    MAX_LOG_LINES = 2000
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=64, db_index=True)
+    title = models.CharField(max_length=200)
+    queue = models.CharField(max_length=32, default="default")
+    # What the job works on, as text so the row outlives the object.
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=255, blank=True)
+    # Primary keys and plain values only: a job re-reads everything it needs.
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    worker = models.CharField(max_length=200, blank=True)
+    progress_done = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(null=True, blank=True)
+    progress_unit = models.CharField(max_length=16, default="steps")
+    rate = models.FloatField(null=True, blank=True, help_text="units per second")
+    cancel_requested = models.BooleanField(default=False)
+    log = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        permissions = [("cancel_jobrun", "Can cancel jobs")]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+    @property
+    def percent(self) -> int | None:
+        if not self.progress_total:
+            return 100 if self.status == self.Status.SUCCEEDED else None
+        return max(0, min(100, int(self.progress_done * 100 / self.progress_total)))
+
+    @property
+    def eta(self) -> timedelta | None:
+        if self.is_final or not self.rate or not self.progress_total:
+            return None
+        remaining = max(0, self.progress_total - self.progress_done)
+        return timedelta(seconds=round(remaining / self.rate))
+
+    @property
+    def duration(self) -> timedelta | None:
+        if not self.started:
+            return None
+        return (self.finished or timezone.now()) - self.started

@@ -1,0 +1,170 @@
+"""The one wrapper every background job runs through.
+
+`enqueue()` writes the JobRun row and hands RQ its id once the transaction commits;
+`execute()` is the RQ entry point: it claims the row, runs the registered handler with a
+`JobContext`, and records how it ended. Handlers raise `JobFailed` for expected conditions
+(shown to the user as is) and let anything else propagate (recorded as *errored* with the
+traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import traceback
+from typing import Any
+
+import django_rq
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from jobs.models import JobRun
+from jobs.registry import get_kind
+
+logger = logging.getLogger(__name__)
+Status = JobRun.Status
+
+# How often progress and cancellation are synchronised with the database, at most.
+FLUSH_INTERVAL = 0.5
+CANCEL_CHECK_INTERVAL = 1.0
+
+
+class JobFailed(Exception):
+    """An expected failure; the message is shown to the user as the job's error."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler by `ctx.check_cancelled()` once someone asked to cancel."""
+
+
+def enqueue(
+    kind: str,
+    *,
+    params: dict[str, Any] | None = None,
+    target: models.Model | None = None,
+    target_label: str = "",
+    user: Any = None,
+    title: str = "",
+) -> JobRun:
+    """Create the JobRun row and enqueue it when the current transaction commits."""
+    job_kind = get_kind(kind)
+    with transaction.atomic():
+        run = JobRun.objects.create(
+            kind=kind,
+            title=title or job_kind.title,
+            queue=job_kind.queue,
+            target_type=target._meta.label_lower if target is not None else "",
+            target_id=str(target.pk) if target is not None else "",
+            target_label=(target_label or (str(target) if target is not None else ""))[:255],
+            params=params or {},
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+        # django-rq defers this call to on_commit, so the worker always finds the row.
+        django_rq.get_queue(job_kind.queue).enqueue_call(
+            func=execute,
+            args=(str(run.pk),),
+            job_id=str(run.pk),
+            timeout=job_kind.timeout or settings.JOB_TIMEOUT,
+            result_ttl=3600,
+            failure_ttl=7 * 24 * 3600,
+        )
+    return run
+
+
+class JobContext:
+    """What a handler uses to report progress, write log lines and notice cancellation."""
+
+    def __init__(self, run: JobRun) -> None:
+        self.run = run
+        self._dirty: set[str] = set()
+        self._last_flush = 0.0
+        self._last_cancel_check = time.monotonic()
+        self._rate_mark: tuple[float, int] | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.run.params
+
+    def log(self, message: str, level: str = "info") -> None:
+        line = {"t": timezone.now().isoformat(timespec="seconds"), "level": level, "msg": message}
+        self.run.log.append(line)
+        del self.run.log[: -JobRun.MAX_LOG_LINES]
+        self._dirty.add("log")
+        logger.log(logging.getLevelName(level.upper()), "[%s] %s", self.run.pk, message)
+        self._maybe_flush()
+
+    def set_total(self, total: int | None, unit: str = "steps") -> None:
+        self.run.progress_total = total
+        self.run.progress_unit = unit
+        self._dirty.update({"progress_total", "progress_unit"})
+        self._maybe_flush()
+
+    def progress(self, done: int) -> None:
+        """Record absolute progress; the rate is measured over the last few seconds."""
+        now = time.monotonic()
+        if self._rate_mark is None:
+            self._rate_mark = (now, done)
+        else:
+            then, done_then = self._rate_mark
+            if now - then >= 1.0:
+                self.run.rate = (done - done_then) / (now - then)
+                self._rate_mark = (now, done)
+                self._dirty.add("rate")
+        self.run.progress_done = done
+        self._dirty.add("progress_done")
+        self._maybe_flush()
+
+    def advance(self, units: int = 1) -> None:
+        self.progress(self.run.progress_done + units)
+
+    def check_cancelled(self) -> None:
+        """Call between units of work; raises JobCancelled once a cancel was requested."""
+        now = time.monotonic()
+        if now - self._last_cancel_check < CANCEL_CHECK_INTERVAL:
+            return
+        self._last_cancel_check = now
+        if JobRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+            raise JobCancelled()
+
+    def flush(self) -> None:
+        if self._dirty:
+            JobRun.objects.filter(pk=self.run.pk).update(**{f: getattr(self.run, f) for f in self._dirty})
+            self._dirty.clear()
+        self._last_flush = time.monotonic()
+
+    def _maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= FLUSH_INTERVAL:
+            self.flush()
+
+
+def execute(run_id: str) -> str:
+    """RQ entry point. Takes the row's primary key, never a model instance."""
+    # Claim atomically: a cancelled or already-claimed row is left alone.
+    claimed = JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started=timezone.now(), worker=socket.gethostname()
+    )
+    if not claimed:
+        return "not claimed"
+    run = JobRun.objects.get(pk=run_id)
+    ctx = JobContext(run)
+    status, error, trace, result = Status.SUCCEEDED, "", "", {}
+    try:
+        result = get_kind(run.kind).handler(ctx, **run.params) or {}
+    except JobCancelled:
+        status, error = Status.CANCELLED, "Cancelled on request."
+    except JobFailed as exc:
+        status, error = Status.FAILED, str(exc)
+    except Exception as exc:
+        status, error, trace = Status.ERRORED, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        logger.exception("job %s (%s) errored", run_id, run.kind)
+    if status == Status.SUCCEEDED and run.progress_total:
+        ctx.progress(run.progress_total)
+    if error:
+        ctx.log(error, level="error" if status != Status.CANCELLED else "warning")
+    ctx.flush()
+    JobRun.objects.filter(pk=run_id).update(
+        status=status, error=error, traceback=trace, result=result, finished=timezone.now()
+    )
+    return status

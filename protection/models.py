@@ -1,0 +1,1 @@
+# Protection groups and policies arrive with issue 4.

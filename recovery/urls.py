@@ -1,0 +1,6 @@
+from django.urls import path
+
+from recovery import views
+
+app_name = "recovery"
+urlpatterns = [path("", views.index, name="index")]

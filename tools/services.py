@@ -1,0 +1,148 @@
+"""Start private instances of the servers the product needs: Redis and PostgreSQL.
+
+Used by `make run` (tools/run.py) and by the test suite, so both run on real servers
+without touching any system-wide instance. No Django imports.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ServiceError(Exception):
+    """A server could not be started; the message says why and what to install."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(check, what: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise ServiceError(f"{what} exited with code {proc.returncode} while starting")
+        time.sleep(0.05)
+    raise ServiceError(f"{what} did not start within {timeout:.0f} s")
+
+
+@dataclass
+class Redis:
+    """A private redis-server listening on a Unix socket only (no TCP port to collide on)."""
+
+    directory: Path
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / "redis.sock"
+
+    def url(self, db: int = 0) -> str:
+        return f"unix://{self.socket_path}?db={db}"
+
+    def start(self) -> Redis:
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise ServiceError("redis-server is missing: install the Debian package redis-server")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+        self.process = subprocess.Popen(
+            [binary, "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
+             "--dir", str(self.directory), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait(self._answers, "redis-server", 10, self.process)
+        return self
+
+    def _answers(self) -> bool:
+        if not self.socket_path.exists():
+            return False
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(self.socket_path))
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _pg_bin(name: str) -> str:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise ServiceError(f"{name} is missing: install the Debian package postgresql")
+    return found
+
+
+@dataclass
+class Postgres:
+    """A private PostgreSQL cluster on 127.0.0.1 with trust auth, for tests.
+
+    PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres`
+    user (created by the Debian package) and commands run through runuser.
+    """
+
+    directory: Path
+    port: int = 0
+
+    @property
+    def datadir(self) -> Path:
+        return self.directory / "data"
+
+    def url(self, database: str = "vmbackup") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _as_owner(self, args: list[str]) -> list[str]:
+        if os.geteuid() != 0:
+            return args
+        return ["runuser", "-u", "postgres", "--", *args]
+
+    def start(self) -> Postgres:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                raise ServiceError("no postgres user: install the Debian package postgresql") from None
+            os.chown(self.directory, owner.pw_uid, owner.pw_gid)
+        if not (self.datadir / "PG_VERSION").exists():
+            subprocess.run(
+                self._as_owner([_pg_bin("initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
+                                "-E", "UTF8", "--no-sync"]),
+                check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        self.port = self.port or free_port()
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            self._as_owner([_pg_bin("pg_ctl"), "-D", str(self.datadir), "-o", options, "-l",
+                            str(self.directory / "server.log"), "-w", "start"]),
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        subprocess.run(
+            self._as_owner([_pg_bin("pg_ctl"), "-D", str(self.datadir), "-m", "fast", "stop"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip

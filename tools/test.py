@@ -1,0 +1,45 @@
+"""`make test`: start private PostgreSQL and Redis, run the suite on PostgreSQL, then the
+smoke tests on SQLite, then stop what it started. Extra arguments go to pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.services import Postgres, Redis  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache"
+
+
+def pytest(args: list[str], env: dict[str, str]) -> int:
+    return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
+
+
+def main(argv: list[str]) -> int:
+    CACHE.mkdir(exist_ok=True)
+    redis = Redis(Path(tempfile.mkdtemp(prefix="vmb-test-redis-"))).start()
+    # The cluster is kept between runs (initdb costs seconds); pytest-django makes a fresh test database.
+    postgres = Postgres(CACHE / "postgres").start()
+    try:
+        data_dir = Path(tempfile.mkdtemp(prefix="vmb-test-data-"))
+        env = {**os.environ, "REDIS_URL": redis.url(), "DATA_DIR": str(data_dir), "DEBUG": "false"}
+        print(f"== pytest on PostgreSQL ({postgres.url()})", flush=True)
+        status = pytest(argv, {**env, "DATABASE_URL": postgres.url()})
+        if status == 0 and not argv:
+            print("== smoke tests on SQLite", flush=True)
+            status = pytest(["-m", "smoke"], {**env, "DATABASE_URL": f"sqlite:///{data_dir / 'smoke.sqlite3'}"})
+        return status
+    finally:
+        postgres.stop()
+        redis.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+# Storage tiers arrive with issues 5 and 6.
