@@ -1,0 +1,46 @@
+# The two commands: `make run` starts everything, `make test` runs the whole suite.
+# Both install what is missing first (Debian packages, the virtualenv, the simulator build).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+REQ_STAMP := $(VENV)/.requirements-$(shell sha256sum requirements.txt | cut -c1-16)
+VCSIM := .cache/bin/vcsim
+
+.PHONY: run test lint check install system-packages-run system-packages-test vcsim clean
+
+run: system-packages-run $(REQ_STAMP) $(VCSIM)
+	$(PY) tools/run.py
+
+test: system-packages-test $(REQ_STAMP) $(VCSIM) lint check
+	$(PY) tools/test.py
+
+lint: $(REQ_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Django's own checks, on a throwaway data directory so a developer's data is never touched.
+check: $(REQ_STAMP)
+	DATA_DIR=$$(mktemp -d) $(PY) manage.py check --fail-level WARNING
+	DATA_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
+
+install: system-packages-test $(REQ_STAMP) $(VCSIM)
+
+system-packages-run:
+	@tools/system-packages.sh run
+
+system-packages-test:
+	@tools/system-packages.sh test
+
+$(REQ_STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.requirements-* && touch $@
+
+$(VCSIM): tools/vcsim/main.go tools/simulator.py $(REQ_STAMP)
+	$(PY) -m tools.simulator --build
+
+vcsim: $(VCSIM)
+
+clean:
+	rm -rf .cache $(VENV)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the Debian/Ubuntu packages a target needs, only those missing.
+# Usage: tools/system-packages.sh run|test
+set -euo pipefail
+
+run_packages=(python3-venv redis-server golang-go golang-github-vmware-govmomi-dev
+  ntfs-3g wimtools e2fsprogs fdisk mtools dosfstools)
+test_packages=("${run_packages[@]}" postgresql chromium)
+
+case "${1:-run}" in
+  run) wanted=("${run_packages[@]}") ;;
+  test) wanted=("${test_packages[@]}") ;;
+  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing Debian packages: ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
