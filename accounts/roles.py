@@ -43,9 +43,7 @@ def _perms(codenames: tuple[str, ...]) -> list[Permission]:
 def role_permissions() -> dict[str, list[Permission]]:
     product = Permission.objects.filter(content_type__app_label__in=PRODUCT_APPS)
     # Administrators also manage users and their roles.
-    accounts = Permission.objects.filter(
-        content_type__app_label="auth", content_type__model__in=["user", "group"]
-    )
+    accounts = Permission.objects.filter(content_type__app_label="auth", content_type__model__in=["user", "group"])
     return {
         BACKUP_ADMIN: list(product) + list(accounts),
         RESTORE_OPERATOR: _perms(RESTORE_OPERATOR_PERMS),

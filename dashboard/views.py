@@ -16,8 +16,6 @@ def overview(request: HttpRequest) -> HttpResponse:
         if request.user.has_perm("jobs.view_jobrun")
         else [],
         "running_jobs": JobRun.objects.filter(status=JobRun.Status.RUNNING).count(),
-        "failed_jobs": JobRun.objects.filter(
-            status__in=[JobRun.Status.FAILED, JobRun.Status.ERRORED]
-        ).count(),
+        "failed_jobs": JobRun.objects.filter(status__in=[JobRun.Status.FAILED, JobRun.Status.ERRORED]).count(),
     }
     return render(request, "dashboard/overview.html", context)

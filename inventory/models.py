@@ -21,9 +21,7 @@ class VCenter(models.Model):
     verify_tls = models.BooleanField(
         default=True, help_text="Off only for a simulator or a lab with a self-signed certificate."
     )
-    thumbprint = models.CharField(
-        max_length=95, blank=True, help_text="Pinned SHA-256 certificate thumbprint"
-    )
+    thumbprint = models.CharField(max_length=95, blank=True, help_text="Pinned SHA-256 certificate thumbprint")
     is_simulator = models.BooleanField(default=False, help_text="The demo simulator that `make run` starts")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -57,9 +55,7 @@ class VirtualMachine(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(fields=["vcenter", "instance_uuid"], name="vm_identity_per_vcenter")
-        ]
+        constraints = [models.UniqueConstraint(fields=["vcenter", "instance_uuid"], name="vm_identity_per_vcenter")]
 
     def __str__(self) -> str:
         return self.name

@@ -36,7 +36,5 @@ def system_check(ctx: JobContext) -> dict[str, Any]:
     ctx.log(f"Data directory {settings.DATA_DIR}: {usage.free / 1024**3:.1f} GiB free.")
     ctx.advance()
     if usage.free < MIN_FREE_BYTES:
-        raise JobFailed(
-            f"Only {usage.free / 1024**3:.1f} GiB free in {settings.DATA_DIR}; backups need room."
-        )
+        raise JobFailed(f"Only {usage.free / 1024**3:.1f} GiB free in {settings.DATA_DIR}; backups need room.")
     return {"free_bytes": usage.free, "database": connection.vendor}

@@ -25,9 +25,7 @@ def reap_orphaned_runs() -> int:
     for queue_name in JobRun.objects.filter(status=Status.RUNNING).values_list("queue", flat=True).distinct():
         queue = django_rq.get_queue(queue_name)
         alive = set(StartedJobRegistry(queue=queue).get_job_ids())
-        stale = JobRun.objects.filter(status=Status.RUNNING, queue=queue_name, started__lt=cutoff).exclude(
-            pk__in=alive
-        )
+        stale = JobRun.objects.filter(status=Status.RUNNING, queue=queue_name, started__lt=cutoff).exclude(pk__in=alive)
         reaped += stale.update(
             status=Status.ERRORED,
             finished=timezone.now(),

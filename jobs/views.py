@@ -22,9 +22,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     if status in JobRun.Status.values:
         runs = runs.filter(status=status)
     page = Paginator(runs, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(
-        request, "jobs/list.html", {"page": page, "status": status, "statuses": JobRun.Status.choices}
-    )
+    return render(request, "jobs/list.html", {"page": page, "status": status, "statuses": JobRun.Status.choices})
 
 
 @permission_required("jobs.view_jobrun", raise_exception=True)

@@ -43,10 +43,9 @@ def test_it_runs_a_job_through_real_redis_and_updates_its_row(
 def test_nothing_is_enqueued_when_the_transaction_rolls_back(django_capture_on_commit_callbacks, redis_conn):
     from django.db import transaction
 
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
-        with transaction.atomic():
-            run = runner.enqueue("system.check")
-            raise RuntimeError("the caller's change failed")
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
+        run = runner.enqueue("system.check")
+        raise RuntimeError("the caller's change failed")
     assert not JobRun.objects.filter(pk=run.pk).exists()
     assert not redis_conn.exists(f"rq:job:{run.pk}")
 

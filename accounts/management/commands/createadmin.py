@@ -27,9 +27,7 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group()
         source.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         source.add_argument("--generate", action="store_true", help="generate a password and print it once")
-        parser.add_argument(
-            "--if-none", action="store_true", help="do nothing when an administrator already exists"
-        )
+        parser.add_argument("--if-none", action="store_true", help="do nothing when an administrator already exists")
 
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
