@@ -79,9 +79,7 @@ class MissingToolError(DiskImageError):
     """An external tool is not installed; names the Debian package that provides it."""
 
     def __init__(self, tool: str, package: str) -> None:
-        super().__init__(
-            f"{tool} is not installed: install the Debian package {package!r} (apt-get install {package})"
-        )
+        super().__init__(f"{tool} is not installed: install the Debian package {package!r} (apt-get install {package})")
         self.tool = tool
         self.package = package
 
@@ -373,9 +371,7 @@ def _check_size(size_mib: int, minimum: int, what: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def build_ntfs_disk(
-    tree: Tree, *, size_mib: int, label: str = "Windows", cache_dir: Path | None = None
-) -> Path:
+def build_ntfs_disk(tree: Tree, *, size_mib: int, label: str = "Windows", cache_dir: Path | None = None) -> Path:
     """A GPT disk with one NTFS "Microsoft basic data" partition at 1 MiB holding `tree`.
 
     mkntfs cannot add files and ntfscp cannot create directories, so the tree is packed into an
@@ -394,9 +390,7 @@ def build_ntfs_disk(
         _new_partition_file(part, part_size)
         # -p: hidden sectors = partition start, -H/-S: the usual geometry, so the boot sector
         # matches what Windows writes and mkntfs does not warn about an unknown geometry.
-        _run(
-            ["mkntfs", "-F", "-Q", "-s", "512", "-p", "2048", "-H", "255", "-S", "63", "-L", label, str(part)]
-        )
+        _run(["mkntfs", "-F", "-Q", "-s", "512", "-p", "2048", "-H", "255", "-S", "63", "-L", label, str(part)])
         _run(["wimlib-imagex", "capture", str(staging), str(wim), "--compress=none"])
         _run(["wimlib-imagex", "apply", str(wim), "1", str(part)])
         _create_disk(disk, size_mib, "gpt", GPT_BASIC_DATA, key)
@@ -432,9 +426,7 @@ def _debugfs_normalize_script(tree: Tree) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_ext4_disk(
-    tree: Tree, *, size_mib: int, label: str = "linux-root", cache_dir: Path | None = None
-) -> Path:
+def build_ext4_disk(tree: Tree, *, size_mib: int, label: str = "linux-root", cache_dir: Path | None = None) -> Path:
     """An MBR disk with one Linux (0x83) partition at 1 MiB holding an ext4 file system with `tree`.
 
     Everything is owned by root:root with 0644/0755 modes; UUID, hash seed and times are derived
@@ -503,9 +495,7 @@ def build_fat_disk(tree: Tree, *, size_mib: int, label: str = "DATA", cache_dir:
         entries = sorted(str(path) for path in staging.iterdir())
         if entries:
             # -s recurses into folders, -m keeps FIXED_TIME, -Q stops at the first error.
-            _run(
-                ["mcopy", "-s", "-m", "-Q", "-i", str(part), *entries, "::/"], env={"MTOOLS_SKIP_CHECK": "1"}
-            )
+            _run(["mcopy", "-s", "-m", "-Q", "-i", str(part), *entries, "::/"], env={"MTOOLS_SKIP_CHECK": "1"})
         _create_disk(disk, size_mib, "mbr", MBR_FAT32_LBA, key)
         _splice(part, disk, PARTITION_START)
 
@@ -534,8 +524,7 @@ def _windows_documents() -> dict[str, TreeNode]:
         for category in ("Rent", "Groceries", "Travel", "Utilities")
     ]
     transfers = [
-        f"{day:02d}.01.2024;Müller & Söhne GmbH;Rechnung {4711 + day};{day * 12.5:.2f}"
-        for day in range(1, 21)
+        f"{day:02d}.01.2024;Müller & Söhne GmbH;Rechnung {4711 + day};{day * 12.5:.2f}" for day in range(1, 21)
     ]
     minutes = _text(
         "会議の議事録",
@@ -561,12 +550,8 @@ def sample_windows_tree() -> dict[str, TreeNode]:
         "Users": {
             "alice": {
                 "Documents": _windows_documents(),
-                "Pictures": {
-                    "Urlaub 2023.jpg": _noise("alice-photo", 1536 * 1024, b"\xff\xd8\xff\xe0\x00\x10JFIF")
-                },
-                "Desktop": {
-                    "desktop.ini": _text("[.ShellClassInfo]", "IconResource=imageres.dll,-183", eol="\r\n")
-                },
+                "Pictures": {"Urlaub 2023.jpg": _noise("alice-photo", 1536 * 1024, b"\xff\xd8\xff\xe0\x00\x10JFIF")},
+                "Desktop": {"desktop.ini": _text("[.ShellClassInfo]", "IconResource=imageres.dll,-183", eol="\r\n")},
             },
         },
         "Program Files": {
@@ -577,9 +562,7 @@ def sample_windows_tree() -> dict[str, TreeNode]:
             },
         },
         "Windows": {
-            "System32": {
-                "drivers": {"etc": {"hosts": _text("127.0.0.1 localhost", "::1 localhost", eol="\r\n")}}
-            },
+            "System32": {"drivers": {"etc": {"hosts": _text("127.0.0.1 localhost", "::1 localhost", eol="\r\n")}}},
         },
     }
 
@@ -604,18 +587,14 @@ def sample_linux_tree() -> dict[str, TreeNode]:
             "hostname": "web01\n",
             "hosts": _text("127.0.0.1\tlocalhost", "127.0.1.1\tweb01"),
             "fstab": fstab,
-            "os-release": _text(
-                'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', "ID=debian", 'VERSION_ID="12"'
-            ),
+            "os-release": _text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', "ID=debian", 'VERSION_ID="12"'),
         },
         "home": {
             "bob": {
                 ".bashrc": _text("export EDITOR=vim", "alias ll='ls -l'"),
                 "notes.txt": _text("TODO", "- rotate nginx logs", "- check nightly backup report"),
                 "projects": {"report.csv": _text("host,cpu,mem", "web01,12,48", "db01,35,71")},
-                "backups": {
-                    "db-dump-2024-01-14.sql.gz": _noise("bob-db-dump", 1536 * 1024, b"\x1f\x8b\x08\x00")
-                },
+                "backups": {"db-dump-2024-01-14.sql.gz": _noise("bob-db-dump", 1536 * 1024, b"\x1f\x8b\x08\x00")},
             },
         },
         "var": {

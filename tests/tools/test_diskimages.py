@@ -261,9 +261,7 @@ def test_labels_too_long_are_refused(builder, label: str, tmp_path: Path) -> Non
         ("fat_image", build_fat_disk, WINDOWS),
     ],
 )
-def test_second_build_is_a_cache_hit(
-    request, fixture: str, builder, tree: Mapping, image_cache: Path
-) -> None:
+def test_second_build_is_a_cache_hit(request, fixture: str, builder, tree: Mapping, image_cache: Path) -> None:
     first = request.getfixturevalue(fixture)
     assert first.parent == image_cache
     stamp = first.stat().st_mtime_ns
@@ -318,9 +316,7 @@ def test_missing_tool_names_the_debian_package(
     assert list((tmp_path / "cache").iterdir()) == []
 
 
-def test_cached_image_needs_no_tools(
-    ext4_image: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_cached_image_needs_no_tools(ext4_image: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(diskimages, "EXTRA_TOOL_DIRS", ())
     assert build_ext4_disk(LINUX, size_mib=SIZE_MIB, label="linux-root") == ext4_image
