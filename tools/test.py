@@ -5,6 +5,7 @@ smoke tests on SQLite, then stop what it started. Extra arguments go to pytest.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,10 +26,11 @@ def pytest(args: list[str], env: dict[str, str]) -> int:
 def main(argv: list[str]) -> int:
     CACHE.mkdir(exist_ok=True)
     redis = Redis(Path(tempfile.mkdtemp(prefix="vmb-test-redis-"))).start()
-    # The cluster is kept between runs (initdb costs seconds); pytest-django makes a fresh test database.
-    postgres = Postgres(CACHE / "postgres").start()
+    # A new cluster in /tmp each run: the checkout's own directory may not be reachable by the
+    # postgres user that the server must run as when we are root.
+    postgres = Postgres(Path(tempfile.mkdtemp(prefix="vmb-test-pg-"))).start()
+    data_dir = Path(tempfile.mkdtemp(prefix="vmb-test-data-"))
     try:
-        data_dir = Path(tempfile.mkdtemp(prefix="vmb-test-data-"))
         env = {**os.environ, "REDIS_URL": redis.url(), "DATA_DIR": str(data_dir), "DEBUG": "false"}
         print(f"== pytest on PostgreSQL ({postgres.url()})", flush=True)
         status = pytest(argv, {**env, "DATABASE_URL": postgres.url()})
@@ -39,6 +41,9 @@ def main(argv: list[str]) -> int:
     finally:
         postgres.stop()
         redis.stop()
+        shutil.rmtree(postgres.directory, ignore_errors=True)
+        shutil.rmtree(redis.directory, ignore_errors=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
