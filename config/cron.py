@@ -5,6 +5,9 @@ Each app's periodic functions are registered here so one file shows everything t
 
 from rq import cron
 
+from inventory.actions import enqueue_all_syncs
 from jobs.maintenance import reap_orphaned_runs
 
 cron.register(reap_orphaned_runs, queue_name="maintenance", interval=60, job_timeout=300)
+# The live watcher applies changes within seconds; this full resync is the safety net.
+cron.register(enqueue_all_syncs, queue_name="maintenance", cron="*/30 * * * *", job_timeout=300)

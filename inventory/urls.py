@@ -1,6 +1,16 @@
 from django.urls import path
 
-from inventory import views
+from inventory.views import vcenters, vms
 
 app_name = "inventory"
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", vms.index, name="index"),
+    path("vms/<int:pk>/", vms.vm_detail, name="vm"),
+    path("vms/<int:pk>/do-not-protect/", vms.vm_do_not_protect, name="vm_do_not_protect"),
+    path("vcenters/", vcenters.vcenter_list, name="vcenters"),
+    path("vcenters/add/", vcenters.vcenter_add, name="vcenter_add"),
+    path("vcenters/<int:pk>/edit/", vcenters.vcenter_edit, name="vcenter_edit"),
+    path("vcenters/<int:pk>/test/", vcenters.vcenter_test, name="vcenter_test"),
+    path("vcenters/<int:pk>/sync/", vcenters.vcenter_sync, name="vcenter_sync"),
+    path("vcenters/<int:pk>/remove/", vcenters.vcenter_remove, name="vcenter_remove"),
+]

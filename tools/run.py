@@ -1,9 +1,9 @@
 """`make run`: migrate, make sure an administrator exists, then start and supervise everything.
 
 Started here, in this order: a private Redis (unless REDIS_URL is set), the vCenter simulator
-with a demo inventory (when no real vCenter is configured), RQ workers, RQ's cron scheduler
-and gunicorn. Ctrl-C (or SIGTERM) stops all of them; if one of them dies, the others are
-stopped too, so nothing is left running half-way.
+with a demo inventory (when no real vCenter is configured), RQ workers, RQ's cron scheduler,
+the inventory watcher (live vCenter changes) and gunicorn. Ctrl-C (or SIGTERM) stops all of
+them; if one of them dies, the others are stopped too, so nothing is left running half-way.
 """
 
 from __future__ import annotations
@@ -187,6 +187,7 @@ def main() -> int:
                 "--name", f"vmbackup-{os.getpid()}-{number}",
             )  # fmt: skip
         supervisor.manage("scheduler", "rqcron", "config.cron")
+        supervisor.manage("inventory watcher", "inventory", "watch")
         supervisor.spawn(
             "web server",
             [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",

@@ -1,0 +1,142 @@
+"""Changes to vCenter connections and the inventory, each audited in the same transaction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from django.db import transaction
+
+from audit.actions import record
+from inventory import vcenter as api
+from inventory.models import VCenter, VirtualMachine
+from jobs import runner
+from jobs.models import JobRun
+
+SYNC_KIND = "inventory.sync"
+
+
+@dataclass(frozen=True)
+class ConnectionParams:
+    name: str
+    host: str
+    port: int
+    username: str
+    password: str
+    protocol: str = VCenter.Protocol.HTTPS
+    verify_tls: bool = True
+    thumbprint: str = ""
+
+
+@dataclass(frozen=True)
+class ConnectionReport:
+    about: api.AboutInfo
+    thumbprint: str  # the server's certificate, "" over plain HTTP
+
+
+def normalise_thumbprint(value: str) -> str:
+    """ "aa:bb…", "AABB…" or "aa bb…" → "AA:BB:…" (64 hex digits for SHA-256)."""
+    digits = "".join(ch for ch in value if ch not in ": ").upper()
+    if not digits:
+        return ""
+    if len(digits) != 64 or any(ch not in "0123456789ABCDEF" for ch in digits):
+        raise ValueError("A SHA-256 thumbprint has 64 hexadecimal digits, optionally separated by colons.")
+    return ":".join(digits[i : i + 2] for i in range(0, 64, 2))
+
+
+def test_connection(params: ConnectionParams, *, timeout: float = 10.0) -> ConnectionReport:
+    """Log in once and read the server's identity. Raises vcenter.VCenterError with a clear message."""
+    thumbprint = ""
+    if params.protocol == VCenter.Protocol.HTTPS:
+        thumbprint = api.fetch_server_identity(params.host, params.port, timeout=min(timeout, 5.0)).thumbprint_sha256
+    with api.connect(
+        params.host,
+        params.port,
+        params.username,
+        params.password,
+        protocol=params.protocol,
+        verify_tls=params.verify_tls,
+        thumbprint=params.thumbprint or None,
+        timeout=timeout,
+    ) as conn:
+        return ConnectionReport(about=api.about(conn), thumbprint=thumbprint)
+
+
+def add_vcenter(user: Any, params: ConnectionParams) -> VCenter:
+    """Test, then save a new connection. A connection that does not work is not saved."""
+    report = test_connection(params)
+    with transaction.atomic():
+        vc = VCenter(
+            name=params.name,
+            host=params.host,
+            port=params.port,
+            protocol=params.protocol,
+            username=params.username,
+            verify_tls=params.verify_tls,
+            thumbprint=params.thumbprint,
+            instance_uuid=report.about.instance_uuid,
+            version=report.about.full_name,
+        )
+        vc.password = params.password
+        vc.save()
+        record(user, "vcenter.create", target=vc, details=_public(params))
+        enqueue_sync(vc, user)
+    return vc
+
+
+def update_vcenter(user: Any, vc: VCenter, params: ConnectionParams) -> VCenter:
+    """Change a connection; an empty password keeps the stored one. Tested before saving."""
+    password = params.password or vc.password
+    tested = replace(params, password=password)
+    report = test_connection(tested)
+    with transaction.atomic():
+        before = _public_of(vc)
+        for field in ("name", "host", "port", "protocol", "username", "verify_tls", "thumbprint"):
+            setattr(vc, field, getattr(params, field))
+        vc.password = password
+        vc.instance_uuid, vc.version = report.about.instance_uuid, report.about.full_name
+        vc.save()
+        after = _public_of(vc)
+        changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+        if params.password:
+            changes["password"] = "changed"  # noqa: S105 (a marker, never the secret)
+        record(user, "vcenter.update", target=vc, details=changes)
+    return vc
+
+
+def remove_vcenter(user: Any, vc: VCenter) -> None:
+    with transaction.atomic():
+        record(user, "vcenter.delete", target=vc, details=_public_of(vc))
+        VirtualMachine.objects.filter(vcenter=vc).delete()
+        vc.delete()
+
+
+def set_do_not_protect(user: Any, vm: VirtualMachine, value: bool) -> None:
+    from protection.membership import refresh_membership
+
+    with transaction.atomic():
+        VirtualMachine.objects.filter(pk=vm.pk).update(do_not_protect=value)
+        record(user, "vm.do_not_protect" if value else "vm.allow_protection", target=vm)
+        refresh_membership(vm_ids=[vm.pk], actor=user)
+
+
+def enqueue_sync(vc: VCenter, user: Any = None) -> JobRun:
+    """Queue a full sync unless one is already queued or running for this vCenter."""
+    active = JobRun.objects.filter(
+        kind=SYNC_KIND, target_id=str(vc.pk), status__in=[JobRun.Status.QUEUED, JobRun.Status.RUNNING]
+    ).first()
+    return active or runner.enqueue(SYNC_KIND, params={"vcenter_id": vc.pk}, target=vc, user=user)
+
+
+def enqueue_all_syncs() -> int:
+    """The scheduled safety net behind the live watcher (config/cron.py)."""
+    return sum(1 for vc in VCenter.objects.all() if enqueue_sync(vc))
+
+
+def _public(params: ConnectionParams) -> dict[str, Any]:
+    return {k: v for k, v in asdict(params).items() if k != "password"}
+
+
+def _public_of(vc: VCenter) -> dict[str, Any]:
+    fields = ("name", "host", "port", "protocol", "username", "verify_tls", "thumbprint")
+    return {field: getattr(vc, field) for field in fields}

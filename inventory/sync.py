@@ -1,0 +1,392 @@
+"""Write what vCenter reported into the database: bulk upserts, a constant number of queries.
+
+`apply_inventory` takes a complete `vcenter.Inventory` (a full sync) and may mark objects that
+vanished as removed; `apply_vm_changes` takes the few VMs the watcher saw change. Both run in one
+transaction, so a failure part-way leaves the previous state untouched, and both finish by
+refreshing protection-group membership (auto-detect) for the VMs they touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import models, transaction
+from django.db.models import Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from inventory import vcenter as api
+from inventory.models import (
+    Cluster,
+    Datacenter,
+    Datastore,
+    Folder,
+    Host,
+    ResourcePool,
+    VCenter,
+    VirtualDisk,
+    VirtualMachine,
+)
+from protection.membership import refresh_membership
+
+logger = logging.getLogger(__name__)
+BATCH = 1000
+
+
+@dataclass
+class SyncResult:
+    vms_seen: int = 0
+    vms_new: int = 0
+    vms_removed: int = 0
+    folders: int = 0
+    joined: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _upsert(model: type[models.Model], rows: Sequence[models.Model], unique: list[str], update: list[str]) -> None:
+    if rows:
+        model.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=unique, update_fields=update, batch_size=BATCH
+        )
+
+
+def _pk_map(model: type[models.Model], vcenter: VCenter) -> dict[str, int]:
+    return dict(model.objects.filter(vcenter=vcenter).values_list("moref", "pk"))
+
+
+def not_protectable_reason(disk: api.DiskInfo) -> str:
+    if disk.disk_mode.startswith("independent"):
+        return "Independent disk: vSphere snapshots do not include it."
+    if disk.backing == "rdm_physical":
+        return "Raw device mapping in physical mode: it cannot be snapshotted."
+    if disk.backing not in ("flat", "sparse", "rdm_virtual"):
+        return f"Unsupported disk backing ({disk.backing})."
+    return ""
+
+
+def _folder_paths(folders: Iterable[api.FolderInfo], datacenter_names: dict[str, str]) -> dict[str, str]:
+    """Inventory path of each VM folder: "<datacenter>/<folder>/<subfolder>"; a root folder is the datacenter."""
+    by_moref = {folder.moref: folder for folder in folders}
+    paths: dict[str, str] = {}
+
+    def path_of(moref: str) -> str:
+        if moref not in paths:
+            folder = by_moref[moref]
+            parent = folder.parent_moref
+            if folder.is_root or parent not in by_moref:
+                paths[moref] = datacenter_names[folder.datacenter_moref]
+            else:
+                paths[moref] = f"{path_of(parent)}/{folder.name}"
+        return paths[moref]
+
+    for moref in by_moref:
+        path_of(moref)
+    return paths
+
+
+def _sync_containers(vcenter: VCenter, inv: api.Inventory) -> dict[str, dict[str, int]]:
+    """Datacenters, folders, clusters, hosts, pools and datastores; returns moref→pk maps."""
+    _upsert(
+        Datacenter,
+        [Datacenter(vcenter=vcenter, moref=d.moref, name=d.name) for d in inv.datacenters],
+        ["vcenter", "moref"],
+        ["name"],
+    )
+    dcs = _pk_map(Datacenter, vcenter)
+    folder_paths = _sync_folders(vcenter, inv.folders, {d.moref: d.name for d in inv.datacenters})
+
+    _upsert(
+        Cluster,
+        [
+            Cluster(vcenter=vcenter, moref=c.moref, name=c.name, datacenter_id=dcs[c.datacenter_moref])
+            for c in inv.clusters
+            if c.datacenter_moref in dcs
+        ],
+        ["vcenter", "moref"],
+        ["name", "datacenter"],
+    )
+    clusters = _pk_map(Cluster, vcenter)
+    _upsert(
+        Host,
+        [
+            Host(
+                vcenter=vcenter,
+                moref=h.moref,
+                name=h.name,
+                datacenter_id=dcs[h.datacenter_moref],
+                cluster_id=clusters.get(h.cluster_moref or ""),
+                connection_state=h.connection_state,
+            )
+            for h in inv.hosts
+            if h.datacenter_moref in dcs
+        ],
+        ["vcenter", "moref"],
+        ["name", "datacenter", "cluster", "connection_state"],
+    )
+    _upsert(
+        ResourcePool,
+        [
+            ResourcePool(
+                vcenter=vcenter,
+                moref=p.moref,
+                name=p.name,
+                datacenter_id=dcs[p.datacenter_moref],
+                parent_moref=p.parent_moref or "",
+                owner_moref=p.owner_moref or "",
+            )
+            for p in inv.resource_pools
+            if p.datacenter_moref in dcs
+        ],
+        ["vcenter", "moref"],
+        ["name", "datacenter", "parent_moref", "owner_moref"],
+    )
+    _upsert(
+        Datastore,
+        [
+            Datastore(
+                vcenter=vcenter,
+                moref=d.moref,
+                name=d.name,
+                datacenter_id=dcs[d.datacenter_moref],
+                capacity_bytes=d.capacity_bytes,
+                free_bytes=d.free_bytes,
+                type=d.type,
+                url=d.url,
+            )
+            for d in inv.datastores
+            if d.datacenter_moref in dcs
+        ],
+        ["vcenter", "moref"],
+        ["name", "datacenter", "capacity_bytes", "free_bytes", "type", "url"],
+    )
+    # Objects gone from a complete inventory are deleted; VMs pointing at them keep a NULL.
+    for model, seen in (
+        (Cluster, inv.clusters),
+        (Host, inv.hosts),
+        (ResourcePool, inv.resource_pools),
+        (Datastore, inv.datastores),
+    ):
+        model.objects.filter(vcenter=vcenter).exclude(moref__in=[o.moref for o in seen]).delete()
+    return {
+        "datacenter": dcs,
+        "folder": _pk_map(Folder, vcenter),
+        "host": _pk_map(Host, vcenter),
+        "pool": _pk_map(ResourcePool, vcenter),
+        "datastore": _pk_map(Datastore, vcenter),
+        "folder_path": folder_paths,
+    }
+
+
+VM_FIELDS = [
+    "moref",
+    "name",
+    "bios_uuid",
+    "datacenter",
+    "folder",
+    "path",
+    "host",
+    "resource_pool",
+    "power_state",
+    "guest_id",
+    "guest_name",
+    "num_cpu",
+    "memory_mb",
+    "snapshot_count",
+    "cbt_enabled",
+    "is_template",
+    "last_seen",
+    "removed_at",
+]
+
+
+def _unique_vms(vms: Iterable[api.VmInfo], result: SyncResult) -> list[api.VmInfo]:
+    """VMs with an instance UUID, each UUID once (an inaccessible VM reports no config)."""
+    seen: dict[str, api.VmInfo] = {}
+    for vm in vms:
+        if not vm.instance_uuid:
+            result.warnings.append(f"VM {vm.name!r} ({vm.moref}) reports no instance UUID; skipped.")
+        elif vm.instance_uuid in seen:
+            result.warnings.append(f"VMs {seen[vm.instance_uuid].name!r} and {vm.name!r} share an instance UUID.")
+        else:
+            seen[vm.instance_uuid] = vm
+    return list(seen.values())
+
+
+def _sync_vms(vcenter: VCenter, vms: list[api.VmInfo], maps: dict[str, dict]) -> list[int]:
+    """Upsert VMs and their disks; returns the VMs' primary keys."""
+    now = timezone.now()
+    rows = []
+    for vm in vms:
+        folder_path = maps["folder_path"].get(vm.folder_moref or "", "")
+        rows.append(
+            VirtualMachine(
+                vcenter=vcenter,
+                instance_uuid=vm.instance_uuid,
+                moref=vm.moref,
+                name=vm.name,
+                bios_uuid=vm.bios_uuid or "",
+                datacenter_id=maps["datacenter"].get(vm.datacenter_moref),
+                folder_id=maps["folder"].get(vm.folder_moref),
+                path=f"{folder_path}/{vm.name}" if folder_path else vm.name,
+                host_id=maps["host"].get(vm.host_moref or ""),
+                resource_pool_id=maps["pool"].get(vm.resource_pool_moref or ""),
+                power_state=vm.power_state or "",
+                guest_id=vm.guest_id or "",
+                guest_name=vm.guest_full_name or "",
+                num_cpu=vm.num_cpu or 0,
+                memory_mb=vm.memory_mb or 0,
+                snapshot_count=vm.snapshot_count,
+                cbt_enabled=bool(vm.cbt_enabled),
+                is_template=vm.is_template,
+                last_seen=now,
+                removed_at=None,
+            )
+        )
+    _upsert(VirtualMachine, rows, ["vcenter", "instance_uuid"], VM_FIELDS)
+    pks = dict(
+        VirtualMachine.objects.filter(vcenter=vcenter, instance_uuid__in=[vm.instance_uuid for vm in vms]).values_list(
+            "instance_uuid", "pk"
+        )
+    )
+    disks = [
+        VirtualDisk(
+            vm_id=pks[vm.instance_uuid],
+            key=d.key,
+            label=d.label,
+            capacity_bytes=d.capacity_bytes,
+            file_name=d.file_name,
+            datastore_id=maps["datastore"].get(d.datastore_moref or ""),
+            thin=d.thin,
+            disk_mode=d.disk_mode,
+            backing=d.backing,
+            not_protectable_reason=not_protectable_reason(d),
+        )
+        for vm in vms
+        for d in vm.disks
+    ]
+    _upsert(
+        VirtualDisk,
+        disks,
+        ["vm", "key"],
+        ["label", "capacity_bytes", "file_name", "datastore", "thin", "disk_mode", "backing", "not_protectable_reason"],
+    )
+    # A disk removed from a VM in vCenter goes; the VM's full device list was just read.
+    current = {(pks[vm.instance_uuid], d.key) for vm in vms for d in vm.disks}
+    stale = [
+        pk
+        for pk, vm_id, key in VirtualDisk.objects.filter(vm_id__in=list(pks.values())).values_list("pk", "vm_id", "key")
+        if (vm_id, key) not in current
+    ]
+    if stale:
+        VirtualDisk.objects.filter(pk__in=stale).delete()
+    return list(pks.values())
+
+
+@transaction.atomic
+def apply_inventory(vcenter: VCenter, inv: api.Inventory) -> SyncResult:
+    """Apply a complete inventory: upsert everything, mark VMs and folders that vanished as removed."""
+    result = SyncResult()
+    known = set(VirtualMachine.objects.filter(vcenter=vcenter).values_list("instance_uuid", flat=True))
+    maps = _sync_containers(vcenter, inv)
+    vms = _unique_vms(inv.vms, result)
+    pks = _sync_vms(vcenter, vms, maps)
+    result.vms_seen = len(vms)
+    result.vms_new = len({vm.instance_uuid for vm in vms} - known)
+    result.vms_removed = (
+        VirtualMachine.objects.filter(vcenter=vcenter, removed_at__isnull=True)
+        .exclude(pk__in=pks)
+        .update(removed_at=timezone.now())
+    )
+    result.folders = len(maps["folder_path"])
+    vcenter.instance_uuid = inv.about.instance_uuid or vcenter.instance_uuid
+    vcenter.version = inv.about.full_name or vcenter.version
+    vcenter.last_sync, vcenter.last_sync_error = timezone.now(), ""
+    vcenter.save(update_fields=["instance_uuid", "version", "last_sync", "last_sync_error"])
+    result.joined = refresh_membership(vm_ids=pks)["joined"]
+    for warning in result.warnings:
+        logger.warning("%s: %s", vcenter, warning)
+    return result
+
+
+@transaction.atomic
+def apply_vm_changes(
+    vcenter: VCenter,
+    changed: Sequence[api.VmInfo],
+    removed_morefs: Iterable[str],
+    folders: Sequence[api.FolderInfo] | None = None,
+) -> SyncResult:
+    """Apply what the watcher saw: changed VMs re-read in full, removed VMs by moref, and the folder
+    tree when it changed. Nothing else is touched."""
+    result = SyncResult()
+    moved_by_folders: list[int] = []
+    if folders is not None:
+        dc_names = dict(Datacenter.objects.filter(vcenter=vcenter).values_list("moref", "name"))
+        _sync_folders(vcenter, folders, dc_names)
+        # A folder moved under (or out of) a protected folder moves its VMs with it.
+        moved_by_folders = list(VirtualMachine.objects.filter(vcenter=vcenter).values_list("pk", flat=True))
+    maps = {
+        "datacenter": _pk_map(Datacenter, vcenter),
+        "folder": _pk_map(Folder, vcenter),
+        "host": _pk_map(Host, vcenter),
+        "pool": _pk_map(ResourcePool, vcenter),
+        "datastore": _pk_map(Datastore, vcenter),
+        "folder_path": dict(Folder.objects.filter(vcenter=vcenter).values_list("moref", "path")),
+    }
+    vms = _unique_vms(changed, result)
+    known = set(
+        VirtualMachine.objects.filter(vcenter=vcenter, instance_uuid__in=[vm.instance_uuid for vm in vms]).values_list(
+            "instance_uuid", flat=True
+        )
+    )
+    pks = _sync_vms(vcenter, vms, maps)
+    removed = list(removed_morefs)
+    if removed:
+        result.vms_removed = VirtualMachine.objects.filter(
+            vcenter=vcenter, moref__in=removed, removed_at__isnull=True
+        ).update(removed_at=timezone.now())
+    result.vms_seen, result.vms_new = len(vms), len({vm.instance_uuid for vm in vms} - known)
+    result.joined = refresh_membership(vm_ids=set(pks) | set(moved_by_folders))["joined"]
+    return result
+
+
+def _sync_folders(
+    vcenter: VCenter, folders: Iterable[api.FolderInfo], datacenter_names: dict[str, str]
+) -> dict[str, str]:
+    """Upsert the VM folder tree; folders that vanished are marked removed (groups may select them).
+
+    Returns moref → path. VMs in a folder whose path changed (renamed or moved folder) get new paths.
+    """
+    dc_pks = _pk_map(Datacenter, vcenter)
+    vm_folders = [f for f in folders if f.is_vm_folder and f.datacenter_moref in dc_pks]
+    paths = _folder_paths(vm_folders, datacenter_names)
+    old_paths = dict(Folder.objects.filter(vcenter=vcenter).values_list("moref", "path"))
+    fields = ["name", "datacenter", "path", "is_root", "removed_at"]
+    rows = [
+        Folder(
+            vcenter=vcenter,
+            moref=f.moref,
+            name=f.name,
+            datacenter_id=dc_pks[f.datacenter_moref],
+            path=paths[f.moref],
+            is_root=f.is_root,
+            removed_at=None,
+        )
+        for f in vm_folders
+    ]
+    _upsert(Folder, rows, ["vcenter", "moref"], fields)
+    # Parents need primary keys, which new folders have only now.
+    pks = _pk_map(Folder, vcenter)
+    for row, info in zip(rows, vm_folders, strict=True):
+        row.parent_id = None if info.is_root else pks.get(info.parent_moref or "")
+    _upsert(Folder, rows, ["vcenter", "moref"], [*fields, "parent"])
+    Folder.objects.filter(vcenter=vcenter, removed_at__isnull=True).exclude(moref__in=list(paths)).update(
+        removed_at=timezone.now()
+    )
+    for moref, path in paths.items():
+        if moref in old_paths and old_paths[moref] != path:
+            VirtualMachine.objects.filter(folder_id=pks[moref]).update(
+                path=Concat(Value(path + "/"), "name", output_field=models.CharField())
+            )
+    return paths

@@ -1,0 +1,119 @@
+"""The inventory: folder tree, VM list with search/filters/sorting/pagination, VM detail."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from inventory import actions
+from inventory.forms import VMFilterForm
+from inventory.models import Datacenter, Folder, VCenter, VirtualMachine
+from inventory.queries import unprotected_count, vm_queryset
+from lib.htmx import htmx_partial
+
+PAGE_SIZE = 50
+
+
+def folder_tree() -> list[dict]:
+    """vCenter → datacenter → nested folders, each with the number of VMs in its whole subtree.
+
+    Three queries whatever the size of the inventory; counts are summed up the tree in Python.
+    """
+    direct = dict(
+        VirtualMachine.objects.filter(removed_at__isnull=True, folder__isnull=False)
+        .values_list("folder")
+        .annotate(n=Count("pk"))
+    )
+    folders = Folder.objects.filter(removed_at__isnull=True).order_by("path")
+    nodes = {
+        f["pk"]: {**f, "children": [], "count": direct.get(f["pk"], 0)}
+        for f in folders.values("pk", "name", "parent_id", "datacenter_id", "is_root", "path")
+    }
+    for node in nodes.values():  # in path order, so children come out sorted
+        if node["parent_id"] in nodes:
+            nodes[node["parent_id"]]["children"].append(node)
+    for node in sorted(nodes.values(), key=lambda n: -n["path"].count("/")):  # deepest first
+        if node["parent_id"] in nodes:
+            nodes[node["parent_id"]]["count"] += node["count"]
+    roots = {n["datacenter_id"]: n for n in nodes.values() if n["is_root"]}
+    tree: dict[int, dict] = {}
+    for dc in Datacenter.objects.select_related("vcenter").order_by("vcenter__name", "name"):
+        entry = tree.setdefault(dc.vcenter_id, {"vcenter": dc.vcenter, "datacenters": []})
+        entry["datacenters"].append({"dc": dc, "root": roots.get(dc.pk, {"children": [], "count": 0, "pk": None})})
+    return list(tree.values())
+
+
+@permission_required("inventory.view_virtualmachine", raise_exception=True)
+def index(request: HttpRequest) -> HttpResponse:
+    form = VMFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    vms = vm_queryset(
+        search=filters.get("q"),
+        vcenter_id=filters["vcenter"].pk if filters.get("vcenter") else None,
+        folder_id=filters.get("folder"),
+        power_state=filters.get("power"),
+        protection=filters.get("protection"),
+        include_removed=bool(filters.get("removed")),
+        sort=filters.get("sort") or "name",
+    ).select_related("protection_group", "vcenter")
+    page = Paginator(vms, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "page": page,
+        "sort": filters.get("sort") or "name",
+        "query": query.urlencode(),
+        "query_without_sort": _without(query, "sort"),
+        "selected_folder": Folder.objects.filter(pk=filters.get("folder")).first() if filters.get("folder") else None,
+    }
+    if htmx_partial(request):
+        return render(request, "inventory/index.html#vm-list", context)
+    context |= {
+        "tree": folder_tree(),
+        "vcenter_count": VCenter.objects.count(),
+        "unprotected": unprotected_count(),
+    }
+    return render(request, "inventory/index.html", context)
+
+
+def _without(query, key: str) -> str:
+    copy = query.copy()
+    copy.pop(key, None)
+    return copy.urlencode()
+
+
+@permission_required("inventory.view_virtualmachine", raise_exception=True)
+def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    vm = get_object_or_404(
+        VirtualMachine.objects.select_related(
+            "vcenter", "datacenter", "folder", "host", "resource_pool", "protection_group"
+        ).prefetch_related("disks__datastore"),
+        pk=pk,
+    )
+    from audit.models import AuditEntry
+
+    history = (
+        AuditEntry.objects.filter(target_type="inventory.virtualmachine", target_id=str(vm.pk))[:20]
+        if request.user.has_perm("audit.view_auditentry")
+        else []
+    )
+    return render(request, "inventory/vm_detail.html", {"vm": vm, "history": history})
+
+
+@require_POST
+@permission_required("inventory.change_virtualmachine", raise_exception=True)
+def vm_do_not_protect(request: HttpRequest, pk: int) -> HttpResponse:
+    vm = get_object_or_404(VirtualMachine, pk=pk)
+    value = request.POST.get("value") == "1"
+    actions.set_do_not_protect(request.user, vm, value)
+    messages.success(
+        request,
+        f"{vm.name} is marked “do not protect”." if value else f"{vm.name} may be protected again.",
+    )
+    return redirect("inventory:vm", pk=vm.pk)
