@@ -19,6 +19,7 @@ import django_rq
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
+from rq.job import Dependency
 
 from jobs.models import JobRun
 from jobs.registry import get_kind
@@ -47,8 +48,12 @@ def enqueue(
     target_label: str = "",
     user: Any = None,
     title: str = "",
+    after: JobRun | None = None,
 ) -> JobRun:
-    """Create the JobRun row and enqueue it when the current transaction commits."""
+    """Create the JobRun row and enqueue it when the current transaction commits.
+
+    `after`: start only once that job has ended, whatever its outcome (chains limit parallelism).
+    """
     job_kind = get_kind(kind)
     with transaction.atomic():
         run = JobRun.objects.create(
@@ -66,6 +71,7 @@ def enqueue(
             func=execute,
             args=(str(run.pk),),
             job_id=str(run.pk),
+            depends_on=Dependency(jobs=[str(after.pk)], allow_failure=True) if after else None,
             timeout=job_kind.timeout or settings.JOB_TIMEOUT,
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,

@@ -5,47 +5,17 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from inventory import actions
 from inventory.forms import VMFilterForm
-from inventory.models import Datacenter, Folder, VCenter, VirtualMachine
-from inventory.queries import unprotected_count, vm_queryset
+from inventory.models import Folder, VCenter, VirtualMachine
+from inventory.queries import folder_tree, unprotected_count, vm_queryset
 from lib.htmx import htmx_partial
 
 PAGE_SIZE = 50
-
-
-def folder_tree() -> list[dict]:
-    """vCenter → datacenter → nested folders, each with the number of VMs in its whole subtree.
-
-    Three queries whatever the size of the inventory; counts are summed up the tree in Python.
-    """
-    direct = dict(
-        VirtualMachine.objects.filter(removed_at__isnull=True, folder__isnull=False)
-        .values_list("folder")
-        .annotate(n=Count("pk"))
-    )
-    folders = Folder.objects.filter(removed_at__isnull=True).order_by("path")
-    nodes = {
-        f["pk"]: {**f, "children": [], "count": direct.get(f["pk"], 0)}
-        for f in folders.values("pk", "name", "parent_id", "datacenter_id", "is_root", "path")
-    }
-    for node in nodes.values():  # in path order, so children come out sorted
-        if node["parent_id"] in nodes:
-            nodes[node["parent_id"]]["children"].append(node)
-    for node in sorted(nodes.values(), key=lambda n: -n["path"].count("/")):  # deepest first
-        if node["parent_id"] in nodes:
-            nodes[node["parent_id"]]["count"] += node["count"]
-    roots = {n["datacenter_id"]: n for n in nodes.values() if n["is_root"]}
-    tree: dict[int, dict] = {}
-    for dc in Datacenter.objects.select_related("vcenter").order_by("vcenter__name", "name"):
-        entry = tree.setdefault(dc.vcenter_id, {"vcenter": dc.vcenter, "datacenters": []})
-        entry["datacenters"].append({"dc": dc, "root": roots.get(dc.pk, {"children": [], "count": 0, "pk": None})})
-    return list(tree.values())
 
 
 @permission_required("inventory.view_virtualmachine", raise_exception=True)
