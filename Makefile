@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 REQ_STAMP := $(VENV)/.requirements-$(shell sha256sum requirements.txt | cut -c1-16)
 VCSIM := .cache/bin/vcsim
 
-.PHONY: run test lint check install system-packages-run system-packages-test vcsim clean
+.PHONY: run test lint check install system-packages-run system-packages-test vcsim clean bench-inventory
 
 run: system-packages-run $(REQ_STAMP) $(VCSIM)
 	$(PY) tools/run.py
@@ -41,6 +41,10 @@ $(VCSIM): tools/vcsim/main.go tools/simulator.py $(REQ_STAMP)
 	$(PY) -m tools.simulator --build
 
 vcsim: $(VCSIM)
+
+# Benchmarks print figures; they assert nothing (speed is measured, not asserted in tests).
+bench-inventory: system-packages-test $(REQ_STAMP) $(VCSIM)
+	$(PY) tools/bench_inventory.py
 
 clean:
 	rm -rf .cache $(VENV)

@@ -89,9 +89,10 @@ def register(sim: Simulator) -> None:
     with transaction.atomic():
         vcenter = VCenter.objects.filter(name=DEMO_NAME).first() or VCenter(name=DEMO_NAME, is_simulator=True)
         created = vcenter.pk is None
-        vcenter.host, vcenter.port, vcenter.protocol = sim.host, sim.port, VCenter.Protocol.HTTP
+        # HTTPS with the simulator's own certificate pinned: the demo is as secure as a real setup.
+        vcenter.host, vcenter.port, vcenter.protocol = sim.host, sim.port, VCenter.Protocol.HTTPS
         vcenter.username, vcenter.password = sim.username, sim.password
-        vcenter.verify_tls = False
+        vcenter.verify_tls, vcenter.thumbprint = True, sim.thumbprint
         vcenter.save()
         if created:
             record(None, "vcenter.create", target=vcenter, details={"by": "make run", "simulator": True})
@@ -110,7 +111,16 @@ def start_if_no_vcenter(data_dir: Path, say: Callable[[str], None]) -> Simulator
     datastores.mkdir(parents=True)
     say("Starting the vCenter simulator with the demo inventory…")
     # A fresh password per run: the demo connection's stored secret is real and encrypted like any other.
-    sim = Simulator.start(spec, workdir=workdir, datastore_dir=datastores, password=secrets.token_urlsafe(16))
+    sim = Simulator.start(
+        spec,
+        workdir=workdir,
+        datastore_dir=datastores,
+        password=secrets.token_urlsafe(16),
+        tls=True,
+        # Kept in DATA_DIR, so the pinned thumbprint stays valid across restarts.
+        tls_cert=workdir / "cert.pem",
+        tls_key=workdir / "key.pem",
+    )
     try:
         disks = fill_disks(sim, spec)
         register(sim)

@@ -2,8 +2,10 @@
 
     python -m tools.simulator --spec inventory.json [--port 8989]
 
-prints the simulator's ready line ({"host", "port", "username", "password", "url"}) and serves
-until Ctrl-C. In Python: ``with Simulator.start(spec, workdir=tmp) as sim: ...``.
+prints the simulator's ready line ({"host", "port", "username", "password", "url", "protocol",
+"thumbprint", "cert_file"}) and serves until Ctrl-C. With --tls it serves HTTPS with a self-signed
+certificate (kept in the work directory, so a restart presents the same one).
+In Python: ``with Simulator.start(spec, workdir=tmp) as sim: ...``.
 
 Needs the Debian packages golang-go and golang-github-vmware-govmomi-dev (builds offline).
 """
@@ -37,6 +39,7 @@ CACHE_DIR = REPO / ".cache"
 BINARY = CACHE_DIR / "bin" / "vcsim"
 GOPATH = Path("/usr/share/gocode")
 GOVMOMI = GOPATH / "src" / "github.com" / "vmware" / "govmomi"
+DEFAULT_PASSWORD = "vcsim-Pa55-7f3k"  # noqa: S105 - the simulator's default login, not a secret
 
 
 class SimulatorError(RuntimeError):
@@ -90,11 +93,17 @@ class Simulator:
         self.port: int = ready["port"]
         self.username: str = ready["username"]
         self.password: str = ready["password"]
-        self.url: str = ready["url"]  # "http://127.0.0.1:PORT/sdk"
+        self.url: str = ready["url"]  # "http://127.0.0.1:PORT/sdk" or "https://..."
+        self.protocol: str = ready.get("protocol", "http")  # "http" or "https"
+        # With TLS: the certificate's SHA-256 as vSphere shows it ("AA:BB:..."), and its PEM file, which
+        # a client may trust as its own CA (the certificate is self-signed, for 127.0.0.1/localhost).
+        self.thumbprint: str | None = ready.get("thumbprint") or None
+        self.cert_file: Path | None = Path(ready["cert_file"]) if ready.get("cert_file") else None
         self.ready = ready
         self.manifest = manifest
         self.workdir = workdir
         self.datastore_root: Path | None = None  # removed by stop() if start() made it
+        self._start_kwargs: dict[str, Any] = {}  # what restart() passes to start() again
 
     @classmethod
     def start(
@@ -105,41 +114,67 @@ class Simulator:
         workdir: Path,
         host: str = "127.0.0.1",
         username: str = "user",
-        password: str = "pass",  # noqa: S107 - the simulator's default login, not a secret
+        # The simulator's default login, not a secret; distinctive, so a test can tell it leaked.
+        password: str = DEFAULT_PASSWORD,
         binary: Path | None = None,
         datastore_dir: Path | None = None,
         timeout: float = 120.0,
+        tls: bool = False,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
     ) -> Simulator:
         """Start the simulator with spec (see tools/vcsim/main.go) and wait until it answers.
 
         workdir receives spec.json, manifest.json and vcsim.log. Datastores are directories under
         datastore_dir, by default a new directory in /dev/shm: vcsim writes about ten files per VM,
         and 10,000 VMs take ~12 s on tmpfs but 15-60 s on this machine's ext4 disk.
+
+        port=0 picks a free port; a fixed port lets a test restart the "same" vCenter (see restart()).
+        tls=True serves HTTPS with a self-signed certificate read from tls_cert/tls_key (default
+        workdir/tls-cert.pem and tls-key.pem), created there when missing: the same files give the same
+        certificate and thumbprint after a restart.
         """
+        kwargs = {
+            "port": port,
+            "workdir": workdir,
+            "host": host,
+            "username": username,
+            "password": password,
+            "binary": binary,
+            "datastore_dir": datastore_dir,
+            "timeout": timeout,
+            "tls": tls,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+        }
         binary = binary or build()
         workdir.mkdir(parents=True, exist_ok=True)
         spec_file, manifest_file = workdir / "spec.json", workdir / "manifest.json"
         spec_file.write_text(json.dumps(spec), encoding="utf-8")
         own_root = datastore_dir is None
         datastore_dir = datastore_dir or _datastore_root(workdir)
+        args = [
+            str(binary),
+            "-listen",
+            f"{host}:{port}",
+            "-spec",
+            str(spec_file),
+            "-manifest",
+            str(manifest_file),
+            "-username",
+            username,
+            "-password",
+            password,
+            "-datastore-dir",
+            str(datastore_dir),
+        ]
+        if tls:
+            tls_cert, tls_key = tls_cert or workdir / "tls-cert.pem", tls_key or workdir / "tls-key.pem"
+            args += ["-tls", "-tls-cert", str(tls_cert), "-tls-key", str(tls_key)]
         log = open(workdir / "vcsim.log", "ab")  # noqa: SIM115 - the child writes to it until stop()
         try:
             process = subprocess.Popen(
-                [
-                    str(binary),
-                    "-listen",
-                    f"{host}:{port}",
-                    "-spec",
-                    str(spec_file),
-                    "-manifest",
-                    str(manifest_file),
-                    "-username",
-                    username,
-                    "-password",
-                    password,
-                    "-datastore-dir",
-                    str(datastore_dir),
-                ],
+                args,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -151,6 +186,7 @@ class Simulator:
             ready = _read_ready_line(process, timeout, workdir / "vcsim.log")
             sim = cls(process, ready, json.loads(manifest_file.read_text(encoding="utf-8")), workdir)
             sim.datastore_root = datastore_dir if own_root else None
+            sim._start_kwargs = {**kwargs, "port": sim.port}
             sim._wait_answering(timeout)
         except BaseException:
             _terminate(process)
@@ -212,23 +248,29 @@ class Simulator:
         # vcsim 0.24.2's /folder handler checks no credentials; vCenter takes a session cookie or
         # basic auth, so send the latter to keep this helper honest.
         resp = requests.put(
-            f"http://{self.host}:{self.port}/folder/{quote(rel_path, safe='/')}",
+            f"{self.protocol}://{self.host}:{self.port}/folder/{quote(rel_path, safe='/')}",
             params={"dcPath": escape_name(vm["datacenter"]), "dsName": disk["datastore"]},
             data=body,
             auth=(self.username, self.password),
             timeout=(10, 600),
+            verify=self._verify,
         )
         if resp.status_code not in (200, 201, 204):
             raise SimulatorError(f"PUT {rel_path}: HTTP {resp.status_code} {resp.text[:200]}")
 
     # ---- lifecycle ----
 
+    @property
+    def _verify(self) -> str | bool:
+        # The certificate is self-signed: trusting it as its own CA verifies it properly.
+        return str(self.cert_file) if self.cert_file else True
+
     def _wait_answering(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://{self.host}:{self.port}/sdk/vimServiceVersions.xml"
+        url = f"{self.protocol}://{self.host}:{self.port}/sdk/vimServiceVersions.xml"
         while True:
             try:
-                if requests.get(url, timeout=2).status_code == 200:
+                if requests.get(url, timeout=2, verify=self._verify).status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -241,6 +283,16 @@ class Simulator:
         _terminate(self.process, timeout)
         if self.datastore_root is not None:  # also after a kill, so /dev/shm is never left full
             shutil.rmtree(self.datastore_root, ignore_errors=True)
+
+    def restart(self, spec: dict[str, Any] | None = None, timeout: float = 30.0) -> None:
+        """Stop, then start again on the same port (same credentials, work directory and TLS
+        certificate), with spec or the same spec: as a vCenter rebooting. This object then describes
+        the new process; VM morefs are assigned anew, instance UUIDs only stay if the spec fixes them.
+        """
+        spec = spec if spec is not None else json.loads((self.workdir / "spec.json").read_text(encoding="utf-8"))
+        self.stop(timeout)
+        fresh = Simulator.start(spec, **self._start_kwargs)
+        self.__dict__.update(fresh.__dict__)
 
     def __enter__(self) -> Simulator:
         return self
@@ -313,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="for spec, manifest and log (default: temporary)")
     parser.add_argument("--datastore-dir", type=Path, help="parent of the datastore directories")
     parser.add_argument("--username", default="user")
-    parser.add_argument("--password", default="pass")
+    parser.add_argument("--password", default=DEFAULT_PASSWORD)
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS with a self-signed certificate")
     args = parser.parse_args(argv)
     if args.build:
         print(build())
@@ -336,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             username=args.username,
             password=args.password,
             datastore_dir=args.datastore_dir,
+            tls=args.tls,
         ) as sim:
             print(json.dumps(sim.ready), flush=True)
             print(f"manifest: {workdir / 'manifest.json'}", file=sys.stderr)

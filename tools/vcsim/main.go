@@ -2,7 +2,23 @@
 // with an inventory described by a JSON spec, for the dashboard's tests and demos.
 //
 // It builds the inventory, writes a manifest (VM morefs, disk files, datastore directories), prints
-// one JSON "ready" line on stdout and serves plain HTTP until SIGINT/SIGTERM.
+// one JSON "ready" line on stdout and serves plain HTTP (or HTTPS with -tls) until SIGINT/SIGTERM.
+//
+// The ready line: {"host", "port", "username", "password", "url", "protocol": "http"|"https",
+// "thumbprint": "AA:BB:..." (SHA-256 of the certificate, with -tls), "cert_file"}.
+//
+// Spec (JSON):
+//
+//	{"instance_uuid": "...",              // optional: about.instanceUuid (default: vcsim's fixed one)
+//	 "datacenters": [{"name": "DC", "clusters": [{"name": "C", "hosts": 2}],
+//	   "datastores": [{"name": "ds1"}],   // VMs go on the first one, on the first cluster's hosts
+//	   "folders": [{"path": "A/B",        // below the datacenter's VM folder; "" is the root
+//	     "vms": [{"name": "web-01", "guest_id": "...", "cpus": 2, "memory_mb": 4096, "power_on": true,
+//	              "disks_mb": [64, 16], "instance_uuid": "...", "bios_uuid": "..."}],
+//	     "generate": {"count": 100, "name_prefix": "vm-", "disks_mb": [1], ...}}]}]}
+//
+// Beyond vcsim 0.24.2 (see registerOverrides): RetrievePropertiesEx pages by maxObjects with
+// ContinueRetrievePropertiesEx, and config.changeVersion is kept up to date as vCenter does.
 // Build (GOPATH mode, offline):
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$PWD/.cache/gocache go build -o .cache/bin/vcsim ./tools/vcsim
@@ -10,10 +26,19 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"log"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -22,6 +47,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
@@ -35,7 +61,8 @@ import (
 // ---- spec ----
 
 type spec struct {
-	Datacenters []dcSpec `json:"datacenters"`
+	InstanceUUID string   `json:"instance_uuid"` // about.instanceUuid of this "vCenter"
+	Datacenters  []dcSpec `json:"datacenters"`
 }
 
 type dcSpec struct {
@@ -471,53 +498,253 @@ func (pc *pagingCollector) page(objects []types.ObjectContent, max int) *types.R
 	return &types.RetrieveResult{Token: token, Objects: objects[:max]}
 }
 
+// ---- config.changeVersion ----
+
+// changeVersions keeps VirtualMachine config.changeVersion as vCenter does: set when a VM is created
+// and renewed whenever its configuration (and so its disks) may have changed. vcsim 0.24.2 leaves it
+// empty and reports no property change for ReconfigVM_Task at all, so a client watching
+// config.changeVersion through WaitForUpdatesEx could not see disks being added or removed.
+//
+// It is a Registry handler (like a PropertyCollector with a pending WaitForUpdates): it sees every
+// property change, tasks finishing included. A new VM is the result of its task (CreateVM, CloneVM,
+// RegisterVM: vcsim puts the VM in the inventory before it has a config). Configuration tasks are
+// recognised by their descriptionId; snapshot tasks name the snapshot, which may be gone when the
+// task ends, so the VM is remembered when the task starts.
+type changeVersions struct {
+	mu      sync.Mutex
+	pending map[types.ManagedObjectReference]types.ManagedObjectReference // task -> VM
+	last    string
+}
+
+// Tasks after which a VM's configuration (devices, disk backings, snapshot files) may differ.
+var configTasks = map[string]bool{
+	"VirtualMachine.reconfigVm":               true,
+	"VirtualMachine.createSnapshot":           true,
+	"VirtualMachine.revertSnapshot":           true,
+	"VirtualMachine.RemoveAllSnapshots":       true,
+	"VirtualMachine.relocateVm":               true,
+	"VirtualMachine.upgradeVm":                true,
+	"VirtualMachineSnapshot.removeSnapshot":   true,
+	"VirtualMachineSnapshot.revertToSnapshot": true,
+}
+
+func (c *changeVersions) Reference() types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "ChangeVersionTracker", Value: "changeVersionTracker"}
+}
+
+func (c *changeVersions) PutObject(mo.Reference) {}
+
+func (c *changeVersions) RemoveObject(types.ManagedObjectReference) {}
+
+func (c *changeVersions) UpdateObject(o mo.Reference, changes []types.PropertyChange) {
+	task, ok := o.(*mo.Task)
+	if !ok || task.Info.Entity == nil {
+		return
+	}
+	var state string
+	var result types.AnyType
+	for _, change := range changes {
+		switch change.Name {
+		case "info.state":
+			state = fmt.Sprint(change.Val)
+		case "info.result":
+			result = change.Val
+		}
+	}
+	switch state {
+	case string(types.TaskInfoStateRunning):
+		if vm, ok := vmOf(*task.Info.Entity); ok && configTasks[task.Info.DescriptionId] {
+			c.mu.Lock()
+			c.pending[task.Self] = vm
+			c.mu.Unlock()
+		}
+	case string(types.TaskInfoStateSuccess), string(types.TaskInfoStateError):
+		c.mu.Lock()
+		vm, changed := c.pending[task.Self]
+		delete(c.pending, task.Self)
+		c.mu.Unlock()
+		if changed {
+			c.renew(vm, true)
+		}
+		if ref, ok := result.(types.ManagedObjectReference); ok && ref.Type == "VirtualMachine" {
+			c.renew(ref, false) // a new VM
+		}
+	}
+}
+
+// renew gives a VM a new change version (always, or only if it has none yet) and tells property
+// collectors about it.
+func (c *changeVersions) renew(ref types.ManagedObjectReference, always bool) {
+	vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if !ok || vm.Config == nil || (!always && vm.Config.ChangeVersion != "") {
+		return
+	}
+	v := c.next()
+	vm.Config.ChangeVersion = v // Map.Update notifies property collectors (it may not set nested fields)
+	simulator.Map.Update(vm, []types.PropertyChange{{Name: "config.changeVersion", Val: v}})
+}
+
+// vmOf returns the VM a task's entity is, or belongs to (a snapshot).
+func vmOf(entity types.ManagedObjectReference) (types.ManagedObjectReference, bool) {
+	switch obj := simulator.Map.Get(entity).(type) {
+	case *simulator.VirtualMachine:
+		return obj.Self, true
+	case *simulator.VirtualMachineSnapshot:
+		return obj.Vm, true
+	}
+	return types.ManagedObjectReference{}, false
+}
+
+// next returns a new change version: an RFC 3339 timestamp as vCenter uses, always increasing.
+func (c *changeVersions) next() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := time.Now().UTC().Format("2006-01-02T15:04:05.000000000Z")
+	if v <= c.last { // same nanosecond (coarse clocks): still a new value
+		v = c.last + "1"
+	}
+	c.last = v
+	return v
+}
+
+// ---- TLS ----
+
+// loadOrCreateCert returns the certificate in certFile/keyFile, or creates a self-signed one for
+// localhost, 127.0.0.1, ::1 and host and writes it there, so a restarted simulator given the same
+// files presents the same certificate (and thumbprint), as a real vCenter does.
+func loadOrCreateCert(certFile, keyFile, host string) (tls.Certificate, error) {
+	if cert, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
+		return cert, nil
+	} else if !os.IsNotExist(err) {
+		if _, statErr := os.Stat(certFile); statErr == nil {
+			return tls.Certificate{}, fmt.Errorf("-tls-cert: %w", err)
+		}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	template := x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"VM Backup vCenter simulator"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true, // self-signed: lets a client trust it as its own CA (tests do)
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		template.IPAddresses = append(template.IPAddresses, ip)
+	} else if ip == nil && host != "" && host != "localhost" {
+		template.DNSNames = append(template.DNSNames, host)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &template, &template, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// thumbprint is the certificate's SHA-256 as vSphere shows it: "AA:BB:...".
+func thumbprint(cert tls.Certificate) string {
+	sum := sha256.Sum256(cert.Certificate[0])
+	hexes := make([]string, len(sum))
+	for i, b := range sum {
+		hexes[i] = fmt.Sprintf("%02X", b)
+	}
+	return strings.Join(hexes, ":")
+}
+
 // ---- main ----
 
+type options struct {
+	listen, specFile, manifestFile, username, password, dsRoot string
+	tls                                                        bool
+	certFile, keyFile                                          string
+}
+
 func main() {
-	listen := flag.String("listen", "127.0.0.1:0", "host:port to serve on (port 0 picks a free port)")
-	specFile := flag.String("spec", "", "JSON inventory spec")
-	manifestFile := flag.String("manifest", "", "where to write the JSON manifest")
-	username := flag.String("username", "user", "the only user name accepted by Login")
-	password := flag.String("password", "pass", "the only password accepted by Login")
-	dsRoot := flag.String("datastore-dir", "", "parent directory for datastore directories (default: system temp)")
+	var o options
+	flag.StringVar(&o.listen, "listen", "127.0.0.1:0", "host:port to serve on (port 0 picks a free port)")
+	flag.StringVar(&o.specFile, "spec", "", "JSON inventory spec")
+	flag.StringVar(&o.manifestFile, "manifest", "", "where to write the JSON manifest")
+	flag.StringVar(&o.username, "username", "user", "the only user name accepted by Login")
+	flag.StringVar(&o.password, "password", "pass", "the only password accepted by Login")
+	flag.StringVar(&o.dsRoot, "datastore-dir", "", "parent directory for datastore directories (default: system temp)")
+	flag.BoolVar(&o.tls, "tls", false, "serve HTTPS with a self-signed certificate")
+	flag.StringVar(&o.certFile, "tls-cert", "", "PEM certificate for -tls; created (with -tls-key) if missing")
+	flag.StringVar(&o.keyFile, "tls-key", "", "PEM private key for -tls")
 	flag.Parse()
 	log.SetPrefix("vcsim: ")
 
-	if err := run(*listen, *specFile, *manifestFile, *username, *password, *dsRoot); err != nil {
+	if err := run(o); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(listen, specFile, manifestFile, username, password, dsRoot string) error {
+func run(o options) error {
 	var s spec
-	if specFile != "" {
-		data, err := os.ReadFile(specFile)
+	if o.specFile != "" {
+		data, err := os.ReadFile(o.specFile)
 		if err != nil {
 			return err
 		}
 		if err := json.Unmarshal(data, &s); err != nil {
-			return fmt.Errorf("%s: %w", specFile, err)
+			return fmt.Errorf("%s: %w", o.specFile, err)
 		}
 	}
-	if _, _, err := net.SplitHostPort(listen); err != nil {
+	listenHost, _, err := net.SplitHostPort(o.listen)
+	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
+	}
+	var cert tls.Certificate
+	if o.tls {
+		if o.certFile == "" || o.keyFile == "" {
+			return fmt.Errorf("-tls needs -tls-cert and -tls-key")
+		}
+		if cert, err = loadOrCreateCert(o.certFile, o.keyFile, listenHost); err != nil {
+			return err
+		}
 	}
 
 	// A bare vCenter: the spec supplies every datacenter, cluster, host, datastore and VM.
 	model := simulator.VPX()
 	model.Datacenter, model.Cluster, model.ClusterHost, model.Host = 0, 0, 0, 0
 	model.Datastore, model.Machine, model.Portgroup = 0, 0, 0
+	if s.InstanceUUID != "" {
+		model.ServiceContent.About.InstanceUuid = s.InstanceUUID
+	}
 	if err := model.Create(); err != nil {
 		return err
 	}
 	defer model.Remove()
+	simulator.Map.AddHandler(&changeVersions{pending: map[types.ManagedObjectReference]types.ManagedObjectReference{}})
 
 	ctx := context.Background()
 	c, err := vim25.NewClient(ctx, model.Service)
 	if err != nil {
 		return err
 	}
-	b := &builder{ctx: ctx, c: c, dsRoot: dsRoot}
+	b := &builder{ctx: ctx, c: c, dsRoot: o.dsRoot}
 	defer func() {
 		for _, dir := range b.dirs {
 			_ = os.RemoveAll(dir)
@@ -533,31 +760,44 @@ func run(listen, specFile, manifestFile, username, password, dsRoot string) erro
 
 	// Login accepts any non-empty credentials while Listen.User is simulator.DefaultLogin (pointer
 	// comparison, see SessionManager.validLogin); a fresh Userinfo makes it check these exactly.
-	model.Service.Listen = &url.URL{Host: listen, User: url.UserPassword(username, password)}
+	model.Service.Listen = &url.URL{Host: o.listen, User: url.UserPassword(o.username, o.password)}
 	model.Service.TLS = nil
+	if o.tls {
+		model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	server := model.Service.NewServer()
-	defer server.Close()
 
 	host, port, _ := net.SplitHostPort(server.URL.Host)
-	b.out.URL = fmt.Sprintf("http://%s/sdk", server.URL.Host)
-	if manifestFile != "" {
-		if err := writeJSON(manifestFile, b.out); err != nil {
+	b.out.URL = fmt.Sprintf("%s://%s/sdk", server.URL.Scheme, server.URL.Host)
+	if o.manifestFile != "" {
+		if err := writeJSON(o.manifestFile, b.out); err != nil {
 			return err
 		}
 	}
-	ready, _ := json.Marshal(struct {
-		Host     string `json:"host"`
-		Port     int    `json:"port"`
-		Username string `json:"username"`
-		Password string `json:"password"`
-		URL      string `json:"url"`
-	}{host, atoi(port), username, password, b.out.URL})
-	fmt.Println(string(ready)) // os.Stdout is unbuffered: this line is flushed
+	ready := struct {
+		Host       string `json:"host"`
+		Port       int    `json:"port"`
+		Username   string `json:"username"`
+		Password   string `json:"password"`
+		URL        string `json:"url"`
+		Protocol   string `json:"protocol"`
+		Thumbprint string `json:"thumbprint,omitempty"`
+		CertFile   string `json:"cert_file,omitempty"`
+	}{host, atoi(port), o.username, o.password, b.out.URL, server.URL.Scheme, "", ""}
+	if o.tls {
+		ready.Thumbprint, ready.CertFile = thumbprint(cert), o.certFile
+	}
+	line, _ := json.Marshal(ready)
+	fmt.Println(string(line)) // os.Stdout is unbuffered: this line is flushed
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
-	return nil // deferred: close the server, remove datastore directories
+	// Drop every connection at once, as a vCenter going down does: server.Close() would wait for
+	// pending requests, such as a WaitForUpdatesEx blocked for its maxWaitSeconds.
+	_ = server.Listener.Close()
+	server.CloseClientConnections()
+	return nil // deferred: remove datastore directories
 }
 
 func writeJSON(file string, v any) error {

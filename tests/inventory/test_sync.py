@@ -1,0 +1,115 @@
+"""Full sync against the simulator: the database matches vcsim exactly, identities hold, a failed
+sync changes nothing, several vCenters live side by side."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+
+import pytest
+
+from inventory import vcenter as api
+from inventory.models import Datacenter, Folder, VCenter, VirtualDisk, VirtualMachine
+from inventory.sync import apply_inventory
+from tests.fixtures.vcsim import NON_LATIN_NAME, SCRIPT_NAME, SMALL_SPEC
+
+pytestmark = pytest.mark.django_db
+
+
+def register(sim, name: str = "sim") -> VCenter:
+    vc = VCenter(name=name, host=sim.host, port=sim.port, protocol="http", username=sim.username, verify_tls=False)
+    vc.password = sim.password
+    vc.save()
+    return vc
+
+
+def full_sync(vc: VCenter, sim) -> None:
+    with api.connect(sim.host, sim.port, sim.username, sim.password, protocol="http") as conn:
+        apply_inventory(vc, api.fetch_inventory(conn))
+
+
+def spec_counts(spec) -> Counter:
+    """VMs per folder path ("DC/Folder/Sub"), from the spec."""
+    counts: Counter = Counter()
+    for dc in spec["datacenters"]:
+        for folder in dc["folders"]:
+            path = "/".join(p for p in (dc["name"], folder["path"]) if p)
+            counts[path] += len(folder.get("vms", [])) + folder.get("generate", {}).get("count", 0)
+    return counts
+
+
+def test_after_a_sync_datacenters_folders_and_vms_match_the_simulator(vcsim):
+    vc = register(vcsim)
+    full_sync(vc, vcsim)
+    assert set(Datacenter.objects.values_list("name", flat=True)) == {"DC-East", "DC-West"}
+    db_counts = Counter(VirtualMachine.objects.filter(removed_at__isnull=True).values_list("folder__path", flat=True))
+    assert db_counts == spec_counts(SMALL_SPEC)
+    folder_paths = set(Folder.objects.values_list("path", flat=True))
+    assert {"DC-East", "DC-East/Production", "DC-East/Production/Web", "DC-East/Finance", "DC-West/Lab"} <= folder_paths
+    for expected in vcsim.vms():
+        vm = VirtualMachine.objects.get(vcenter=vc, instance_uuid=expected["instance_uuid"])
+        assert vm.name == expected["name"] and vm.moref == expected["moref"]
+        assert list(vm.disks.values_list("key", "capacity_bytes")) == [
+            (d["key"], d["capacity_bytes"]) for d in expected["disks"]
+        ]
+    assert VirtualMachine.objects.get(name=SCRIPT_NAME).path == f"DC-East/Production/Web/{SCRIPT_NAME}"
+    assert VirtualMachine.objects.get(name=NON_LATIN_NAME).folder.path == "DC-East/Finance"
+    vc.refresh_from_db()
+    assert vc.instance_uuid and vc.last_sync
+
+
+def test_renamed_moved_and_deleted_vms_keep_their_identity(vcsim):
+    vc = register(vcsim)
+    full_sync(vc, vcsim)
+    web = VirtualMachine.objects.get(name="web-01")
+    gone = VirtualMachine.objects.get(name="root-vm")
+    with api.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, protocol="http") as conn:
+        finance = Folder.objects.get(path="DC-East/Finance").moref
+        api.rename_vm(conn, web.moref, "web-01-renamed")
+        api.move_vm(conn, web.moref, finance)
+        api.destroy_vm(conn, gone.moref)
+    full_sync(vc, vcsim)
+    web_after = VirtualMachine.objects.get(pk=web.pk)
+    assert (web_after.name, web_after.folder.path) == ("web-01-renamed", "DC-East/Finance")
+    assert web_after.disks.count() == 2
+    gone.refresh_from_db()
+    assert gone.removed_at is not None  # kept, with whatever recovery points it has
+    assert VirtualMachine.objects.count() == len(vcsim.vms())
+
+
+def test_a_sync_that_fails_part_way_changes_nothing(vcsim, monkeypatch):
+    vc = register(vcsim)
+    full_sync(vc, vcsim)
+    before = sorted(VirtualMachine.objects.values_list("pk", "name", "removed_at", "folder_id"))
+    with api.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, protocol="http") as conn:
+        inventory = api.fetch_inventory(conn)
+    half = copy.copy(inventory)
+    object.__setattr__(half, "vms", inventory.vms[:2])
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("inventory.sync.refresh_membership", explode)
+    with pytest.raises(RuntimeError):
+        apply_inventory(vc, half)
+    assert sorted(VirtualMachine.objects.values_list("pk", "name", "removed_at", "folder_id")) == before
+
+
+def test_two_vcenters_with_the_same_vms_do_not_collide(vcsim_factory):
+    # The same instance UUIDs in both: identity is (vCenter, instance UUID), never the UUID alone.
+    spec = copy.deepcopy(SMALL_SPEC)
+    for n, vm in enumerate(vm for dc in spec["datacenters"] for f in dc["folders"] for vm in f.get("vms", [])):
+        vm["instance_uuid"] = f"50000000-0000-0000-0000-{n:012d}"
+    first, second = vcsim_factory(spec), vcsim_factory(spec)
+    vc1, vc2 = register(first, "one"), register(second, "two")
+    full_sync(vc1, first)
+    full_sync(vc2, second)
+    per_vcenter = len(first.vms())
+    assert VirtualMachine.objects.filter(vcenter=vc1).count() == per_vcenter
+    assert VirtualMachine.objects.filter(vcenter=vc2).count() == per_vcenter
+    assert VirtualDisk.objects.filter(vm__vcenter=vc2).count() == VirtualDisk.objects.filter(vm__vcenter=vc1).count()
+    shared = "50000000-0000-0000-0000-000000000000"
+    assert set(VirtualMachine.objects.filter(instance_uuid=shared).values_list("vcenter__name", flat=True)) == {
+        "one",
+        "two",
+    }
