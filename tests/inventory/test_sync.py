@@ -113,3 +113,33 @@ def test_two_vcenters_with_the_same_vms_do_not_collide(vcsim_factory):
         "one",
         "two",
     }
+
+
+def test_the_sync_job_runs_on_a_real_worker_over_pinned_tls(
+    vcsim_factory, run_worker, django_capture_on_commit_callbacks
+):
+    from inventory.actions import enqueue_sync
+    from jobs.models import JobRun
+
+    sim = vcsim_factory(tls=True)
+    vc = VCenter(name="tls", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
+    vc.password = sim.password
+    vc.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        run = enqueue_sync(vc)
+    run_worker()
+    run.refresh_from_db()
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    assert run.result["vms"] == len(sim.vms()) and run.progress_done == run.progress_total == 2
+    assert "round trips" in run.log[1]["msg"]
+
+    vc.password = "no-longer-valid"
+    vc.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        failed = enqueue_sync(vc)
+    run_worker()
+    failed.refresh_from_db()
+    vc.refresh_from_db()
+    assert failed.status == JobRun.Status.FAILED and "rejected the user name or password" in failed.error
+    assert vc.last_sync_error == failed.error
+    assert VirtualMachine.objects.filter(vcenter=vc, removed_at__isnull=True).count() == len(sim.vms())
