@@ -45,4 +45,8 @@ def sync_inventory(ctx: JobContext, vcenter_id: int) -> dict[str, Any]:
         f"{result.vms_new} new, {result.vms_removed} removed; {result.joined} joined a protection group "
         f"({(timezone.now() - started).total_seconds():.1f} s)."
     )
+    # Every sync also looks for backup snapshots a killed worker left behind.
+    from jobs.runner import enqueue
+
+    enqueue("protection.cleanup_snapshots", params={"vcenter_id": vc.pk}, target=vc)
     return {"vms": result.vms_seen, "new": result.vms_new, "removed": result.vms_removed, "joined": result.joined}

@@ -87,6 +87,7 @@ class JobContext:
         self._dirty: set[str] = set()
         self._last_flush = 0.0
         self._last_cancel_check = time.monotonic()
+        self._cancelled = False
         self._rate_mark: tuple[float, int] | None = None
 
     @property
@@ -125,13 +126,17 @@ class JobContext:
     def advance(self, units: int = 1) -> None:
         self.progress(self.run.progress_done + units)
 
+    def cancel_requested(self) -> bool:
+        """True once someone asked to cancel (read from the database at most once a second)."""
+        now = time.monotonic()
+        if now - self._last_cancel_check >= CANCEL_CHECK_INTERVAL:
+            self._last_cancel_check = now
+            self._cancelled = JobRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
+        return self._cancelled
+
     def check_cancelled(self) -> None:
         """Call between units of work; raises JobCancelled once a cancel was requested."""
-        now = time.monotonic()
-        if now - self._last_cancel_check < CANCEL_CHECK_INTERVAL:
-            return
-        self._last_cancel_check = now
-        if JobRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+        if self.cancel_requested():
             raise JobCancelled()
 
     def flush(self) -> None:

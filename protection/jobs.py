@@ -26,3 +26,31 @@ def backup(ctx: JobContext, vm_id: int, group_id: int, slot: str | None, window_
     from protection import backup as engine
 
     return engine.backup_vm(ctx, vm)
+
+
+CLEANUP_KIND = "protection.cleanup_snapshots"
+
+
+@job_kind(CLEANUP_KIND, title="Remove leftover backup snapshots", queue="maintenance")
+def cleanup_snapshots(ctx: JobContext, vcenter_id: int | None = None) -> dict[str, Any]:
+    """Find our snapshots left by a killed worker or a lost connection, and remove them."""
+    from inventory import vcenter as api
+    from inventory.connection import open_connection
+    from inventory.models import VCenter
+    from protection.backup import remove_orphan_snapshots
+
+    vcenters = VCenter.objects.filter(pk=vcenter_id) if vcenter_id else VCenter.objects.all()
+    removed, failures = 0, []
+    for vc in vcenters:
+        vms = list(VirtualMachine.objects.filter(vcenter=vc, removed_at__isnull=True, snapshot_count__gt=0))
+        if not vms:
+            continue
+        try:
+            with open_connection(vc) as conn:
+                for vm in vms:
+                    removed += remove_orphan_snapshots(conn, vm.moref, lambda msg, vm=vm: ctx.log(f"{vm.name}: {msg}"))
+        except api.VCenterError as exc:
+            failures.append(f"{vc.name}: {exc}")
+    if failures:
+        raise JobFailed("Could not check every vCenter: " + "; ".join(failures))
+    return {"removed": removed}

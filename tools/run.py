@@ -184,7 +184,7 @@ def main() -> int:
         for number in range(1, WORKERS + 1):
             supervisor.manage(
                 f"worker {number}", "rqworker", "backup", "restore", "default", "maintenance",
-                "--name", f"vmbackup-{os.getpid()}-{number}",
+                "--name", f"vmbackup-{os.getpid()}-{number}", "--worker-class", "jobs.worker.CleaningWorker",
             )  # fmt: skip
         supervisor.manage("scheduler", "rqcron", "config.cron")
         supervisor.manage("inventory watcher", "inventory", "watch")

@@ -244,13 +244,45 @@ class Simulator:
         descriptor = vmdk_descriptor(flat_name, capacity)
         self._put(vm, disk, disk["descriptor_path"], descriptor.encode("utf-8"))
 
-    def _put(self, vm: dict[str, Any], disk: dict[str, Any], rel_path: str, body: Any) -> None:
+    def write_disk_range(self, vm_name: str, disk_index: int, offset: int, data: bytes) -> None:
+        """Write data at offset of a VM disk's -flat.vmdk through the datastore HTTP API, with a
+        partial PUT (Content-Range, a simulator extension), so the simulator's change tracking
+        records it as a guest write would be.
+
+        The simulator lays a new disk out as vSphere does (a descriptor, and a flat file of the disk's
+        full capacity); a disk whose files were replaced by something shorter since is laid out
+        again first (locally, so not counted as written).
+        """
+        vm = self.vm(vm_name)
+        disk = vm["disks"][disk_index]
+        if offset < 0 or offset + len(data) > disk["capacity_bytes"]:
+            raise ValueError(f"{len(data)} bytes at {offset} do not fit in {vm_name} disk {disk_index}")
+        if not data:
+            return
+        self._lay_out_disk(vm, disk)
+        content_range = f"bytes {offset}-{offset + len(data) - 1}/{disk['capacity_bytes']}"
+        self._put(vm, disk, disk["flat_path"], data, {"Content-Range": content_range})
+
+    def _lay_out_disk(self, vm: dict[str, Any], disk: dict[str, Any]) -> None:
+        flat = self.datastore_dir(vm["datacenter"], disk["datastore"]) / disk["flat_path"]
+        if not flat.exists() or flat.stat().st_size < disk["capacity_bytes"]:
+            with flat.open("ab") as file:  # vcsim makes it empty; ab keeps what is there
+                file.truncate(disk["capacity_bytes"])
+        descriptor = flat.with_name(disk["descriptor_path"].rsplit("/", 1)[-1])
+        if not descriptor.exists() or descriptor.stat().st_size == 0:
+            text = vmdk_descriptor(flat.name, disk["capacity_bytes"])
+            self._put(vm, disk, disk["descriptor_path"], text.encode("utf-8"))
+
+    def _put(
+        self, vm: dict[str, Any], disk: dict[str, Any], rel_path: str, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
         # vcsim 0.24.2's /folder handler checks no credentials; vCenter takes a session cookie or
         # basic auth, so send the latter to keep this helper honest.
         resp = requests.put(
             f"{self.protocol}://{self.host}:{self.port}/folder/{quote(rel_path, safe='/')}",
             params={"dcPath": escape_name(vm["datacenter"]), "dsName": disk["datastore"]},
             data=body,
+            headers=headers,
             auth=(self.username, self.password),
             timeout=(10, 600),
             verify=self._verify,

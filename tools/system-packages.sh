@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages a target needs, only those missing.
-# Usage: tools/system-packages.sh run|test
+# Usage: tools/system-packages.sh run|test|bench
 set -euo pipefail
 
 run_packages=(python3-venv redis-server golang-go golang-github-vmware-govmomi-dev
   ntfs-3g wimtools e2fsprogs fdisk mtools dosfstools)
 test_packages=("${run_packages[@]}" postgresql chromium)
+bench_packages=("${test_packages[@]}" restic)
 
 case "${1:-run}" in
   run) wanted=("${run_packages[@]}") ;;
   test) wanted=("${test_packages[@]}") ;;
-  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+  bench) wanted=("${bench_packages[@]}") ;;
+  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()

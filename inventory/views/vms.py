@@ -73,7 +73,8 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
         if request.user.has_perm("audit.view_auditentry")
         else []
     )
-    return render(request, "inventory/vm_detail.html", {"vm": vm, "history": history})
+    points = vm.recovery_points.prefetch_related("disks")[:50]
+    return render(request, "inventory/vm_detail.html", {"vm": vm, "history": history, "points": points})
 
 
 @require_POST

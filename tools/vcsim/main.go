@@ -14,17 +14,49 @@
 //	   "datastores": [{"name": "ds1"}],   // VMs go on the first one, on the first cluster's hosts
 //	   "folders": [{"path": "A/B",        // below the datacenter's VM folder; "" is the root
 //	     "vms": [{"name": "web-01", "guest_id": "...", "cpus": 2, "memory_mb": 4096, "power_on": true,
-//	              "disks_mb": [64, 16], "instance_uuid": "...", "bios_uuid": "..."}],
-//	     "generate": {"count": 100, "name_prefix": "vm-", "disks_mb": [1], ...}}]}]}
+//	              "disks_mb": [64, 16], "instance_uuid": "...", "bios_uuid": "...",
+//	              "nics": ["VM Network"], "cdrom": true, "annotation": "...", "firmware": "efi",
+//	              "extra_config": {"disk.EnableUUID": "TRUE"}}],
+//	     "generate": {"count": 100, "name_prefix": "vm-", "disks_mb": [1], ...}}]}],
+//	 "cbt_max_areas": 2000}                // optional: changed areas per QueryChangedDiskAreas answer
 //
 // Beyond vcsim 0.24.2 (see registerOverrides): RetrievePropertiesEx pages by maxObjects with
 // ContinueRetrievePropertiesEx, and config.changeVersion is kept up to date as vCenter does.
+//
+// Extensions for backups (see interceptor and changeTracker):
+//
+//   - Disk files as vSphere lays them out. vcsim creates "<disk>.vmdk" and "<disk>-flat.vmdk"
+//     empty; once a VM is created or reconfigured, an empty descriptor gets a monolithic flat VMFS
+//     text and the flat file the disk's full capacity (sparse: reads as zeros, uses no space).
+//   - Changed block tracking. While a VM has config.changeTrackingEnabled (ReconfigVM_Task), each of
+//     its disks' "<disk>-flat.vmdk" has a change record: bytes written to it through the datastore
+//     HTTP API (PUT /folder/...) mark 64 KiB blocks as changed. Writes made to the files directly
+//     are not seen. Taking a snapshot stamps each tracked disk of the snapshot's
+//     config.hardware.device with backing.changeId "<16 hex pairs, dash after 8>/<N>", N counting
+//     snapshots since tracking started. QueryChangedDiskAreas(snapshot, deviceKey, startOffset,
+//     changeId) returns the areas written between the snapshot that got changeId and the given one
+//     (or now, without a snapshot), 64 KiB aligned and merged into runs; changeId "*" returns the
+//     non-zero 64 KiB blocks of the flat file as it is now (vcsim does not freeze disks under a
+//     snapshot). An answer covers [startOffset, startOffset+length) with at most cbt_max_areas
+//     areas, so clients must loop as with vCenter. Faults as vSphere's: FileFault when tracking is
+//     off, was switched off and on again (a new epoch: older ids are stale), or the snapshot was
+//     taken without it; InvalidArgument (invalidProperty "changeId") for a malformed id or one
+//     newer than the snapshot, ("deviceKey", "startOffset", "snapshot") for wrong arguments.
+//   - Failing quiesce. CreateSnapshot_Task with quiesce=true on a VM whose name or annotation
+//     contains "quiesce-fails" returns a task that fails with ApplicationQuiesceFault and vSphere's
+//     message; without quiesce it succeeds.
+//   - Partial PUT. PUT /folder/... with "Content-Range: bytes START-END/TOTAL" (TOTAL may be "*")
+//     writes only those bytes of an existing (or new) file, without truncating it; vCenter has no
+//     such thing, it is for tests that change a few MiB of a disk. A PUT without it replaces the
+//     file, as vcsim does, and all of it counts as written.
+//
 // Build (GOPATH mode, offline):
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$PWD/.cache/gocache go build -o .cache/bin/vcsim ./tools/vcsim
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -35,15 +67,21 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
 	"path"
+	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,6 +101,7 @@ import (
 type spec struct {
 	InstanceUUID string   `json:"instance_uuid"` // about.instanceUuid of this "vCenter"
 	Datacenters  []dcSpec `json:"datacenters"`
+	CBTMaxAreas  int      `json:"cbt_max_areas"` // changed areas per QueryChangedDiskAreas answer (default 2000)
 }
 
 type dcSpec struct {
@@ -95,6 +134,13 @@ type vmSpec struct {
 	// Optional fixed identity, so a demo inventory keeps its VMs' identity across restarts.
 	InstanceUUID string `json:"instance_uuid"`
 	BiosUUID     string `json:"bios_uuid"`
+	// Optional extras: a vmxnet3 NIC per network name (vcsim has "VM Network" in each datacenter),
+	// an IDE CD-ROM (client device), the annotation, "bios" or "efi", and extraConfig settings.
+	NICs        []string          `json:"nics"`
+	CDROM       bool              `json:"cdrom"`
+	Annotation  string            `json:"annotation"`
+	Firmware    string            `json:"firmware"`
+	ExtraConfig map[string]string `json:"extra_config"`
 }
 
 // generateSpec creates Count VMs named NamePrefix0001..; the embedded vmSpec fields are shared.
@@ -158,6 +204,18 @@ type builder struct {
 	dirs    []string // datastore directories to remove on exit
 	out     manifest
 	folders map[string]*object.Folder
+}
+
+// stores maps datacenter (escaped name, as dcPath) and datastore names to local directories.
+func (b *builder) stores() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, dc := range b.out.Datacenters {
+		out[escapeName(dc.Name)] = map[string]string{}
+		for _, ds := range dc.Datastores {
+			out[escapeName(dc.Name)][ds.Name] = filepath.Clean(ds.Path)
+		}
+	}
+	return out
 }
 
 // escapeName mirrors vCenter: ManagedEntity.name stores '%', '/' and '\' as %25, %2f and %5c.
@@ -351,9 +409,12 @@ func (p *placer) create(folder *object.Folder, folderPath string, s vmSpec) erro
 		MemoryMB: s.MemoryMB,
 		// Only the datastore: vcsim makes the directory "<name>" (or "<name> (N)" if taken).
 		Files:        &types.VirtualMachineFileInfo{VmPathName: "[" + p.ds + "]"},
-		DeviceChange: diskDevices(s.DisksMB),
+		DeviceChange: append(diskDevices(s.DisksMB), otherDevices(s)...),
 		InstanceUuid: s.InstanceUUID,
 		Uuid:         s.BiosUUID,
+		Annotation:   s.Annotation,
+		Firmware:     s.Firmware,
+		ExtraConfig:  extraConfig(s.ExtraConfig),
 	}
 	res, err := wait(folder.CreateVM(p.b.ctx, config, object.NewResourcePool(p.b.c, p.pool), object.NewHostSystem(p.b.c, host)))
 	if err != nil {
@@ -422,14 +483,52 @@ func diskDevices(sizesMB []int64) []types.BaseVirtualDeviceConfigSpec {
 	return specs
 }
 
-// registerOverrides replaces or adds SOAP methods that vcsim 0.24.2 lacks; later extensions such
-// as QueryChangedDiskAreas (and ExportVm) go here.
+func extraConfig(settings map[string]string) []types.BaseOptionValue {
+	var out []types.BaseOptionValue
+	for key, value := range settings {
+		out = append(out, &types.OptionValue{Key: key, Value: value})
+	}
+	return out
+}
+
+// otherDevices returns the spec's NICs (vmxnet3, keys 4000..) and CD-ROM (IDE 0:0, key 3000).
+func otherDevices(s vmSpec) []types.BaseVirtualDeviceConfigSpec {
+	var devices object.VirtualDeviceList
+	for i, network := range s.NICs {
+		backing := &types.VirtualEthernetCardNetworkBackingInfo{
+			VirtualDeviceDeviceBackingInfo: types.VirtualDeviceDeviceBackingInfo{DeviceName: network},
+		}
+		nic, err := devices.CreateEthernetCard("vmxnet3", backing)
+		if err != nil {
+			continue
+		}
+		nic.GetVirtualDevice().Key = int32(4000 + i)
+		devices = append(devices, nic)
+	}
+	if s.CDROM {
+		unit := int32(0)
+		devices = append(devices, &types.VirtualCdrom{VirtualDevice: types.VirtualDevice{
+			Key:           3000,
+			ControllerKey: 200, // vcsim's first IDE controller
+			UnitNumber:    &unit,
+			Backing: &types.VirtualCdromRemotePassthroughBackingInfo{
+				VirtualDeviceRemoteDeviceBackingInfo: types.VirtualDeviceRemoteDeviceBackingInfo{},
+			},
+			Connectable: &types.VirtualDeviceConnectInfo{StartConnected: false, AllowGuestControl: true},
+		}})
+	}
+	specs, _ := devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
+	return specs
+}
+
+// registerOverrides replaces or adds SOAP methods that vcsim 0.24.2 lacks on objects other than
+// VMs; VM methods (QueryChangedDiskAreas, and later ExportVm) go through the interceptor.
 //
 // Caution: the pattern of simulator/example_extend_test.go (simulator.Map.Put(&wrapper{obj}))
 // breaks objects whose concrete type vcsim asserts: Map.Get(ref).(*simulator.VirtualMachine) in
 // CreateSnapshot, RemoveSnapshot, Destroy, Clone, ... panics once a VM is wrapped. The
 // PropertyCollector is safe to wrap (vcsim clones it per session by reflection). For VM methods,
-// intercept the SOAP request in an HTTP handler around server.Config.Handler instead.
+// the interceptor (an HTTP handler around server.Config.Handler) sends the request to a vmExtension.
 func registerOverrides(model *simulator.Model) {
 	ref := model.ServiceContent.PropertyCollector
 	simulator.Map.Put(&pagingCollector{PropertyCollector: simulator.PropertyCollector{
@@ -607,6 +706,726 @@ func (c *changeVersions) next() string {
 	return v
 }
 
+// ---- extensions: disk layout, changed block tracking, failing quiesce, partial PUTs ----
+//
+// These live in an HTTP handler in front of vcsim's own (see interceptor), plus a Registry handler
+// (changeTracker) that sees tasks finish. VM methods cannot be added to *simulator.VirtualMachine
+// (see registerOverrides), so a SOAP request for QueryChangedDiskAreas, or for a quiesced
+// CreateSnapshot_Task of a VM meant to fail, has its _this rewritten to a hidden per-VM object
+// (vmExtension, type "VirtualMachineExtension", same moref value) that implements the method: vcsim
+// still checks the session and encodes the answer and faults as for any other method.
+
+const (
+	cbtBlock      = 64 * 1024 // granularity of changed areas, as vSphere reports them
+	extensionType = "VirtualMachineExtension"
+	quiesceFails  = "quiesce-fails" // in a VM's name or annotation: quiesced snapshots fail
+	quiesceError  = "An error occurred while quiescing the virtual machine. See the virtual machine's event log for details."
+)
+
+// thisType matches the type of a request's _this (pyVmomi and govmomi write <_this type="...">).
+var thisType = regexp.MustCompile(`(<(?:[\w.-]+:)?_this\b[^>]*?\btype=")VirtualMachine(")`)
+
+// changeIDPattern is vSphere's change id: "<16 bytes in hex pairs, a dash after 8>/<sequence>".
+var changeIDPattern = regexp.MustCompile(`^((?:[0-9a-f]{2} ){7}[0-9a-f]{2}-(?:[0-9a-f]{2} ){7}[0-9a-f]{2})/([0-9]+)$`)
+
+// interceptor is the simulator's HTTP handler: it adds ranged PUTs to /folder (recording writes for
+// change tracking) and routes the SOAP methods above to vmExtension; the rest goes to vcsim.
+type interceptor struct {
+	next    http.Handler
+	tracker *changeTracker
+	stores  map[string]map[string]string // datacenter (escaped name) -> datastore -> local directory
+}
+
+func (h *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/sdk"):
+		h.serveSDK(w, r)
+	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/folder/"):
+		h.servePut(w, r)
+	default:
+		h.next.ServeHTTP(w, r)
+	}
+}
+
+func (h *interceptor) serveSDK(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	_ = r.Body.Close()
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	// A cheap test first: most requests (bulk property reads among them) are passed through unparsed.
+	if bytes.Contains(body, []byte("QueryChangedDiskAreas")) || bytes.Contains(body, []byte("CreateSnapshot_Task")) {
+		body = h.reroute(body)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	h.next.ServeHTTP(w, r)
+}
+
+// reroute returns body with _this pointing at the VM's extension object when the extension
+// implements the request; otherwise body unchanged.
+func (h *interceptor) reroute(body []byte) []byte {
+	method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+	if err != nil || method.This.Type != "VirtualMachine" {
+		return body
+	}
+	vm, ok := simulator.Map.Get(method.This).(*simulator.VirtualMachine)
+	if !ok {
+		return body // vcsim answers ManagedObjectNotFound
+	}
+	switch req := method.Body.(type) {
+	case *types.QueryChangedDiskAreas:
+	case *types.CreateSnapshot_Task:
+		if !req.Quiesce || !failsQuiesce(vm) {
+			return body
+		}
+	default:
+		return body
+	}
+	ref := types.ManagedObjectReference{Type: extensionType, Value: method.This.Value}
+	if simulator.Map.Get(ref) == nil {
+		simulator.Map.Put(&vmExtension{self: ref, tracker: h.tracker})
+	}
+	return thisType.ReplaceAll(body, []byte("${1}"+extensionType+"${2}"))
+}
+
+func failsQuiesce(vm *simulator.VirtualMachine) bool {
+	var text string
+	simulator.Map.WithLock(vm, func() {
+		text = vm.Name
+		if vm.Config != nil {
+			text += "\n" + vm.Config.Annotation
+		}
+	})
+	return strings.Contains(strings.ToLower(text), quiesceFails)
+}
+
+// servePut writes a datastore file as vcsim does (create or replace), or only the byte range of a
+// Content-Range header ("bytes START-END/TOTAL", TOTAL may be "*"), and records the bytes written
+// for change tracking.
+func (h *interceptor) servePut(w http.ResponseWriter, r *http.Request) {
+	file, status := h.localPath(r)
+	if status != http.StatusOK {
+		w.WriteHeader(status)
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	var err error
+	if cr := r.Header.Get("Content-Range"); cr != "" {
+		err = h.writeRange(file, cr, r.Body)
+	} else {
+		err = h.writeWhole(file, r.Body)
+	}
+	if errors.Is(err, errBadRange) {
+		w.WriteHeader(http.StatusBadRequest)
+	} else if err != nil {
+		log.Printf("PUT %s: %s", file, err)
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+}
+
+var errBadRange = errors.New("bad Content-Range, or a body of another length")
+
+func (h *interceptor) writeRange(file, contentRange string, body io.Reader) error {
+	var start, end int64
+	var total string
+	if n, _ := fmt.Sscanf(contentRange, "bytes %d-%d/%s", &start, &end, &total); n != 3 || start < 0 || end < start {
+		return errBadRange
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return err
+	}
+	n, err := io.CopyN(f, body, end-start+1)
+	h.tracker.record(file, start, n) // what was written counts, even if the body was short
+	if err == io.EOF {
+		return errBadRange
+	}
+	return err
+}
+
+func (h *interceptor) writeWhole(file string, body io.Reader) error {
+	var before int64
+	if info, err := os.Stat(file); err == nil {
+		before = info.Size()
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := io.Copy(f, body)
+	if before > n {
+		n = before // a shorter file: its old tail now reads as zeros, so it changed too
+	}
+	h.tracker.record(file, 0, n)
+	return err
+}
+
+// localPath maps /folder/<path>?dcPath=..&dsName=.. to a file inside the datastore's directory.
+func (h *interceptor) localPath(r *http.Request) (string, int) {
+	q := r.URL.Query()
+	dir, ok := h.stores[q.Get("dcPath")][q.Get("dsName")]
+	if !ok {
+		return "", http.StatusNotFound
+	}
+	file := filepath.Join(dir, strings.TrimPrefix(r.URL.Path, "/folder/"))
+	if !strings.HasPrefix(file, dir+string(filepath.Separator)) {
+		return "", http.StatusForbidden // ".." out of the datastore
+	}
+	return file, http.StatusOK
+}
+
+// vmExtension implements, for one VM, the methods vcsim 0.24.2 lacks (see interceptor).
+type vmExtension struct {
+	self    types.ManagedObjectReference
+	tracker *changeTracker
+}
+
+func (x *vmExtension) Reference() types.ManagedObjectReference { return x.self }
+
+func (x *vmExtension) vm() types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "VirtualMachine", Value: x.self.Value}
+}
+
+// CreateSnapshotTask is only reached for quiesced snapshots of VMs that fail them: it returns a task
+// that fails with ApplicationQuiesceFault, as vSphere's does when the guest cannot quiesce.
+func (x *vmExtension) CreateSnapshotTask(req *types.CreateSnapshot_Task) soap.HasFault {
+	body := new(methods.CreateSnapshot_TaskBody)
+	vm, ok := simulator.Map.Get(x.vm()).(*simulator.VirtualMachine)
+	if !ok {
+		body.Fault_ = simulator.Fault("", &types.ManagedObjectNotFound{Obj: x.vm()})
+		return body
+	}
+	task := simulator.CreateTask(vm, "createSnapshot", nil)
+	simulator.Map.Update(task, []types.PropertyChange{
+		{Name: "info.startTime", Val: time.Now()},
+		{Name: "info.state", Val: types.TaskInfoStateRunning},
+	})
+	simulator.Map.Update(task, []types.PropertyChange{
+		{Name: "info.completeTime", Val: time.Now()},
+		{Name: "info.state", Val: types.TaskInfoStateError},
+		{Name: "info.error", Val: types.LocalizedMethodFault{Fault: &types.ApplicationQuiesceFault{}, LocalizedMessage: quiesceError}},
+	})
+	body.Res = &types.CreateSnapshot_TaskResponse{Returnval: task.Self}
+	return body
+}
+
+// QueryChangedDiskAreas answers from the change tracker (see changeTracker.query).
+func (x *vmExtension) QueryChangedDiskAreas(req *types.QueryChangedDiskAreas) soap.HasFault {
+	body := new(methods.QueryChangedDiskAreasBody)
+	info, msg, fault := x.tracker.query(x.vm(), req)
+	if fault != nil {
+		body.Fault_ = simulator.Fault(msg, fault)
+		return body
+	}
+	body.Res = &types.QueryChangedDiskAreasResponse{Returnval: *info}
+	return body
+}
+
+// changeTracker keeps changed block tracking for the disks of VMs with config.changeTrackingEnabled,
+// keyed by the disk's local flat file ("<disk>-flat.vmdk"). Time is cut into periods: writes go to
+// the current one, and a snapshot closes it, its disks being stamped "<epoch>/<period>". Changes
+// since such an id, up to a snapshot stamped "<epoch>/<m>", are the periods after it, up to m.
+// The epoch is new whenever tracking (re)starts, which makes older ids stale, as on vSphere.
+//
+// It is a Registry handler: it sees ReconfigVM/CreateVM tasks finish (tracking switched on or off,
+// disks added or removed), snapshots being taken, and VMs being removed.
+type changeTracker struct {
+	mu       sync.Mutex
+	disks    map[string]*diskTrack
+	vmDisks  map[types.ManagedObjectReference][]string
+	maxAreas int // changed areas per answer: vCenter answers large queries in parts
+}
+
+type diskTrack struct {
+	epoch   string
+	periods []bitset // blocks written in each period; the last one is the current one
+}
+
+func newChangeTracker(maxAreas int) *changeTracker {
+	if maxAreas <= 0 {
+		maxAreas = 2000
+	}
+	return &changeTracker{disks: map[string]*diskTrack{}, vmDisks: map[types.ManagedObjectReference][]string{}, maxAreas: maxAreas}
+}
+
+func (t *changeTracker) Reference() types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "ChangeTracker", Value: "changeTracker"}
+}
+
+func (t *changeTracker) PutObject(mo.Reference) {}
+
+func (t *changeTracker) RemoveObject(ref types.ManagedObjectReference) {
+	if ref.Type == "VirtualMachine" {
+		t.mu.Lock()
+		t.forget(ref)
+		t.mu.Unlock()
+	}
+}
+
+// UpdateObject runs in the goroutine that finishes the task, which holds the VM's lock: the VM and
+// its snapshots are read here without taking it again.
+func (t *changeTracker) UpdateObject(o mo.Reference, changes []types.PropertyChange) {
+	task, ok := o.(*mo.Task)
+	if !ok || task.Info.Entity == nil || !finishedWith(changes, types.TaskInfoStateSuccess) {
+		return
+	}
+	result, _ := task.Info.Result.(types.ManagedObjectReference)
+	if task.Info.DescriptionId == "VirtualMachine.createSnapshot" && result.Type == "VirtualMachineSnapshot" {
+		t.snapshotTaken(result)
+	}
+	for _, ref := range []types.ManagedObjectReference{*task.Info.Entity, result} { // result: CreateVM, CloneVM, ...
+		if ref.Type == "VirtualMachine" {
+			if vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine); ok {
+				layOutDisks(vm)
+			}
+			t.sync(ref)
+		}
+	}
+}
+
+// layOutDisks gives a VM's disks the files vSphere has: vcsim creates "<disk>.vmdk" and
+// "<disk>-flat.vmdk" empty; the descriptor gets a monolithic flat VMFS text, and the flat file the
+// disk's capacity (sparse: zeros, no space used). Made directly, so change tracking sees no write;
+// files that already have content are left alone.
+func layOutDisks(vm *simulator.VirtualMachine) {
+	if vm.Config == nil {
+		return
+	}
+	for _, d := range vm.Config.Hardware.Device {
+		disk, ok := d.(*types.VirtualDisk)
+		if !ok {
+			continue
+		}
+		flat, ok := flatFile(vm, disk)
+		if !ok {
+			continue
+		}
+		capacity := diskCapacity(disk)
+		if info, err := os.Stat(flat); err == nil && info.Size() < capacity {
+			_ = os.Truncate(flat, capacity)
+		}
+		descriptor := strings.TrimSuffix(flat, "-flat.vmdk") + ".vmdk"
+		if info, err := os.Stat(descriptor); err == nil && info.Size() == 0 {
+			_ = os.WriteFile(descriptor, []byte(vmdkDescriptor(filepath.Base(flat), capacity)), 0o600)
+		}
+	}
+}
+
+// vmdkDescriptor is what ESXi writes next to a "<disk>-flat.vmdk" (as tools/diskimages.py does).
+func vmdkDescriptor(flatName string, capacity int64) string {
+	sectors := capacity / 512
+	cylinders := sectors / (255 * 63)
+	if cylinders > 65535 {
+		cylinders = 65535
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s:%d", flatName, capacity)))
+	return fmt.Sprintf(`# Disk DescriptorFile
+version=1
+encoding="UTF-8"
+CID=%x
+parentCID=ffffffff
+isNativeSnapshot="no"
+createType="vmfs"
+
+# Extent description
+RW %d VMFS "%s"
+
+# The Disk Data Base
+#DDB
+
+ddb.adapterType = "lsilogic"
+ddb.geometry.cylinders = "%d"
+ddb.geometry.heads = "255"
+ddb.geometry.sectors = "63"
+ddb.thinProvisioned = "1"
+ddb.virtualHWVersion = "13"
+`, sum[:4], sectors, flatName, cylinders)
+}
+
+func finishedWith(changes []types.PropertyChange, state types.TaskInfoState) bool {
+	for _, change := range changes {
+		if change.Name == "info.state" {
+			return fmt.Sprint(change.Val) == string(state)
+		}
+	}
+	return false
+}
+
+// sync starts tracking the disks of a VM with tracking enabled that are not tracked yet, and stops
+// tracking disks that are gone or whose VM has it disabled (their change ids become stale).
+func (t *changeTracker) sync(ref types.ManagedObjectReference) {
+	var files []string
+	vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if ok && vm.Config != nil && vm.Config.ChangeTrackingEnabled != nil && *vm.Config.ChangeTrackingEnabled {
+		for _, d := range vm.Config.Hardware.Device {
+			if disk, ok := d.(*types.VirtualDisk); ok {
+				if file, ok := flatFile(vm, disk); ok {
+					files = append(files, file)
+				}
+			}
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	kept := map[string]*diskTrack{}
+	for _, file := range files {
+		if track := t.disks[file]; track != nil && contains(t.vmDisks[ref], file) {
+			kept[file] = track
+		}
+	}
+	t.forget(ref)
+	for _, file := range files {
+		if kept[file] != nil {
+			t.disks[file] = kept[file]
+		} else {
+			t.disks[file] = &diskTrack{epoch: newEpoch(), periods: []bitset{nil}}
+		}
+	}
+	if len(files) > 0 {
+		t.vmDisks[ref] = files
+	}
+}
+
+// forget stops tracking a VM's disks; t.mu is held.
+func (t *changeTracker) forget(ref types.ManagedObjectReference) {
+	for _, file := range t.vmDisks[ref] {
+		delete(t.disks, file)
+	}
+	delete(t.vmDisks, ref)
+}
+
+// snapshotTaken freezes the snapshot's devices (vcsim shares them with the VM) and stamps each
+// tracked disk with its change id, which also ends the disk's current period.
+func (t *changeTracker) snapshotTaken(ref types.ManagedObjectReference) {
+	snapshot, ok := simulator.Map.Get(ref).(*simulator.VirtualMachineSnapshot)
+	if !ok {
+		return
+	}
+	vm, ok := simulator.Map.Get(snapshot.Vm).(*simulator.VirtualMachine)
+	if !ok {
+		return
+	}
+	devices := make([]types.BaseVirtualDevice, len(snapshot.Config.Hardware.Device))
+	for i, d := range snapshot.Config.Hardware.Device {
+		devices[i] = copyDevice(d)
+		if disk, ok := devices[i].(*types.VirtualDisk); ok {
+			if file, ok := flatFile(vm, disk); ok {
+				setChangeID(disk, t.stamp(file))
+			}
+		}
+	}
+	snapshot.Config.Hardware.Device = devices
+}
+
+// stamp returns a disk's change id ("" when not tracked) and starts its next period.
+func (t *changeTracker) stamp(file string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	track := t.disks[file]
+	if track == nil {
+		return ""
+	}
+	id := fmt.Sprintf("%s/%d", track.epoch, len(track.periods)-1)
+	track.periods = append(track.periods, nil)
+	return id
+}
+
+// record marks the blocks of [offset, offset+length) of a flat file as written in its current period.
+func (t *changeTracker) record(file string, offset, length int64) {
+	if length <= 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if track := t.disks[file]; track != nil {
+		current := &track.periods[len(track.periods)-1]
+		current.setRange(offset/cbtBlock, (offset+length-1)/cbtBlock)
+	}
+}
+
+// query implements QueryChangedDiskAreas for a VM: the areas of disk deviceKey, as the snapshot has
+// it (or as the VM has it now, without one), that changed since changeId; "*" means every area that
+// holds data (non-zero 64 KiB blocks of the flat file, read now: vcsim's snapshots do not freeze
+// disks). An answer covers [startOffset, startOffset+length) with at most maxAreas areas; the client
+// asks again from there. Faults as vSphere's: FileFault when tracking is off or was reset since
+// changeId or the snapshot, InvalidArgument for a malformed or future changeId or a wrong argument.
+func (t *changeTracker) query(ref types.ManagedObjectReference, req *types.QueryChangedDiskAreas) (*types.DiskChangeInfo, string, types.BaseMethodFault) {
+	vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if !ok {
+		return nil, "", &types.ManagedObjectNotFound{Obj: ref}
+	}
+	var disk *types.VirtualDisk
+	var snapshotID string
+	var msg string
+	var fault types.BaseMethodFault
+	simulator.Map.WithLock(vm, func() {
+		disk, snapshotID, msg, fault = queriedDisk(vm, req)
+	})
+	if fault != nil {
+		return nil, msg, fault
+	}
+	capacity := diskCapacity(disk)
+	if req.StartOffset < 0 || req.StartOffset >= capacity {
+		return nil, "startOffset is outside the disk", &types.InvalidArgument{InvalidProperty: "startOffset"}
+	}
+	file, ok := flatFile(vm, disk)
+	if !ok {
+		return nil, "the disk has no flat file", &types.FileFault{}
+	}
+	fileName := disk.Backing.(types.BaseVirtualDeviceFileBackingInfo).GetVirtualDeviceFileBackingInfo().FileName
+	changed, msg, fault := t.changedBlocks(file, fileName, snapshotID, req.Snapshot != nil, req.ChangeId)
+	if fault != nil {
+		return nil, msg, fault
+	}
+	if req.ChangeId == "*" {
+		changed = allocatedBlocks(file, req.StartOffset, capacity)
+	}
+	return t.answer(changed, req.StartOffset, capacity), "", nil
+}
+
+// queriedDisk finds the disk in the snapshot's devices (or the VM's) and the snapshot's change id
+// for it; the VM's lock is held.
+func queriedDisk(vm *simulator.VirtualMachine, req *types.QueryChangedDiskAreas) (*types.VirtualDisk, string, string, types.BaseMethodFault) {
+	devices := vm.Config.Hardware.Device
+	if req.Snapshot != nil {
+		snapshot, ok := simulator.Map.Get(*req.Snapshot).(*simulator.VirtualMachineSnapshot)
+		if !ok {
+			return nil, "", "", &types.ManagedObjectNotFound{Obj: *req.Snapshot}
+		}
+		if snapshot.Vm != vm.Self {
+			return nil, "", "the snapshot is not one of this VM's", &types.InvalidArgument{InvalidProperty: "snapshot"}
+		}
+		devices = snapshot.Config.Hardware.Device
+	}
+	for _, d := range devices {
+		if disk, ok := d.(*types.VirtualDisk); ok && disk.Key == req.DeviceKey {
+			return disk, changeID(disk), "", nil
+		}
+	}
+	return nil, "", fmt.Sprintf("no disk with key %d", req.DeviceKey), &types.InvalidArgument{InvalidProperty: "deviceKey"}
+}
+
+// changedBlocks returns the blocks written after changeId up to the snapshot's change id (or up to
+// now without a snapshot); for "*" only the checks are made.
+func (t *changeTracker) changedBlocks(file, fileName, snapshotID string, withSnapshot bool, changeID string) (bitset, string, types.BaseMethodFault) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	track := t.disks[file]
+	if track == nil {
+		return nil, "change tracking is not enabled for this disk", &types.FileFault{File: fileName}
+	}
+	upper := len(track.periods) - 1 // now: the current period included
+	if withSnapshot {
+		m := changeIDPattern.FindStringSubmatch(snapshotID)
+		if m == nil || m[1] != track.epoch {
+			return nil, "the snapshot was taken while change tracking was off (or before it was reset)", &types.FileFault{File: fileName}
+		}
+		upper = atoi(m[2])
+	}
+	if changeID == "*" {
+		return nil, "", nil
+	}
+	m := changeIDPattern.FindStringSubmatch(changeID)
+	if m == nil {
+		return nil, "A specified parameter was not correct: changeId", &types.InvalidArgument{InvalidProperty: "changeId"}
+	}
+	if m[1] != track.epoch {
+		return nil, "change tracking was reset since this changeId", &types.FileFault{File: fileName}
+	}
+	since := atoi(m[2])
+	if since > upper {
+		return nil, "A specified parameter was not correct: changeId", &types.InvalidArgument{InvalidProperty: "changeId"}
+	}
+	var changed bitset
+	for _, period := range track.periods[since+1 : upper+1] {
+		changed.or(period)
+	}
+	return changed, "", nil
+}
+
+// answer lists the changed blocks from startOffset as areas (runs of blocks), at most maxAreas.
+func (t *changeTracker) answer(changed bitset, startOffset, capacity int64) *types.DiskChangeInfo {
+	info := &types.DiskChangeInfo{StartOffset: startOffset, Length: capacity - startOffset}
+	blocks := (capacity + cbtBlock - 1) / cbtBlock
+	for b := startOffset / cbtBlock; b < blocks; b++ {
+		if !changed.has(b) {
+			continue
+		}
+		if len(info.ChangedArea) == t.maxAreas {
+			info.Length = b*cbtBlock - startOffset // the rest is for the next call
+			break
+		}
+		first := b
+		for b+1 < blocks && changed.has(b+1) {
+			b++
+		}
+		start, end := first*cbtBlock, (b+1)*cbtBlock
+		if start < startOffset {
+			start = startOffset
+		}
+		if end > capacity {
+			end = capacity
+		}
+		info.ChangedArea = append(info.ChangedArea, types.DiskChangeExtent{Start: start, Length: end - start})
+	}
+	return info
+}
+
+// allocatedBlocks returns the blocks of a flat file from start's on that hold data (not all zeros).
+func allocatedBlocks(file string, start, capacity int64) bitset {
+	var blocks bitset
+	f, err := os.Open(file)
+	if err != nil {
+		return blocks
+	}
+	defer f.Close()
+	buf := make([]byte, 16*cbtBlock)
+	zero := make([]byte, cbtBlock)
+	for offset := start / cbtBlock * cbtBlock; offset < capacity; offset += int64(len(buf)) {
+		n, _ := f.ReadAt(buf, offset)
+		if n == 0 {
+			break
+		}
+		for i := 0; i < n; i += cbtBlock {
+			block := buf[i:min64(int64(i+cbtBlock), int64(n))]
+			if !bytes.Equal(block, zero[:len(block)]) {
+				blocks.setRange((offset+int64(i))/cbtBlock, (offset+int64(i))/cbtBlock)
+			}
+		}
+	}
+	return blocks
+}
+
+// flatFile is the local path of a disk's "<disk>-flat.vmdk" (vcsim's layout, as vSphere's).
+func flatFile(vm *simulator.VirtualMachine, disk *types.VirtualDisk) (string, bool) {
+	backing, ok := disk.Backing.(types.BaseVirtualDeviceFileBackingInfo)
+	if !ok {
+		return "", false
+	}
+	var p object.DatastorePath
+	if !p.FromString(backing.GetVirtualDeviceFileBackingInfo().FileName) {
+		return "", false
+	}
+	ds, ok := simulator.Map.FindByName(p.Datastore, vm.Datastore).(*simulator.Datastore)
+	if !ok {
+		return "", false
+	}
+	flat := strings.TrimSuffix(p.Path, ".vmdk") + "-flat.vmdk"
+	return filepath.Join(ds.Info.GetDatastoreInfo().Url, flat), true
+}
+
+func diskCapacity(disk *types.VirtualDisk) int64 {
+	if disk.CapacityInBytes > 0 {
+		return disk.CapacityInBytes
+	}
+	return disk.CapacityInKB * 1024
+}
+
+// changeID and setChangeID read and write backing.changeId, a field of most disk backings.
+func changeID(disk *types.VirtualDisk) string {
+	if field := changeIDField(disk); field.IsValid() {
+		return field.String()
+	}
+	return ""
+}
+
+func setChangeID(disk *types.VirtualDisk, id string) {
+	if field := changeIDField(disk); field.IsValid() && field.CanSet() {
+		field.SetString(id)
+	}
+}
+
+func changeIDField(disk *types.VirtualDisk) reflect.Value {
+	if disk.Backing == nil {
+		return reflect.Value{}
+	}
+	field := reflect.ValueOf(disk.Backing).Elem().FieldByName("ChangeId")
+	if field.Kind() != reflect.String {
+		return reflect.Value{}
+	}
+	return field
+}
+
+// copyDevice copies a device (and a disk's backing), so that a snapshot's config no longer shares
+// them with the VM's: vcsim copies only the config struct, and later edits of the VM's devices (or
+// a change id stamped on the next snapshot) would show through.
+func copyDevice(d types.BaseVirtualDevice) types.BaseVirtualDevice {
+	c := shallowCopy(d).(types.BaseVirtualDevice)
+	if disk, ok := c.(*types.VirtualDisk); ok && disk.Backing != nil {
+		disk.Backing = shallowCopy(disk.Backing).(types.BaseVirtualDeviceBackingInfo)
+	}
+	return c
+}
+
+func shallowCopy(v interface{}) interface{} {
+	src := reflect.ValueOf(v).Elem()
+	dst := reflect.New(src.Type())
+	dst.Elem().Set(src)
+	return dst.Interface()
+}
+
+// newEpoch returns the first part of a change id: 16 random bytes as vSphere prints them.
+func newEpoch() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	pairs := make([]string, len(b))
+	for i, x := range b {
+		pairs[i] = fmt.Sprintf("%02x", x)
+	}
+	return strings.Join(pairs[:8], " ") + "-" + strings.Join(pairs[8:], " ")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func min64(a, b int64) int64 {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+// bitset is a growable set of block numbers.
+type bitset []uint64
+
+func (s *bitset) setRange(first, last int64) {
+	for need := last/64 + 1; int64(len(*s)) < need; {
+		*s = append(*s, 0)
+	}
+	for b := first; b <= last; b++ {
+		(*s)[b/64] |= 1 << uint(b%64)
+	}
+}
+
+func (s bitset) has(b int64) bool {
+	return b/64 < int64(len(s)) && s[b/64]&(1<<uint(b%64)) != 0
+}
+
+func (s *bitset) or(other bitset) {
+	for int64(len(*s)) < int64(len(other)) {
+		*s = append(*s, 0)
+	}
+	for i, word := range other {
+		(*s)[i] |= word
+	}
+}
+
 // ---- TLS ----
 
 // loadOrCreateCert returns the certificate in certFile/keyFile, or creates a self-signed one for
@@ -738,6 +1557,8 @@ func run(o options) error {
 	}
 	defer model.Remove()
 	simulator.Map.AddHandler(&changeVersions{pending: map[types.ManagedObjectReference]types.ManagedObjectReference{}})
+	tracker := newChangeTracker(s.CBTMaxAreas)
+	simulator.Map.AddHandler(tracker)
 
 	ctx := context.Background()
 	c, err := vim25.NewClient(ctx, model.Service)
@@ -766,6 +1587,8 @@ func run(o options) error {
 		model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	server := model.Service.NewServer()
+	// Set before the ready line is printed: no client knows the port yet.
+	server.Config.Handler = &interceptor{next: server.Config.Handler, tracker: tracker, stores: b.stores()}
 
 	host, port, _ := net.SplitHostPort(server.URL.Host)
 	b.out.URL = fmt.Sprintf("%s://%s/sdk", server.URL.Scheme, server.URL.Host)

@@ -39,7 +39,8 @@ class Command(BaseCommand):
             failed = []
             for run in runs:
                 try:
-                    wait_for_job(self.stdout, run)
+                    done = wait_for_job(self.stdout, run)
+                    self.stdout.write(f"{done.target_label}: recovery point {done.result.get('point')}")
                 except CommandError as exc:
                     failed.append(str(exc))
             if failed:

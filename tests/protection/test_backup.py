@@ -1,0 +1,210 @@
+"""Backups against the simulator with real NTFS and ext4 disks: byte-identical points, dedup of
+unchanged chunks, user snapshots tolerated, our snapshot always removed."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from inventory import vcenter as api
+from inventory.models import Folder, VCenter, VirtualMachine
+from inventory.sync import apply_inventory
+from jobs.models import JobRun
+from protection import actions
+from tests.protection.test_groups import POLICY
+from tools import diskimages
+from vault import engine
+from vault.models import RecoveryPoint
+
+pytestmark = pytest.mark.django_db
+MiB = 1024 * 1024
+
+SPEC = {
+    "datacenters": [
+        {
+            "name": "DC",
+            "clusters": [{"name": "C", "hosts": 1}],
+            "datastores": [{"name": "ds1"}],
+            "folders": [
+                {
+                    "path": "Prod",
+                    "vms": [
+                        {
+                            "name": "win-01",
+                            "disks_mb": [48, 40],
+                            "instance_uuid": "50000000-0000-0000-0000-00000000a001",
+                        },
+                        {"name": "lnx-01", "disks_mb": [40], "instance_uuid": "50000000-0000-0000-0000-00000000a002"},
+                    ],
+                }
+            ],
+        }
+    ]
+}
+
+
+def padded_sha256(image: Path, capacity: int) -> str:
+    digest = hashlib.sha256(image.read_bytes())
+    digest.update(bytes(capacity - image.stat().st_size))
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def lab(vcsim_factory, settings, tmp_path):
+    settings.BACKUP_STORE_DIR = tmp_path / "store"
+    sim = vcsim_factory(SPEC, tls=True)
+    images = {
+        ("win-01", 0): diskimages.build_ntfs_disk(diskimages.sample_windows_tree(), size_mib=48),
+        ("win-01", 1): diskimages.build_ext4_disk({"data.txt": "data disk\n"}, size_mib=40, label="data"),
+        ("lnx-01", 0): diskimages.build_ext4_disk(diskimages.sample_linux_tree(), size_mib=40),
+    }
+    for (name, index), image in images.items():
+        sim.upload_disk_image(name, index, image)
+    vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
+    vc.password = sim.password
+    vc.save()
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        apply_inventory(vc, api.fetch_inventory(conn))
+    group = actions.save_group(
+        None,
+        group=None,
+        name="Prod",
+        description="",
+        selection=actions.Selection(folder_ids=[Folder.objects.get(path="DC/Prod").pk]),
+        policy_values={**POLICY, "parallelism": 1},
+    )
+    return sim, vc, group, images
+
+
+def back_up(vm_name, run_worker, capture) -> JobRun:
+    vm = VirtualMachine.objects.get(name=vm_name)
+    with capture(execute=True):
+        (run,) = actions.backup_now(None, vm=vm)
+    run_worker()
+    run.refresh_from_db()
+    return run
+
+
+def restored_sha256(point: RecoveryPoint, key: int, tmp_path: Path) -> str:
+    from django.conf import settings
+
+    st = engine.Store(settings.BACKUP_STORE_DIR)
+    out = tmp_path / f"restore-{key}.img"
+    engine.restore_disk(st, st.open_point(str(point.pk)).index(str(key)), out)
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_a_backup_is_byte_identical_and_the_snapshot_is_gone(
+    lab, run_worker, django_capture_on_commit_callbacks, tmp_path
+):
+    sim, vc, group, images = lab
+    run = back_up("win-01", run_worker, django_capture_on_commit_callbacks)
+    assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
+    point = RecoveryPoint.objects.get(vm__name="win-01")
+    assert point.consistency == "application" and point.config["disks"]
+    disks = list(point.disks.order_by("key"))
+    assert [d.read_path for d in disks] == ["full", "full"]
+    for disk, index in zip(disks, (0, 1), strict=True):
+        assert restored_sha256(point, disk.key, tmp_path) == padded_sha256(
+            images[("win-01", index)], disk.capacity_bytes
+        )
+    assert run.progress_done == run.progress_total == 88 * MiB
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        assert api.list_snapshots(conn, point.vm.moref) == []
+
+
+def test_a_second_backup_after_changing_a_file_stores_only_the_changed_chunks(
+    lab, run_worker, django_capture_on_commit_callbacks, tmp_path
+):
+    import random
+
+    sim, vc, group, images = lab
+    tree = diskimages.sample_linux_tree()
+    tree["srv"] = {f"big-{n}.bin": random.Random(n).randbytes(3 * MiB) for n in range(6)}
+    image = diskimages.build_ext4_disk(tree, size_mib=40)
+    sim.upload_disk_image("lnx-01", 0, image)
+    assert back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
+    # Change 4 KiB inside one file, in place, as an application rewriting part of a file does.
+    data = bytearray(image.read_bytes())
+    offset = data.find(tree["srv"]["big-3.bin"][: 64 * 1024]) + 8192
+    data[offset : offset + 4096] = b"\xab" * 4096
+    changed = tmp_path / "changed.img"
+    changed.write_bytes(data)
+    sim.upload_disk_image("lnx-01", 0, changed)
+    run = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    first, second = RecoveryPoint.objects.filter(vm__name="lnx-01").order_by("created")
+    (disk,) = second.disks.all()
+    assert first.disks.get().new_chunks >= 5
+    assert disk.new_chunks == 1 and disk.read_path == "full"
+    assert restored_sha256(second, disk.key, tmp_path) == padded_sha256(changed, disk.capacity_bytes)
+    assert restored_sha256(first, disk.key, tmp_path) == padded_sha256(image, disk.capacity_bytes)
+
+
+def test_a_vm_with_a_user_snapshot_is_backed_up_and_keeps_it(lab, run_worker, django_capture_on_commit_callbacks):
+    sim, *_ = lab
+    vm = VirtualMachine.objects.get(name="lnx-01")
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        api.create_snapshot(conn, vm.moref, "before patching", "the administrator's own", quiesce=False)
+    run = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        assert [s.name for s in api.list_snapshots(conn, vm.moref)] == ["before patching"]
+
+
+def test_verify_finds_a_flipped_byte_and_names_the_vm(lab, run_worker, django_capture_on_commit_callbacks):
+    import json
+
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from jobs import runner
+
+    assert back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
+    (row,) = json.loads(_call(call_command, "points", "lnx-01", "--json"))
+    assert row["disks"][0]["read_path"] == "full" and not row["damaged"]
+    chunk = next(p for p in (settings.BACKUP_STORE_DIR / "chunks").rglob("*") if p.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(data)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = runner.enqueue("vault.verify", params={"point_ids": [row["id"]]})
+    run_worker()
+    run.refresh_from_db()
+    assert run.status == JobRun.Status.FAILED and "VMs affected: lnx-01" in run.error
+    point = RecoveryPoint.objects.get(pk=row["id"])
+    assert point.damaged and point.verified_at and point.damage
+
+
+def _call(call_command, *args) -> str:
+    import io
+
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_leftover_backup_snapshots_are_removed_and_others_kept(lab, run_worker, django_capture_on_commit_callbacks):
+    from jobs import runner
+    from protection.backup import SNAPSHOT_NAME, SNAPSHOT_TAG
+
+    sim, vc, *_ = lab
+    vm = VirtualMachine.objects.get(name="lnx-01")
+    running = JobRun.objects.create(kind="protection.backup", title="x", status=JobRun.Status.RUNNING)
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        api.create_snapshot(
+            conn, vm.moref, SNAPSHOT_NAME, f"{SNAPSHOT_TAG} job=0b9a0000-0000-0000-0000-000000000000", False
+        )
+        api.create_snapshot(conn, vm.moref, SNAPSHOT_NAME, f"{SNAPSHOT_TAG} job={running.pk}", False)
+        api.create_snapshot(conn, vm.moref, "vmbackup", "an administrator's snapshot with our name", False)
+    VirtualMachine.objects.filter(pk=vm.pk).update(snapshot_count=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = runner.enqueue("protection.cleanup_snapshots")
+    run_worker()
+    run.refresh_from_db()
+    assert run.status == JobRun.Status.SUCCEEDED and run.result == {"removed": 1}
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        left = sorted(s.description for s in api.list_snapshots(conn, vm.moref))
+    assert left == sorted([f"{SNAPSHOT_TAG} job={running.pk}", "an administrator's snapshot with our name"])

@@ -1,0 +1,92 @@
+"""Deduplicating local store for VM disk images (plain Python, no Django: tested and benchmarked alone).
+
+Like Proxmox Backup Server's fixed index: disks are cut into fixed 4 MiB chunks named by the SHA-256
+of their plaintext; a recovery point holds one index (the list of digests) per disk, so every point is
+a full image and restoring the newest costs the same as restoring the oldest.
+
+Layout under the store root:
+
+    store.json                          {"format": 1, "chunk_size": 4194304}
+    chunks/<first 4 hex>/<64 hex>       one chunk: 1 header byte (0 raw, 1 zstd level 1) + payload
+    points/<point id>/manifest.json     disks, their statistics, and the caller's metadata ("meta")
+    points/<point id>/<disk key>.idx    binary index: header, digests, SHA-256 of the index
+    staging/<point id>.<token>/         a backup in progress: lock, chunks/, point/ (never trusted)
+    trash/                              swept staging directories and deleted points, being removed
+    lock, staging.lock                  flock files (backups share `lock`; a future GC takes it alone)
+
+A backup writes its new chunks and its indexes into its staging directory, fsyncs them in one batch
+at commit, renames the chunks into chunks/ (fsyncing those directories), then renames point/ to
+points/<id> and fsyncs points/. So a name under chunks/ or points/ always refers to complete, durable
+data, and a backup may trust `chunks/<digest>` existing. `Store.recover()` (run by every
+`begin_point`) sweeps staging directories whose owner died.
+
+Typical use:
+
+    store = Store(root)
+    with store.begin_point("vm-42.2026-11-25T0300") as pending, FileSource(image) as source:
+        previous = store.open_point("vm-42.2026-11-24T0300").index("scsi0:0")  # after begin_point
+        result = pending.add_disk("scsi0:0", source, previous=previous, changed_areas=cbt_areas)
+        pending.commit({"vm": "vm-42", "change_id": "..."})
+    index = store.open_point("vm-42.2026-11-25T0300").index("scsi0:0")
+    restore_disk(store, index, "/tmp/disk.raw")     # or DiskReader(store, index) for dissect
+    verify_point(store, "vm-42.2026-11-25T0300").ok
+
+Garbage collection (a later issue) is a mark and sweep: take `lock` exclusively (it waits for running
+backups, which hold it shared), mark `DiskIndex.referenced()` of every index from
+`Store.iter_indexes()`, delete the other files under chunks/.
+"""
+
+from __future__ import annotations
+
+from .backup import BackupStats, DiskBackup, backup_disk, chunks_to_read
+from .errors import (
+    Cancelled,
+    ChunkCorrupt,
+    ChunkError,
+    ChunkMissing,
+    CorruptIndex,
+    CorruptPoint,
+    PointExists,
+    PointNotFound,
+    SourceError,
+    StoreError,
+    StoreFull,
+)
+from .format import CHUNK_SIZE, DiskIndex
+from .pending import PendingPoint
+from .reader import DiskReader, RestoreStats, restore_disk
+from .source import FileSource, Source
+from .store import Point, Store
+from .verify import ChunkProblem, DiskVerify, VerifyReport, verify_point
+
+__all__ = [
+    "CHUNK_SIZE",
+    "BackupStats",
+    "Cancelled",
+    "ChunkCorrupt",
+    "ChunkError",
+    "ChunkMissing",
+    "ChunkProblem",
+    "CorruptIndex",
+    "CorruptPoint",
+    "DiskBackup",
+    "DiskIndex",
+    "DiskReader",
+    "DiskVerify",
+    "FileSource",
+    "PendingPoint",
+    "Point",
+    "PointExists",
+    "PointNotFound",
+    "RestoreStats",
+    "Source",
+    "SourceError",
+    "Store",
+    "StoreError",
+    "StoreFull",
+    "VerifyReport",
+    "backup_disk",
+    "chunks_to_read",
+    "restore_disk",
+    "verify_point",
+]

@@ -1,0 +1,219 @@
+"""Back up one disk image into a pending recovery point.
+
+Work is split per 4 MiB chunk: read, zero check, SHA-256, "do we have it?", zstd, write. A pool of
+threads (one per core) runs whole chunks, because every slow step (pread, hashlib, zstandard,
+os.writev) releases the GIL; each thread reuses its own 4 MiB buffer, since a fresh 4 MiB allocation
+per chunk costs page faults on every byte. The calling thread only schedules chunks, collects their
+digests in order and runs the caller's callbacks, which may touch thread-bound things (a Django
+database connection) and so must not run in the pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from .errors import Cancelled
+from .format import CHUNK_SIZE, DIGEST_SIZE, ZERO, ZERO_DIGEST, DiskIndex, chunk_count, encode_chunk
+from .pending import PendingPoint
+from .source import Source, read_exact
+from .store import check_name
+
+_ZERO, _REUSED, _NEW = 0, 1, 2
+
+
+@dataclass
+class BackupStats:
+    disk_key: str
+    path: Literal["cbt", "full"]  # "cbt": only changed areas were read
+    logical_bytes: int = 0  # the image size
+    bytes_read: int = 0  # bytes asked from the source
+    chunks_total: int = 0
+    chunks_new: int = 0  # stored by this backup
+    chunks_reused: int = 0  # already in the store (or earlier in this point), or unchanged per CBT
+    chunks_zero: int = 0  # all zeros: recorded in the index, never stored
+    bytes_stored_new: int = 0  # size of the new chunk files (header + payload)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DiskBackup:
+    disk_key: str
+    index: DiskIndex
+    stats: BackupStats
+
+
+def backup_disk(
+    point: PendingPoint,
+    disk_key: str,
+    source: Source,
+    *,
+    previous: DiskIndex | None = None,
+    changed_areas: Iterable[tuple[int, int]] | None = None,
+    progress: Callable[[int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    threads: int | None = None,
+) -> DiskBackup:
+    """Read `source` into `point` as disk `disk_key`; returns its index and statistics.
+
+    previous: the same disk's index in the last good point. Its digests count as "already stored"
+        without a look at the disk, and with `changed_areas` it enables the CBT path. Open it after
+        begin_point(): the pending point holds the store's shared lock, which a garbage collection
+        must take exclusively, so the chunks it names cannot vanish under the backup.
+    changed_areas: (offset, length) pairs that changed since `previous` (vSphere changed block
+        tracking, queried with the change id of that point). Only chunks overlapping one are read;
+        the others take the previous digest. A disk that grew or shrank has its new tail read too.
+    progress: called with the bytes of this disk done so far, as chunks complete, and at the end.
+    should_cancel: checked before each chunk read; True raises Cancelled.
+    Any exception (Cancelled, StoreFull, a source error) aborts the whole pending point, so a
+    failed backup never leaves anything visible, even without a `with` block.
+    """
+    point._check_open()
+    check_name("disk key", disk_key)
+    if disk_key in point.disks:
+        raise ValueError(f"disk {disk_key} is already in recovery point {point.point_id}")
+    try:
+        result = _DiskJob(point, disk_key, source, previous, changed_areas, threads or os.cpu_count() or 1).run(
+            progress, should_cancel
+        )
+    except BaseException:
+        point.abort()
+        raise
+    point._add(disk_key, result)
+    return result
+
+
+def chunks_to_read(size: int, previous: DiskIndex, changed_areas: Iterable[tuple[int, int]]) -> bytearray:
+    """One flag per chunk: 1 = read it. Besides the changed areas, any chunk whose extent differs from
+    the previous image's (the disk grew or shrank) is read, since CBT says nothing about it."""
+    n = chunk_count(size)
+    flags = bytearray(n)
+    if size != previous.image_size or previous.chunk_size != CHUNK_SIZE:
+        same = min(size, previous.image_size) // CHUNK_SIZE if previous.chunk_size == CHUNK_SIZE else 0
+        flags[same:] = b"\x01" * (n - same)
+    for offset, length in changed_areas:
+        if offset < 0 or length < 0:
+            raise ValueError(f"invalid changed area ({offset}, {length})")
+        if length == 0 or offset >= size:
+            continue
+        first, last = offset // CHUNK_SIZE, min(n - 1, (offset + length - 1) // CHUNK_SIZE)
+        flags[first : last + 1] = b"\x01" * (last + 1 - first)
+    return flags
+
+
+class _DiskJob:
+    def __init__(
+        self,
+        point: PendingPoint,
+        disk_key: str,
+        source: Source,
+        previous: DiskIndex | None,
+        changed_areas: Iterable[tuple[int, int]] | None,
+        threads: int,
+    ) -> None:
+        self.point = point
+        self.source = source
+        self.size = int(source.size)
+        self.previous = previous if previous is not None and previous.chunk_size == CHUNK_SIZE else None
+        self.must_read: bytearray | None = None
+        if self.previous is not None and changed_areas is not None:
+            self.must_read = chunks_to_read(self.size, self.previous, changed_areas)
+        cbt = self.must_read is not None
+        # The previous point's chunks are known to be stored: a set lookup instead of a stat per chunk.
+        self.known = self.previous.referenced() if self.previous is not None else set()
+        self.threads = max(1, threads)
+        self.stats = BackupStats(disk_key=disk_key, path="cbt" if cbt else "full", logical_bytes=self.size)
+        self._local = threading.local()
+
+    def run(self, progress: Callable[[int], None] | None, should_cancel: Callable[[], bool] | None) -> DiskBackup:
+        started = time.perf_counter()
+        n = chunk_count(self.size)
+        self.stats.chunks_total = n
+        self.digests = bytearray(n * DIGEST_SIZE)  # zero-filled: "all-zero chunk" until told otherwise
+        done = 0
+        pending: set[Future[tuple[int, int, bytes, int]]] = set()
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="vault-backup")
+        try:
+            for i in range(n):
+                offset = i * CHUNK_SIZE
+                length = min(CHUNK_SIZE, self.size - offset)
+                if self.must_read is not None and not self.must_read[i]:
+                    done += length
+                    self._reuse_previous(i)
+                    continue
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled(f"backup of disk {self.stats.disk_key} cancelled at byte {offset}")
+                if len(pending) >= 2 * self.threads:  # keep the pool busy, but bound what is queued
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    done += self._collect(finished)
+                    if progress is not None:
+                        progress(done)
+                pending.add(pool.submit(self._chunk, i, offset, length))
+                self.stats.bytes_read += length
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done += self._collect(finished)
+                if progress is not None:
+                    progress(done)
+        finally:
+            # On an error, queued chunks are dropped and running ones finish (at most one per thread)
+            # before the caller aborts the point and deletes the staging directory under them.
+            pool.shutdown(wait=True, cancel_futures=True)
+        if progress is not None:
+            progress(self.size)
+        self.stats.seconds = time.perf_counter() - started
+        index = DiskIndex(self.size, CHUNK_SIZE, bytes(self.digests))
+        return DiskBackup(self.stats.disk_key, index, self.stats)
+
+    def _reuse_previous(self, i: int) -> None:
+        assert self.previous is not None
+        digest = self.previous.digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE]
+        if digest == ZERO_DIGEST:
+            self.stats.chunks_zero += 1
+        else:
+            self.digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = digest
+            self.stats.chunks_reused += 1
+
+    def _collect(self, finished: set[Future[tuple[int, int, bytes, int]]]) -> int:
+        done = 0
+        for future in finished:
+            i, kind, digest, stored = future.result()  # re-raises a worker's error here
+            done += min(CHUNK_SIZE, self.size - i * CHUNK_SIZE)
+            if kind == _ZERO:
+                self.stats.chunks_zero += 1
+                continue
+            self.digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = digest
+            if kind == _NEW:
+                self.stats.chunks_new += 1
+                self.stats.bytes_stored_new += stored
+            else:
+                self.stats.chunks_reused += 1
+        return done
+
+    def _buffer(self) -> bytearray:
+        buf = getattr(self._local, "buffer", None)
+        if buf is None:
+            buf = self._local.buffer = bytearray(CHUNK_SIZE)
+        return buf
+
+    def _chunk(self, i: int, offset: int, length: int) -> tuple[int, int, bytes, int]:
+        """Runs in the pool: one chunk from source to staging."""
+        buf = self._buffer()
+        view = memoryview(buf)[:length]
+        read_exact(self.source, offset, view)
+        # bytearray == bytes is a memcmp (~30 GB/s); startswith also takes a memoryview without a copy.
+        if buf == ZERO if length == CHUNK_SIZE else ZERO.startswith(view):
+            return i, _ZERO, ZERO_DIGEST, 0
+        digest = hashlib.sha256(view).digest()
+        if digest in self.known or not self.point._claim(digest) or self.point._found_in_store(digest):
+            return i, _REUSED, digest, 0
+        return i, _NEW, digest, self.point._stage_chunk(digest, encode_chunk(view))

@@ -1,0 +1,156 @@
+"""On-disk formats: chunk files and disk indexes (see `vault/engine/__init__.py` for the layout).
+
+Chunk file: one header byte, then the payload.
+    0x00  raw: the payload is the plaintext (compression did not make it smaller)
+    0x01  zstd: one zstd frame (level 1, content size recorded) that decompresses to the plaintext
+The file name is the SHA-256 of the plaintext, so a reader can always check what it got.
+
+Disk index (little endian), one per disk per recovery point:
+    magic b"VMBIDX\\r\\n" (8) | version u16 | flags u16 | chunk size u32 | image size u64 | chunk count u64
+    chunk count x 32-byte digests (32 zero bytes = an all-zero chunk, never stored)
+    SHA-256 of everything above (32)
+The trailing checksum makes a torn or bit-rotted index an error instead of a wrong restore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from .errors import ChunkCorrupt, CorruptIndex
+
+CHUNK_SIZE = 4 * 1024 * 1024
+DIGEST_SIZE = 32
+# Compared with `bytes == ZERO` against a bytearray: a memcmp at ~30 GB/s (a memoryview compare is 60x slower).
+ZERO = bytes(CHUNK_SIZE)
+# SHA-256 never yields 32 zero bytes in practice, so the index uses them to mean "all-zero chunk".
+ZERO_DIGEST = bytes(DIGEST_SIZE)
+
+RAW = b"\x00"
+ZSTD = b"\x01"
+ZSTD_LEVEL = 1
+
+INDEX_MAGIC = b"VMBIDX\r\n"  # the CR LF catches text-mode mangling, like PNG's magic
+INDEX_VERSION = 1
+_HEADER = struct.Struct("<8sHHIQQ")
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    # zstd contexts are not thread-safe; one per thread keeps their memory reused across chunks.
+    comp = getattr(_local, "compressor", None)
+    if comp is None:
+        comp = _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return comp
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dec = getattr(_local, "decompressor", None)
+    if dec is None:
+        dec = _local.decompressor = zstandard.ZstdDecompressor()
+    return dec
+
+
+def encode_chunk(data: memoryview) -> list[bytes | memoryview]:
+    """The pieces of a chunk file (for os.writev, so raw data is written without a copy)."""
+    packed = _compressor().compress(data)
+    if len(packed) < len(data):
+        return [ZSTD, packed]
+    return [RAW, data]
+
+
+def decode_chunk(payload: bytes | memoryview, digest: bytes, length: int, *, verify: bool = True) -> memoryview:
+    """The plaintext of a chunk file's contents; ChunkCorrupt unless it is exactly what `digest` names."""
+    view = memoryview(payload)
+    kind = bytes(view[:1])
+    if kind == RAW:
+        data = view[1:]
+    elif kind == ZSTD:
+        try:
+            data = memoryview(_decompressor().decompress(view[1:], max_output_size=length))
+        except zstandard.ZstdError as err:
+            raise ChunkCorrupt(f"chunk {digest.hex()} does not decompress: {err}", digest) from err
+    else:
+        raise ChunkCorrupt(f"chunk {digest.hex()} has an unknown header byte {kind!r}", digest)
+    if len(data) != length:
+        raise ChunkCorrupt(f"chunk {digest.hex()} holds {len(data)} bytes, the index expects {length}", digest)
+    if verify and hashlib.sha256(data).digest() != digest:
+        raise ChunkCorrupt(f"chunk {digest.hex()} fails its SHA-256 check", digest)
+    return data
+
+
+@dataclass(frozen=True)
+class DiskIndex:
+    """The chunk list of one disk image. `digests` is the concatenation of 32-byte digests, kept as one
+    bytes object because a 2 TiB disk has half a million chunks (16 MiB here, ~40 MiB as a list)."""
+
+    image_size: int
+    chunk_size: int
+    digests: bytes
+
+    def __post_init__(self) -> None:
+        if self.chunk_size <= 0 or self.image_size < 0:
+            raise ValueError("chunk size must be positive and image size non-negative")
+        if len(self.digests) != chunk_count(self.image_size, self.chunk_size) * DIGEST_SIZE:
+            raise ValueError("digest list does not match the image size")
+
+    def __len__(self) -> int:
+        return len(self.digests) // DIGEST_SIZE
+
+    def digest(self, i: int) -> bytes | None:
+        """The digest of chunk `i`, or None when the chunk is all zeros."""
+        d = self.digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE]
+        return None if d == ZERO_DIGEST else d
+
+    def extent(self, i: int) -> tuple[int, int]:
+        """(offset, length) of chunk `i` in the image; only the last chunk can be short."""
+        offset = i * self.chunk_size
+        return offset, min(self.chunk_size, self.image_size - offset)
+
+    def referenced(self) -> set[bytes]:
+        """Digests of the stored chunks this index needs (what a mark-and-sweep GC marks)."""
+        view = self.digests
+        found = {view[o : o + DIGEST_SIZE] for o in range(0, len(view), DIGEST_SIZE)}
+        found.discard(ZERO_DIGEST)
+        return found
+
+    def to_bytes(self) -> bytes:
+        header = _HEADER.pack(INDEX_MAGIC, INDEX_VERSION, 0, self.chunk_size, self.image_size, len(self))
+        body = header + self.digests
+        return body + hashlib.sha256(body).digest()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "index") -> DiskIndex:
+        if len(data) < _HEADER.size + DIGEST_SIZE:
+            raise CorruptIndex(f"{name} is truncated ({len(data)} bytes, shorter than a header)")
+        magic, version, _flags, chunk_size, image_size, count = _HEADER.unpack_from(data)
+        if magic != INDEX_MAGIC:
+            raise CorruptIndex(f"{name} is not a disk index (bad magic {magic!r})")
+        if version != INDEX_VERSION:
+            raise CorruptIndex(f"{name} has index format version {version}; this program reads {INDEX_VERSION}")
+        expected = _HEADER.size + count * DIGEST_SIZE + DIGEST_SIZE
+        if len(data) != expected:
+            raise CorruptIndex(f"{name} is truncated or padded ({len(data)} bytes, expected {expected})")
+        if hashlib.sha256(memoryview(data)[:-DIGEST_SIZE]).digest() != data[-DIGEST_SIZE:]:
+            raise CorruptIndex(f"{name} fails its checksum (damaged or partially written)")
+        if chunk_size == 0 or count != chunk_count(image_size, chunk_size):
+            raise CorruptIndex(f"{name} has {count} chunks for an image of {image_size} bytes")
+        return cls(image_size, chunk_size, bytes(data[_HEADER.size : -DIGEST_SIZE]))
+
+    @classmethod
+    def load(cls, path: Path) -> DiskIndex:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as err:
+            raise CorruptIndex(f"index {path} is missing") from err
+        return cls.from_bytes(data, name=f"index {path}")
+
+
+def chunk_count(image_size: int, chunk_size: int = CHUNK_SIZE) -> int:
+    return -(-image_size // chunk_size)
