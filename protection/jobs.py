@@ -8,6 +8,7 @@ from typing import Any
 from django.utils import timezone
 
 from inventory.models import VirtualMachine
+from jobs.models import JobRun
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed
 from protection.scheduling import BACKUP_KIND
@@ -25,7 +26,22 @@ def backup(ctx: JobContext, vm_id: int, group_id: int, slot: str | None, window_
         raise JobFailed(f"{vm.name} left its protection group before the backup started.")
     from protection import backup as engine
 
-    return engine.backup_vm(ctx, vm)
+    if not _claim(vm_id, ctx.run.pk):
+        raise JobFailed(f"Another backup of {vm.name} is running; this one was not started.")
+    try:
+        return engine.backup_vm(ctx, vm)
+    finally:
+        VirtualMachine.objects.filter(pk=vm_id, backup_job=ctx.run.pk).update(backup_job=None)
+
+
+def _claim(vm_id: int, run_id: Any) -> bool:
+    """Take the VM for this job, atomically; a claim left by a job that is no longer running is stale."""
+    if VirtualMachine.objects.filter(pk=vm_id, backup_job__isnull=True).update(backup_job=run_id):
+        return True
+    holder = VirtualMachine.objects.filter(pk=vm_id).values_list("backup_job", flat=True).first()
+    if holder and not JobRun.objects.filter(pk=holder, status=JobRun.Status.RUNNING).exists():
+        return bool(VirtualMachine.objects.filter(pk=vm_id, backup_job=holder).update(backup_job=run_id))
+    return False
 
 
 CLEANUP_KIND = "protection.cleanup_snapshots"

@@ -13,6 +13,7 @@ from inventory import actions
 from inventory.forms import VMFilterForm
 from inventory.models import Folder, VCenter, VirtualMachine
 from inventory.queries import folder_tree, unprotected_count, vm_queryset
+from jobs.models import JobRun
 from lib.htmx import htmx_partial
 
 PAGE_SIZE = 50
@@ -74,7 +75,11 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
         else []
     )
     points = vm.recovery_points.prefetch_related("disks")[:50]
-    return render(request, "inventory/vm_detail.html", {"vm": vm, "history": history, "points": points})
+    jobs = []
+    if request.user.has_perm("jobs.view_jobrun"):
+        jobs = JobRun.objects.filter(target_type="inventory.virtualmachine", target_id=str(vm.pk)).defer("log")[:5]
+    context = {"vm": vm, "history": history, "points": points, "jobs": jobs}
+    return render(request, "inventory/vm_detail.html", context)
 
 
 @require_POST

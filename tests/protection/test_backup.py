@@ -208,3 +208,59 @@ def test_leftover_backup_snapshots_are_removed_and_others_kept(lab, run_worker, 
     with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
         left = sorted(s.description for s in api.list_snapshots(conn, vm.moref))
     assert left == sorted([f"{SNAPSHOT_TAG} job={running.pk}", "an administrator's snapshot with our name"])
+
+
+def test_a_full_store_fails_cleanly_and_keeps_earlier_points(
+    lab, run_worker, django_capture_on_commit_callbacks, settings, tmp_path
+):
+    assert back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
+    first = RecoveryPoint.objects.get(vm__name="lnx-01")
+    used = engine.Store(settings.BACKUP_STORE_DIR).used_bytes()
+    settings.BACKUP_STORE_QUOTA = used + 1024 * 1024  # room for almost nothing new
+    run = back_up("win-01", run_worker, django_capture_on_commit_callbacks)
+    assert run.status == JobRun.Status.FAILED
+    assert "The backup store is full" in run.error and "Earlier recovery points are intact" in run.error
+    assert not RecoveryPoint.objects.filter(vm__name="win-01").exists()
+    assert engine.Store(settings.BACKUP_STORE_DIR).list_points() == [str(first.pk)]
+    (disk,) = first.disks.all()
+    assert restored_sha256(first, disk.key, tmp_path)  # still restorable
+    sim = lab[0]
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        assert api.list_snapshots(conn, VirtualMachine.objects.get(name="win-01").moref) == []
+
+
+def test_with_changed_block_tracking_only_the_changed_areas_are_read(
+    lab, run_worker, django_capture_on_commit_callbacks, tmp_path
+):
+    sim, *_ = lab
+    vm = VirtualMachine.objects.get(name="lnx-01")
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        api.enable_change_tracking(conn, vm.moref)
+    first = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    assert first.status == "succeeded", first.error
+    first_disk = RecoveryPoint.objects.get(vm=vm).disks.get()
+    assert first_disk.read_path == "full" and first_disk.change_id
+    assert "No earlier point with a change id" in first_disk.read_reason
+    sim.write_disk_range("lnx-01", 0, 20 * MiB, b"\x5a" * MiB)
+    second = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    assert second.status == "succeeded", second.error
+    point = RecoveryPoint.objects.filter(vm=vm).order_by("-created").first()
+    disk = point.disks.get()
+    assert disk.read_path == "cbt" and "1.0 MiB changed" in disk.read_reason
+    assert disk.bytes_read == 4 * MiB and disk.new_chunks == 1
+    expected = bytearray(lab[3][("lnx-01", 0)].read_bytes())
+    expected += bytes(disk.capacity_bytes - len(expected))
+    expected[20 * MiB : 21 * MiB] = b"\x5a" * MiB
+    assert restored_sha256(point, disk.key, tmp_path) == hashlib.sha256(expected).hexdigest()
+
+
+def test_two_backups_of_one_vm_never_run_at_once(lab, run_worker, django_capture_on_commit_callbacks):
+    vm = VirtualMachine.objects.get(name="lnx-01")
+    holder = JobRun.objects.create(kind="protection.backup", title="other", status=JobRun.Status.RUNNING)
+    VirtualMachine.objects.filter(pk=vm.pk).update(backup_job=holder.pk)
+    run = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    assert run.status == JobRun.Status.FAILED and "Another backup of lnx-01 is running" in run.error
+    JobRun.objects.filter(pk=holder.pk).update(status=JobRun.Status.ERRORED)  # its worker died
+    assert back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
+    vm.refresh_from_db()
+    assert vm.backup_job is None
