@@ -264,3 +264,26 @@ def test_two_backups_of_one_vm_never_run_at_once(lab, run_worker, django_capture
     assert back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
     vm.refresh_from_db()
     assert vm.backup_job is None
+
+
+def test_a_vcenter_that_stops_answering_mid_read_fails_the_job_clearly(
+    lab, run_worker, django_capture_on_commit_callbacks, monkeypatch, settings
+):
+    sim, *_ = lab
+    real_readinto = api.DatastoreFile.readinto
+    calls = []
+
+    def readinto_then_stop(self, offset, buffer):
+        calls.append(offset)
+        if len(calls) == 2:
+            sim.stop()  # vCenter goes away in the middle of the disk
+        return real_readinto(self, offset, buffer)
+
+    monkeypatch.setattr(api.DatastoreFile, "readinto", readinto_then_stop)
+    run = back_up("win-01", run_worker, django_capture_on_commit_callbacks)
+    assert run.status == JobRun.Status.FAILED, (run.status, run.error, run.traceback)
+    assert run.error.startswith("Reading win-01 from vCenter failed") and "No recovery point was written" in run.error
+    assert not RecoveryPoint.objects.exists()
+    assert engine.Store(settings.BACKUP_STORE_DIR).list_points() == []
+    assert any("next inventory sync removes it" in line["msg"] for line in run.log)
+    assert VirtualMachine.objects.get(name="win-01").backup_job is None
