@@ -10,6 +10,7 @@ traceback).
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 import traceback
@@ -153,8 +154,9 @@ class JobContext:
 def execute(run_id: str) -> str:
     """RQ entry point. Takes the row's primary key, never a model instance."""
     # Claim atomically: a cancelled or already-claimed row is left alone.
+    # host:pid of the process running the job, so a reaper on this host can tell it died.
     claimed = JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started=timezone.now(), worker=socket.gethostname()
+        status=Status.RUNNING, started=timezone.now(), worker=f"{socket.gethostname()}:{os.getpid()}"
     )
     if not claimed:
         return "not claimed"

@@ -1,5 +1,5 @@
-"""The RQ worker class `make run` uses: it queues the cleanup of leftover backup snapshots when it
-starts, because the most likely reason for leftovers is a worker that was killed."""
+"""The RQ worker class `make run` uses. When it starts it marks the jobs of a killed worker on this
+host as errored, then queues the cleanup of the backup snapshots they left behind."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from rq import Worker
 
 class CleaningWorker(Worker):
     def work(self, *args: Any, **kwargs: Any) -> bool:
+        from jobs.maintenance import reap_orphaned_runs
         from jobs.runner import enqueue
 
         try:
+            reap_orphaned_runs()
             enqueue("protection.cleanup_snapshots")
         except Exception:  # a cleanup that cannot be queued must not stop the worker
             self.log.exception("could not queue the snapshot cleanup")

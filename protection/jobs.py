@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.db.models import Q
 from django.utils import timezone
 
 from inventory.models import VirtualMachine
@@ -56,9 +57,17 @@ def cleanup_snapshots(ctx: JobContext, vcenter_id: int | None = None) -> dict[st
     from protection.backup import remove_orphan_snapshots
 
     vcenters = VCenter.objects.filter(pk=vcenter_id) if vcenter_id else VCenter.objects.all()
+    # Where leftovers can be: VMs vCenter reports snapshots on, and VMs whose recent backup did not
+    # end well (the inventory may not have seen that backup's snapshot yet).
+    troubled = JobRun.objects.filter(
+        kind=BACKUP_KIND,
+        status__in=[JobRun.Status.FAILED, JobRun.Status.ERRORED, JobRun.Status.CANCELLED],
+        created__gte=timezone.now() - timedelta(days=7),
+    ).values_list("params__vm_id", flat=True)
+    suspects = Q(snapshot_count__gt=0) | Q(pk__in=[pk for pk in troubled if pk])
     removed, failures = 0, []
     for vc in vcenters:
-        vms = list(VirtualMachine.objects.filter(vcenter=vc, removed_at__isnull=True, snapshot_count__gt=0))
+        vms = list(VirtualMachine.objects.filter(suspects, vcenter=vc, removed_at__isnull=True))
         if not vms:
             continue
         try:

@@ -1,0 +1,133 @@
+"""The worker process is killed (SIGKILL) in the middle of a backup: nothing partial is visible, the
+store trusts no half-written chunk, and a restarted worker cleans up so the next backup succeeds."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from inventory import vcenter as api
+from inventory.models import Folder, VCenter, VirtualMachine
+from inventory.sync import apply_inventory
+from jobs.models import JobRun
+from protection import actions
+from tests.protection.test_groups import POLICY
+from vault import engine
+from vault.models import RecoveryPoint
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
+MiB = 1024 * 1024
+SPEC = {
+    "datacenters": [
+        {
+            "name": "DC",
+            "clusters": [{"name": "C", "hosts": 1}],
+            "datastores": [{"name": "ds1"}],
+            "folders": [{"path": "Prod", "vms": [{"name": "big", "disks_mb": [768]}]}],
+        }
+    ]
+}
+
+
+def worker(env: dict, *, burst: bool) -> subprocess.Popen:
+    args = [
+        sys.executable,
+        "manage.py",
+        "rqworker",
+        "backup",
+        "maintenance",
+        "default",
+        "--worker-class",
+        "jobs.worker.CleaningWorker",
+    ] + (["--burst"] if burst else [])
+    return subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
+    )
+
+
+def snapshots(sim, vm) -> list[str]:
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        return [s.name for s in api.list_snapshots(conn, vm.moref)]
+
+
+def test_a_killed_worker_leaves_nothing_partial_and_the_next_backup_succeeds(
+    vcsim_factory, redis_conn, tmp_path, django_capture_on_commit_callbacks
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("worker processes need a shared database server")
+    store_dir = tmp_path / "store"
+    sim = vcsim_factory(SPEC, tls=True)
+    image = tmp_path / "big.img"
+    rng = random.Random(7)
+    with image.open("wb") as fh:
+        for _ in range(768):
+            fh.write(rng.randbytes(MiB))
+    sim.upload_disk_image("big", 0, image)
+    vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
+    vc.password = sim.password
+    vc.save()
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        apply_inventory(vc, api.fetch_inventory(conn))
+    actions.save_group(
+        None,
+        group=None,
+        name="Prod",
+        description="",
+        selection=actions.Selection(folder_ids=[Folder.objects.get(path="DC/Prod").pk]),
+        policy_values=POLICY,
+    )
+    vm = VirtualMachine.objects.get(name="big")
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "STORE_DIR": str(store_dir),
+        "DATABASE_URL": f"postgres://{db['USER']}:@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+
+    (run,) = actions.backup_now(None, vm=vm)
+    proc = worker(env, burst=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status == JobRun.Status.RUNNING and run.progress_done > 0:
+            break
+        time.sleep(0.02)
+    assert run.status == JobRun.Status.RUNNING and run.progress_done < run.progress_total, "no chance to kill"
+    # The RQ work horse runs the job in its own session: kill it and its worker, as a crash would.
+    os.kill(int(run.worker.rpartition(":")[2]), signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    assert not RecoveryPoint.objects.exists()
+    store = engine.Store(store_dir)
+    assert store.list_points() == []
+    for chunk in (store_dir / "chunks").rglob("*"):
+        if chunk.is_file():  # anything in chunks/ is whole: a later backup may trust it
+            data = store.read_chunk(bytes.fromhex(chunk.name), 4 * MiB)
+            assert hashlib.sha256(data).hexdigest() == chunk.name
+    assert snapshots(sim, vm) == ["vmbackup"]  # left behind by the killed job
+
+    restarted = worker(env, burst=True)  # reaps the dead job, then removes its snapshot
+    restarted.wait(120)
+    run.refresh_from_db()
+    assert run.status == JobRun.Status.ERRORED and "stopped" in run.error
+    assert snapshots(sim, vm) == []
+
+    (again,) = actions.backup_now(None, vm=vm)
+    worker(env, burst=True).wait(300)
+    again.refresh_from_db()
+    assert again.status == JobRun.Status.SUCCEEDED, again.error
+    point = RecoveryPoint.objects.get()
+    out = tmp_path / "restored.img"
+    engine.restore_disk(store, store.open_point(str(point.pk)).index(str(point.disks.get().key)), out)
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(image.read_bytes()).digest()
