@@ -287,3 +287,33 @@ def test_a_vcenter_that_stops_answering_mid_read_fails_the_job_clearly(
     assert engine.Store(settings.BACKUP_STORE_DIR).list_points() == []
     assert any("next inventory sync removes it" in line["msg"] for line in run.log)
     assert VirtualMachine.objects.get(name="win-01").backup_job is None
+
+
+def test_an_independent_disk_is_skipped_with_a_visible_reason(lab, run_worker, django_capture_on_commit_callbacks):
+    from inventory.models import VirtualDisk
+    from inventory.sync import not_protectable_reason
+
+    # vcsim's spec has no disk modes, so mark the second disk as vSphere would report it after a sync.
+    disk = VirtualDisk.objects.get(vm__name="win-01", label="Hard disk 2")
+    disk.disk_mode = "independent_persistent"
+    disk.not_protectable_reason = not_protectable_reason(
+        api.DiskInfo(
+            key=disk.key,
+            label=disk.label,
+            capacity_bytes=disk.capacity_bytes,
+            file_name=disk.file_name,
+            datastore_name="ds1",
+            datastore_moref="",
+            path="",
+            thin=True,
+            disk_mode=disk.disk_mode,
+            backing="flat",
+            controller_key=1000,
+            unit_number=1,
+        )
+    )
+    disk.save()
+    run = back_up("win-01", run_worker, django_capture_on_commit_callbacks)
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    assert any("Hard disk 2 skipped: Independent disk" in line["msg"] for line in run.log)
+    assert list(RecoveryPoint.objects.get(vm__name="win-01").disks.values_list("label", flat=True)) == ["Hard disk 1"]
