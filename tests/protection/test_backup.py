@@ -317,3 +317,33 @@ def test_an_independent_disk_is_skipped_with_a_visible_reason(lab, run_worker, d
     assert run.status == JobRun.Status.SUCCEEDED, run.error
     assert any("Hard disk 2 skipped: Independent disk" in line["msg"] for line in run.log)
     assert list(RecoveryPoint.objects.get(vm__name="win-01").disks.values_list("label", flat=True)) == ["Hard disk 1"]
+
+
+def test_cancel_mid_disk_stops_cleans_up_and_writes_nothing(
+    lab, run_worker, django_capture_on_commit_callbacks, monkeypatch, settings
+):
+    from jobs import runner as job_runner
+
+    sim, *_ = lab
+    monkeypatch.setattr(job_runner, "CANCEL_CHECK_INTERVAL", 0)
+    real_progress = job_runner.JobContext.progress
+
+    def progress_then_cancel(self, done):
+        # Stands in for an administrator pressing Cancel once the first disk's reading has begun.
+        if self.run.kind == "protection.backup" and done > 0:
+            JobRun.objects.filter(pk=self.run.pk).update(cancel_requested=True)
+        return real_progress(self, done)
+
+    monkeypatch.setattr(job_runner.JobContext, "progress", progress_then_cancel)
+    run = back_up("win-01", run_worker, django_capture_on_commit_callbacks)
+    assert run.status == JobRun.Status.CANCELLED, (run.status, run.error)
+    assert not RecoveryPoint.objects.exists()
+    assert engine.Store(settings.BACKUP_STORE_DIR).list_points() == []
+    assert not [p for p in (settings.BACKUP_STORE_DIR / "chunks").rglob("*") if p.is_file()]
+    assert snapshots_of(sim, "win-01") == []
+
+
+def snapshots_of(sim, vm_name: str) -> list[str]:
+    vm = VirtualMachine.objects.get(name=vm_name)
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        return [s.name for s in api.list_snapshots(conn, vm.moref)]
