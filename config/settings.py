@@ -50,6 +50,8 @@ try:
     # The local chunk store. Workers on several machines share it (and the database and Redis).
     BACKUP_STORE_DIR = env_dir("STORE_DIR", DATA_DIR / "store")
     BACKUP_STORE_QUOTA = env_int("STORE_QUOTA_GB", 0, minimum=0) * 1024**3 or None
+    # Backups running at once across all workers and machines (each group also has its parallelism).
+    MAX_CONCURRENT_BACKUPS = env_int("MAX_CONCURRENT_BACKUPS", 8, minimum=1, maximum=256)
 except ConfigError as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from None

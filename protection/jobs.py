@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -12,6 +14,7 @@ from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed
+from protection.models import BackupSlot
 from protection.scheduling import BACKUP_KIND
 
 
@@ -30,9 +33,34 @@ def backup(ctx: JobContext, vm_id: int, group_id: int, slot: str | None, window_
     if not _claim(vm_id, ctx.run.pk):
         raise JobFailed(f"Another backup of {vm.name} is running; this one was not started.")
     try:
+        _wait_for_slot(ctx)
         return engine.backup_vm(ctx, vm)
     finally:
+        BackupSlot.objects.filter(job=ctx.run.pk).update(job=None)
         VirtualMachine.objects.filter(pk=vm_id, backup_job=ctx.run.pk).update(backup_job=None)
+
+
+SLOT_POLL_SECONDS = 2.0
+
+
+def _wait_for_slot(ctx: JobContext) -> None:
+    """Hold one of the global backup slots; wait (cancellable) while all are taken."""
+    limit = settings.MAX_CONCURRENT_BACKUPS
+    BackupSlot.objects.bulk_create([BackupSlot(number=n) for n in range(1, limit + 1)], ignore_conflicts=True)
+    told = False
+    while True:
+        for number in range(1, limit + 1):
+            if BackupSlot.objects.filter(number=number, job__isnull=True).update(job=ctx.run.pk):
+                return
+            holder = BackupSlot.objects.filter(number=number).values_list("job", flat=True).first()
+            holder_dead = holder and not JobRun.objects.filter(pk=holder, status=JobRun.Status.RUNNING).exists()
+            if holder_dead and BackupSlot.objects.filter(number=number, job=holder).update(job=ctx.run.pk):
+                return  # the holder died without releasing it
+        if not told:
+            ctx.log(f"Waiting: {limit} backups are already running (MAX_CONCURRENT_BACKUPS).")
+            told = True
+        ctx.check_cancelled()
+        time.sleep(SLOT_POLL_SECONDS)
 
 
 def _claim(vm_id: int, run_id: Any) -> bool:

@@ -72,3 +72,16 @@ class Policy(models.Model):
         from protection.schedule import parse_schedule
 
         return parse_schedule(self.schedule, self.timezone)
+
+
+class BackupSlot(models.Model):
+    """One of settings.MAX_CONCURRENT_BACKUPS places a backup must hold while it runs.
+
+    Taken with a conditional UPDATE (job IS NULL), so the limit holds across workers and machines.
+    """
+
+    number = models.PositiveSmallIntegerField(primary_key=True)
+    job = models.UUIDField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"backup slot {self.number}"

@@ -347,3 +347,28 @@ def snapshots_of(sim, vm_name: str) -> list[str]:
     vm = VirtualMachine.objects.get(name=vm_name)
     with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
         return [s.name for s in api.list_snapshots(conn, vm.moref)]
+
+
+def test_the_global_limit_makes_a_backup_wait_for_a_free_slot(
+    lab, run_worker, django_capture_on_commit_callbacks, settings, monkeypatch
+):
+    from protection import jobs as protection_jobs
+    from protection.models import BackupSlot
+
+    settings.MAX_CONCURRENT_BACKUPS = 1
+    monkeypatch.setattr(protection_jobs, "SLOT_POLL_SECONDS", 0.05)
+    other = JobRun.objects.create(kind="protection.backup", title="other VM", status=JobRun.Status.RUNNING)
+    BackupSlot.objects.create(number=1, job=other.pk)
+    real_sleep = protection_jobs.time.sleep
+
+    def sleep_then_free(seconds):
+        # The other backup finishes while this one waits.
+        JobRun.objects.filter(pk=other.pk).update(status=JobRun.Status.SUCCEEDED)
+        BackupSlot.objects.filter(job=other.pk).update(job=None)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(protection_jobs.time, "sleep", sleep_then_free)
+    run = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    assert run.log[0]["msg"].startswith("Waiting: 1 backups are already running")
+    assert BackupSlot.objects.get(number=1).job is None
