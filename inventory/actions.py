@@ -27,6 +27,20 @@ class ConnectionParams:
     verify_tls: bool = True
     thumbprint: str = ""
 
+    @classmethod
+    def of(cls, vc: VCenter) -> ConnectionParams:
+        """The saved connection's parameters, with its decrypted password (for testing it)."""
+        return cls(
+            name=vc.name,
+            host=vc.host,
+            port=vc.port,
+            username=vc.username,
+            password=vc.password,
+            protocol=vc.protocol,
+            verify_tls=vc.verify_tls,
+            thumbprint=vc.thumbprint,
+        )
+
 
 @dataclass(frozen=True)
 class ConnectionReport:

@@ -5,7 +5,7 @@ from zoneinfo import available_timezones
 from django import forms
 
 from inventory.models import Folder, VirtualDisk, VirtualMachine
-from protection.actions import Selection
+from protection.actions import POLICY_FIELDS, Selection
 from protection.models import Policy, ProtectionGroup
 from protection.schedule import ScheduleError, parse_schedule
 
@@ -61,21 +61,7 @@ class GroupForm(forms.Form):
 class PolicyForm(forms.ModelForm):
     class Meta:
         model = Policy
-        fields = [
-            "schedule",
-            "timezone",
-            "consistency",
-            "fallback_to_crash",
-            "local_days",
-            "local_count",
-            "replicate",
-            "vault_daily",
-            "vault_weekly",
-            "vault_monthly",
-            "vault_yearly",
-            "parallelism",
-            "window_hours",
-        ]
+        fields = POLICY_FIELDS
         labels = {
             "local_days": "Keep on disk (days)",
             "local_count": "Keep on disk (newest points)",

@@ -73,16 +73,7 @@ def vcenter_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("inventory.change_vcenter", raise_exception=True)
 def vcenter_test(request: HttpRequest, pk: int) -> HttpResponse:
     vc = get_object_or_404(VCenter, pk=pk)
-    params = actions.ConnectionParams(
-        name=vc.name,
-        host=vc.host,
-        port=vc.port,
-        username=vc.username,
-        password=vc.password,
-        protocol=vc.protocol,
-        verify_tls=vc.verify_tls,
-        thumbprint=vc.thumbprint,
-    )
+    params = actions.ConnectionParams.of(vc)
     try:
         report, error = actions.test_connection(params), None
     except api.VCenterError as exc:

@@ -94,16 +94,7 @@ class Command(BaseCommand):
 
     def do_test(self, options: dict[str, Any]) -> None:
         vc = _get(options["name"])
-        params = actions.ConnectionParams(
-            name=vc.name,
-            host=vc.host,
-            port=vc.port,
-            username=vc.username,
-            password=vc.password,
-            protocol=vc.protocol,
-            verify_tls=vc.verify_tls,
-            thumbprint=vc.thumbprint,
-        )
+        params = actions.ConnectionParams.of(vc)
         try:
             report = actions.test_connection(params)
         except api.VCenterError as exc:
