@@ -372,3 +372,45 @@ def test_the_global_limit_makes_a_backup_wait_for_a_free_slot(
     assert run.status == JobRun.Status.SUCCEEDED, run.error
     assert run.log[0]["msg"].startswith("Waiting: 1 backups are already running")
     assert BackupSlot.objects.get(number=1).job is None
+
+
+QUIESCE_SPEC = {
+    "datacenters": [
+        {
+            "name": "DC",
+            "clusters": [{"name": "C", "hosts": 1}],
+            "datastores": [{"name": "ds1"}],
+            "folders": [{"path": "Prod", "vms": [{"name": "db-quiesce-fails", "disks_mb": [8]}]}],
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_a_quiesce_failure_falls_back_to_crash_consistent_only_when_allowed(
+    vcsim_factory, settings, tmp_path, run_worker, django_capture_on_commit_callbacks, fallback
+):
+    settings.BACKUP_STORE_DIR = tmp_path / "store"
+    sim = vcsim_factory(QUIESCE_SPEC, tls=True)
+    vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
+    vc.password = sim.password
+    vc.save()
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        apply_inventory(vc, api.fetch_inventory(conn))
+    actions.save_group(
+        None,
+        group=None,
+        name="DB",
+        description="",
+        selection=actions.Selection(folder_ids=[Folder.objects.get(path="DC/Prod").pk]),
+        policy_values={**POLICY, "fallback_to_crash": fallback},
+    )
+    run = back_up("db-quiesce-fails", run_worker, django_capture_on_commit_callbacks)
+    if fallback:
+        assert run.status == JobRun.Status.SUCCEEDED, run.error
+        point = RecoveryPoint.objects.get()
+        assert point.consistency == "crash" and "Quiescing failed" in point.consistency_note
+    else:
+        assert run.status == JobRun.Status.FAILED and "does not allow a fallback" in run.error
+        assert not RecoveryPoint.objects.exists()
+    assert snapshots_of(sim, "db-quiesce-fails") == []

@@ -131,3 +131,54 @@ def test_a_killed_worker_leaves_nothing_partial_and_the_next_backup_succeeds(
     out = tmp_path / "restored.img"
     engine.restore_disk(store, store.open_point(str(point.pk)).index(str(point.disks.get().key)), out)
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(image.read_bytes()).digest()
+
+
+def test_backup_wait_prints_the_recovery_point(vcsim_factory, redis_conn, tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("worker processes need a shared database server")
+    spec = {
+        "datacenters": [
+            {
+                "name": "DC",
+                "clusters": [{"name": "C", "hosts": 1}],
+                "datastores": [{"name": "ds1"}],
+                "folders": [{"path": "Prod", "vms": [{"name": "small", "disks_mb": [16]}]}],
+            }
+        ]
+    }
+    sim = vcsim_factory(spec, tls=True)
+    vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
+    vc.password = sim.password
+    vc.save()
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        apply_inventory(vc, api.fetch_inventory(conn))
+    actions.save_group(
+        None,
+        group=None,
+        name="Prod",
+        description="",
+        selection=actions.Selection(folder_ids=[Folder.objects.get(path="DC/Prod").pk]),
+        policy_values=POLICY,
+    )
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "STORE_DIR": str(tmp_path / "store"),
+        "DATABASE_URL": f"postgres://{db['USER']}:@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+    proc = worker(env, burst=False)
+    try:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "backup", "small", "--wait"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    assert result.returncode == 0, result.stderr
+    point = RecoveryPoint.objects.get()
+    assert f"small: recovery point {point.pk}" in result.stdout
