@@ -222,7 +222,7 @@ def _backup_disk(ctx, conn, vm, snapshot, disk, snap_disks, change_ids, previous
     captured = snap_disks.get(disk.key)
     if captured is None:
         raise JobFailed(f"{disk.label} is not in the snapshot: the VM's disks changed during the backup.")
-    datacenter = found_datacenter(vm)
+    datacenter = datacenter_path(vm)
     descriptor = api.read_vmdk_descriptor(conn, datacenter, captured.datastore_name, captured.path)
     extents = descriptor.extents
     if not descriptor.is_flat or len(extents) != 1 or extents[0].offset or extents[0].path is None:
@@ -249,7 +249,7 @@ def _backup_disk(ctx, conn, vm, snapshot, disk, snap_disks, change_ids, previous
     return disk, captured, change_id, reason, result
 
 
-def found_datacenter(vm: VirtualMachine) -> str:
+def datacenter_path(vm: VirtualMachine) -> str:
     """The datacenter's name as the datastore HTTP API's dcPath wants it (escaped as vCenter stores it)."""
     return api.escape_name(vm.datacenter.name) if vm.datacenter else ""
 

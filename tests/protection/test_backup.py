@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from inventory import vcenter as api
-from inventory.models import Folder, VCenter, VirtualMachine
-from inventory.sync import apply_inventory
+from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection import actions
-from tests.protection.test_groups import POLICY
+from tests.protection.lab import protect_simulator
 from tools import diskimages
 from vault import engine
 from vault.models import RecoveryPoint
@@ -62,19 +61,7 @@ def lab(vcsim_factory, settings, tmp_path):
     }
     for (name, index), image in images.items():
         sim.upload_disk_image(name, index, image)
-    vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
-    vc.password = sim.password
-    vc.save()
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        apply_inventory(vc, api.fetch_inventory(conn))
-    group = actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=actions.Selection(folder_ids=[Folder.objects.get(path="DC/Prod").pk]),
-        policy_values={**POLICY, "parallelism": 1},
-    )
+    vc, group = protect_simulator(sim, parallelism=1)
     return sim, vc, group, images
 
 
@@ -392,19 +379,7 @@ def test_a_quiesce_failure_falls_back_to_crash_consistent_only_when_allowed(
 ):
     settings.BACKUP_STORE_DIR = tmp_path / "store"
     sim = vcsim_factory(QUIESCE_SPEC, tls=True)
-    vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
-    vc.password = sim.password
-    vc.save()
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        apply_inventory(vc, api.fetch_inventory(conn))
-    actions.save_group(
-        None,
-        group=None,
-        name="DB",
-        description="",
-        selection=actions.Selection(folder_ids=[Folder.objects.get(path="DC/Prod").pk]),
-        policy_values={**POLICY, "fallback_to_crash": fallback},
-    )
+    protect_simulator(sim, group_name="DB", fallback_to_crash=fallback)
     run = back_up("db-quiesce-fails", run_worker, django_capture_on_commit_callbacks)
     if fallback:
         assert run.status == JobRun.Status.SUCCEEDED, run.error

@@ -16,11 +16,10 @@ import pytest
 from django.db import connection
 
 from inventory import vcenter as api
-from inventory.models import Folder, VCenter, VirtualMachine
-from inventory.sync import apply_inventory
+from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection import actions
-from tests.protection.test_groups import POLICY
+from tests.protection.lab import protect_simulator
 from vault import engine
 from vault.models import RecoveryPoint
 
@@ -73,19 +72,7 @@ def test_a_killed_worker_leaves_nothing_partial_and_the_next_backup_succeeds(
         for _ in range(768):
             fh.write(rng.randbytes(MiB))
     sim.upload_disk_image("big", 0, image)
-    vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
-    vc.password = sim.password
-    vc.save()
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        apply_inventory(vc, api.fetch_inventory(conn))
-    actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=actions.Selection(folder_ids=[Folder.objects.get(path="DC/Prod").pk]),
-        policy_values=POLICY,
-    )
+    protect_simulator(sim)
     vm = VirtualMachine.objects.get(name="big")
     db = connection.settings_dict
     env = {
@@ -147,19 +134,7 @@ def test_backup_wait_prints_the_recovery_point(vcsim_factory, redis_conn, tmp_pa
         ]
     }
     sim = vcsim_factory(spec, tls=True)
-    vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
-    vc.password = sim.password
-    vc.save()
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        apply_inventory(vc, api.fetch_inventory(conn))
-    actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=actions.Selection(folder_ids=[Folder.objects.get(path="DC/Prod").pk]),
-        policy_values=POLICY,
-    )
+    protect_simulator(sim)
     db = connection.settings_dict
     env = {
         **os.environ,

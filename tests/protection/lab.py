@@ -1,0 +1,27 @@
+"""Shared setup for backup tests: a simulator registered over pinned TLS, synced, its "DC/Prod" protected."""
+
+from __future__ import annotations
+
+from inventory import vcenter as api
+from inventory.models import Folder, VCenter
+from inventory.sync import apply_inventory
+from protection import actions
+from protection.models import ProtectionGroup
+from tests.protection.test_groups import POLICY
+
+
+def protect_simulator(sim, *, group_name: str = "Prod", **policy) -> tuple[VCenter, ProtectionGroup]:
+    vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
+    vc.password = sim.password
+    vc.save()
+    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        apply_inventory(vc, api.fetch_inventory(conn))
+    group = actions.save_group(
+        None,
+        group=None,
+        name=group_name,
+        description="",
+        selection=actions.Selection(folder_ids=[Folder.objects.get(path="DC/Prod").pk]),
+        policy_values={**POLICY, **policy},
+    )
+    return vc, group
