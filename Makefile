@@ -6,13 +6,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQ_STAMP := $(VENV)/.requirements-$(shell sha256sum requirements.txt | cut -c1-16)
 VCSIM := .cache/bin/vcsim
+AZURITE := tools/azurite/node_modules/.bin/azurite-blob
+AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
 
-.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim clean bench-inventory bench-backup
+.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite clean bench-inventory bench-backup bench-vault
 
 run: system-packages-run $(REQ_STAMP) $(VCSIM)
 	$(PY) tools/run.py
 
-test: system-packages-test $(REQ_STAMP) $(VCSIM) lint check
+test: system-packages-test $(REQ_STAMP) $(VCSIM) azurite lint check
 	$(PY) tools/test.py
 
 lint: $(REQ_STAMP)
@@ -42,6 +44,17 @@ $(VCSIM): tools/vcsim/main.go tools/simulator.py $(REQ_STAMP)
 
 vcsim: $(VCSIM)
 
+# Azurite (the Azure Storage emulator) at the version pinned in tools/azurite/package-lock.json, for the
+# vault's tests and benchmarks. npm ci again when the lock file changed or the emulator is missing;
+# no install scripts: Azurite needs none (npm 11 skips them anyway, npm 9 would run them).
+$(AZURITE_STAMP): tools/azurite/package-lock.json $(if $(wildcard $(AZURITE)),,FORCE) | system-packages-test
+	cd tools/azurite && npm ci --no-audit --no-fund --ignore-scripts
+	@touch $@
+
+azurite: $(AZURITE_STAMP)
+
+FORCE:
+
 # Benchmarks print figures; they assert nothing (speed is measured, not asserted in tests).
 bench-inventory: system-packages-test $(REQ_STAMP) $(VCSIM)
 	$(PY) tools/bench_inventory.py
@@ -49,6 +62,10 @@ bench-inventory: system-packages-test $(REQ_STAMP) $(VCSIM)
 # Full backup, 1% incremental (with and without CBT) and restore of a 1 GiB image, beside Debian's restic.
 bench-backup: system-packages-bench $(REQ_STAMP)
 	$(PY) tools/bench_backup.py
+
+# Replication to and restore from the vault, on Azurite.
+bench-vault: system-packages-test $(REQ_STAMP) azurite
+	$(PY) tools/bench_vault.py
 
 system-packages-bench:
 	@tools/system-packages.sh bench

@@ -8,9 +8,14 @@ from rq import cron
 from inventory.actions import enqueue_all_syncs
 from jobs.maintenance import reap_orphaned_runs
 from protection.scheduling import tick
+from vault.jobs import enqueue_lagging_replications, enqueue_maintenance
 
 cron.register(reap_orphaned_runs, queue_name="maintenance", interval=60, job_timeout=300)
 # The live watcher applies changes within seconds; this full resync is the safety net.
 cron.register(enqueue_all_syncs, queue_name="maintenance", cron="*/30 * * * *", job_timeout=300)
 # Backups: every minute, start the schedule slots that are due (claimed atomically per group).
 cron.register(tick, queue_name="maintenance", interval=60, job_timeout=300)
+# The vault: retry replications that did not happen (every 10 minutes), and the nightly retention,
+# garbage collection, tiering and usage count, one after another.
+cron.register(enqueue_lagging_replications, queue_name="maintenance", cron="*/10 * * * *", job_timeout=300)
+cron.register(enqueue_maintenance, queue_name="maintenance", cron="30 3 * * *", job_timeout=300)

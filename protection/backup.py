@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,8 +23,10 @@ from inventory.models import VirtualDisk, VirtualMachine
 from jobs.models import JobRun
 from jobs.runner import JobCancelled, JobContext, JobFailed
 from protection.models import Policy
+from vault import actions as vault_actions
 from vault import engine
 from vault.models import RecoveryPoint, RecoveryPointDisk
+from vault.storage import local_store
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ SNAPSHOT_TAG = "Taken by VM Backup for a backup; removed automatically."
 
 
 def store() -> engine.Store:
-    return engine.Store(settings.BACKUP_STORE_DIR, quota_bytes=settings.BACKUP_STORE_QUOTA)
+    return local_store()
 
 
 @dataclass
@@ -170,7 +171,13 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
             ctx.set_total(sum(d.capacity_bytes for d in disks), "bytes")
             point_id = uuid.uuid4()
             results = []
-            with st.begin_point(str(point_id)) as pending:
+            try:
+                # The previous point is pinned as the base, so a prune cannot delete it meanwhile.
+                pending = st.begin_point(str(point_id), base=str(previous.pk) if previous_point else None)
+            except engine.PointNotFound:  # pruned just now: a full read instead (dedup still applies)
+                previous = previous_point = None
+                pending = st.begin_point(str(point_id))
+            with pending:
                 done = 0
                 for disk in disks:
                     results.append(
@@ -215,6 +222,8 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
         f"Recovery point {point.pk} written: {point.logical_bytes / 1024**2:.0f} MiB of disks, "
         f"{point.new_bytes / 1024**2:.1f} MiB new in the store."
     )
+    if policy.replicate and vault_actions.enqueue_replication(point, user=ctx.run.created_by):
+        ctx.log("Replication to the vault queued.")
     return {"point": str(point.pk), "logical_bytes": point.logical_bytes, "new_bytes": point.new_bytes}
 
 

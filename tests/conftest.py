@@ -10,7 +10,7 @@ from rq import SimpleWorker
 
 from accounts.roles import AUDITOR, BACKUP_ADMIN, RESTORE_OPERATOR
 
-pytest_plugins = ["tests.fixtures.vcsim"]
+pytest_plugins = ["tests.fixtures.vcsim", "tests.fixtures.azurite"]
 
 PASSWORD = "correct horse battery staple"
 QUEUES = ("default", "backup", "restore", "maintenance")

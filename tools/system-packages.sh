@@ -5,7 +5,8 @@ set -euo pipefail
 
 run_packages=(python3-venv redis-server golang-go golang-github-vmware-govmomi-dev
   ntfs-3g wimtools e2fsprogs fdisk mtools dosfstools)
-test_packages=("${run_packages[@]}" postgresql chromium)
+# nodejs and npm run Azurite (tools/azurite), the Azure Storage emulator of the vault's tests.
+test_packages=("${run_packages[@]}" postgresql chromium nodejs npm)
 bench_packages=("${test_packages[@]}" restic)
 
 case "${1:-run}" in
@@ -17,6 +18,8 @@ esac
 
 missing=()
 for pkg in "${wanted[@]}"; do
+  # NodeSource's nodejs package includes npm and conflicts with Debian's: any working npm will do.
+  [ "$pkg" = npm ] && command -v npm >/dev/null && continue
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -1,45 +1,213 @@
-"""Background jobs of the vault app: verification of recovery points."""
+"""Background jobs of the vault: replication, verification, retention, garbage collection, tiering."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from django.db.models import Q
 from django.utils import timezone
 
+from jobs.models import JobRun
 from jobs.registry import job_kind
-from jobs.runner import JobContext, JobFailed
-from protection.backup import store
-from vault import engine
-from vault.models import RecoveryPoint
+from jobs.runner import JobCancelled, JobContext, JobFailed, enqueue
+from vault import actions, engine
+from vault.models import RecoveryPoint, VaultSettings
+from vault.storage import local_store, remote_vault, vault_if_configured
 
 VERIFY_KIND = "vault.verify"
+PRUNE_KIND = "vault.prune"
+GC_KIND = "vault.gc"
+TIER_KIND = "vault.tier"
+USAGE_KIND = "vault.usage"
+MAINTENANCE_KINDS = (PRUNE_KIND, GC_KIND, TIER_KIND)
+
+
+def _label(point: RecoveryPoint) -> str:
+    return f"{point.vm.name} {timezone.localtime(point.created):%Y-%m-%d %H:%M}"
+
+
+@job_kind(actions.REPLICATE_KIND, title="Replicate to the vault", queue="maintenance")
+def replicate(ctx: JobContext, point_ids: list[str]) -> dict[str, Any]:
+    """Copy points to the vault: only missing chunks, verified, the manifest last (see engine/replicate.py)."""
+    config = VaultSettings.current()
+    if not config.enabled:
+        raise JobFailed("No vault is configured; the points stay on this server's disk.")
+    vault = remote_vault(config)
+    st = local_store()
+    limit = config.bandwidth_mb_per_s * 1_000_000 if config.bandwidth_mb_per_s else None
+    points = list(RecoveryPoint.objects.filter(pk__in=point_ids).select_related("vm").order_by("created"))
+    totals = {"points": 0, "chunks_uploaded": 0, "bytes_uploaded": 0, "chunks_present": 0}
+    for point in points:
+        if point.vault_status == RecoveryPoint.VaultStatus.REPLICATED:
+            ctx.log(f"{_label(point)}: already in the vault.")
+            continue
+        if not point.local:
+            raise JobFailed(f"{_label(point)} is no longer in the local store, so it cannot be replicated.")
+        ctx.log(f"{_label(point)}: replicating to {vault.description}.")
+        ctx.set_total(None, "chunks")
+        try:
+            stats = engine.replicate_point(
+                st,
+                vault,
+                str(point.pk),
+                threads=config.upload_threads,
+                bytes_per_second=limit,
+                progress=lambda done, total: (ctx.set_total(total, "chunks"), ctx.progress(done)),
+                should_cancel=ctx.cancel_requested,
+                meta={"replicated_at": timezone.now().isoformat()},
+            )
+        except engine.Cancelled:
+            raise JobCancelled() from None
+        except (engine.StoreError, engine.BackendError) as exc:
+            raise JobFailed(
+                f"Replication of {_label(point)} failed: {exc}. It will be retried; the local copy is intact."
+            ) from None
+        RecoveryPoint.objects.filter(pk=point.pk).update(
+            vault_status=RecoveryPoint.VaultStatus.REPLICATED,
+            vault_at=timezone.now(),
+            vault_bytes=stats.bytes_uploaded,
+            vault_tier=engine.HOT,
+        )
+        ctx.log(
+            f"{_label(point)}: in the vault — {stats.chunks_uploaded} of {stats.chunks} chunks uploaded "
+            f"({stats.bytes_uploaded / 2**20:.1f} MiB, {stats.rate / 1e6:.0f} MB/s); "
+            f"{stats.chunks_present} were there already; presence and sizes verified."
+        )
+        totals["points"] += 1
+        for name in ("chunks_uploaded", "bytes_uploaded", "chunks_present"):
+            totals[name] += getattr(stats, name)
+    return totals
 
 
 @job_kind(VERIFY_KIND, title="Verify recovery points", queue="maintenance")
-def verify(ctx: JobContext, point_ids: list[str]) -> dict[str, Any]:
+def verify(ctx: JobContext, point_ids: list[str], tier: str = "local") -> dict[str, Any]:
     """Re-read every chunk of the points, decompress and re-hash; mark damaged points and name their VMs."""
-    st = store()
-    points = list(RecoveryPoint.objects.filter(pk__in=point_ids, local=True).select_related("vm"))
+    in_vault = tier == "vault"
+    source: Any = remote_vault() if in_vault else local_store()
+    scope = Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED) if in_vault else Q(local=True)
+    points = list(RecoveryPoint.objects.filter(scope, pk__in=point_ids).select_related("vm"))
     ctx.set_total(len(points), "points")
     damaged = []
     for point in points:
         ctx.check_cancelled()
         try:
-            report = engine.verify_point(st, str(point.pk))
+            report = engine.verify_point(source, str(point.pk))
             problems = [str(problem) for problem in report.problems]
             problems += [f"disk {d.disk_key}: {d.index_error}" for d in report.disks.values() if d.index_error]
-        except engine.StoreError as exc:
+        except (engine.StoreError, engine.BackendError) as exc:
             problems = [str(exc)]
-        RecoveryPoint.objects.filter(pk=point.pk).update(
-            verified_at=timezone.now(), damaged=bool(problems), damage=problems[:100]
-        )
+        if problems:
+            problems = [f"{tier}: {p}" for p in problems]
+        stamp = {"vault_verified_at" if in_vault else "verified_at": timezone.now()}
+        RecoveryPoint.objects.filter(pk=point.pk).update(**stamp, damaged=bool(problems), damage=problems[:100])
         if problems:
             damaged.append(point)
-            ctx.log(f"{point.vm.name} {point.created:%Y-%m-%d %H:%M}: DAMAGED — {problems[0]}", level="error")
+            ctx.log(f"{_label(point)} ({tier}): DAMAGED — {problems[0]}", level="error")
         else:
-            ctx.log(f"{point.vm.name} {point.created:%Y-%m-%d %H:%M}: intact.")
+            ctx.log(f"{_label(point)} ({tier}): intact.")
         ctx.advance()
     if damaged:
         vms = sorted({point.vm.name for point in damaged})
-        raise JobFailed(f"{len(damaged)} damaged recovery point(s); VMs affected: {', '.join(vms)}.")
-    return {"verified": len(points)}
+        raise JobFailed(f"{len(damaged)} damaged recovery point(s) in the {tier} tier; VMs affected: {', '.join(vms)}.")
+    return {"verified": len(points), "tier": tier}
+
+
+@job_kind(PRUNE_KIND, title="Apply retention", queue="maintenance")
+def prune(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
+    plan = actions.plan_prune()
+    for item in plan.remove:
+        ctx.log(f"{'Would remove' if dry_run else 'Removing'} {_label(item.point)} from {item.tier}: {item.reason}.")
+    for item in plan.held:
+        ctx.log(f"Keeping {_label(item.point)} in {item.tier} for now: {item.reason}.")
+    if dry_run:
+        return {"would_remove": len(plan.remove), "held": len(plan.held), "kept": plan.kept}
+    done, problems = actions.apply_prune(plan)
+    for problem in problems:
+        ctx.log(f"Not removed: {problem}", level="warning")
+    return {"removed": len(done), "held": len(plan.held), "kept": plan.kept, "problems": problems}
+
+
+@job_kind(GC_KIND, title="Collect garbage", queue="maintenance")
+def collect_garbage(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
+    """Sweep chunks no point needs, locally and in the vault, beside running backups (engine/gc.py)."""
+    config = VaultSettings.current()
+    grace = config.gc_grace_hours * 3600
+    result: dict[str, Any] = {}
+    report = engine.collect_local(local_store(), grace_seconds=grace, dry_run=dry_run)
+    ctx.log(report.summary())
+    result["local"] = report.as_dict()
+    vault = vault_if_configured()
+    if vault is not None:
+        try:
+            vreport = engine.collect_vault(vault, grace_seconds=grace, dry_run=dry_run)
+        except engine.VaultBusy as exc:
+            ctx.log(f"Vault skipped: {exc}.", level="warning")
+        else:
+            ctx.log(vreport.summary())
+            result["vault"] = vreport.as_dict()
+    result["bytes_freed"] = sum(r["bytes_freed"] for r in result.values() if isinstance(r, dict))
+    return result
+
+
+@job_kind(TIER_KIND, title="Move old vault points to a cheaper tier", queue="maintenance")
+def tier(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
+    config = VaultSettings.current()
+    if not config.enabled or not config.tier_after_days:
+        ctx.log("Tiering is off (no vault, or no age set).")
+        return {"moved": 0}
+    cutoff = timezone.now() - dt.timedelta(days=config.tier_after_days)
+    old = RecoveryPoint.objects.filter(vault_status=RecoveryPoint.VaultStatus.REPLICATED, created__lt=cutoff)
+    old_ids = [str(pk) for pk in old.values_list("pk", flat=True)]
+    report = engine.apply_tiering(remote_vault(config), old_ids, config.tier, dry_run=dry_run)
+    if not dry_run:
+        old.update(vault_tier=config.tier)
+    ctx.log(
+        f"{report.points} point(s) older than {config.tier_after_days} days: {report.chunks_moved} chunk(s) "
+        f"({report.bytes_moved / 2**20:.1f} MiB) {'would move' if dry_run else 'moved'} to {config.tier}; "
+        f"{report.chunks_kept} shared with newer points stay."
+    )
+    return report.as_dict()
+
+
+@job_kind(USAGE_KIND, title="Measure vault usage", queue="maintenance")
+def usage(ctx: JobContext) -> dict[str, Any]:
+    """Bytes per access tier in the vault (one listing), kept for the Vault page."""
+    vault = vault_if_configured()
+    if vault is None:
+        return {}
+    tiers: dict[str, dict[str, int]] = {}
+    for info in vault.backend.list(""):
+        entry = tiers.setdefault(info.tier, {"blobs": 0, "bytes": 0})
+        entry["blobs"] += 1
+        entry["bytes"] += info.size
+    VaultSettings.objects.filter(pk=1).update(usage={"tiers": tiers, "at": timezone.now().isoformat()})
+    ctx.log(", ".join(f"{name}: {v['bytes'] / 2**20:.1f} MiB in {v['blobs']} blobs" for name, v in tiers.items()))
+    return {"tiers": tiers}
+
+
+def enqueue_maintenance(user: Any = None) -> list[Any]:
+    """Nightly: retention, then garbage collection, then tiering and a usage count, one after another."""
+    runs = []
+    previous = None
+    for kind in (*MAINTENANCE_KINDS, USAGE_KIND):
+        previous = enqueue(kind, user=user, after=previous)
+        runs.append(previous)
+    return runs
+
+
+def enqueue_lagging_replications() -> int:
+    """Every few minutes: queue points that should be in the vault and have no replication queued
+    (a failed one, a vault configured after the backup, a worker that died)."""
+    if not VaultSettings.current().enabled:
+        return 0
+    active = JobRun.objects.filter(
+        kind=actions.REPLICATE_KIND, status__in=[JobRun.Status.QUEUED, JobRun.Status.RUNNING]
+    ).values_list("params", flat=True)
+    busy = {pid for params in active for pid in params.get("point_ids", [])}
+    queued = 0
+    for point in actions.replication_backlog():
+        if str(point.pk) not in busy:
+            actions.enqueue_replication(point)
+            queued += 1
+    return queued

@@ -10,6 +10,8 @@ import uuid
 
 from django.db import models
 
+from lib import crypto
+
 
 class RecoveryPoint(models.Model):
     class Consistency(models.TextChoices):
@@ -37,9 +39,15 @@ class RecoveryPoint(models.Model):
     local = models.BooleanField(default=True, help_text="Present in the local store")
     vault_status = models.CharField(max_length=12, choices=VaultStatus.choices, default=VaultStatus.NOT_REPLICATED)
     vault_at = models.DateTimeField(null=True, blank=True)
+    vault_bytes = models.BigIntegerField(default=0, help_text="Bytes this point's replication uploaded")
+    vault_tier = models.CharField(max_length=10, blank=True, help_text="Coolest access tier its chunks were moved to")
+    vault_verified_at = models.DateTimeField(null=True, blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)
     damaged = models.BooleanField(default=False)
     damage = models.JSONField(default=list, blank=True)
+    locked_until = models.DateTimeField(
+        null=True, blank=True, help_text="Retention lock: no path (page, command, job) deletes the point before then"
+    )
 
     class Meta:
         ordering = ["-created"]
@@ -47,6 +55,9 @@ class RecoveryPoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vm.name} @ {self.created:%Y-%m-%d %H:%M}"
+
+    def is_locked(self, now) -> bool:  # noqa: ANN001 - a datetime
+        return self.locked_until is not None and self.locked_until > now
 
 
 class RecoveryPointDisk(models.Model):
@@ -71,3 +82,84 @@ class RecoveryPointDisk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} of {self.point}"
+
+
+class VaultSettings(models.Model):
+    """Where long-term copies go, and how. One row (pk 1); secrets are stored encrypted and never
+    rendered back. Kind "none" keeps everything on this server's disk only."""
+
+    class Kind(models.TextChoices):
+        NONE = "none", "No vault (local store only)"
+        DIRECTORY = "directory", "Directory (a mounted share or second disk)"
+        AZURE = "azure", "Azure Blob Storage"
+
+    class Auth(models.TextChoices):
+        CONNECTION_STRING = "connection_string", "Connection string"
+        SAS = "sas", "Account URL + SAS token"
+        KEY = "key", "Account URL + account key"
+        DEFAULT_CREDENTIAL = "default_credential", "Account URL + Microsoft Entra ID (DefaultAzureCredential)"
+
+    class Tier(models.TextChoices):
+        COOL = "Cool", "Cool"
+        COLD = "Cold", "Cold"
+        ARCHIVE = "Archive", "Archive (hours to rehydrate before a restore)"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.NONE)
+    directory = models.CharField(max_length=1000, blank=True)
+    account_url = models.URLField(blank=True, help_text="https://ACCOUNT.blob.core.windows.net")
+    container = models.CharField(max_length=63, default="vmbackup")
+    auth = models.CharField(max_length=20, choices=Auth.choices, default=Auth.CONNECTION_STRING)
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    encryption_key_encrypted = models.TextField(blank=True, editable=False)
+    key_fingerprint = models.CharField(max_length=16, blank=True, editable=False)
+    upload_threads = models.PositiveSmallIntegerField(default=4)
+    bandwidth_mb_per_s = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Upload limit in MB/s shared by all replications; empty for none"
+    )
+    tier_after_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.COOL)
+    gc_grace_hours = models.PositiveSmallIntegerField(default=24)
+    usage = models.JSONField(default=dict, blank=True, editable=False, help_text="Bytes per tier, last measured")
+    rs_subscription_id = models.CharField("Subscription ID", max_length=36, blank=True)
+    rs_resource_group = models.CharField("Resource group", max_length=90, blank=True)
+    rs_vault_name = models.CharField("Recovery Services vault", max_length=50, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "vault settings"
+        verbose_name_plural = "vault settings"
+
+    def __str__(self) -> str:
+        return self.get_kind_display()
+
+    @classmethod
+    def current(cls) -> VaultSettings:
+        return cls.objects.get_or_create(pk=1)[0]
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind != self.Kind.NONE
+
+    @property
+    def secret(self) -> str:
+        return crypto.decrypt(self.secret_encrypted) if self.secret_encrypted else ""
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_encrypted = crypto.encrypt(value) if value else ""
+
+    @property
+    def encryption_key(self) -> str:
+        return crypto.decrypt(self.encryption_key_encrypted) if self.encryption_key_encrypted else ""
+
+    @encryption_key.setter
+    def encryption_key(self, value: str) -> None:
+        self.encryption_key_encrypted = crypto.encrypt(value) if value else ""
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.encryption_key_encrypted)
+
+    @property
+    def recovery_services_configured(self) -> bool:
+        return bool(self.rs_subscription_id and self.rs_resource_group and self.rs_vault_name)

@@ -31,14 +31,16 @@ Typical use:
     restore_disk(store, index, "/tmp/disk.raw")     # or DiskReader(store, index) for dissect
     verify_point(store, "vm-42.2026-11-25T0300").ok
 
-Garbage collection (a later issue) is a mark and sweep: take `lock` exclusively (it waits for running
-backups, which hold it shared), mark `DiskIndex.referenced()` of every index from
-`Store.iter_indexes()`, delete the other files under chunks/.
+The long-term tier (`remote.py`): the same chunks and indexes in a `Backend` (Azure Blob or a
+directory, `blobs.py`), optionally encrypted (`sealing.py`), filled by `replicate_point`, read back
+through `TieredStore` (local first, then the vault), garbage-collected beside running backups by
+`gc.py`, and moved to cheaper access tiers by `tiers.apply_tiering`.
 """
 
 from __future__ import annotations
 
 from .backup import BackupStats, DiskBackup, backup_disk, chunks_to_read
+from .blobs import ARCHIVE, COLD, COOL, HOT, Backend, BackendError, BlobArchived, BlobInfo, BlobNotFound
 from .errors import (
     Cancelled,
     ChunkCorrupt,
@@ -47,19 +49,54 @@ from .errors import (
     CorruptIndex,
     CorruptPoint,
     PointExists,
+    PointInUse,
     PointNotFound,
     SourceError,
     StoreError,
     StoreFull,
 )
 from .format import CHUNK_SIZE, DiskIndex
+from .gc import GcReport, collect_local, collect_vault
+from .leases import VaultBusy
 from .pending import PendingPoint
 from .reader import DiskReader, RestoreStats, restore_disk
+from .remote import RemotePoint, RemoteVault, VaultKeyError
+from .replicate import ReplicationStats, replicate_point
+from .sealing import Sealer, SealError, generate_key, parse_key
 from .source import FileSource, Source
 from .store import Point, Store
+from .tiers import NeedsRehydration, TieredStore, TieringReport, apply_tiering, ensure_readable
 from .verify import ChunkProblem, DiskVerify, VerifyReport, verify_point
 
 __all__ = [
+    "ARCHIVE",
+    "COLD",
+    "COOL",
+    "HOT",
+    "Backend",
+    "BackendError",
+    "BlobArchived",
+    "BlobInfo",
+    "BlobNotFound",
+    "GcReport",
+    "NeedsRehydration",
+    "PointInUse",
+    "RemotePoint",
+    "RemoteVault",
+    "ReplicationStats",
+    "SealError",
+    "Sealer",
+    "TieredStore",
+    "TieringReport",
+    "VaultBusy",
+    "VaultKeyError",
+    "apply_tiering",
+    "collect_local",
+    "collect_vault",
+    "ensure_readable",
+    "generate_key",
+    "parse_key",
+    "replicate_point",
     "CHUNK_SIZE",
     "BackupStats",
     "Cancelled",

@@ -23,6 +23,10 @@ class PointNotFound(StoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class PointInUse(StoreError):
+    """A running backup builds on this point; it cannot be deleted until that backup ends."""
+
+
 class PointExists(StoreError):
     """A committed point with that id exists already."""
 

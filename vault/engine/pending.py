@@ -103,7 +103,7 @@ class PendingPoint:
         """Whether the store has the chunk already. A chunk seen this way may have been renamed into
         place by another backup that has not yet fsynced its directory, so commit fsyncs that
         directory too before publishing a point that relies on it."""
-        if not self.store.has_chunk(digest):
+        if not self.store.touch_chunk(digest):
             return False
         with self._claims_lock:
             self._found_dirs.add(self.store.chunk_path(digest).parent)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import fsutil
-from .errors import ChunkMissing, CorruptPoint, PointExists, PointNotFound, StoreError, StoreFull
+from .errors import ChunkMissing, CorruptPoint, PointExists, PointInUse, PointNotFound, StoreError, StoreFull
 from .format import CHUNK_SIZE, DiskIndex, decode_chunk
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 STORE_FORMAT = 1
 MANIFEST = "manifest.json"
+BASE = "base"  # in a staging directory: the point a running backup builds on
 # Point ids and disk keys become file names: no separators, no leading dot (dot names are ours).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -92,6 +93,16 @@ class Store:
         """A chunk file under chunks/ is always complete and durable (it got there by rename after a sync)."""
         return os.path.exists(self.chunk_path(digest))
 
+    def touch_chunk(self, digest: bytes) -> bool:
+        """Whether the chunk exists, marking it as just used (its mtime) if so. A backup that reuses
+        a chunk it found this way is safe from a concurrent GC, which sweeps only chunks unused
+        since before it started (see gc.py)."""
+        try:
+            os.utime(self.chunk_path(digest))
+        except FileNotFoundError:
+            return False
+        return True
+
     def read_chunk(self, digest: bytes, length: int, *, verify: bool = True) -> memoryview:
         path = self.chunk_path(digest)
         try:
@@ -103,10 +114,16 @@ class Store:
 
     # Points ---------------------------------------------------------------------------------------
 
-    def begin_point(self, point_id: str) -> PendingPoint:
+    def begin_point(self, point_id: str, *, base: str | None = None) -> PendingPoint:
         """Start a recovery point; nothing of it is visible until `commit()`. Use as a context manager
-        so an exception aborts it."""
+        so an exception aborts it.
+
+        `base` names the earlier point whose indexes this backup will reuse (`previous=` in
+        add_disk): it cannot be deleted while this backup runs, because the backup trusts that
+        point's chunks to stay without checking each one (a GC would otherwise sweep them)."""
         check_name("point id", point_id)
+        if base is not None:
+            check_name("point id", base)
         if (self.points_dir / point_id).exists():
             raise PointExists(f"recovery point {point_id} exists already in {self.root}")
         self.recover()
@@ -118,12 +135,18 @@ class Store:
                 staging = self.staging_dir / f"{point_id}.{secrets.token_hex(6)}"
                 staging.mkdir()
                 staging_lock = _lock(staging / "lock", fcntl.LOCK_EX | fcntl.LOCK_NB)
-            try:
-                (staging / "chunks").mkdir()
-                (staging / "point").mkdir()
-            except BaseException:
-                os.close(staging_lock)
-                raise
+                try:
+                    (staging / "chunks").mkdir()
+                    (staging / "point").mkdir()
+                    if base is not None:
+                        # Under the mutex, like delete_point's check: the base exists now, and from
+                        # now on delete_point sees this claim.
+                        if not (self.points_dir / base).is_dir():
+                            raise PointNotFound(f"base point {base} of {point_id} is not in {self.root}")
+                        (staging / BASE).write_text(base)
+                except BaseException:
+                    os.close(staging_lock)
+                    raise
         except BaseException:
             os.close(store_lock)
             raise
@@ -153,14 +176,18 @@ class Store:
 
     def delete_point(self, point_id: str) -> None:
         """Remove a point (one atomic rename, so it is never half-visible). Its chunks stay until a
-        garbage collection, which finds the live ones by reading every index under points/."""
+        garbage collection, which finds the live ones by reading every index under points/.
+        PointInUse while a running backup builds on it (see begin_point's `base`)."""
         check_name("point id", point_id)
         path = self.points_dir / point_id
         doomed = self.trash_dir / f"point-{point_id}.{secrets.token_hex(6)}"
-        try:
-            os.rename(path, doomed)
-        except FileNotFoundError as err:
-            raise PointNotFound(f"no recovery point {point_id} in {self.root}") from err
+        with self._staging_mutex():
+            if point_id in self.live_backups().values():
+                raise PointInUse(f"recovery point {point_id} is the base of a running backup; delete it later")
+            try:
+                os.rename(path, doomed)
+            except FileNotFoundError as err:
+                raise PointNotFound(f"no recovery point {point_id} in {self.root}") from err
         fsutil.fsync_dir(self.points_dir)
         freed = sum(f.stat().st_size for f in doomed.iterdir())
         shutil.rmtree(doomed, ignore_errors=True)
@@ -193,6 +220,18 @@ class Store:
         if removed:
             self._used = None  # recount on next use
         return removed
+
+    def live_backups(self) -> dict[Path, str | None]:
+        """Staging directories of running backups, with the base point each builds on (or None)."""
+        live: dict[Path, str | None] = {}
+        for entry in os.scandir(self.staging_dir):
+            path = Path(entry.path)
+            if self._staging_is_live(path):
+                try:
+                    live[path] = (path / BASE).read_text()
+                except FileNotFoundError:
+                    live[path] = None
+        return live
 
     @staticmethod
     def _staging_is_live(path: Path) -> bool:

@@ -1,0 +1,368 @@
+"""Changes to the vault and to recovery points: settings, keys, locks, deletion and retention.
+
+Each change is audited in its own transaction. Deleting a point goes through `_remove_point` only,
+which refuses a point under a retention lock whatever asked for it (page, command line or a job).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.actions import SYSTEM_ACTOR, entry, record, record_many
+from jobs.models import JobRun
+from jobs.runner import enqueue
+from vault import engine, retention
+from vault.engine.sealing import generate_key, parse_key
+from vault.models import RecoveryPoint, VaultSettings
+from vault.storage import backend_for, local_store, remote_vault
+
+REPLICATE_KIND = "vault.replicate"
+RETENTION_ACTOR = "retention"
+
+SETTINGS_FIELDS = [
+    "kind",
+    "directory",
+    "account_url",
+    "container",
+    "auth",
+    "upload_threads",
+    "bandwidth_mb_per_s",
+    "tier_after_days",
+    "tier",
+    "gc_grace_hours",
+    "rs_subscription_id",
+    "rs_resource_group",
+    "rs_vault_name",
+]
+
+
+class VaultActionError(Exception):
+    """A change that was refused; the message says why and nothing was changed."""
+
+
+class PointLocked(VaultActionError):
+    pass
+
+
+# Settings and keys ------------------------------------------------------------------------------
+
+
+def save_settings(user: Any, config: VaultSettings, *, secret: str | None = None) -> VaultSettings:
+    """Save edited settings (`config` carries the new field values); `secret` None keeps the stored one."""
+    with transaction.atomic():
+        before = VaultSettings.objects.select_for_update().get_or_create(pk=1)[0]
+        changes = {
+            name: [_plain(getattr(before, name)), _plain(getattr(config, name))]
+            for name in SETTINGS_FIELDS
+            if getattr(before, name) != getattr(config, name)
+        }
+        if secret is not None and secret != before.secret:
+            config.secret = secret
+            changes["secret"] = ["(hidden)", "(changed)"]
+        else:
+            config.secret_encrypted = before.secret_encrypted
+        config.encryption_key_encrypted = before.encryption_key_encrypted
+        config.key_fingerprint = before.key_fingerprint
+        config.pk = 1
+        config.save()
+        if changes:
+            record(user, "vault.settings", target=config, target_label="Vault settings", details={"changes": changes})
+    return config
+
+
+def check_vault(config: VaultSettings, *, secret: str | None = None) -> str:
+    """Reach the vault these settings describe, as a replication would; VaultActionError with one
+    clear sentence otherwise. Creates the Azure container if it is missing. Returns a description."""
+    try:
+        backend = backend_for(config, secret=secret)
+        ensure = getattr(backend, "ensure_container", None)
+        if ensure is not None:
+            ensure()
+        vault = engine.RemoteVault(backend, parse_key(config.encryption_key) if config.encrypted else None)
+        vault.open()
+        # Write, read back and delete a probe, as a replication would: catches a read-only share,
+        # a missing directory and a SAS token without write or delete permission.
+        probe = f"locks/probe-{secrets.token_hex(8)}"
+        backend.put(probe, b"probe", overwrite=True)
+        if backend.get(probe) != b"probe":
+            raise engine.BackendError(f"{backend.description} returned other bytes than were written")
+        backend.delete(probe)
+    except (engine.BackendError, engine.StoreError, OSError, ValueError) as exc:
+        raise VaultActionError(f"The vault cannot be used: {exc}") from None
+    return backend.description
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, bool | int | float) else str(value)
+
+
+def _vault_has_points() -> bool:
+    return RecoveryPoint.objects.filter(vault_status=RecoveryPoint.VaultStatus.REPLICATED).exists()
+
+
+def fingerprint(key_text: str) -> str:
+    return hashlib.sha256(parse_key(key_text)).hexdigest()[:16]
+
+
+def create_encryption_key(user: Any) -> str:
+    """Turn on encryption with a new key; returned once, for the administrator to keep. Only for a
+    vault that holds no points yet (existing blobs cannot be re-encrypted in place)."""
+    return _set_key(user, generate_key(), "vault.key.created")
+
+
+def import_encryption_key(user: Any, key_text: str) -> None:
+    """Enter the key of an existing encrypted vault (e.g. this server was rebuilt)."""
+    try:
+        parse_key(key_text)
+    except ValueError as exc:
+        raise VaultActionError(f"That is not a vault key: {exc}.") from None
+    _set_key(user, key_text.strip(), "vault.key.imported", allow_with_points=True)
+
+
+def _set_key(user: Any, key_text: str, action: str, *, allow_with_points: bool = False) -> str:
+    with transaction.atomic():
+        config = VaultSettings.objects.select_for_update().get_or_create(pk=1)[0]
+        if not allow_with_points and (config.encrypted or _vault_has_points()):
+            raise VaultActionError(
+                "The vault already holds recovery points or has a key: encryption can only be turned on for an "
+                "empty vault. Use a new container or directory to start an encrypted vault."
+            )
+        config.encryption_key = key_text
+        config.key_fingerprint = fingerprint(key_text)
+        config.save(update_fields=["encryption_key_encrypted", "key_fingerprint", "updated"])
+        record(
+            user, action, target=config, target_label="Vault settings", details={"fingerprint": config.key_fingerprint}
+        )
+    return key_text
+
+
+# Replication ------------------------------------------------------------------------------------
+
+
+def enqueue_replication(point: RecoveryPoint, *, user: Any = None) -> JobRun | None:
+    """Queue a copy of the point to the vault (None when no vault is configured)."""
+    if not VaultSettings.current().enabled:
+        return None
+    with transaction.atomic():
+        RecoveryPoint.objects.filter(pk=point.pk, vault_status=RecoveryPoint.VaultStatus.NOT_REPLICATED).update(
+            vault_status=RecoveryPoint.VaultStatus.PENDING
+        )
+        return enqueue(
+            REPLICATE_KIND,
+            params={"point_ids": [str(point.pk)]},
+            target=point.vm,
+            user=user,
+            title=f"Replicate {point.vm.name} to the vault",
+        )
+
+
+def replication_backlog() -> list[RecoveryPoint]:
+    """Local points that should be in the vault and are not: what "replication lag" counts."""
+    return list(
+        RecoveryPoint.objects.filter(local=True, group__policy__replicate=True, damaged=False)
+        .exclude(vault_status=RecoveryPoint.VaultStatus.REPLICATED)
+        .select_related("vm")
+        .order_by("created")
+    )
+
+
+# Locks and deletion -----------------------------------------------------------------------------
+
+
+def lock_point(user: Any, point: RecoveryPoint, until: dt.datetime) -> RecoveryPoint:
+    """Lock a point until `until`. A lock can be extended, never shortened or removed."""
+    now = timezone.now()
+    if until <= now:
+        raise VaultActionError("A retention lock must end in the future.")
+    with transaction.atomic():
+        point = RecoveryPoint.objects.select_for_update().select_related("vm").get(pk=point.pk)
+        if point.locked_until and until < point.locked_until:
+            raise VaultActionError(
+                f"This point is locked until {point.locked_until:%Y-%m-%d %H:%M %Z}; a lock can only be extended."
+            )
+        before = point.locked_until
+        point.locked_until = until
+        point.save(update_fields=["locked_until"])
+        record(
+            user,
+            "point.lock",
+            target=point,
+            details={"vm": point.vm.name, "from": before.isoformat() if before else None, "until": until.isoformat()},
+        )
+    return point
+
+
+def delete_point(user: Any, point: RecoveryPoint) -> None:
+    """Delete a point from both tiers (an administrator's explicit request)."""
+    removed = _remove_point(point, local=True, vault=True)
+    record(user, "point.delete", target_label=str(point), details={"point": str(point.pk), "removed": removed})
+
+
+def _remove_point(point: RecoveryPoint, *, local: bool, vault: bool) -> list[str]:
+    """Remove the point from the tiers asked for; the row goes when no tier holds it. Refuses a
+    locked point. Returns the tiers it was removed from."""
+    now = timezone.now()
+    point = RecoveryPoint.objects.select_related("vm").get(pk=point.pk)
+    if point.is_locked(now):
+        raise PointLocked(f"{point} is under a retention lock until {point.locked_until:%Y-%m-%d %H:%M %Z}.")
+    try:
+        return _remove_from_tiers(point, local=local, vault=vault)
+    except (engine.StoreError, engine.BackendError) as exc:
+        raise VaultActionError(f"{point} was not deleted: {exc}") from None
+
+
+def _remove_from_tiers(point: RecoveryPoint, *, local: bool, vault: bool) -> list[str]:
+    removed = []
+    if local and point.local:
+        with contextlib.suppress(engine.PointNotFound):  # already gone: the row catches up
+            local_store().delete_point(str(point.pk))
+        removed.append("local")
+        point.local = False
+    if vault and point.vault_status == RecoveryPoint.VaultStatus.REPLICATED:
+        with contextlib.suppress(engine.PointNotFound):
+            remote_vault().delete_point(str(point.pk))
+        removed.append("vault")
+        point.vault_status = RecoveryPoint.VaultStatus.NOT_REPLICATED
+        point.vault_at = None
+    if not point.local and point.vault_status != RecoveryPoint.VaultStatus.REPLICATED:
+        point.delete()
+    else:
+        point.save(update_fields=["local", "vault_status", "vault_at"])
+    return removed
+
+
+# Retention --------------------------------------------------------------------------------------
+
+
+@dataclass
+class PruneItem:
+    point: RecoveryPoint
+    tier: str  # "local" or "vault"
+    reason: str
+
+
+@dataclass
+class PrunePlan:
+    remove: list[PruneItem] = field(default_factory=list)
+    held: list[PruneItem] = field(default_factory=list)  # due to go, kept for now (reason says why)
+    kept: int = 0
+
+    def bytes_local(self) -> int:
+        return sum(i.point.logical_bytes for i in self.remove if i.tier == "local")
+
+
+def plan_prune(now: dt.datetime | None = None) -> PrunePlan:
+    """What retention would remove now, per VM and tier, with each point's reason."""
+    now = now or timezone.now()
+    plan = PrunePlan()
+    vault_enabled = VaultSettings.current().enabled
+    by_vm: dict[int, list[RecoveryPoint]] = defaultdict(list)
+    points = RecoveryPoint.objects.select_related("vm", "group__policy").order_by("-created")
+    for point in points:
+        by_vm[point.vm_id].append(point)
+    for vm_points in by_vm.values():
+        policy = next((p.group.policy for p in vm_points if p.group_id and hasattr(p.group, "policy")), None)
+        if policy is None:
+            plan.kept += len(vm_points)  # no policy any more: keep everything until someone decides
+            continue
+        _plan_local(plan, [p for p in vm_points if p.local], policy, vault_enabled, now)
+        replicated = [p for p in vm_points if p.vault_status == RecoveryPoint.VaultStatus.REPLICATED]
+        _plan_vault(plan, replicated, policy, now)
+    return plan
+
+
+def _refs(points: list[RecoveryPoint]) -> tuple[list[retention.PointRef], dict[str, RecoveryPoint]]:
+    by_id = {str(p.pk): p for p in points}
+    return [retention.PointRef(str(p.pk), p.created, p.locked_until) for p in points], by_id
+
+
+def _plan_local(
+    plan: PrunePlan, points: list[RecoveryPoint], policy: Any, vault_enabled: bool, now: dt.datetime
+) -> None:
+    if not points or (policy.local_days is None and policy.local_count is None):
+        plan.kept += len(points)
+        return
+    refs, by_id = _refs(points)
+    decision = retention.local_retention(refs, days=policy.local_days or 0, count=policy.local_count or 0, now=now)
+    plan.kept += len(decision.keep)
+    for ref in decision.remove:
+        point = by_id[ref.id]
+        item = PruneItem(point, "local", decision.reasons[ref.id])
+        if policy.replicate and vault_enabled and point.vault_status != RecoveryPoint.VaultStatus.REPLICATED:
+            item.reason = "waiting for its copy in the vault before leaving this server"
+            plan.held.append(item)
+        else:
+            plan.remove.append(item)
+
+
+def _plan_vault(plan: PrunePlan, points: list[RecoveryPoint], policy: Any, now: dt.datetime) -> None:
+    if not points:
+        return
+    refs, by_id = _refs(points)
+    decision = retention.gfs_retention(
+        refs,
+        daily=policy.vault_daily,
+        weekly=policy.vault_weekly,
+        monthly=policy.vault_monthly,
+        yearly=policy.vault_yearly,
+        tz=ZoneInfo(policy.timezone),
+        now=now,
+    )
+    plan.kept += len(decision.keep)
+    plan.remove.extend(PruneItem(by_id[ref.id], "vault", decision.reasons[ref.id]) for ref in decision.remove)
+
+
+def apply_prune(plan: PrunePlan, *, actor: Any = RETENTION_ACTOR) -> tuple[list[PruneItem], list[str]]:
+    """Carry out a plan; returns what was removed and the problems (a point in use, a lock set
+    since the plan) that kept some points for the next run."""
+    done: list[PruneItem] = []
+    problems: list[str] = []
+    rows = []
+    for item in plan.remove:
+        try:
+            removed = _remove_point(item.point, local=item.tier == "local", vault=item.tier == "vault")
+        except RecoveryPoint.DoesNotExist:
+            continue
+        except VaultActionError as exc:
+            problems.append(f"{item.point}: {exc}")
+            continue
+        if removed:
+            done.append(item)
+            rows.append(
+                entry(
+                    actor,
+                    "point.prune",
+                    target_label=str(item.point),
+                    details={"point": str(item.point.pk), "tier": item.tier, "reason": item.reason},
+                )
+            )
+    record_many(rows)
+    return done, problems
+
+
+__all__ = [
+    "SYSTEM_ACTOR",
+    "PointLocked",
+    "PruneItem",
+    "PrunePlan",
+    "VaultActionError",
+    "apply_prune",
+    "create_encryption_key",
+    "delete_point",
+    "enqueue_replication",
+    "import_encryption_key",
+    "lock_point",
+    "plan_prune",
+    "replication_backlog",
+    "save_settings",
+]

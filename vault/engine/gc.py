@@ -1,0 +1,171 @@
+"""Garbage collection of chunks no recovery point needs any more, on both tiers, beside running backups.
+
+Mark and sweep, as Proxmox Backup Server does it: mark every chunk referenced by any index, then
+sweep unmarked chunks not used since a cutoff. Backups keep running meanwhile; what keeps them safe:
+
+* A backup reusing a chunk it found in the store touches it (`Store.touch_chunk`), and a chunk it
+  writes is new: both have an mtime after the backup started. The cutoff is the earlier of
+  "now - grace" and the start of the oldest running backup, so neither kind is ever swept.
+* A backup reusing its previous point's chunks without looking (the `previous` index) has that
+  point pinned as its base: `delete_point` refuses it, so its chunks stay marked.
+* The sweep renames a chunk into trash/, then looks at its mtime again: a backup that touched it in
+  between gets it back; a backup touching it after the rename finds nothing and stores its own copy.
+
+The grace period (24 h by default, like PBS) also covers clocks and file systems with coarse times.
+
+In the vault, replications and a GC exclude each other with marker blobs (`leases.py`), and the
+sweep removes chunks and the blobs of unpublished points (interrupted replications) older than the
+grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import leases
+from .format import DiskIndex
+from .remote import CHUNKS, POINTS, RemoteVault
+from .store import MANIFEST, Store
+
+DEFAULT_GRACE_SECONDS = 24 * 3600
+
+
+@dataclass
+class GcReport:
+    tier: str  # "local" or "vault"
+    points: int = 0
+    chunks_marked: int = 0
+    chunks_seen: int = 0
+    chunks_swept: int = 0
+    chunks_kept_young: int = 0  # unreferenced but used after the cutoff
+    bytes_freed: int = 0
+    other_blobs_swept: int = 0  # vault: blobs of unpublished points, stale markers
+    dry_run: bool = False
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def summary(self) -> str:
+        verb = "would free" if self.dry_run else "freed"
+        return (
+            f"{self.tier}: {self.points} points, {self.chunks_marked} chunks in use, "
+            f"{self.chunks_swept} unused chunks swept ({verb} {self.bytes_freed} bytes), "
+            f"{self.chunks_kept_young} unused but recent chunks kept"
+        )
+
+
+def collect_local(store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False) -> GcReport:
+    started = time.time()
+    report = GcReport("local", dry_run=dry_run)
+    # Running backups first: anything they write or touch from now on is after the cutoff.
+    live = store.live_backups()
+    cutoff = started - grace_seconds
+    for staging in live:
+        with contextlib.suppress(FileNotFoundError):  # it committed meanwhile: its point is marked below
+            cutoff = min(cutoff, os.stat(staging / "lock").st_mtime)
+    marked: set[bytes] = set()
+    for point_id in store.list_points():
+        report.points += 1
+        point = store.open_point(point_id)  # a corrupt point stops the GC: better than sweeping its chunks
+        for key in point.disk_keys:
+            marked |= point.index(key).referenced()
+    report.chunks_marked = len(marked)
+
+    for sub in os.scandir(store.chunks_dir):
+        if not sub.is_dir():
+            continue
+        for entry in os.scandir(sub.path):
+            report.chunks_seen += 1
+            try:
+                digest = bytes.fromhex(entry.name)
+            except ValueError:
+                continue  # not ours
+            if digest in marked:
+                continue
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            if st.st_mtime >= cutoff:
+                report.chunks_kept_young += 1
+                continue
+            if dry_run:
+                report.chunks_swept += 1
+                report.bytes_freed += st.st_size
+                continue
+            freed = _sweep_chunk(store, Path(entry.path), cutoff)
+            if freed is not None:
+                report.chunks_swept += 1
+                report.bytes_freed += freed
+            else:
+                report.chunks_kept_young += 1
+    if not dry_run:
+        store._release(report.bytes_freed)
+    report.seconds = time.time() - started
+    return report
+
+
+def _sweep_chunk(store: Store, path: Path, cutoff: float) -> int | None:
+    """Remove one chunk unless a backup touched it at the last moment; the freed bytes, or None."""
+    doomed = store.trash_dir / f"gc-{path.name}.{secrets.token_hex(4)}"
+    try:
+        os.rename(path, doomed)
+    except FileNotFoundError:
+        return None
+    st = os.stat(doomed)
+    if st.st_mtime >= cutoff:
+        os.rename(doomed, path)  # touched between our look and the rename: it is in use again
+        return None
+    os.unlink(doomed)
+    return st.st_size
+
+
+def collect_vault(
+    vault: RemoteVault, *, grace_seconds: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False
+) -> GcReport:
+    started = time.time()
+    report = GcReport("vault", dry_run=dry_run)
+    vault.open()
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=grace_seconds)
+    with leases.collecting(vault.backend):
+        published = set(vault.list_points())
+        marked: set[str] = set()
+        for point_id in sorted(published):
+            report.points += 1
+            point = vault.open_point(point_id)
+            for key in point.disk_keys:
+                index: DiskIndex = point.index(key)
+                marked |= {vault.chunk_name(d) for d in index.referenced()}
+        report.chunks_marked = len(marked)
+        for info in list(vault.backend.list(CHUNKS)):
+            report.chunks_seen += 1
+            if info.name in marked:
+                continue
+            if info.modified >= cutoff:
+                report.chunks_kept_young += 1
+                continue
+            report.chunks_swept += 1
+            report.bytes_freed += info.size
+            if not dry_run:
+                vault.backend.delete(info.name)
+        # Indexes of points whose manifest never arrived (an interrupted replication).
+        for info in list(vault.backend.list(POINTS)):
+            point_id = info.name[len(POINTS) :].split("/", 1)[0]
+            if point_id not in published and info.modified < cutoff and not info.name.endswith("/" + MANIFEST):
+                report.other_blobs_swept += 1
+                if not dry_run:
+                    vault.backend.delete(info.name)
+        for name in leases.stale_markers(vault.backend):
+            report.other_blobs_swept += 1
+            if not dry_run:
+                vault.backend.delete(name)
+    report.seconds = time.time() - started
+    return report

@@ -1,0 +1,95 @@
+"""Keeping replication and garbage collection of one vault apart, across processes and machines.
+
+Object stores have no shared/exclusive locks, so each side announces itself with a marker blob
+(`locks/writer-<token>.json` or `locks/gc-<token>.json`), refreshed every minute, then looks for the
+other side's fresh markers and backs off if it finds one. Because both write before they look, two
+that start together both see each other and both back off; neither can miss the other. Many
+replications may run together (they only add blobs); a GC runs alone. A marker not refreshed for
+`STALE_AFTER` belongs to a process that died and is ignored (and removed by the next GC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+from .blobs import Backend
+from .errors import StoreError
+
+LOCKS = "locks/"
+REFRESH_SECONDS = 60.0
+STALE_AFTER = dt.timedelta(minutes=10)
+
+
+class VaultBusy(StoreError):
+    """The other side holds the vault; try again later."""
+
+
+def _fresh(backend: Backend, kind: str, own: str) -> list[str]:
+    now = dt.datetime.now(dt.UTC)
+    return [
+        info.name for info in backend.list(f"{LOCKS}{kind}-") if info.name != own and now - info.modified < STALE_AFTER
+    ]
+
+
+def stale_markers(backend: Backend) -> list[str]:
+    now = dt.datetime.now(dt.UTC)
+    return [info.name for info in backend.list(LOCKS) if now - info.modified >= STALE_AFTER]
+
+
+@contextlib.contextmanager
+def _marker(backend: Backend, kind: str, blocker: str, wait_seconds: float, what: str) -> Iterator[None]:
+    name = f"{LOCKS}{kind}-{secrets.token_hex(8)}.json"
+    body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "kind": kind}).encode()
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        backend.put(name, body, overwrite=True)
+        others = _fresh(backend, blocker, name)
+        if not others:
+            break
+        backend.delete(name)
+        if time.monotonic() >= deadline:
+            raise VaultBusy(f"{backend.description}: {what} ({len(others)} marker(s) under {LOCKS})")
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(REFRESH_SECONDS):
+            with contextlib.suppress(Exception):  # a missed refresh only makes the marker look older
+                backend.put(name, body, overwrite=True)
+
+    thread = threading.Thread(target=refresh, name=f"vault-{kind}-marker", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        with contextlib.suppress(Exception):
+            backend.delete(name)
+
+
+def writing(backend: Backend, *, wait_seconds: float = 600.0) -> contextlib.AbstractContextManager[None]:
+    """Held by a replication: waits (up to `wait_seconds`) while a garbage collection runs."""
+    return _marker(backend, "writer", "gc", wait_seconds, "a garbage collection is running in the vault")
+
+
+def collecting(backend: Backend) -> contextlib.AbstractContextManager[None]:
+    """Held by a garbage collection: refuses at once while anything else writes or collects."""
+
+    @contextlib.contextmanager
+    def both() -> Iterator[None]:
+        with _marker(backend, "gc", "writer", 0, "a replication is running in the vault; collect later"):
+            others = _fresh(backend, "gc", "")
+            if len(others) > 1:  # ours and another: the other started first or at once; both yield
+                raise VaultBusy(f"{backend.description}: another garbage collection is running")
+            yield
+
+    return both()

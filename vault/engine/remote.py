@@ -1,0 +1,218 @@
+"""The long-term tier: recovery points and their chunks in a `Backend` (Azure Blob, or a directory).
+
+Layout in the back end (names relative to the container):
+
+    vault.json                        {"format": 1, "chunk_size": ..., "encrypted": bool, "key_check": ...}
+    chunks/<4 hex>/<64 hex>           a chunk file exactly as in the local store, sealed when encrypted;
+                                      named by its digest, or by a keyed hash of it when encrypted
+    points/<point id>/<disk key>.idx  the disk indexes (sealed when encrypted)
+    points/<point id>/manifest.json   written last: a point exists in the vault once this blob does
+    locks/writer-<token>.json         a replication in progress (refreshed every minute)
+    locks/gc-<token>.json             a garbage collection in progress
+
+A chunk blob is put only if absent and never changed, so a blob that exists is whole (the service
+checks each upload's MD5). A point is published by its manifest, after every chunk and index it
+needs is in place; a replication that dies leaves chunks and perhaps indexes, which the next run
+reuses and a garbage collection removes if nothing ever publishes them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .blobs import Backend, BlobInfo, BlobNotFound
+from .errors import ChunkCorrupt, ChunkMissing, CorruptPoint, PointNotFound, StoreError
+from .format import CHUNK_SIZE, DiskIndex, decode_chunk
+from .sealing import Sealer, SealError
+from .store import MANIFEST, check_name
+
+VAULT_FORMAT = 1
+CONFIG = "vault.json"
+CHUNKS = "chunks/"
+POINTS = "points/"
+
+
+class VaultKeyError(StoreError):
+    """The vault is encrypted and no key, or another key, was given (or the reverse)."""
+
+
+@dataclass
+class RemotePoint:
+    """A recovery point in the vault; indexes are fetched on first use and kept."""
+
+    id: str
+    vault: RemoteVault
+    manifest: dict[str, Any]
+    _indexes: dict[str, DiskIndex] = field(default_factory=dict)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.manifest.get("meta", {})
+
+    @property
+    def disk_keys(self) -> list[str]:
+        return sorted(self.manifest["disks"])
+
+    def index(self, disk_key: str) -> DiskIndex:
+        if disk_key not in self._indexes:
+            if disk_key not in self.manifest["disks"]:
+                raise KeyError(f"recovery point {self.id} has no disk {disk_key!r}")
+            name = index_name(self.id, disk_key)
+            try:
+                data = self.vault.read_blob(name)
+            except BlobNotFound as err:
+                raise CorruptPoint(f"vault point {self.id} lacks its index {name}") from err
+            self._indexes[disk_key] = DiskIndex.from_bytes(data, name=f"vault index {name}")
+        return self._indexes[disk_key]
+
+
+def index_name(point_id: str, disk_key: str) -> str:
+    return f"{POINTS}{point_id}/{disk_key}.idx"
+
+
+def manifest_name(point_id: str) -> str:
+    return f"{POINTS}{point_id}/{MANIFEST}"
+
+
+class RemoteVault:
+    """Chunks and points in a back end, read and written with one vault key (or none)."""
+
+    def __init__(self, backend: Backend, key: bytes | None = None) -> None:
+        self.backend = backend
+        self.sealer = Sealer(key)
+        self._checked = False
+        self._check_lock = threading.Lock()
+
+    @property
+    def description(self) -> str:
+        return self.backend.description
+
+    # Configuration --------------------------------------------------------------------------------
+
+    def open(self, *, create: bool = False) -> RemoteVault:
+        """Check that the key fits this vault (writing vault.json first if `create` and it is new)."""
+        with self._check_lock:
+            if self._checked:
+                return self
+            try:
+                config = json.loads(self.backend.get(CONFIG))
+            except BlobNotFound:
+                if not create:
+                    self._checked = True  # an empty vault: nothing to read, nothing to mismatch
+                    return self
+                config = {
+                    "format": VAULT_FORMAT,
+                    "chunk_size": CHUNK_SIZE,
+                    "encrypted": self.sealer.encrypted,
+                    "key_check": self.sealer.key_check,
+                }
+                if not self.backend.put(CONFIG, json.dumps(config).encode()):
+                    config = json.loads(self.backend.get(CONFIG))  # another writer created it first
+            except ValueError as err:
+                raise StoreError(f"{CONFIG} in {self.description} is unreadable: {err}") from err
+            self._check_config(config)
+            self._checked = True
+            return self
+
+    def _check_config(self, config: dict[str, Any]) -> None:
+        if config.get("format") != VAULT_FORMAT or config.get("chunk_size") != CHUNK_SIZE:
+            raise StoreError(f"{self.description} holds a vault of another format: {config}")
+        if config.get("encrypted") and not self.sealer.encrypted:
+            raise VaultKeyError(f"{self.description} is encrypted: enter its vault key to use it")
+        if not config.get("encrypted") and self.sealer.encrypted:
+            raise VaultKeyError(f"{self.description} is not encrypted, but a vault key was given")
+        if config.get("encrypted") and config.get("key_check") != self.sealer.key_check:
+            raise VaultKeyError(f"{self.description} was encrypted with another vault key")
+
+    # Blobs ----------------------------------------------------------------------------------------
+
+    def read_blob(self, name: str) -> bytes:
+        """A whole blob, decrypted. SealError becomes CorruptPoint: the bytes are not what we wrote."""
+        data = self.backend.get(name)
+        try:
+            return self.sealer.unseal(data, name)
+        except SealError as err:
+            raise CorruptPoint(str(err)) from err
+
+    def write_blob(self, name: str, data: bytes, *, overwrite: bool) -> bool:
+        return self.backend.put(name, self.sealer.seal(data, name), overwrite=overwrite)
+
+    # Chunks ---------------------------------------------------------------------------------------
+
+    def chunk_name(self, digest: bytes) -> str:
+        return self.sealer.chunk_name(digest)
+
+    def chunk_blobs(self) -> dict[str, BlobInfo]:
+        """Every chunk blob in the vault, by name (one listing: 5,000 names a request on Azure)."""
+        return {info.name: info for info in self.backend.list(CHUNKS)}
+
+    def put_chunk(self, digest: bytes, chunk_file: bytes | memoryview, *, overwrite: bool = False) -> bool:
+        """Upload a chunk file (header byte + payload, as in the local store) unless present."""
+        name = self.chunk_name(digest)
+        return self.backend.put(name, self.sealer.seal(chunk_file, name), overwrite=overwrite)
+
+    def read_chunk(self, digest: bytes, length: int, *, verify: bool = True) -> memoryview:
+        """The plaintext of one chunk; ChunkMissing if the vault lacks it, BlobArchived if it must
+        be rehydrated first. Always checks the SHA-256 when `verify` (the default)."""
+        name = self.chunk_name(digest)
+        try:
+            blob = self.backend.get(name)
+        except BlobNotFound as err:
+            raise ChunkMissing(f"chunk {digest.hex()} is missing from {self.description}", digest) from err
+        try:
+            payload = self.sealer.unseal(blob, name)
+        except SealError as err:
+            raise ChunkCorrupt(str(err), digest) from err
+        return decode_chunk(payload, digest, length, verify=verify)
+
+    # Points ---------------------------------------------------------------------------------------
+
+    def list_points(self) -> list[str]:
+        """Published points (those with a manifest), sorted."""
+        suffix = "/" + MANIFEST
+        return sorted(
+            info.name[len(POINTS) : -len(suffix)] for info in self.backend.list(POINTS) if info.name.endswith(suffix)
+        )
+
+    def has_point(self, point_id: str) -> bool:
+        return self.backend.exists(manifest_name(check_name("point id", point_id)))
+
+    def open_point(self, point_id: str) -> RemotePoint:
+        name = manifest_name(check_name("point id", point_id))
+        try:
+            data = self.read_blob(name)
+        except BlobNotFound as err:
+            raise PointNotFound(f"no recovery point {point_id} in {self.description}") from err
+        try:
+            manifest = json.loads(data)
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("disks"), dict):
+                raise ValueError("not a manifest object")
+        except ValueError as err:
+            raise CorruptPoint(f"{name} in {self.description} is unreadable: {err}") from err
+        return RemotePoint(point_id, self, manifest)
+
+    def publish_point(self, point_id: str, manifest: dict[str, Any], indexes: dict[str, bytes]) -> None:
+        """Indexes first, the manifest last: the point appears only once it is whole. Overwrites
+        what an interrupted attempt left (same content, maybe sealed with another nonce)."""
+        for key, data in sorted(indexes.items()):
+            self.write_blob(index_name(point_id, key), data, overwrite=True)
+        document = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        self.write_blob(manifest_name(point_id), document, overwrite=True)
+
+    def delete_point(self, point_id: str) -> None:
+        """Manifest first (the point is gone at once), then its other blobs; chunks wait for GC."""
+        check_name("point id", point_id)
+        if not self.backend.delete(manifest_name(point_id)):
+            raise PointNotFound(f"no recovery point {point_id} in {self.description}")
+        for info in list(self.backend.list(f"{POINTS}{point_id}/")):
+            self.backend.delete(info.name)
+
+    def iter_indexes(self) -> Iterator[tuple[str, str, DiskIndex]]:
+        for point_id in self.list_points():
+            point = self.open_point(point_id)
+            for key in point.disk_keys:
+                yield point_id, key, point.index(key)
