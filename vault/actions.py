@@ -46,6 +46,10 @@ SETTINGS_FIELDS = [
 ]
 
 
+# Changing any of these points the product at another vault.
+LOCATION_FIELDS = ["kind", "directory", "account_url", "container"]
+
+
 class VaultActionError(Exception):
     """A change that was refused; the message says why and nothing was changed."""
 
@@ -75,6 +79,13 @@ def save_settings(user: Any, config: VaultSettings, *, secret: str | None = None
         config.key_fingerprint = before.key_fingerprint
         config.pk = 1
         config.save()
+        if set(changes) & set(LOCATION_FIELDS):
+            # Another place: what was replicated to the old one is not in the new one. The old
+            # location is left as it is; every point is replicated again to the new one.
+            moved = RecoveryPoint.objects.exclude(vault_status=RecoveryPoint.VaultStatus.NOT_REPLICATED).update(
+                vault_status=RecoveryPoint.VaultStatus.NOT_REPLICATED, vault_at=None, vault_verified_at=None
+            )
+            changes["points_to_replicate_again"] = [None, moved]
         if changes:
             record(user, "vault.settings", target=config, target_label="Vault settings", details={"changes": changes})
     return config
@@ -193,13 +204,25 @@ def lock_point(user: Any, point: RecoveryPoint, until: dt.datetime) -> RecoveryP
         before = point.locked_until
         point.locked_until = until
         point.save(update_fields=["locked_until"])
-        record(
-            user,
-            "point.lock",
-            target=point,
-            details={"vm": point.vm.name, "from": before.isoformat() if before else None, "until": until.isoformat()},
-        )
+        details = {"vm": point.vm.name, "from": before.isoformat() if before else None, "until": until.isoformat()}
+        details["immutable_in_vault"] = lock_in_vault(point)
+        record(user, "point.lock", target=point, details=details)
     return point
+
+
+def lock_in_vault(point: RecoveryPoint) -> bool:
+    """Also ask the storage service to refuse deleting the point's index and manifest blobs before
+    the lock ends (Azure version-level immutability). False where unsupported (a directory,
+    Azurite, an account without it): the product's own lock, checked on every delete, still holds."""
+    if point.vault_status != RecoveryPoint.VaultStatus.REPLICATED or point.locked_until is None:
+        return False
+    try:
+        vault = remote_vault()
+        names = [engine.remote.manifest_name(str(point.pk))]
+        names += [engine.remote.index_name(str(point.pk), str(disk.key)) for disk in point.disks.all()]
+        return all([vault.backend.set_immutable_until(name, point.locked_until) for name in names])
+    except (engine.BackendError, engine.StoreError):
+        return False
 
 
 def delete_point(user: Any, point: RecoveryPoint) -> None:

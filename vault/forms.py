@@ -7,6 +7,7 @@ import re
 from django import forms
 
 from vault.models import VaultSettings
+from vault.recovery_services import RecoveryServicesConfig
 
 _CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -71,6 +72,11 @@ class VaultSettingsForm(forms.ModelForm):
         rs = [data.get("rs_subscription_id"), data.get("rs_resource_group"), data.get("rs_vault_name")]
         if any(rs) and not all(rs):
             self.add_error("rs_vault_name", "Give subscription, resource group and vault name, or none of them.")
+        elif all(rs):
+            try:
+                RecoveryServicesConfig(*rs)
+            except ValueError as exc:
+                self.add_error("rs_vault_name", str(exc))
         return data
 
 

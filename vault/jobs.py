@@ -69,6 +69,9 @@ def replicate(ctx: JobContext, point_ids: list[str]) -> dict[str, Any]:
             vault_bytes=stats.bytes_uploaded,
             vault_tier=engine.HOT,
         )
+        point.refresh_from_db()
+        if point.is_locked(timezone.now()) and actions.lock_in_vault(point):
+            ctx.log(f"{_label(point)}: immutable in the vault until {point.locked_until:%Y-%m-%d}.")
         ctx.log(
             f"{_label(point)}: in the vault — {stats.chunks_uploaded} of {stats.chunks} chunks uploaded "
             f"({stats.bytes_uploaded / 2**20:.1f} MiB, {stats.rate / 1e6:.0f} MB/s); "
@@ -92,9 +95,13 @@ def verify(ctx: JobContext, point_ids: list[str], tier: str = "local") -> dict[s
     for point in points:
         ctx.check_cancelled()
         try:
+            if in_vault:  # archived chunks must be rehydrated first (hours on Azure)
+                engine.ensure_readable(source, str(point.pk))
             report = engine.verify_point(source, str(point.pk))
             problems = [str(problem) for problem in report.problems]
             problems += [f"disk {d.disk_key}: {d.index_error}" for d in report.disks.values() if d.index_error]
+        except engine.NeedsRehydration as exc:
+            raise JobFailed(str(exc)) from None
         except (engine.StoreError, engine.BackendError) as exc:
             problems = [str(exc)]
         if problems:

@@ -177,6 +177,7 @@ def recovery_services(request: HttpRequest) -> HttpResponse:
 
     config = VaultSettings.current()
     context: dict = {"not_configured": not config.recovery_services_configured}
+    context["refresh_url"] = request.path
     if config.recovery_services_configured:
         try:
             rs_config = rs.RecoveryServicesConfig(

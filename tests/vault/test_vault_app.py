@@ -364,3 +364,20 @@ def test_lagging_replications_are_queued_once(lab, directory_vault):
     assert enqueue_lagging_replications() == 0  # one is queued already
     VaultSettings.objects.filter(pk=1).update(kind="none")
     assert enqueue_lagging_replications() == 0
+
+
+def test_moving_the_vault_replicates_every_point_again(
+    lab, directory_vault, tmp_path, run_worker, django_capture_on_commit_callbacks
+):
+    vm, group, make_point, images = lab
+    point = make_point(NOW)
+    replicate(point, run_worker, django_capture_on_commit_callbacks)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    call_command("vault", "configure", "--directory", str(elsewhere), stdout=io.StringIO())
+
+    point.refresh_from_db()
+    assert point.vault_status == "none" and [p.pk for p in actions.replication_backlog()] == [point.pk]
+    entry = AuditEntry.objects.get(action="vault.settings", actor_name="command line")
+    assert entry.details["changes"]["points_to_replicate_again"] == [None, 1]
