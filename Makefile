@@ -63,7 +63,8 @@ bench-inventory: system-packages-test $(REQ_STAMP) $(VCSIM)
 bench-backup: system-packages-bench $(REQ_STAMP)
 	$(PY) tools/bench_backup.py
 
-# Replication to and restore from the vault, on Azurite.
+# Replication of a 1 GiB point to Azurite and to a directory vault, beside plain uploads of the same
+# chunks, and a 1% incremental replication.
 bench-vault: system-packages-test $(REQ_STAMP) azurite
 	$(PY) tools/bench_vault.py
 
