@@ -3,4 +3,15 @@ from django.urls import path
 from recovery import views
 
 app_name = "recovery"
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("vms/<int:vm_id>/", views.vm_points, name="vm"),
+    path("points/<uuid:pk>/", views.point_detail, name="point"),
+    path("points/<uuid:pk>/search/", views.search, name="search"),
+    path("points/<uuid:pk>/select/", views.select, name="select"),
+    path("points/<uuid:pk>/zip/", views.download_zip, name="zip"),
+    path("points/<uuid:pk>/restore-vm/", views.restore_vm, name="restore_vm"),
+    path("points/<uuid:pk>/<int:disk>/<int:volume>/", views.folder, name="folder"),
+    path("points/<uuid:pk>/<int:disk>/<int:volume>/file/", views.download, name="download"),
+    path("points/<uuid:pk>/<int:disk>/<int:volume>/versions/", views.versions, name="versions"),
+]

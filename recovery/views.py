@@ -1,24 +1,256 @@
-"""Recovery: the VMs that have recovery points (browsing and restores arrive with issue 7)."""
+"""Recovery pages: VM → recovery point → volume → folders; downloads, zips, search, other versions;
+whole-VM restores for administrators.
+
+Every view checks `recovery.access` for the VM behind the URL (a partial requested directly gets
+the same answer as the page), and every download is recorded through `recovery.actions`.
+"""
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import mimetypes
+from collections.abc import Iterator
+from urllib.parse import quote
 
-from inventory.models import VirtualMachine
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Max, Q
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from lib.htmx import htmx_partial
+from recovery import access, actions, browse
+from recovery import filesystems as fs
+from recovery.forms import RestoreVmForm
+from recovery.zipstream import stream_zip
+from vault.models import RecoveryPoint
+
+BASKET = "recovery-basket"  # session key: {point id: [item strings]}
+PIECE = 1024 * 1024
+
+
+def _require_any_view(request: HttpRequest) -> None:
+    if not (access.sees_every_vm(request.user) or request.user.has_perm("recovery.browse_recoverypoints")):
+        raise PermissionDenied
+
+
+def _point_for(request: HttpRequest, pk, *, download: bool = False) -> RecoveryPoint:
+    point = get_object_or_404(RecoveryPoint.objects.select_related("vm"), pk=pk)
+    allowed = access.can_download if download else access.can_browse
+    if not allowed(request.user, point.vm):
+        raise PermissionDenied
+    return point
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    if not (
-        request.user.has_perm("recovery.browse_recoverypoints") or request.user.has_perm("vault.view_recoverypoint")
-    ):
-        raise PermissionDenied
+    _require_any_view(request)
+    query = request.GET.get("q", "").strip()
+    vms = access.visible_vms(request.user).filter(recovery_points__isnull=False)
+    if query:
+        vms = vms.filter(Q(name__icontains=query) | Q(path__icontains=query))
     vms = (
-        VirtualMachine.objects.filter(recovery_points__isnull=False)
-        .annotate(point_count=Count("recovery_points"), latest_point=Max("recovery_points__created"))
+        vms.annotate(point_count=Count("recovery_points", distinct=True), latest_point=Max("recovery_points__created"))
         .select_related("vcenter")
         .order_by("name")
     )
-    return render(request, "recovery/index.html", {"vms": vms})
+    no_grants = not access.sees_every_vm(request.user) and not request.user.restore_grants.exists()
+    return render(request, "recovery/index.html", {"vms": vms, "q": query, "no_grants": no_grants})
+
+
+def vm_points(request: HttpRequest, vm_id: int) -> HttpResponse:
+    _require_any_view(request)
+    vm = get_object_or_404(access.visible_vms(request.user), pk=vm_id)
+    points = RecoveryPoint.objects.filter(vm=vm).order_by("-created")
+    return render(
+        request, "recovery/vm.html", {"vm": vm, "points": points, "can_browse": access.can_browse(request.user, vm)}
+    )
+
+
+def point_detail(request: HttpRequest, pk) -> HttpResponse:
+    point = _point_for(request, pk)
+    try:
+        disks = browse.disk_views(point)
+        error = ""
+    except browse.PointUnavailable as exc:
+        disks, error = [], str(exc)
+    context = {"point": point, "disks": disks, "error": error, "basket": _basket(request, point)}
+    context["can_restore_vm"] = request.user.has_perm("recovery.restore_vms")
+    return render(request, "recovery/point.html", context)
+
+
+def folder(request: HttpRequest, pk, disk: int, volume: int) -> HttpResponse:
+    point = _point_for(request, pk)
+    path = request.GET.get("path", "/") or "/"
+    context = {"point": point, "disk": disk, "volume_index": volume, "path": path, "basket": _basket(request, point)}
+    try:
+        filesystem = browse.open_filesystem(point, disk, volume)
+        context["entries"] = filesystem.list_dir(path)
+        context["crumbs"] = _crumbs(path)
+    except ValueError:
+        raise Http404("No such path") from None
+    except fs.NotFound:
+        raise Http404(f"{path} is not in this recovery point") from None
+    except (fs.FileSystemError, browse.PointUnavailable) as exc:
+        context["error"] = str(exc)
+    context["can_download"] = access.can_download(request.user, point.vm)
+    template = "recovery/folder.html#listing" if htmx_partial(request) else "recovery/folder.html"
+    return render(request, template, context)
+
+
+def _crumbs(path: str) -> list[tuple[str, str]]:
+    crumbs, current = [("/", "/")], ""
+    for part in fs.split_path(path):
+        current = f"{current}/{part}"
+        crumbs.append((part, current))
+    return crumbs
+
+
+def download(request: HttpRequest, pk, disk: int, volume: int) -> StreamingHttpResponse:
+    point = _point_for(request, pk, download=True)
+    path = request.GET.get("path", "")
+    try:
+        filesystem = browse.open_filesystem(point, disk, volume)
+        entry = filesystem.stat(path)
+        if entry.is_dir:
+            raise Http404("That is a folder: select it and download the selection as a zip.")
+        stream = filesystem.open(path)
+    except ValueError:
+        raise Http404("No such path") from None
+    except fs.NotFound:
+        raise Http404(f"{path} is not in this recovery point") from None
+    except (fs.FileSystemError, browse.PointUnavailable) as exc:
+        raise Http404(str(exc)) from None
+    restore = actions.start_file_restore(request.user, point, [f"{disk}:{volume}:{path}"], planned_bytes=entry.size)
+    response = StreamingHttpResponse(_pieces(stream, restore), content_type=_content_type(entry.name))
+    response["Content-Length"] = str(entry.size)
+    response["Content-Disposition"] = _attachment(entry.name)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _pieces(stream, restore) -> Iterator[bytes]:
+    sent, error = 0, "download interrupted"
+    try:
+        while piece := stream.read(PIECE):
+            sent += len(piece)
+            yield piece
+        error = ""
+    finally:
+        stream.close()
+        actions.finish_restore(restore, bytes_done=sent, error=error)
+
+
+def _content_type(name: str) -> str:
+    guessed, _ = mimetypes.guess_type(name)
+    # Never let a browser render restored content inline as a page of ours.
+    return "application/octet-stream" if guessed in (None, "text/html", "image/svg+xml") else guessed
+
+
+def _attachment(name: str) -> str:
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_") or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+# Selection basket (kept in the session, per point) -----------------------------------------------
+
+
+def _basket(request: HttpRequest, point: RecoveryPoint) -> list[str]:
+    return list(request.session.get(BASKET, {}).get(str(point.pk), []))
+
+
+@require_POST
+def select(request: HttpRequest, pk) -> HttpResponse:
+    point = _point_for(request, pk, download=True)
+    try:
+        item = str(browse.Item.parse(request.POST.get("item", "")))
+    except ValueError:
+        return HttpResponse("Not a file or folder of this point.", status=400)
+    baskets = request.session.get(BASKET, {})
+    chosen = baskets.get(str(point.pk), [])
+    if request.POST.get("action") == "remove" or (request.POST.get("action") != "add" and item in chosen):
+        chosen = [c for c in chosen if c != item]
+    elif item not in chosen:
+        chosen.append(item)
+    baskets[str(point.pk)] = chosen[:500]
+    request.session[BASKET] = baskets
+    return render(request, "recovery/point.html#basket", {"point": point, "basket": chosen})
+
+
+@require_POST
+def download_zip(request: HttpRequest, pk) -> StreamingHttpResponse:
+    point = _point_for(request, pk, download=True)
+    chosen = request.POST.getlist("item") or _basket(request, point)
+    try:
+        items = [browse.Item.parse(text) for text in chosen]
+    except ValueError:
+        return HttpResponse("The selection holds a path that is not allowed.", status=400)
+    if not items:
+        messages.error(request, "Select files or folders first.")
+        return redirect("recovery:point", point.pk)
+    restore = actions.start_file_restore(request.user, point, [str(i) for i in items], planned_bytes=0)
+    totals = {"bytes": 0}
+
+    def on_file(_name: str, size: int) -> None:
+        totals["bytes"] += size
+
+    def generate() -> Iterator[bytes]:
+        error = "download interrupted"
+        try:
+            entries = (zip_item for zip_item, _size in browse.expand(point, items))
+            yield from stream_zip(entries, on_file=on_file)
+            error = ""
+        finally:
+            actions.finish_restore(restore, bytes_done=totals["bytes"], error=error)
+
+    name = f"{point.vm.name}-{point.created:%Y%m%d-%H%M}.zip"
+    response = StreamingHttpResponse(generate(), content_type="application/zip")
+    response["Content-Disposition"] = _attachment(name)
+    return response
+
+
+def search(request: HttpRequest, pk) -> HttpResponse:
+    point = _point_for(request, pk)
+    query = request.GET.get("q", "").strip()
+    context = {"point": point, "q": query, "results": [], "can_download": access.can_download(request.user, point.vm)}
+    if query:
+        try:
+            context["results"] = [
+                {"view": view, "volume": volume, "entry": entry, "folder": entry.path.rsplit("/", 1)[0] or "/"}
+                for view, volume, entry in browse.search(point, query)
+            ]
+        except browse.PointUnavailable as exc:
+            context["error"] = str(exc)
+    template = "recovery/search.html#results" if htmx_partial(request) else "recovery/search.html"
+    return render(request, template, context)
+
+
+def versions(request: HttpRequest, pk, disk: int, volume: int) -> HttpResponse:
+    point = _point_for(request, pk)
+    path = request.GET.get("path", "")
+    try:
+        fs.split_path(path)
+    except ValueError:
+        raise Http404("No such path") from None
+    rows = browse.other_versions(point, disk, volume, path)
+    context = {"point": point, "disk": disk, "volume_index": volume, "path": path, "rows": rows}
+    context["can_download"] = access.can_download(request.user, point.vm)
+    template = "recovery/versions.html#table" if htmx_partial(request) else "recovery/versions.html"
+    return render(request, template, context)
+
+
+# Whole-VM restore (administrators) ---------------------------------------------------------------
+
+
+@permission_required("recovery.restore_vms", raise_exception=True)
+def restore_vm(request: HttpRequest, pk) -> HttpResponse:
+    point = get_object_or_404(RecoveryPoint.objects.select_related("vm__vcenter"), pk=pk)
+    form = RestoreVmForm(request.POST or None, point=point)
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = actions.start_vm_restore(request.user, point, form.target())
+        except actions.RestoreRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("jobs:detail", run.pk)
+    return render(request, "recovery/restore_vm.html", {"point": point, "form": form})

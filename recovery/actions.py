@@ -1,0 +1,93 @@
+"""Restores, each recorded as a Restore row and an audit entry in the same transaction.
+
+A file download is recorded when it starts (who, VM, point, paths, planned bytes) and completed with
+the bytes actually sent, so an interrupted download is still on record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.actions import record
+from jobs.models import JobRun
+from jobs.runner import enqueue
+from recovery.models import Restore
+from vault.models import RecoveryPoint
+
+RESTORE_VM_KIND = "recovery.restore_vm"
+
+
+class RestoreRefused(Exception):
+    """A restore that cannot start; the message says why and nothing was changed."""
+
+
+def _point_label(point: RecoveryPoint) -> str:
+    return f"{timezone.localtime(point.created):%Y-%m-%d %H:%M}"
+
+
+def start_file_restore(user: Any, point: RecoveryPoint, paths: list[str], *, planned_bytes: int) -> Restore:
+    with transaction.atomic():
+        restore = Restore.objects.create(
+            requested_by=user if getattr(user, "is_authenticated", False) else None,
+            kind=Restore.Kind.FILES,
+            vm=point.vm,
+            point=point,
+            vm_label=point.vm.name,
+            point_label=_point_label(point),
+            paths=paths[:1000],
+        )
+        record(
+            user,
+            "restore.files",
+            target=point.vm,
+            details={
+                "point": str(point.pk),
+                "taken": _point_label(point),
+                "paths": paths[:100],
+                "bytes": planned_bytes,
+            },
+        )
+    return restore
+
+
+def finish_restore(restore: Restore, *, bytes_done: int, error: str = "") -> None:
+    Restore.objects.filter(pk=restore.pk).update(
+        bytes_restored=bytes_done,
+        finished=timezone.now(),
+        status=Restore.Status.FAILED if error else Restore.Status.COMPLETED,
+        error=error[:2000],
+    )
+
+
+def start_vm_restore(user: Any, point: RecoveryPoint, target: dict[str, Any]) -> JobRun:
+    """Queue a whole-VM restore; `target` is {"mode": "new", "name", "folder_id", "pool_id",
+    "datastore_id", "host_id"} or {"mode": "overwrite"} (the original VM, powered off first)."""
+    with transaction.atomic():
+        run = enqueue(
+            RESTORE_VM_KIND,
+            params={"point_id": str(point.pk), "target": target},
+            target=point.vm,
+            user=user,
+            title=f"Restore {point.vm.name} ({_point_label(point)})"
+            + (" over the original" if target.get("mode") == "overwrite" else f" as {target.get('name')}"),
+        )
+        restore = Restore.objects.create(
+            requested_by=user if getattr(user, "is_authenticated", False) else None,
+            kind=Restore.Kind.VM,
+            vm=point.vm,
+            point=point,
+            job=run,
+            vm_label=point.vm.name,
+            point_label=_point_label(point),
+            target=target,
+        )
+        record(
+            user,
+            "restore.vm",
+            target=point.vm,
+            details={"point": str(point.pk), "taken": _point_label(point), "target": target, "restore": restore.pk},
+        )
+    return run

@@ -1,0 +1,148 @@
+"""Opening a recovery point's disks and file systems for browsing, downloads and search.
+
+Nothing is materialised: a `DiskReader` reads the point's chunks on demand (local store first, then
+the vault), and `recovery.filesystems` parses partitions and file systems through it. Each request
+opens what it needs (a few metadata chunks, well under a second); a download gets a reader of its
+own, because a disk reader is not shared between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from recovery import filesystems as fs
+from recovery.zipstream import ZipItem
+from vault import engine
+from vault.models import RecoveryPoint, RecoveryPointDisk
+from vault.storage import tiered_store
+
+ITEM_SEPARATOR = ":"
+
+
+class PointUnavailable(Exception):
+    """The point cannot be read now (archived in the vault, missing); the message says why."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """A selected file or folder: disk key, volume index, path. Serialised as "2000:1:/Users/a"."""
+
+    disk: int
+    volume: int
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.disk}{ITEM_SEPARATOR}{self.volume}{ITEM_SEPARATOR}{self.path}"
+
+    @classmethod
+    def parse(cls, text: str) -> Item:
+        disk, volume, path = text.split(ITEM_SEPARATOR, 2)
+        fs.split_path(path)  # ValueError for ".." or NUL before anything is opened
+        return cls(int(disk), int(volume), path or "/")
+
+
+@dataclass
+class DiskView:
+    disk: RecoveryPointDisk
+    layout: fs.DiskLayout | None
+    error: str = ""
+
+
+def _source(point: RecoveryPoint) -> engine.TieredStore:
+    source = tiered_store()
+    if not point.local and source.vault is not None:
+        try:
+            engine.ensure_readable(source.vault, str(point.pk))
+        except engine.NeedsRehydration as exc:
+            raise PointUnavailable(str(exc)) from None
+    return source
+
+
+def open_layout(point: RecoveryPoint, disk_key: int) -> fs.DiskLayout:
+    source = _source(point)
+    try:
+        index = source.open_point(str(point.pk)).index(str(disk_key))
+    except (engine.StoreError, engine.BackendError, KeyError) as exc:
+        raise PointUnavailable(f"Disk {disk_key} of this recovery point cannot be read: {exc}") from None
+    return fs.open_disk(engine.DiskReader(source, index, cache_chunks=16), index.image_size)
+
+
+def disk_views(point: RecoveryPoint) -> list[DiskView]:
+    views = []
+    for disk in point.disks.all():
+        try:
+            views.append(DiskView(disk, open_layout(point, disk.key)))
+        except (PointUnavailable, engine.StoreError, engine.BackendError) as exc:
+            views.append(DiskView(disk, None, str(exc)))
+    return views
+
+
+def open_filesystem(point: RecoveryPoint, disk_key: int, volume: int) -> fs.FileSystem:
+    try:
+        return open_layout(point, disk_key).filesystem(volume)
+    except (engine.StoreError, engine.BackendError) as exc:
+        raise PointUnavailable(str(exc)) from None
+
+
+def search(point: RecoveryPoint, pattern: str, limit: int = 200) -> list[tuple[DiskView, fs.Volume, fs.Entry]]:
+    found = []
+    for view in disk_views(point):
+        if view.layout is None:
+            continue
+        for volume in view.layout.volumes:
+            if volume.browsable and len(found) < limit:
+                filesystem = view.layout.filesystem(volume.index)
+                with contextlib.suppress(fs.FileSystemError):
+                    for entry in filesystem.find(pattern, limit=limit - len(found)):
+                        found.append((view, volume, entry))
+    return found
+
+
+def other_versions(point: RecoveryPoint, disk_key: int, volume: int, path: str, limit: int = 30) -> list[dict]:
+    """The same path in the VM's other points (newest first): size and time, or absent."""
+    rows = []
+    points = RecoveryPoint.objects.filter(vm=point.vm, disks__key=disk_key).order_by("-created")[:limit]
+    for other in points:
+        row = {"point": other, "entry": None, "note": ""}
+        try:
+            row["entry"] = open_filesystem(other, disk_key, volume).stat(path)
+        except fs.NotFound:
+            row["note"] = "not in this point"
+        except (fs.FileSystemError, PointUnavailable) as exc:
+            row["note"] = str(exc)
+        rows.append(row)
+    return rows
+
+
+def expand(point: RecoveryPoint, items: list[Item]) -> Iterator[tuple[ZipItem, int]]:
+    """The zip entries of a selection (folders walked), each with its size. Opens one reader per
+    disk for the whole archive; names are the paths from the volume root, prefixed by the volume
+    when the selection spans several."""
+    volumes = {(i.disk, i.volume) for i in items}
+    prefix_needed = len(volumes) > 1
+    systems: dict[tuple[int, int], fs.FileSystem] = {}
+    for item in items:
+        key = (item.disk, item.volume)
+        if key not in systems:
+            systems[key] = open_filesystem(point, item.disk, item.volume)
+        filesystem = systems[key]
+        prefix = f"disk{item.disk}-volume{item.volume}/" if prefix_needed else ""
+        entry = filesystem.stat(item.path)
+        if not entry.is_dir:
+            yield _zip_item(filesystem, prefix, entry), entry.size
+            continue
+        yield ZipItem(prefix + entry.path, None, entry.modified), 0
+        for _folder, entries in filesystem.walk(entry.path):
+            for child in entries:
+                if child.is_symlink:
+                    continue
+                if child.is_dir:
+                    yield ZipItem(prefix + child.path, None, child.modified), 0
+                else:
+                    yield _zip_item(filesystem, prefix, child), child.size
+
+
+def _zip_item(filesystem: fs.FileSystem, prefix: str, entry: fs.Entry) -> ZipItem:
+    return ZipItem(prefix + entry.path, lambda: filesystem.open(entry.path), entry.modified)

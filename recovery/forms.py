@@ -1,0 +1,74 @@
+"""The whole-VM restore form: a new VM elsewhere, or over the original after a typed confirmation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualMachine
+from vault.models import RecoveryPoint
+
+
+class RestoreVmForm(forms.Form):
+    MODES = [("new", "As a new VM (the original is not touched)"), ("overwrite", "Over the original VM")]
+
+    mode = forms.ChoiceField(choices=MODES, widget=forms.RadioSelect, initial="new")
+    name = forms.CharField(max_length=80, required=False, label="New VM name")
+    folder = forms.ModelChoiceField(Folder.objects.none(), required=False)
+    pool = forms.ModelChoiceField(ResourcePool.objects.none(), required=False, label="Resource pool")
+    datastore = forms.ModelChoiceField(Datastore.objects.none(), required=False)
+    host = forms.ModelChoiceField(Host.objects.none(), required=False, label="Host (optional)")
+    confirm = forms.CharField(
+        required=False,
+        label="Type the VM's name to confirm",
+        help_text="Over the original: the VM is powered off and its disks overwritten.",
+    )
+
+    def __init__(self, *args: Any, point: RecoveryPoint, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.point = point
+        vm = point.vm
+        same_dc = {"vcenter_id": vm.vcenter_id, "datacenter_id": vm.datacenter_id}
+        self.fields["folder"].queryset = Folder.objects.filter(removed_at__isnull=True, **same_dc)
+        self.fields["pool"].queryset = ResourcePool.objects.filter(**same_dc).order_by("name")
+        self.fields["datastore"].queryset = Datastore.objects.filter(**same_dc).order_by("name")
+        self.fields["host"].queryset = Host.objects.filter(**same_dc).order_by("name")
+        self.fields["name"].initial = f"{vm.name}-restored"
+        self.fields["folder"].initial = vm.folder_id
+        self.fields["datastore"].label_from_instance = lambda ds: (
+            f"{ds.name} ({ds.free_bytes / 2**30:,.0f} GiB free)" if ds.capacity_bytes else ds.name
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("mode") == "overwrite":
+            if self.point.vm.removed_at is not None:
+                raise forms.ValidationError("The original VM no longer exists in vCenter: restore it as a new VM.")
+            if (data.get("confirm") or "").strip() != self.point.vm.name:
+                self.add_error("confirm", f"Type {self.point.vm.name} exactly to overwrite it.")
+            return data
+        name = (data.get("name") or "").strip()
+        if not name:
+            self.add_error("name", "Give the new VM a name.")
+        elif any(c in name for c in "/\\%") or name != name.strip() or len(name) > 80:
+            self.add_error("name", "Up to 80 characters, without / \\ or %.")
+        elif VirtualMachine.objects.filter(vcenter_id=self.point.vm.vcenter_id, name=name, removed_at__isnull=True):
+            self.add_error("name", "A VM of that name exists already in this vCenter.")
+        for field in ("folder", "pool", "datastore"):
+            if not data.get(field):
+                self.add_error(field, "Required for a new VM.")
+        return data
+
+    def target(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        if data["mode"] == "overwrite":
+            return {"mode": "overwrite"}
+        return {
+            "mode": "new",
+            "name": data["name"].strip(),
+            "folder_id": data["folder"].pk,
+            "pool_id": data["pool"].pk,
+            "datastore_id": data["datastore"].pk,
+            "host_id": data["host"].pk if data.get("host") else None,
+        }
