@@ -1,0 +1,214 @@
+"""The product's only gateway to vCenter: everything that imports pyVmomi lives in this package.
+
+Callers get plain frozen dataclasses and the exceptions below, never pyVmomi objects or faults, so
+the rest of the code base (and its tests) does not depend on pyVmomi's types.
+
+Habits that matter against vCenter (and its simulator, see tools/simulator.py):
+- read properties in bulk through the PropertyCollector (RetrievePropertiesEx, paged with
+  ContinueRetrievePropertiesEx), never attribute by attribute on managed objects: one round trip
+  per page instead of several per VM, and unset properties are simply omitted (reading an unset
+  property through a pyVmomi accessor makes vcsim 0.24.2 drop the connection);
+- the bulk inventory reads parse the SOAP response with ElementTree instead of pyVmomi's
+  deserializer: pyVmomi builds a Python object per device and field (about 2 ms per VM for
+  config.hardware.device), which made 10,000 VMs take 20-25 s; ElementTree takes about a fifth;
+- wait for tasks by reading only info.state/info.error/info.result: reading the whole task.info
+  of RemoveSnapshot_Task fails in pyVmomi 9 against vcsim 0.24.2 (info.entity is a snapshot);
+- TLS is checked by this package, never by pyVmomi's defaults: pyVmomi skips certificate checks for
+  127.0.0.1/localhost, and its thumbprint is only a fallback after CA verification fails;
+- log in once per connect(): a wrong password is never retried (vCenter locks accounts);
+- whole disks are read by DatastoreFile through http.client rather than urllib3: kept-alive
+  connections, and each 4 MiB range read straight into the caller's (page-aligned) buffer.
+
+Modules (callers import from the package, `from inventory import vcenter as api`, never from these):
+  errors       VCenterError and its subclasses
+  connection   TLS (pinning, CA checks), connect(), Connection, fetch_server_identity(), about()
+  soap         PropertyCollector reads: small ones through pyVmomi, bulk ones as raw streamed SOAP
+  tasks        waiting for tasks
+  names        escape_name / unescape_name (vCenter's %2f %5c %25)
+  inventory    the inventory dataclasses, fetch_inventory / fetch_vms / fetch_folders / list_vms
+  watch        ChangeWatcher (WaitForUpdatesEx)
+  vms          folders and VMs created, renamed, moved, destroyed; disks added; power; change tracking
+  vmconfig     vm_config(): a VM's configuration as a JSON-able document
+  snapshots    snapshots, their disks and change ids, QueryChangedDiskAreas
+  datastore    datastore files through /folder: DatastoreFile, read_datastore_file, write_datastore_file
+  vmdk         VMDK descriptors
+  restore      what a full-VM restore needs: create_vm_from_config, disk layouts and their differences
+"""
+
+from __future__ import annotations
+
+from .connection import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    AboutInfo,
+    Connection,
+    MiB,
+    ServerIdentity,
+    about,
+    connect,
+    fetch_server_identity,
+    normalize_thumbprint,
+)
+from .connection import _Endpoint as _Endpoint
+from .datastore import CHUNK_SIZE, DatastoreFile, read_buffer, read_datastore_file, write_datastore_file
+from .errors import (
+    CREDENTIALS_REJECTED,
+    SESSION_ENDED,
+    AlreadyExists,
+    BadCredentials,
+    Cancelled,
+    CertificateNotTrusted,
+    ChangeTrackingUnavailable,
+    ConfigNotRestorable,
+    InvalidName,
+    NotAVCenter,
+    NotFound,
+    QuiesceFailed,
+    ThumbprintMismatch,
+    Unreachable,
+    VCenterError,
+)
+from .inventory import (
+    ClusterInfo,
+    DatacenterInfo,
+    DatastoreInfo,
+    DiskInfo,
+    FolderInfo,
+    HostInfo,
+    Inventory,
+    ResourcePoolInfo,
+    VmInfo,
+    fetch_folders,
+    fetch_inventory,
+    fetch_vms,
+    list_vms,
+)
+from .names import MAX_NAME_LENGTH, check_vm_name, escape_name, unescape_name
+from .restore import (
+    CreatedDisk,
+    DiskPlace,
+    VmCreated,
+    create_vm_from_config,
+    disk_layout,
+    layout_differences,
+    layout_from_config,
+)
+from .snapshots import (
+    SnapshotInfo,
+    create_snapshot,
+    list_snapshots,
+    query_changed_areas,
+    remove_snapshot,
+    snapshot_change_ids,
+    snapshot_disks,
+)
+from .snapshots import _is_quiesce_failure as _is_quiesce_failure
+from .snapshots import _merged as _merged
+from .soap import PAGE_SIZE
+from .vmconfig import CONFIG_SCHEMA, vm_config
+from .vmdk import VmdkDescriptor, VmdkExtent, parse_vmdk_descriptor, read_vmdk_descriptor
+from .vms import (
+    add_disk,
+    create_folder,
+    create_vm,
+    destroy_vm,
+    enable_change_tracking,
+    move_vm,
+    power_off,
+    power_state,
+    rename_vm,
+    resize_disk,
+)
+from .watch import WAIT_SLICE, ChangeSet, ChangeWatcher
+
+__all__ = [
+    # connection
+    "CONNECT_TIMEOUT",
+    "READ_TIMEOUT",
+    "MiB",
+    "AboutInfo",
+    "Connection",
+    "ServerIdentity",
+    "about",
+    "connect",
+    "fetch_server_identity",
+    "normalize_thumbprint",
+    # errors
+    "CREDENTIALS_REJECTED",
+    "SESSION_ENDED",
+    "AlreadyExists",
+    "BadCredentials",
+    "Cancelled",
+    "CertificateNotTrusted",
+    "ChangeTrackingUnavailable",
+    "ConfigNotRestorable",
+    "InvalidName",
+    "NotAVCenter",
+    "NotFound",
+    "QuiesceFailed",
+    "ThumbprintMismatch",
+    "Unreachable",
+    "VCenterError",
+    # inventory
+    "PAGE_SIZE",
+    "ClusterInfo",
+    "DatacenterInfo",
+    "DatastoreInfo",
+    "DiskInfo",
+    "FolderInfo",
+    "HostInfo",
+    "Inventory",
+    "ResourcePoolInfo",
+    "VmInfo",
+    "fetch_folders",
+    "fetch_inventory",
+    "fetch_vms",
+    "list_vms",
+    "MAX_NAME_LENGTH",
+    "check_vm_name",
+    "escape_name",
+    "unescape_name",
+    # live changes
+    "WAIT_SLICE",
+    "ChangeSet",
+    "ChangeWatcher",
+    # changes to the inventory
+    "create_folder",
+    "create_vm",
+    "destroy_vm",
+    "enable_change_tracking",
+    "move_vm",
+    "rename_vm",
+    "add_disk",
+    "resize_disk",
+    "power_off",
+    "power_state",
+    # configuration, snapshots, change tracking
+    "CONFIG_SCHEMA",
+    "vm_config",
+    "SnapshotInfo",
+    "create_snapshot",
+    "list_snapshots",
+    "query_changed_areas",
+    "remove_snapshot",
+    "snapshot_change_ids",
+    "snapshot_disks",
+    # datastore files and VMDK descriptors
+    "CHUNK_SIZE",
+    "DatastoreFile",
+    "read_buffer",
+    "read_datastore_file",
+    "write_datastore_file",
+    "VmdkDescriptor",
+    "VmdkExtent",
+    "parse_vmdk_descriptor",
+    "read_vmdk_descriptor",
+    # full-VM restores
+    "CreatedDisk",
+    "DiskPlace",
+    "VmCreated",
+    "create_vm_from_config",
+    "disk_layout",
+    "layout_differences",
+    "layout_from_config",
+]
