@@ -14,7 +14,7 @@ from django.utils import timezone
 from audit.actions import record
 from jobs.models import JobRun
 from jobs.runner import enqueue
-from recovery.models import Restore
+from recovery.models import Restore, RestoreGrant
 from vault.models import RecoveryPoint
 
 RESTORE_VM_KIND = "recovery.restore_vm"
@@ -91,3 +91,25 @@ def start_vm_restore(user: Any, point: RecoveryPoint, target: dict[str, Any]) ->
             details={"point": str(point.pk), "taken": _point_label(point), "target": target, "restore": restore.pk},
         )
     return run
+
+
+# Grants ---------------------------------------------------------------------------------------------
+
+
+def add_grant(actor: Any, grantee: Any, *, group: Any = None, folder: Any = None) -> RestoreGrant:
+    if (group is None) == (folder is None):
+        raise RestoreRefused("A grant names one protection group or one folder.")
+    if not grantee.has_perm("recovery.browse_recoverypoints"):
+        raise RestoreRefused(f"{grantee} is not a restore operator: give them that role first.")
+    with transaction.atomic():
+        grant, created = RestoreGrant.objects.get_or_create(user=grantee, group=group, folder=folder)
+        if created:
+            record(actor, "grant.add", target_label=str(grant), details={"user": grantee.get_username()})
+    return grant
+
+
+def remove_grant(actor: Any, grant: RestoreGrant) -> None:
+    with transaction.atomic():
+        label = str(grant)
+        grant.delete()
+        record(actor, "grant.remove", target_label=label)

@@ -52,6 +52,11 @@ def padded_sha256(image: Path, capacity: int) -> str:
 
 @pytest.fixture
 def lab(vcsim_factory, settings, tmp_path):
+    return make_lab(vcsim_factory, settings, tmp_path)
+
+
+def make_lab(vcsim_factory, settings, tmp_path):
+    """The simulator with SPEC's VMs, real NTFS/ext4 images on their disks, and DC/Prod protected."""
     settings.BACKUP_STORE_DIR = tmp_path / "store"
     sim = vcsim_factory(SPEC, tls=True)
     images = {

@@ -1,0 +1,186 @@
+"""Whole-VM restore: to a new VM (captured hardware, disks uploaded through the datastore HTTP API) or
+over the original (refused if its disks changed since the point; powered off first).
+
+Every restored disk is read back from the datastore and checked chunk by chunk against the point's
+index. A restore to a new VM that fails or is cancelled deletes the VM it created, so nothing half
+restored is left behind; an overwrite that fails says which disks were already written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from inventory import vcenter as api
+from inventory.connection import open_connection
+from inventory.models import Datastore, Folder, Host, ResourcePool
+from jobs.registry import job_kind
+from jobs.runner import JobCancelled, JobContext, JobFailed
+from protection.backup import datacenter_path
+from recovery import actions
+from recovery.models import Restore
+from vault import engine
+from vault.engine.format import ZERO
+from vault.models import RecoveryPoint
+from vault.storage import tiered_store
+
+_FLAT_FILE = re.compile(r"^\[(?P<datastore>[^\]]+)\] (?P<path>.+)$")
+
+
+@dataclass(frozen=True)
+class DiskTarget:
+    source_key: int  # the point's disk
+    label: str
+    datacenter: str
+    datastore: str
+    path: str
+
+
+@job_kind(actions.RESTORE_VM_KIND, title="Restore a VM", queue="restore")
+def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[str, Any]:
+    point = RecoveryPoint.objects.select_related("vm__vcenter", "vm__datacenter").get(pk=point_id)
+    restore = Restore.objects.filter(job_id=ctx.run.pk).first()
+    source = tiered_store()
+    try:
+        if source.vault is not None and not point.local:
+            engine.ensure_readable(source.vault, point_id)
+        indexes = {int(key): index for key, index in _indexes(source, point_id).items()}
+        with open_connection(point.vm.vcenter) as conn:
+            if target["mode"] == "overwrite":
+                result = _overwrite(ctx, conn, point, source, indexes)
+            else:
+                result = _to_new_vm(ctx, conn, point, source, indexes, target)
+    except engine.NeedsRehydration as exc:
+        _finish(restore, 0, str(exc))
+        raise JobFailed(str(exc)) from None
+    except JobCancelled:
+        _finish(restore, 0, "cancelled")
+        raise
+    except JobFailed as exc:
+        _finish(restore, 0, str(exc))
+        raise
+    except (api.VCenterError, engine.StoreError, engine.BackendError) as exc:
+        _finish(restore, 0, str(exc))
+        raise JobFailed(f"The restore of {point.vm.name} failed: {exc}") from None
+    _finish(restore, result["bytes"], "")
+    return result
+
+
+def _indexes(source: engine.TieredStore, point_id: str) -> dict[str, engine.DiskIndex]:
+    stored = source.open_point(point_id)
+    return {key: stored.index(key) for key in stored.disk_keys}
+
+
+def _finish(restore: Restore | None, nbytes: int, error: str) -> None:
+    if restore is not None:
+        actions.finish_restore(restore, bytes_done=nbytes, error=error)
+
+
+def _to_new_vm(ctx, conn, point, source, indexes, target) -> dict[str, Any]:  # noqa: ANN001
+    folder = Folder.objects.get(pk=target["folder_id"])
+    pool = ResourcePool.objects.get(pk=target["pool_id"])
+    datastore = Datastore.objects.get(pk=target["datastore_id"])
+    host = Host.objects.get(pk=target["host_id"]) if target.get("host_id") else None
+    ctx.log(f"Creating {target['name']} in {folder.path} on {datastore.name} with the captured hardware.")
+    created = api.create_vm_from_config(
+        conn,
+        point.config,
+        name=target["name"],
+        folder_moref=folder.moref,
+        pool_moref=pool.moref,
+        datastore_name=datastore.name,
+        host_moref=host.moref if host else None,
+    )
+    for warning in created.warnings:
+        ctx.log(warning, level="warning")
+    disks = [
+        DiskTarget(d.source_key, d.label, created.datacenter, d.datastore, d.flat_path)
+        for d in created.disks
+        if d.source_key in indexes
+    ]
+    try:
+        written = _write_and_check(ctx, conn, source, indexes, disks)
+    except BaseException:
+        ctx.log(f"Removing the half-restored {target['name']}.", level="warning")
+        api.destroy_vm(conn, created.moref)
+        raise
+    ctx.log(f"{target['name']} is restored (powered off), instance UUID {created.instance_uuid}.")
+    return {"vm": target["name"], "moref": created.moref, "bytes": written, "warnings": list(created.warnings)}
+
+
+def _overwrite(ctx, conn, point, source, indexes) -> dict[str, Any]:  # noqa: ANN001
+    vm = point.vm
+    found = {info.moref: info for info in api.fetch_vms(conn, [vm.moref])}
+    if vm.moref not in found or found[vm.moref].instance_uuid != vm.instance_uuid:
+        raise JobFailed(f"{vm.name} is no longer in vCenter; restore it as a new VM instead.")
+    differences = api.layout_differences(api.layout_from_config(point.config), api.disk_layout(conn, vm.moref))
+    if differences:
+        raise JobFailed(f"Refused: the disks of {vm.name} changed since the point. " + " ".join(differences))
+    if api.list_snapshots(conn, vm.moref):
+        raise JobFailed(f"Refused: {vm.name} has snapshots; remove them first, then restore over it.")
+    now = {place.position: place for place in api.disk_layout(conn, vm.moref)}
+    disks = []
+    for place in api.layout_from_config(point.config):
+        if place.key not in indexes:
+            continue  # excluded from the backup: left as it is
+        match = _FLAT_FILE.match(now[place.position].flat_file or "")
+        if match is None:
+            raise JobFailed(f"{place.label} of {vm.name} is not a single flat file; it cannot be overwritten.")
+        disks.append(DiskTarget(place.key, place.label, datacenter_path(vm), match["datastore"], match["path"]))
+    ctx.log(f"Powering off {vm.name} (state: {api.power_state(conn, vm.moref)}).")
+    api.power_off(conn, vm.moref)
+    written = _write_and_check(ctx, conn, source, indexes, disks)
+    ctx.log(f"{vm.name} holds the disks of {timezone.localtime(point.created):%Y-%m-%d %H:%M} again; it is off.")
+    return {"vm": vm.name, "moref": vm.moref, "bytes": written, "overwritten": [d.label for d in disks]}
+
+
+def _write_and_check(ctx, conn, source, indexes, disks: list[DiskTarget]) -> int:  # noqa: ANN001
+    total = sum(indexes[d.source_key].image_size for d in disks)
+    ctx.set_total(2 * total, "bytes")  # written, then read back
+    done = 0
+    for disk in disks:
+        index = indexes[disk.source_key]
+        ctx.log(f"Writing {disk.label} ({index.image_size / 2**20:,.0f} MiB) to [{disk.datastore}] {disk.path}.")
+        base = done
+        with engine.DiskReader(source, index) as reader:
+            try:
+                api.write_datastore_file(
+                    conn,
+                    disk.datacenter,
+                    disk.datastore,
+                    disk.path,
+                    reader,
+                    index.image_size,
+                    progress=lambda n, base=base: ctx.progress(base + n),
+                    should_cancel=ctx.cancel_requested,
+                )
+            except api.Cancelled:
+                raise JobCancelled() from None
+        done += index.image_size
+    for disk in disks:
+        _check_disk(ctx, conn, disk, indexes[disk.source_key], done)
+        done += indexes[disk.source_key].image_size
+    ctx.progress(2 * total)
+    return total
+
+
+def _check_disk(ctx, conn, disk: DiskTarget, index: engine.DiskIndex, base: int) -> None:  # noqa: ANN001
+    """Read the disk back from the datastore and compare every chunk with the point's digest."""
+    buffer = api.read_buffer(index.chunk_size)
+    with api.DatastoreFile(conn, disk.datacenter, disk.datastore, disk.path, size=index.image_size) as written:
+        for i in range(len(index)):
+            ctx.check_cancelled()
+            offset, length = index.extent(i)
+            view = buffer[:length]
+            if written.readinto(offset, view) != length:
+                raise JobFailed(f"{disk.label} reads back shorter than the point: the restore is incomplete.")
+            expected = index.digest(i)
+            ok = bytes(view) == ZERO[:length] if expected is None else hashlib.sha256(view).digest() == expected
+            if not ok:
+                raise JobFailed(f"{disk.label} differs from the point at byte {offset}: the restore is not exact.")
+            ctx.progress(base + offset + length)
+    ctx.log(f"{disk.label}: every chunk checked against the point.")
