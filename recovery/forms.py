@@ -72,3 +72,31 @@ class RestoreVmForm(forms.Form):
             "datastore_id": data["datastore"].pk,
             "host_id": data["host"].pk if data.get("host") else None,
         }
+
+
+class GrantForm(forms.Form):
+    user = forms.ModelChoiceField(queryset=None, label="Restore operator")  # set in __init__
+    group = forms.ModelChoiceField(queryset=None, required=False, label="Protection group")
+    folder = forms.ModelChoiceField(queryset=None, required=False, label="or a folder (with its subfolders)")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from django.contrib.auth import get_user_model
+        from django.db.models import Q
+
+        from protection.models import ProtectionGroup
+
+        super().__init__(*args, **kwargs)
+        perm = Q(groups__permissions__codename="browse_recoverypoints") | Q(
+            user_permissions__codename="browse_recoverypoints"
+        )
+        self.fields["user"].queryset = (
+            get_user_model().objects.filter(perm, is_active=True).distinct().order_by("username")
+        )
+        self.fields["group"].queryset = ProtectionGroup.objects.order_by("name")
+        self.fields["folder"].queryset = Folder.objects.filter(removed_at__isnull=True).order_by("path")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if bool(data.get("group")) == bool(data.get("folder")):
+            raise forms.ValidationError("Choose a protection group or a folder (one of them).")
+        return data

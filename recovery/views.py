@@ -22,7 +22,8 @@ from django.views.decorators.http import require_POST
 from lib.htmx import htmx_partial
 from recovery import access, actions, browse
 from recovery import filesystems as fs
-from recovery.forms import RestoreVmForm
+from recovery.forms import GrantForm, RestoreVmForm
+from recovery.models import RestoreGrant
 from recovery.zipstream import stream_zip
 from vault.models import RecoveryPoint
 
@@ -254,3 +255,30 @@ def restore_vm(request: HttpRequest, pk) -> HttpResponse:
         else:
             return redirect("jobs:detail", run.pk)
     return render(request, "recovery/restore_vm.html", {"point": point, "form": form})
+
+
+# Grants (administrators) -------------------------------------------------------------------------
+
+
+@permission_required("recovery.add_restoregrant", raise_exception=True)
+def grants(request: HttpRequest) -> HttpResponse:
+    form = GrantForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            actions.add_grant(request.user, data["user"], group=data["group"], folder=data["folder"])
+        except actions.RestoreRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Grant added.")
+            return redirect("recovery:grants")
+    rows = RestoreGrant.objects.select_related("user", "group", "folder")
+    return render(request, "recovery/grants.html", {"form": form, "grants": rows})
+
+
+@permission_required("recovery.delete_restoregrant", raise_exception=True)
+@require_POST
+def revoke_grant(request: HttpRequest, grant_id: int) -> HttpResponse:
+    actions.remove_grant(request.user, get_object_or_404(RestoreGrant, pk=grant_id))
+    messages.success(request, "Grant removed.")
+    return redirect("recovery:grants")

@@ -244,3 +244,39 @@ def test_auditors_see_points_but_cannot_browse_or_download(granted, as_auditor):
     assert as_auditor.get(f"/recovery/vms/{granted['win'].pk}/").status_code == 200
     assert as_auditor.get(f"/recovery/points/{point.pk}/").status_code == 403
     assert as_auditor.get(f"/recovery/points/{point.pk}/2001/1/file/?path=/etc/hostname").status_code == 403
+
+
+def test_an_administrator_grants_and_revokes_a_group_and_it_is_audited(lab, helpdesk, as_admin, as_helpdesk):
+    assert as_helpdesk.get("/recovery/grants/").status_code == 403
+    as_admin.post("/recovery/grants/", {"user": helpdesk.pk, "group": lab["finance"].pk})
+    grant = RestoreGrant.objects.get(user=helpdesk)
+    assert "lnx-01" in body(as_helpdesk.get("/recovery/"))
+    as_admin.post(f"/recovery/grants/{grant.pk}/revoke/")
+    assert "lnx-01" not in body(as_helpdesk.get("/recovery/"))
+    assert [e.action for e in AuditEntry.objects.filter(action__startswith="grant.").order_by("pk")] == [
+        "grant.add",
+        "grant.remove",
+    ]
+
+
+def test_ls_and_restore_files_commands(granted, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    out = io.StringIO()
+    call_command("ls", "win-01", stdout=out)
+    assert "2000:" in out.getvalue() and "2001:1:" in out.getvalue()
+    out = io.StringIO()
+    call_command("ls", "win-01", "2001:1:/home/bob", stdout=out)
+    assert "notes.txt" in out.getvalue() and "gone.txt" in out.getvalue()
+    target = tmp_path / "out"
+    target.mkdir()
+
+    call_command("restore-files", "win-01", "--path", "2001:1:/home/bob", "--to", str(target), stdout=io.StringIO())
+
+    assert (target / "home/bob/notes.txt").read_bytes() == b"TODO\n"
+    with pytest.raises(CommandError, match="exist already"):
+        call_command("restore-files", "win-01", "--path", "2001:1:/home/bob", "--to", str(target))
+    assert (target / "home/bob/notes.txt").read_bytes() == b"TODO\n"
+    with pytest.raises(CommandError, match="not a path"):
+        call_command("ls", "win-01", "2001:1:/home/../..")
+    assert AuditEntry.objects.filter(action="restore.files", actor_name="command line").count() == 1
