@@ -5,8 +5,9 @@ set -euo pipefail
 
 run_packages=(python3-venv redis-server golang-go golang-github-vmware-govmomi-dev
   ntfs-3g wimtools e2fsprogs fdisk mtools dosfstools)
-# nodejs and npm run Azurite (tools/azurite), the Azure Storage emulator of the vault's tests.
-test_packages=("${run_packages[@]}" postgresql chromium nodejs npm)
+# nodejs and npm run Azurite (tools/azurite), the Azure Storage emulator of the vault's tests;
+# xfsprogs builds the XFS images of the file-level restore tests.
+test_packages=("${run_packages[@]}" postgresql chromium nodejs npm xfsprogs)
 bench_packages=("${test_packages[@]}" restic)
 
 case "${1:-run}" in

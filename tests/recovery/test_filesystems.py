@@ -473,8 +473,12 @@ def test_damaged_mft_record_still_listed_from_the_folder_index(ntfs_image, tmp_p
         fs.list_dir("/Users/alice/Documents")
 
 
-def test_special_partitions_each_get_a_reason(tmp_path):
-    sfdisk = tool("sfdisk")
+def test_special_partitions_each_get_a_reason_and_the_efi_partition_is_browsable(tmp_path):
+    sfdisk, mkfs_vfat = tool("sfdisk"), tool("mkfs.vfat")
+    efi = tmp_path / "efi.img"
+    with efi.open("wb") as handle:
+        handle.truncate(2 * MIB)
+    subprocess.run([mkfs_vfat, "-n", "SYSTEM", str(efi)], check=True, capture_output=True)
     disk = tmp_path / "disk.img"
     with disk.open("wb") as handle:
         handle.truncate(12 * MIB)
@@ -487,15 +491,28 @@ def test_special_partitions_each_get_a_reason(tmp_path):
         ("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", b""),
     ]
     lines = [f"start={2048 * (i + 1)}, size=2048, type={kind}" for i, (kind, _data) in enumerate(kinds)]
+    lines.append("start=14336, size=4096, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
     script = "label: gpt\nunit: sectors\n\n" + "\n".join(lines) + "\n"
     subprocess.run([sfdisk, "--quiet", "--no-reread", "--no-tell-kernel", str(disk)], input=script.encode(), check=True)
     for i, (_kind, data) in enumerate(kinds):
         splice(data, disk, MIB * (i + 1))
+    splice(efi, disk, 7 * MIB)
 
     layout = open_image(disk)
-    assert [v.index for v in layout.volumes] == [1, 2, 3, 4, 5, 6]
-    assert not any(v.browsable for v in layout.volumes)
-    assert [(v.partition_type, v.reason) for v in layout.volumes] == [
+    *special, esp = layout.volumes
+    assert [v.index for v in layout.volumes] == [1, 2, 3, 4, 5, 6, 7]
+    assert not any(v.browsable for v in special)
+    assert (esp.partition_type, esp.fs_type, esp.label, esp.browsable, esp.reason) == (
+        "EFI system",
+        "fat12",
+        "SYSTEM",
+        True,
+        "",
+    )
+    assert layout.filesystem(7).list_dir("/") == []
+    with pytest.raises(NotFound):
+        layout.volume(8)
+    assert [(v.partition_type, v.reason) for v in special] == [
         ("Microsoft reserved", "Microsoft reserved partition: holds no files"),
         ("Linux swap", "swap space: holds no files"),
         ("Basic data", "encrypted with BitLocker: cannot be browsed"),
