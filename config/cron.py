@@ -8,7 +8,7 @@ from rq import cron
 from inventory.actions import enqueue_all_syncs
 from jobs.maintenance import reap_orphaned_runs
 from protection.scheduling import tick
-from vault.jobs import enqueue_lagging_replications, enqueue_maintenance
+from vault.jobs import enqueue_lagging_replications, enqueue_maintenance, record_storage_sample
 
 cron.register(reap_orphaned_runs, queue_name="maintenance", interval=60, job_timeout=300)
 # The live watcher applies changes within seconds; this full resync is the safety net.
@@ -19,3 +19,5 @@ cron.register(tick, queue_name="maintenance", interval=60, job_timeout=300)
 # garbage collection, tiering and usage count, one after another.
 cron.register(enqueue_lagging_replications, queue_name="maintenance", cron="*/10 * * * *", job_timeout=300)
 cron.register(enqueue_maintenance, queue_name="maintenance", cron="30 3 * * *", job_timeout=300)
+# Storage figures for the overview's 30-day growth chart (today's row, refreshed hourly).
+cron.register(record_storage_sample, queue_name="maintenance", cron="7 * * * *", job_timeout=600)

@@ -3,23 +3,22 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from inventory.models import VCenter, VirtualMachine
-from inventory.queries import unprotected_count
+from dashboard import queries
+from inventory.models import VCenter
 from jobs.models import JobRun
+from lib.htmx import htmx_partial
 from protection.models import ProtectionGroup
 
 
 def overview(request: HttpRequest) -> HttpResponse:
-    """Where a user lands: the state of protection at a glance, and what to do next."""
+    """Where a user lands: the state of protection at a glance, refreshed in place every 30 seconds."""
     context = {
+        **queries.overview(),
         "vcenter_count": VCenter.objects.count(),
-        "vm_count": VirtualMachine.objects.filter(removed_at__isnull=True).count(),
-        "unprotected_count": unprotected_count(),
         "group_count": ProtectionGroup.objects.count(),
         "recent_jobs": JobRun.objects.defer("log", "traceback")[:5]
         if request.user.has_perm("jobs.view_jobrun")
         else [],
-        "running_jobs": JobRun.objects.filter(status=JobRun.Status.RUNNING).count(),
-        "failed_jobs": JobRun.objects.filter(status__in=[JobRun.Status.FAILED, JobRun.Status.ERRORED]).count(),
     }
-    return render(request, "dashboard/overview.html", context)
+    template = "dashboard/overview.html#numbers" if htmx_partial(request) else "dashboard/overview.html"
+    return render(request, template, context)

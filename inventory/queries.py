@@ -16,7 +16,7 @@ SORTS = {
     "group": ("protection_group__name", "name", "pk"),
     "-group": ("-protection_group__name", "name", "pk"),
 }
-PROTECTION_FILTERS = ("protected", "unprotected", "do_not_protect")
+PROTECTION_FILTERS = ("protected", "unprotected", "do_not_protect", "removed")
 
 
 def vm_queryset(
@@ -32,7 +32,9 @@ def vm_queryset(
     sort: str = "name",
 ) -> QuerySet[VirtualMachine]:
     vms = VirtualMachine.objects.all()
-    if not include_removed:
+    if protection == "removed":  # VMs deleted in vCenter that keep their recovery points
+        vms = vms.filter(removed_at__isnull=False)
+    elif not include_removed:
         vms = vms.filter(removed_at__isnull=True)
     if search:
         vms = vms.filter(Q(name__icontains=search) | Q(path__icontains=search) | Q(instance_uuid__iexact=search))

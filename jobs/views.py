@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -19,10 +22,21 @@ PAGE_SIZE = 50
 def job_list(request: HttpRequest) -> HttpResponse:
     runs = JobRun.objects.select_related("created_by").defer("log", "traceback", "result")
     status = request.GET.get("status", "")
-    if status in JobRun.Status.values:
+    if status == "failed_any":  # failed or errored: what the overview counts as failed
+        runs = runs.filter(status__in=[JobRun.Status.FAILED, JobRun.Status.ERRORED])
+    elif status == "active":
+        runs = runs.filter(status__in=[JobRun.Status.QUEUED, JobRun.Status.RUNNING])
+    elif status in JobRun.Status.values:
         runs = runs.filter(status=status)
+    kind = request.GET.get("kind", "")
+    if kind:
+        runs = runs.filter(kind=kind)
+    hours = request.GET.get("hours", "")
+    if hours.isdigit():
+        runs = runs.filter(created__gte=timezone.now() - timedelta(hours=int(hours)))
     page = Paginator(runs, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "jobs/list.html", {"page": page, "status": status, "statuses": JobRun.Status.choices})
+    context = {"page": page, "status": status, "statuses": JobRun.Status.choices, "kind": kind, "hours": hours}
+    return render(request, "jobs/list.html", context)
 
 
 @permission_required("jobs.view_jobrun", raise_exception=True)

@@ -12,7 +12,7 @@ from jobs.models import JobRun
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed, enqueue
 from vault import actions, engine
-from vault.models import RecoveryPoint, VaultSettings
+from vault.models import RecoveryPoint, StorageSample, VaultSettings
 from vault.storage import local_store, remote_vault, vault_if_configured
 
 VERIFY_KIND = "vault.verify"
@@ -218,3 +218,27 @@ def enqueue_lagging_replications() -> int:
             actions.enqueue_replication(point)
             queued += 1
     return queued
+
+
+def record_storage_sample() -> StorageSample:
+    """Hourly (cron): today's storage figures, for the overview's growth chart and its numbers."""
+    from django.db.models import Count, Sum
+
+    config = VaultSettings.current()
+    tiers = config.usage.get("tiers", {})
+    points = RecoveryPoint.objects.aggregate(
+        n=Count("pk"),
+        logical=Sum("logical_bytes", filter=Q(local=True)),
+        uploaded=Sum("vault_bytes", filter=Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED)),
+    )
+    vault_bytes = sum(t["bytes"] for t in tiers.values()) if tiers else points["uploaded"] or 0
+    sample, _ = StorageSample.objects.update_or_create(
+        day=timezone.localdate(),
+        defaults={
+            "local_bytes": local_store().used_bytes(),
+            "vault_bytes": vault_bytes,
+            "logical_bytes": points["logical"] or 0,
+            "points": points["n"],
+        },
+    )
+    return sample

@@ -163,3 +163,20 @@ class VaultSettings(models.Model):
     @property
     def recovery_services_configured(self) -> bool:
         return bool(self.rs_subscription_id and self.rs_resource_group and self.rs_vault_name)
+
+
+class StorageSample(models.Model):
+    """Storage used on one day (updated hourly), for the overview's 30-day growth chart."""
+
+    day = models.DateField(unique=True)
+    local_bytes = models.BigIntegerField(help_text="Bytes the local store takes on disk")
+    vault_bytes = models.BigIntegerField(help_text="Bytes in the vault, as last measured or uploaded")
+    logical_bytes = models.BigIntegerField(help_text="What the local points would take as plain images")
+    points = models.IntegerField(default=0)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["day"]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.local_bytes} local, {self.vault_bytes} vault"

@@ -1,0 +1,98 @@
+"""The overview's numbers: protection, the last day of backups, RPO, off-site copies, storage and its
+growth. A fixed handful of queries whatever the inventory's size; storage comes from the hourly
+sample (walking a large store on every page load would be slow)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from inventory.models import VirtualMachine
+from inventory.queries import unprotected_count
+from jobs.models import JobRun
+from protection.rpo import rpo_states
+from protection.scheduling import BACKUP_KIND
+from vault import actions as vault_actions
+from vault.models import RecoveryPoint, StorageSample, VaultSettings
+
+CHART_DAYS = 30
+CHART_WIDTH, CHART_HEIGHT = 600, 140
+
+
+@dataclass
+class Growth:
+    """A server-rendered line chart: SVG polyline points for local and vault bytes per day."""
+
+    days: list[StorageSample] = field(default_factory=list)
+    local_points: str = ""
+    vault_points: str = ""
+    top: int = 0
+
+    @property
+    def first(self) -> StorageSample | None:
+        return self.days[0] if self.days else None
+
+    @property
+    def last(self) -> StorageSample | None:
+        return self.days[-1] if self.days else None
+
+
+def growth(today: dt.date | None = None) -> Growth:
+    today = today or timezone.localdate()
+    days = list(StorageSample.objects.filter(day__gt=today - dt.timedelta(days=CHART_DAYS)).order_by("day"))
+    chart = Growth(days)
+    if not days:
+        return chart
+    chart.top = max(max(s.local_bytes, s.vault_bytes) for s in days) or 1
+
+    def points(values: list[int]) -> str:
+        coords = []
+        for sample, value in zip(days, values, strict=True):
+            x = (CHART_DAYS - 1 - (today - sample.day).days) * CHART_WIDTH / (CHART_DAYS - 1)
+            y = CHART_HEIGHT - value * CHART_HEIGHT / chart.top
+            coords.append(f"{x:.1f},{y:.1f}")
+        return " ".join(coords)
+
+    chart.local_points = points([s.local_bytes for s in days])
+    chart.vault_points = points([s.vault_bytes for s in days])
+    return chart
+
+
+def overview(now: dt.datetime | None = None) -> dict:
+    now = now or timezone.now()
+    vms = VirtualMachine.objects.aggregate(
+        protected=Count("pk", filter=Q(removed_at__isnull=True, protection_group__isnull=False)),
+        removed=Count("pk", filter=Q(removed_at__isnull=False)),
+        total=Count("pk", filter=Q(removed_at__isnull=True)),
+    )
+    backups = JobRun.objects.filter(kind=BACKUP_KIND, created__gte=now - dt.timedelta(hours=24)).aggregate(
+        succeeded=Count("pk", filter=Q(status=JobRun.Status.SUCCEEDED)),
+        failed=Count("pk", filter=Q(status__in=[JobRun.Status.FAILED, JobRun.Status.ERRORED])),
+        running=Count("pk", filter=Q(status__in=[JobRun.Status.RUNNING, JobRun.Status.QUEUED])),
+    )
+    states = rpo_states(now)
+    breached_ids = [vm_id for vm_id, state in states.items() if state.breached]
+    breached = list(VirtualMachine.objects.filter(pk__in=breached_ids).order_by("name")[:10])
+    config = VaultSettings.current()
+    backlog = vault_actions.replication_backlog() if config.enabled else []
+    latest = StorageSample.objects.order_by("-day").first()
+    return {
+        "vm_total": vms["total"],
+        "protected": vms["protected"],
+        "unprotected": unprotected_count(),
+        "removed": vms["removed"],
+        "backups": backups,
+        "rpo_breached": len(breached_ids),
+        "rpo_examples": [(vm, states[vm.pk]) for vm in breached],
+        "vault_enabled": config.enabled,
+        "not_offsite": len(backlog),
+        "oldest_not_offsite": backlog[0] if backlog else None,
+        "points": RecoveryPoint.objects.count(),
+        "storage": latest,
+        "ratio": (latest.logical_bytes / latest.local_bytes) if latest and latest.local_bytes else None,
+        "growth": growth(timezone.localdate(now)),
+        "chart": {"width": CHART_WIDTH, "height": CHART_HEIGHT},
+    }
