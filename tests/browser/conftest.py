@@ -61,10 +61,17 @@ def start_worker(live_server, redis_conn):
     """Start a real `manage.py rqworker` process on the test database, as `make run` does."""
     processes: list[subprocess.Popen] = []
 
-    def start() -> subprocess.Popen:
-        env = {**os.environ, "DATABASE_URL": _database_url()}
+    def start(*queues: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        env = {**os.environ, "DATABASE_URL": _database_url(), **(env or {})}
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "default", "maintenance", "--worker-class", "rq.SimpleWorker"],
+            [
+                sys.executable,
+                "manage.py",
+                "rqworker",
+                *(queues or ("default", "maintenance")),
+                "--worker-class",
+                "rq.SimpleWorker",
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -81,3 +88,22 @@ def start_worker(live_server, redis_conn):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# Screenshots of the main pages, kept as test artifacts (CI can collect the folder).
+SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "test-artifacts" / "screenshots"))
+
+
+@pytest.fixture
+def screenshot(page, request):
+    """screenshot("overview") saves the whole page as <test name>-<n>-overview.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    taken: list[Path] = []
+
+    def take(name: str) -> Path:
+        path = SCREENSHOTS / f"{request.node.name}-{len(taken) + 1:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        taken.append(path)
+        return path
+
+    return take
