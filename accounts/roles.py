@@ -17,7 +17,7 @@ RESTORE_OPERATOR = "Restore operator"
 AUDITOR = "Auditor"
 
 # The apps whose permissions make up the product; an administrator holds all of them.
-PRODUCT_APPS = ("accounts", "audit", "jobs", "inventory", "protection", "vault", "recovery")
+PRODUCT_APPS = ("accounts", "audit", "jobs", "inventory", "protection", "vault", "recovery", "alerts")
 
 # Helpdesk: look at inventory and recovery points, restore files, follow their own jobs.
 RESTORE_OPERATOR_PERMS = (

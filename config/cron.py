@@ -5,6 +5,7 @@ Each app's periodic functions are registered here so one file shows everything t
 
 from rq import cron
 
+from alerts.jobs import evaluate_alerts
 from inventory.actions import enqueue_all_syncs
 from jobs.maintenance import reap_orphaned_runs
 from protection.scheduling import tick
@@ -21,3 +22,6 @@ cron.register(enqueue_lagging_replications, queue_name="maintenance", cron="*/10
 cron.register(enqueue_maintenance, queue_name="maintenance", cron="30 3 * * *", job_timeout=300)
 # Storage figures for the overview's 30-day growth chart (today's row, refreshed hourly).
 cron.register(record_storage_sample, queue_name="maintenance", cron="7 * * * *", job_timeout=600)
+# Alerts: every minute, open and resolve alerts from the current state, then send (or retry) their
+# email and webhook notifications.
+cron.register(evaluate_alerts, queue_name="maintenance", interval=60, job_timeout=300)

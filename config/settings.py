@@ -56,6 +56,32 @@ except ConfigError as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from None
 
+try:
+    # Alerts (alerts/): mail through Django's email framework; without EMAIL_HOST mail goes to the console.
+    EMAIL_HOST = env_str("EMAIL_HOST", "")
+    EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")  # a secret: never logged
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+    EMAIL_TIMEOUT = 10  # seconds: a mail server that hangs must not hold up the alert evaluation
+    EMAIL_BACKEND = f"django.core.mail.backends.{'smtp' if EMAIL_HOST else 'console'}.EmailBackend"
+    DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "VM Backup <vmbackup@localhost>")
+    ALERT_EMAILS = env_list("ALERT_EMAILS", [])
+    if any("@" not in address for address in ALERT_EMAILS):
+        raise ConfigError("ALERT_EMAILS must be comma-separated email addresses")
+    ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
+    if ALERT_WEBHOOK_URL and not ALERT_WEBHOOK_URL.startswith(("https://", "http://")):
+        raise ConfigError("ALERT_WEBHOOK_URL must start with https:// or http://")
+    # The HMAC-SHA256 key of the webhook's X-VMBackup-Signature header (a secret: never logged).
+    ALERT_WEBHOOK_SECRET = env_str("ALERT_WEBHOOK_SECRET", "")
+    if ALERT_WEBHOOK_SECRET and len(ALERT_WEBHOOK_SECRET) < 16:
+        raise ConfigError("ALERT_WEBHOOK_SECRET is too short: use at least 16 characters")
+    STORE_NEARLY_FULL_PERCENT = env_int("STORE_NEARLY_FULL_PERCENT", 90, minimum=1, maximum=100)
+    REPLICATION_LAG_HOURS = env_int("REPLICATION_LAG_HOURS", 24, minimum=1)
+except ConfigError as exc:
+    sys.stderr.write(f"Configuration error: {exc}\n")
+    raise SystemExit(2) from None
+
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -74,6 +100,13 @@ INSTALLED_APPS = [
     "protection",
     "vault",
     "recovery",
+    "reports",
+    "alerts",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -151,6 +184,40 @@ RQ_QUEUES = {
 # django-rq's default commit mode ("on_db_commit") enqueues when the surrounding transaction
 # commits, so a worker never picks up a job whose JobRun row it cannot see yet.
 RQ_SHOW_ADMIN_LINK = False
+
+# The JSON API (api/): scripts send "Authorization: Token <key>" (manage.py apitoken); the browser's
+# session works too (with CSRF). Nothing is anonymous; every view also names the permission it needs.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.FormParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "VM Backup API",
+    "VERSION": "1.0.0",
+    "DESCRIPTION": "Inventory, protection groups, jobs and recovery points of VM Backup; start backups and "
+    "restores; list and download files from recovery points. Send `Authorization: Token <key>` "
+    "(`manage.py apitoken USER`). Permissions are those of the user's role, as on the pages.",
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "PolicyConsistencyEnum": "protection.models.Policy.Consistency",
+        "PointConsistencyEnum": "vault.models.RecoveryPoint.Consistency",
+    },
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 LOGGING = {
     "version": 1,

@@ -10,5 +10,9 @@ urlpatterns = [
     path("recovery/", include("recovery.urls")),
     path("jobs/", include("jobs.urls")),
     path("vault/", include("vault.urls")),
+    path("alerts/", include("alerts.urls")),
+    path("audit/", include("audit.urls")),
+    path("reports/", include("reports.urls")),
     path("settings/", include("accounts.urls")),
+    path("api/", include("api.urls")),
 ]

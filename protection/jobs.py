@@ -74,11 +74,16 @@ def _claim(vm_id: int, run_id: Any) -> bool:
 
 
 CLEANUP_KIND = "protection.cleanup_snapshots"
+# Audited per VM where the cleanup found leftovers, so alerts (alerts/conditions.py) can tell which VMs had them.
+LEFTOVERS_REMOVED = "protection.leftover_snapshots_removed"
+LEFTOVERS_NOT_REMOVED = "protection.leftover_snapshots_not_removed"
+CLEANUP_ACTOR = "snapshot cleanup"
 
 
 @job_kind(CLEANUP_KIND, title="Remove leftover backup snapshots", queue="maintenance")
 def cleanup_snapshots(ctx: JobContext, vcenter_id: int | None = None) -> dict[str, Any]:
     """Find our snapshots left by a killed worker or a lost connection, and remove them."""
+    from audit.actions import record
     from inventory import vcenter as api
     from inventory.connection import open_connection
     from inventory.models import VCenter
@@ -94,6 +99,7 @@ def cleanup_snapshots(ctx: JobContext, vcenter_id: int | None = None) -> dict[st
     ).values_list("params__vm_id", flat=True)
     suspects = Q(snapshot_count__gt=0) | Q(pk__in=[pk for pk in troubled if pk])
     removed, failures = 0, []
+    job = str(ctx.run.pk)
     for vc in vcenters:
         vms = list(VirtualMachine.objects.filter(suspects, vcenter=vc, removed_at__isnull=True))
         if not vms:
@@ -101,7 +107,14 @@ def cleanup_snapshots(ctx: JobContext, vcenter_id: int | None = None) -> dict[st
         try:
             with open_connection(vc) as conn:
                 for vm in vms:
-                    removed += remove_orphan_snapshots(conn, vm.moref, lambda msg, vm=vm: ctx.log(f"{vm.name}: {msg}"))
+                    try:
+                        found = remove_orphan_snapshots(conn, vm.moref, lambda msg, vm=vm: ctx.log(f"{vm.name}: {msg}"))
+                    except api.VCenterError as exc:
+                        record(CLEANUP_ACTOR, LEFTOVERS_NOT_REMOVED, target=vm, details={"job": job, "error": str(exc)})
+                        raise
+                    if found:
+                        record(CLEANUP_ACTOR, LEFTOVERS_REMOVED, target=vm, details={"job": job, "removed": found})
+                    removed += found
         except api.VCenterError as exc:
             failures.append(f"{vc.name}: {exc}")
     if failures:

@@ -7,9 +7,7 @@ the same answer as the page), and every download is recorded through `recovery.a
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Iterator
-from urllib.parse import quote
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -20,7 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from lib.htmx import htmx_partial
-from recovery import access, actions, browse
+from recovery import access, actions, browse, downloads
 from recovery import filesystems as fs
 from recovery.forms import GrantForm, RestoreVmForm
 from recovery.models import RestoreGrant
@@ -28,7 +26,6 @@ from recovery.zipstream import stream_zip
 from vault.models import RecoveryPoint
 
 BASKET = "recovery-basket"  # session key: {point id: [item strings]}
-PIECE = 1024 * 1024
 
 
 def _require_any_view(request: HttpRequest) -> None:
@@ -122,35 +119,7 @@ def download(request: HttpRequest, pk, disk: int, volume: int) -> StreamingHttpR
         raise Http404(f"{path} is not in this recovery point") from None
     except (fs.FileSystemError, browse.PointUnavailable) as exc:
         raise Http404(str(exc)) from None
-    restore = actions.start_file_restore(request.user, point, [f"{disk}:{volume}:{path}"], planned_bytes=entry.size)
-    response = StreamingHttpResponse(_pieces(stream, restore), content_type=_content_type(entry.name))
-    response["Content-Length"] = str(entry.size)
-    response["Content-Disposition"] = _attachment(entry.name)
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-def _pieces(stream, restore) -> Iterator[bytes]:
-    sent, error = 0, "download interrupted"
-    try:
-        while piece := stream.read(PIECE):
-            sent += len(piece)
-            yield piece
-        error = ""
-    finally:
-        stream.close()
-        actions.finish_restore(restore, bytes_done=sent, error=error)
-
-
-def _content_type(name: str) -> str:
-    guessed, _ = mimetypes.guess_type(name)
-    # Never let a browser render restored content inline as a page of ours.
-    return "application/octet-stream" if guessed in (None, "text/html", "image/svg+xml") else guessed
-
-
-def _attachment(name: str) -> str:
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_") or "download"
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return downloads.file_response(request.user, point, f"{disk}:{volume}:{path}", entry, stream)
 
 
 # Selection basket (kept in the session, per point) -----------------------------------------------
@@ -206,7 +175,7 @@ def download_zip(request: HttpRequest, pk) -> StreamingHttpResponse:
 
     name = f"{point.vm.name}-{point.created:%Y%m%d-%H%M}.zip"
     response = StreamingHttpResponse(generate(), content_type="application/zip")
-    response["Content-Disposition"] = _attachment(name)
+    response["Content-Disposition"] = downloads.attachment(name)
     return response
 
 

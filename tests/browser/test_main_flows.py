@@ -1,6 +1,6 @@
 """The main flows end to end in Chromium, against the simulator and a real worker process: log in,
 overview, inventory, protect a folder, back up now, watch the progress, browse the point, download a
-file. Screenshots of every main page are saved as test artifacts (see conftest.SCREENSHOTS)."""
+file; then every other main page. Screenshots of each are saved as test artifacts (conftest.SCREENSHOTS)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_an_admin_protects_a_folder_backs_it_up_and_downloads_a_file(
     download.value.save_as(saved)
     assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(NOTES).digest()
 
-    for label in ("Vault", "Settings"):
+    for label in ("Vault", "Alerts", "Reports", "Audit", "Settings"):
         page.click(f"nav >> text={label}")
         page.locator("h1").first.wait_for()
         screenshot(label.lower())

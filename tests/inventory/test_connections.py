@@ -83,7 +83,9 @@ def test_each_connection_problem_gets_its_own_message_and_saves_nothing(
     assert response.status_code == 200
     errors = response.context["form"].errors.get(field or "__all__")
     assert errors and message in " ".join(errors), response.context["form"].errors
-    assert not VCenter.objects.exists() and not JobRun.objects.exists() and not AuditEntry.objects.exists()
+    # Only vCenter changes count: the test login and its user's roles are audited too.
+    assert not VCenter.objects.exists() and not JobRun.objects.exists()
+    assert not AuditEntry.objects.filter(action__startswith="vcenter.").exists()
 
 
 def test_an_untrusted_certificate_shows_its_thumbprint_and_can_be_pinned(

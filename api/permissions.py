@@ -1,0 +1,41 @@
+"""Permissions of the API: the same Django model permissions and `recovery.access` rules as the pages.
+
+Views name the permission they need explicitly (`HasPerm("protection.backup_now")`), never a role.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+
+from recovery import access
+
+
+class HasPerm(BasePermission):
+    """The user holds one Django permission, e.g. `HasPerm("inventory.view_virtualmachine")`.
+
+    Used as an instance in `permission_classes`: DRF calls each entry to get a permission object,
+    and calling an instance returns itself.
+    """
+
+    def __init__(self, perm: str) -> None:
+        self.perm = perm
+
+    def __call__(self) -> HasPerm:
+        return self
+
+    def __repr__(self) -> str:
+        return f"HasPerm({self.perm!r})"
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return bool(request.user and request.user.has_perm(self.perm))
+
+
+class SeesRecoveryPoints(BasePermission):
+    """Administrators and auditors (every VM), or restore operators (the VMs granted to them):
+    the same rule as the Recovery pages. Which points a user sees is `access.visible_vms`."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        user = request.user
+        return bool(user and (access.sees_every_vm(user) or user.has_perm("recovery.browse_recoverypoints")))

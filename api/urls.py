@@ -1,0 +1,25 @@
+"""/api/v1/… (the JSON API), /api/schema/ (its OpenAPI 3 description) and /api/docs/ (Swagger UI,
+served from drf-spectacular-sidecar's files: no CDN). All of them need a token or a logged-in session."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from api import views
+
+app_name = "api"
+
+router = SimpleRouter()
+router.register("vcenters", views.VCenterViewSet, basename="vcenter")
+router.register("vms", views.VirtualMachineViewSet, basename="vm")
+router.register("groups", views.ProtectionGroupViewSet, basename="group")
+router.register("jobs", views.JobRunViewSet, basename="job")
+router.register("points", views.RecoveryPointViewSet, basename="point")
+
+urlpatterns = [
+    path("v1/", include(router.urls)),
+    path("v1/backups/", views.BackupView.as_view(), name="backups"),
+    path("v1/me/", views.MeView.as_view(), name="me"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]
