@@ -95,7 +95,7 @@ def check_vault(config: VaultSettings, *, secret: str | None = None) -> str:
     """Reach the vault these settings describe, as a replication would; VaultActionError with one
     clear sentence otherwise. Creates the Azure container if it is missing. Returns a description."""
     try:
-        backend = backend_for(config, secret=secret)
+        backend = backend_for(config, secret=secret, quick=True)
         ensure = getattr(backend, "ensure_container", None)
         if ensure is not None:
             ensure()

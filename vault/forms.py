@@ -22,7 +22,10 @@ class VaultSettingsForm(forms.ModelForm):
     )
 
     account_url = forms.URLField(
-        required=False, assume_scheme="https", help_text="https://ACCOUNT.blob.core.windows.net"
+        required=False,
+        assume_scheme="https",
+        label="Storage account URL",
+        help_text="https://ACCOUNT.blob.core.windows.net",
     )
 
     class Meta:
@@ -42,6 +45,15 @@ class VaultSettingsForm(forms.ModelForm):
             "rs_resource_group",
             "rs_vault_name",
         ]
+        labels = {
+            "kind": "Vault",
+            "auth": "Authentication",
+            "upload_threads": "Parallel uploads",
+            "bandwidth_mb_per_s": "Upload limit (MB/s)",
+            "tier_after_days": "Move vault points to a cooler tier after (days)",
+            "tier": "Cooler tier",
+            "gc_grace_hours": "Garbage collection grace (hours)",
+        }
 
     def clean_container(self) -> str:
         value = self.cleaned_data["container"].strip()

@@ -114,7 +114,7 @@ class VaultSettings(models.Model):
     key_fingerprint = models.CharField(max_length=16, blank=True, editable=False)
     upload_threads = models.PositiveSmallIntegerField(default=4)
     bandwidth_mb_per_s = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Upload limit in MB/s shared by all replications; empty for none"
+        null=True, blank=True, help_text="Per replication job; empty for no limit"
     )
     tier_after_days = models.PositiveSmallIntegerField(null=True, blank=True)
     tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.COOL)

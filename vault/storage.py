@@ -17,19 +17,24 @@ def local_store() -> engine.Store:
     return engine.Store(settings.BACKUP_STORE_DIR, quota_bytes=settings.BACKUP_STORE_QUOTA)
 
 
-def backend_for(config: VaultSettings, *, secret: str | None = None) -> engine.Backend:
+# A settings check answers in seconds: few retries, short timeouts (replications keep the defaults).
+QUICK_CHECK = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 20}
+
+
+def backend_for(config: VaultSettings, *, secret: str | None = None, quick: bool = False) -> engine.Backend:
     """The back end these settings describe (`secret` overrides the stored one, to test a form)."""
     secret = config.secret if secret is None else secret
+    options = QUICK_CHECK if quick else {}
     if config.kind == VaultSettings.Kind.DIRECTORY:
         return engine.blobs.DirectoryBackend(config.directory)
     if config.kind == VaultSettings.Kind.AZURE:
         from vault.engine.azure_blob import AzureBlobBackend, default_credential
 
         if config.auth == VaultSettings.Auth.CONNECTION_STRING:
-            return AzureBlobBackend.from_connection_string(secret, config.container)
+            return AzureBlobBackend.from_connection_string(secret, config.container, **options)
         if config.auth == VaultSettings.Auth.DEFAULT_CREDENTIAL:
-            return AzureBlobBackend.from_account(config.account_url, config.container, default_credential())
-        return AzureBlobBackend.from_account(config.account_url, config.container, secret)
+            return AzureBlobBackend.from_account(config.account_url, config.container, default_credential(), **options)
+        return AzureBlobBackend.from_account(config.account_url, config.container, secret, **options)
     raise VaultNotConfigured("No vault is configured: recovery points are kept on this server's disk only.")
 
 
