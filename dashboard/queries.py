@@ -17,6 +17,7 @@ from protection.rpo import rpo_states
 from protection.scheduling import BACKUP_KIND
 from vault import actions as vault_actions
 from vault.models import RecoveryPoint, StorageSample, VaultSettings
+from vault.queries import ratios as vault_ratios
 
 CHART_DAYS = 30
 CHART_WIDTH, CHART_HEIGHT = 600, 140
@@ -79,6 +80,7 @@ def overview(now: dt.datetime | None = None) -> dict:
     config = VaultSettings.current()
     backlog = vault_actions.replication_backlog() if config.enabled else []
     latest = StorageSample.objects.order_by("-day").first()
+    dedup, compression = vault_ratios()
     return {
         "vm_total": vms["total"],
         "protected": vms["protected"],
@@ -93,6 +95,8 @@ def overview(now: dt.datetime | None = None) -> dict:
         "points": RecoveryPoint.objects.count(),
         "storage": latest,
         "ratio": (latest.logical_bytes / latest.local_bytes) if latest and latest.local_bytes else None,
+        "dedup_ratio": dedup,
+        "compression_ratio": compression,
         "growth": growth(timezone.localdate(now)),
         "chart": {"width": CHART_WIDTH, "height": CHART_HEIGHT},
     }

@@ -21,7 +21,12 @@ def index(request: HttpRequest) -> HttpResponse:
 @permission_required(VIEW, raise_exception=True)
 def protection(request: HttpRequest) -> HttpResponse:
     report = queries.protection_report()
-    return render(request, "reports/protection.html", {"report": report, "totals": report.totals})
+    rows = report.rows
+    only = request.GET.get("rpo", "")
+    if only == "breached":  # the overview's "past their RPO" number links here
+        rows = [row for row in rows if row.rpo == "breached"]
+    context = {"report": report, "totals": report.totals, "rows": rows, "only": only}
+    return render(request, "reports/protection.html", context)
 
 
 @permission_required(VIEW, raise_exception=True)

@@ -69,6 +69,19 @@ def _last(kind: str, **params: Any) -> JobRun | None:
     return None
 
 
+def ratios() -> tuple[float | None, float | None]:
+    """(deduplication, compression) of the local points, from what their backups recorded:
+    dedup = non-zero chunks referenced / chunks stored; compression = plain size of the stored
+    chunks / bytes they took. None until there is a point."""
+    disks = RecoveryPointDisk.objects.filter(point__local=True).aggregate(
+        chunks=Sum("chunks"), zero=Sum("zero_chunks"), new=Sum("new_chunks"), new_bytes=Sum("new_bytes")
+    )
+    nonzero = (disks["chunks"] or 0) - (disks["zero"] or 0)
+    dedup = nonzero / disks["new"] if disks["new"] else None
+    compression = (disks["new"] or 0) * CHUNK_SIZE / disks["new_bytes"] if disks["new_bytes"] else None
+    return dedup, compression
+
+
 def overview() -> VaultOverview:
     from vault.jobs import GC_KIND, VERIFY_KIND  # jobs imports this app's actions; keep the import local
 
@@ -78,14 +91,7 @@ def overview() -> VaultOverview:
         n_vault=Count("pk", filter=Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED)),
         logical=Sum("logical_bytes", filter=Q(local=True)),
     )
-    disks = RecoveryPointDisk.objects.filter(point__local=True).aggregate(
-        chunks=Sum("chunks"), zero=Sum("zero_chunks"), new=Sum("new_chunks"), new_bytes=Sum("new_bytes")
-    )
-    # Ratios from what backups recorded: dedup = non-zero chunks referenced / chunks stored;
-    # compression = plain size of the stored chunks / bytes they took.
-    nonzero = (disks["chunks"] or 0) - (disks["zero"] or 0)
-    dedup = nonzero / disks["new"] if disks["new"] else None
-    compression = (disks["new"] or 0) * CHUNK_SIZE / disks["new_bytes"] if disks["new_bytes"] else None
+    dedup, compression = ratios()
     backlog = actions.replication_backlog() if config.enabled else []
     oldest = backlog[0] if backlog else None
     description = backend_for(config).description if config.enabled else "none"
