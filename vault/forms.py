@@ -6,6 +6,7 @@ import re
 
 from django import forms
 
+from vault.actions import SETTINGS_FIELDS
 from vault.models import VaultSettings
 from vault.recovery_services import RecoveryServicesConfig
 
@@ -30,21 +31,7 @@ class VaultSettingsForm(forms.ModelForm):
 
     class Meta:
         model = VaultSettings
-        fields = [
-            "kind",
-            "directory",
-            "account_url",
-            "container",
-            "auth",
-            "upload_threads",
-            "bandwidth_mb_per_s",
-            "tier_after_days",
-            "tier",
-            "gc_grace_hours",
-            "rs_subscription_id",
-            "rs_resource_group",
-            "rs_vault_name",
-        ]
+        fields = SETTINGS_FIELDS  # what vault.actions.save_settings compares and audits
         labels = {
             "kind": "Vault",
             "auth": "Authentication",

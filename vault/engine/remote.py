@@ -28,7 +28,7 @@ from .blobs import Backend, BlobInfo, BlobNotFound
 from .errors import ChunkCorrupt, ChunkMissing, CorruptPoint, PointNotFound, StoreError
 from .format import CHUNK_SIZE, DiskIndex, decode_chunk
 from .sealing import Sealer, SealError
-from .store import MANIFEST, check_name
+from .store import MANIFEST, ManifestView, check_name
 
 VAULT_FORMAT = 1
 CONFIG = "vault.json"
@@ -41,21 +41,13 @@ class VaultKeyError(StoreError):
 
 
 @dataclass
-class RemotePoint:
+class RemotePoint(ManifestView):
     """A recovery point in the vault; indexes are fetched on first use and kept."""
 
     id: str
     vault: RemoteVault
     manifest: dict[str, Any]
     _indexes: dict[str, DiskIndex] = field(default_factory=dict)
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        return self.manifest.get("meta", {})
-
-    @property
-    def disk_keys(self) -> list[str]:
-        return sorted(self.manifest["disks"])
 
     def index(self, disk_key: str) -> DiskIndex:
         if disk_key not in self._indexes:

@@ -306,12 +306,9 @@ class _Mutex:
         os.close(self.fd)
 
 
-@dataclass(frozen=True)
-class Point:
-    """A committed recovery point: every disk in it is a full image (no chains to replay)."""
+class ManifestView:
+    """What a point's manifest says, for a local `Point` and a vault `RemotePoint` alike."""
 
-    id: str
-    path: Path
     manifest: dict[str, Any]
 
     @property
@@ -322,6 +319,15 @@ class Point:
     @property
     def disk_keys(self) -> list[str]:
         return sorted(self.manifest["disks"])
+
+
+@dataclass(frozen=True)
+class Point(ManifestView):
+    """A committed recovery point: every disk in it is a full image (no chains to replay)."""
+
+    id: str
+    path: Path
+    manifest: dict[str, Any]
 
     def index(self, disk_key: str) -> DiskIndex:
         try:
