@@ -453,7 +453,11 @@ class RestoreVmRequestSerializer(serializers.Serializer):
     pool = serializers.IntegerField(required=False, help_text="Resource pool id (mode new)")
     datastore = serializers.IntegerField(required=False, help_text="Datastore id (mode new)")
     host = serializers.IntegerField(required=False, help_text="Host id (optional)")
-    confirm = serializers.CharField(required=False, help_text="The VM's name, typed exactly (mode overwrite)")
+    source_disk = serializers.IntegerField(required=False, help_text="Disk key of the point (mode disk)")
+    target_disk = serializers.IntegerField(required=False, help_text="Id of the VM disk to replace (mode disk)")
+    confirm = serializers.CharField(
+        required=False, help_text="The name of the VM to overwrite, typed exactly (modes overwrite and disk)"
+    )
 
 
 class JobStartedSerializer(serializers.Serializer):

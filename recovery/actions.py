@@ -62,17 +62,25 @@ def finish_restore(restore: Restore, *, bytes_done: int, error: str = "") -> Non
     )
 
 
+def _where(target: dict[str, Any]) -> str:
+    if target.get("mode") == "overwrite":
+        return "over the original"
+    if target.get("mode") == "disk":
+        return f"disk {target.get('source_disk')} into an existing VM's disk"
+    return f"as {target.get('name')}"
+
+
 def start_vm_restore(user: Any, point: RecoveryPoint, target: dict[str, Any]) -> JobRun:
     """Queue a whole-VM restore; `target` is {"mode": "new", "name", "folder_id", "pool_id",
-    "datastore_id", "host_id"} or {"mode": "overwrite"} (the original VM, powered off first)."""
+    "datastore_id", "host_id"}, {"mode": "overwrite"} (the original VM, powered off first) or
+    {"mode": "disk", "source_disk", "vm_id", "disk_key"} (one disk into an existing VM's disk)."""
     with transaction.atomic():
         run = enqueue(
             RESTORE_VM_KIND,
             params={"point_id": str(point.pk), "target": target},
             target=point.vm,
             user=user,
-            title=f"Restore {point.vm.name} ({_point_label(point)})"
-            + (" over the original" if target.get("mode") == "overwrite" else f" as {target.get('name')}"),
+            title=f"Restore {point.vm.name} ({_point_label(point)}) {_where(target)}",
         )
         restore = Restore.objects.create(
             requested_by=user if getattr(user, "is_authenticated", False) else None,

@@ -6,12 +6,16 @@ from typing import Any
 
 from django import forms
 
-from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualMachine
+from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualDisk, VirtualMachine
 from vault.models import RecoveryPoint
 
 
 class RestoreVmForm(forms.Form):
-    MODES = [("new", "As a new VM (the original is not touched)"), ("overwrite", "Over the original VM")]
+    MODES = [
+        ("new", "As a new VM (the original is not touched)"),
+        ("overwrite", "Over the original VM"),
+        ("disk", "One disk into an existing VM (replaces that VM's disk)"),
+    ]
 
     mode = forms.ChoiceField(choices=MODES, widget=forms.RadioSelect, initial="new")
     name = forms.CharField(max_length=80, required=False, label="New VM name")
@@ -19,10 +23,12 @@ class RestoreVmForm(forms.Form):
     pool = forms.ModelChoiceField(ResourcePool.objects.none(), required=False, label="Resource pool")
     datastore = forms.ModelChoiceField(Datastore.objects.none(), required=False)
     host = forms.ModelChoiceField(Host.objects.none(), required=False, label="Host (optional)")
+    source_disk = forms.TypedChoiceField(coerce=int, required=False, label="Disk of the point")
+    target_disk = forms.ModelChoiceField(VirtualDisk.objects.none(), required=False, label="Replace this disk")
     confirm = forms.CharField(
         required=False,
-        label="Type the VM's name to confirm",
-        help_text="Over the original: the VM is powered off and its disks overwritten.",
+        label="Type the name of the VM that will be overwritten to confirm",
+        help_text="It is powered off and the disks overwritten.",
     )
 
     def __init__(self, *args: Any, point: RecoveryPoint, **kwargs: Any) -> None:
@@ -35,6 +41,17 @@ class RestoreVmForm(forms.Form):
         self.fields["datastore"].queryset = Datastore.objects.filter(**same_dc).order_by("name")
         self.fields["host"].queryset = Host.objects.filter(**same_dc).order_by("name")
         self.fields["name"].initial = f"{vm.name}-restored"
+        self.fields["source_disk"].choices = [
+            (d.key, f"{d.label} ({d.capacity_bytes / 2**30:,.1f} GiB)") for d in point.disks.all()
+        ]
+        self.fields["target_disk"].queryset = (
+            VirtualDisk.objects.filter(vm__vcenter_id=vm.vcenter_id, vm__removed_at__isnull=True)
+            .select_related("vm")
+            .order_by("vm__name", "key")
+        )
+        self.fields["target_disk"].label_from_instance = lambda d: (
+            f"{d.vm.name} — {d.label} ({d.capacity_bytes / 2**30:,.1f} GiB)"
+        )
         self.fields["folder"].initial = vm.folder_id
         self.fields["datastore"].label_from_instance = lambda ds: (
             f"{ds.name} ({ds.free_bytes / 2**30:,.0f} GiB free)" if ds.capacity_bytes else ds.name
@@ -42,6 +59,8 @@ class RestoreVmForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if data.get("mode") == "disk":
+            return self._clean_disk(data)
         if data.get("mode") == "overwrite":
             if self.point.vm.removed_at is not None:
                 raise forms.ValidationError("The original VM no longer exists in vCenter: restore it as a new VM.")
@@ -60,10 +79,28 @@ class RestoreVmForm(forms.Form):
                 self.add_error(field, "Required for a new VM.")
         return data
 
+    def _clean_disk(self, data: dict[str, Any]) -> dict[str, Any]:
+        source = self.point.disks.filter(key=data.get("source_disk")).first()
+        target = data.get("target_disk")
+        if source is None:
+            self.add_error("source_disk", "Choose a disk of the point.")
+        if target is None:
+            self.add_error("target_disk", "Choose the disk to replace.")
+        if source is None or target is None:
+            return data
+        if target.capacity_bytes < source.capacity_bytes:
+            self.add_error("target_disk", "That disk is smaller than the disk in the point.")
+        if (data.get("confirm") or "").strip() != target.vm.name:
+            self.add_error("confirm", f"Type {target.vm.name} exactly to overwrite its disk.")
+        return data
+
     def target(self) -> dict[str, Any]:
         data = self.cleaned_data
         if data["mode"] == "overwrite":
             return {"mode": "overwrite"}
+        if data["mode"] == "disk":
+            disk = data["target_disk"]
+            return {"mode": "disk", "source_disk": data["source_disk"], "vm_id": disk.vm_id, "disk_key": disk.key}
         return {
             "mode": "new",
             "name": data["name"].strip(),

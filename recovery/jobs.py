@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from inventory import vcenter as api
 from inventory.connection import open_connection
-from inventory.models import Datastore, Folder, Host, ResourcePool
+from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualMachine
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed
 from protection.backup import datacenter_path
@@ -52,6 +52,8 @@ def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[s
         with open_connection(point.vm.vcenter) as conn:
             if target["mode"] == "overwrite":
                 result = _overwrite(ctx, conn, point, source, indexes)
+            elif target["mode"] == "disk":
+                result = _one_disk(ctx, conn, point, source, indexes, target)
             else:
                 result = _to_new_vm(ctx, conn, point, source, indexes, target)
     except engine.NeedsRehydration as exc:
@@ -136,6 +138,30 @@ def _overwrite(ctx, conn, point, source, indexes) -> dict[str, Any]:  # noqa: AN
     written = _write_and_check(ctx, conn, source, indexes, disks)
     ctx.log(f"{vm.name} holds the disks of {timezone.localtime(point.created):%Y-%m-%d %H:%M} again; it is off.")
     return {"vm": vm.name, "moref": vm.moref, "bytes": written, "overwritten": [d.label for d in disks]}
+
+
+def _one_disk(ctx, conn, point, source, indexes, target) -> dict[str, Any]:  # noqa: ANN001
+    """One disk of the point into a disk of an existing VM (same size or larger), which is powered off."""
+    vm = VirtualMachine.objects.select_related("datacenter").get(pk=target["vm_id"])
+    source_key = int(target["source_disk"])
+    if source_key not in indexes:
+        raise JobFailed(f"The point has no disk {source_key}.")
+    places = {place.key: place for place in api.disk_layout(conn, vm.moref)}
+    place = places.get(int(target["disk_key"]))
+    if place is None:
+        raise JobFailed(f"{vm.name} no longer has that disk; nothing was changed.")
+    if place.capacity_bytes < indexes[source_key].image_size:
+        raise JobFailed(f"{place.label} of {vm.name} is smaller than the disk in the point; nothing was changed.")
+    if api.list_snapshots(conn, vm.moref):
+        raise JobFailed(f"Refused: {vm.name} has snapshots; remove them first.")
+    match = _FLAT_FILE.match(place.flat_file or "")
+    if match is None:
+        raise JobFailed(f"{place.label} of {vm.name} is not a single flat file; it cannot be overwritten.")
+    ctx.log(f"Powering off {vm.name} (state: {api.power_state(conn, vm.moref)}).")
+    api.power_off(conn, vm.moref)
+    disk = DiskTarget(source_key, f"{place.label} of {vm.name}", datacenter_path(vm), match["datastore"], match["path"])
+    written = _write_and_check(ctx, conn, source, indexes, [disk])
+    return {"vm": vm.name, "moref": vm.moref, "bytes": written, "overwritten": [disk.label]}
 
 
 def _write_and_check(ctx, conn, source, indexes, disks: list[DiskTarget]) -> int:  # noqa: ANN001

@@ -178,3 +178,36 @@ def test_restore_vm_command_and_a_name_that_exists_is_refused(
     run_worker()
     assert JobRun.objects.get(kind="recovery.restore_vm").status == "succeeded"
     assert AuditEntry.objects.filter(action="restore.vm", actor_name="command line").exists()
+
+
+def test_one_disk_of_a_point_is_restored_into_an_existing_vms_disk(
+    lab, run_worker, django_capture_on_commit_callbacks, as_admin
+):
+    from inventory.models import VirtualDisk
+
+    sim, vc, group, images = lab
+    assert back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
+    point = RecoveryPoint.objects.get(vm__name="lnx-01")
+    source = point.disks.get()
+    target = VirtualDisk.objects.get(vm__name="win-01", capacity_bytes=source.capacity_bytes)  # its 40 MB data disk
+
+    refused = as_admin.post(
+        f"/recovery/points/{point.pk}/restore-vm/",
+        {"mode": "disk", "source_disk": source.key, "target_disk": target.pk, "confirm": "lnx-01"},
+    )
+    assert "Type win-01 exactly" in refused.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_admin.post(
+            f"/recovery/points/{point.pk}/restore-vm/",
+            {"mode": "disk", "source_disk": source.key, "target_disk": target.pk, "confirm": "win-01"},
+        )
+    assert response.status_code == 302
+    run_worker()
+
+    run = JobRun.objects.get(kind="recovery.restore_vm")
+    assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
+    with connect(sim) as conn:
+        disks = sorted(api.vm_config(conn, target.vm.moref)["disks"], key=lambda d: d["key"])
+    position = [d["key"] for d in disks].index(target.key)
+    expected = padded_sha256(images[("lnx-01", 0)], target.capacity_bytes)
+    assert disk_sha256(sim, target.vm.moref, position, target.capacity_bytes) == expected
