@@ -27,7 +27,7 @@ from protection.rpo import rpo_states
 from protection.scheduling import BACKUP_KIND
 from vault.actions import replication_backlog
 from vault.models import RecoveryPoint, VaultSettings
-from vault.storage import local_store
+from vault.usage import local_store_bytes
 
 Kind = Alert.Kind
 Severity = Alert.Severity
@@ -285,12 +285,12 @@ class StoreUsage:
 
 def store_usage() -> StoreUsage:
     """How full the local store is: against STORE_QUOTA_GB when set, and against its file system;
-    whichever is fuller. (Counting against the quota walks the store, as the Vault page does.)"""
+    whichever is fuller. The store's own size is the hourly count (vault.usage), not a walk per check."""
     disk = shutil.disk_usage(settings.BACKUP_STORE_DIR)
     # `free` is what an unprivileged process may still write, so "used" includes the root reserve.
     usages = [StoreUsage(disk.total - disk.free, disk.total, f"the file system of {settings.BACKUP_STORE_DIR}")]
     if settings.BACKUP_STORE_QUOTA:
-        usages.append(StoreUsage(local_store().used_bytes(), settings.BACKUP_STORE_QUOTA, "the quota STORE_QUOTA_GB"))
+        usages.append(StoreUsage(local_store_bytes(), settings.BACKUP_STORE_QUOTA, "the quota STORE_QUOTA_GB"))
     return max(usages, key=lambda usage: usage.percent)
 
 

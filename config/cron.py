@@ -9,7 +9,8 @@ from alerts.jobs import evaluate_alerts
 from inventory.actions import enqueue_all_syncs
 from jobs.maintenance import reap_orphaned_runs
 from protection.scheduling import tick
-from vault.jobs import enqueue_lagging_replications, enqueue_maintenance, record_storage_sample
+from vault.jobs import enqueue_lagging_replications, enqueue_maintenance
+from vault.usage import record_storage_sample
 
 cron.register(reap_orphaned_runs, queue_name="maintenance", interval=60, job_timeout=300)
 # The live watcher applies changes within seconds; this full resync is the safety net.

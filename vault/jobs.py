@@ -12,8 +12,9 @@ from jobs.models import JobRun
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed, enqueue
 from vault import actions, engine
-from vault.models import RecoveryPoint, StorageSample, VaultSettings
+from vault.models import RecoveryPoint, VaultSettings
 from vault.storage import local_store, remote_vault, vault_if_configured
+from vault.usage import record_storage_sample
 
 VERIFY_KIND = "vault.verify"
 PRUNE_KIND = "vault.prune"
@@ -154,6 +155,8 @@ def collect_garbage(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
             ctx.log(vreport.summary())
             result["vault"] = vreport.as_dict()
     result["bytes_freed"] = sum(r["bytes_freed"] for r in result.values() if isinstance(r, dict))
+    if not dry_run:
+        record_storage_sample()  # the pages show the freed space now, not at the next hourly count
     return result
 
 
@@ -218,27 +221,3 @@ def enqueue_lagging_replications() -> int:
             actions.enqueue_replication(point)
             queued += 1
     return queued
-
-
-def record_storage_sample() -> StorageSample:
-    """Hourly (cron): today's storage figures, for the overview's growth chart and its numbers."""
-    from django.db.models import Count, Sum
-
-    config = VaultSettings.current()
-    tiers = config.usage.get("tiers", {})
-    points = RecoveryPoint.objects.aggregate(
-        n=Count("pk"),
-        logical=Sum("logical_bytes", filter=Q(local=True)),
-        uploaded=Sum("vault_bytes", filter=Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED)),
-    )
-    vault_bytes = sum(t["bytes"] for t in tiers.values()) if tiers else points["uploaded"] or 0
-    sample, _ = StorageSample.objects.update_or_create(
-        day=timezone.localdate(),
-        defaults={
-            "local_bytes": local_store().used_bytes(),
-            "vault_bytes": vault_bytes,
-            "logical_bytes": points["logical"] or 0,
-            "points": points["n"],
-        },
-    )
-    return sample

@@ -13,7 +13,8 @@ from jobs.models import JobRun
 from vault import actions
 from vault.engine import CHUNK_SIZE
 from vault.models import RecoveryPoint, RecoveryPointDisk, VaultSettings
-from vault.storage import backend_for, local_store
+from vault.storage import backend_for
+from vault.usage import local_store_bytes
 
 
 @dataclass
@@ -100,7 +101,7 @@ def overview() -> VaultOverview:
         description=description,
         local_points=counts["n_local"],
         vault_points=counts["n_vault"],
-        local_used_bytes=local_store().used_bytes(),
+        local_used_bytes=local_store_bytes(),
         logical_bytes=counts["logical"] or 0,
         dedup_ratio=dedup,
         compression_ratio=compression,
