@@ -119,12 +119,13 @@ def _overwrite(ctx, conn, point, source, indexes) -> dict[str, Any]:  # noqa: AN
     found = {info.moref: info for info in api.fetch_vms(conn, [vm.moref])}
     if vm.moref not in found or found[vm.moref].instance_uuid != vm.instance_uuid:
         raise JobFailed(f"{vm.name} is no longer in vCenter; restore it as a new VM instead.")
-    differences = api.layout_differences(api.layout_from_config(point.config), api.disk_layout(conn, vm.moref))
+    current = api.disk_layout(conn, vm.moref)
+    differences = api.layout_differences(api.layout_from_config(point.config), current)
     if differences:
         raise JobFailed(f"Refused: the disks of {vm.name} changed since the point. " + " ".join(differences))
     if api.list_snapshots(conn, vm.moref):
         raise JobFailed(f"Refused: {vm.name} has snapshots; remove them first, then restore over it.")
-    now = {place.position: place for place in api.disk_layout(conn, vm.moref)}
+    now = {place.position: place for place in current}
     disks = []
     for place in api.layout_from_config(point.config):
         if place.key not in indexes:
