@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from alerts import conditions
 from jobs.models import JobRun
-from protection import actions
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
+from tests.protection.lab import protect_vms
 from tests.protection.test_groups import POLICY
 
 WEBHOOK_SECRET = "a-webhook-secret-of-32-characters"
@@ -95,15 +95,7 @@ def vm(db):
     """app-01, protected by the group Prod (daily 22:00), having joined just now (so no RPO breach yet)."""
     folders = create_test_tree(create_test_vcenter(), ["Prod"])
     vm = create_test_vm(folders["Prod"], "app-01")
-    actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=actions.Selection(vm_ids=[vm.pk]),
-        policy_values={**POLICY, "schedule": "daily 22:00"},
-    )
-    vm.refresh_from_db()
+    protect_vms("Prod", [vm], {**POLICY, "schedule": "daily 22:00"})
     return vm
 
 

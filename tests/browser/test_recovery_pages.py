@@ -7,11 +7,10 @@ import hashlib
 import pytest
 from django.utils import timezone
 
-from protection import actions as protection_actions
 from recovery.models import RestoreGrant
 from tests.browser.test_jobs_page import log_in
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.test_groups import POLICY
+from tests.protection.lab import protect_vms
 from tests.recovery.test_file_restore import BIG, WINDOWS, _point
 from tools import diskimages
 
@@ -22,14 +21,7 @@ def test_helpdesk_finds_a_file_by_name_and_downloads_it(live_server, page, helpd
     settings.BACKUP_STORE_DIR = tmp_path / "store"
     vc = create_test_vcenter()
     vm = create_test_vm(create_test_tree(vc, ["Prod"])["Prod"], "win-01")
-    group = protection_actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=protection_actions.Selection(vm_ids=[vm.pk]),
-        policy_values=POLICY,
-    )
+    group = protect_vms("Prod", [vm])
     point = _point(vm, group, {2000: diskimages.build_ntfs_disk(WINDOWS, size_mib=48)}, timezone.now())
     RestoreGrant.objects.create(user=helpdesk, group=group)
 

@@ -8,11 +8,10 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import JobRun
-from protection import actions
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.test_groups import POLICY
-from vault.jobs import record_storage_sample
+from tests.protection.lab import protect_vms
 from vault.models import RecoveryPoint, StorageSample, VaultSettings
+from vault.usage import record_storage_sample
 
 pytestmark = pytest.mark.django_db
 
@@ -24,15 +23,7 @@ def estate(settings, tmp_path):
     protected = create_test_vm(folders["Prod"], "app-01")
     create_test_vm(folders["Test"], "lonely-01")
     create_test_vm(folders["Test"], "gone-01", removed_at=timezone.now())
-    actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=actions.Selection(vm_ids=[protected.pk]),
-        policy_values=POLICY,
-    )
-    protected.refresh_from_db()
+    protect_vms("Prod", [protected])
     for status in ("succeeded", "succeeded", "failed", "errored", "running"):
         JobRun.objects.create(kind="protection.backup", title="Back up", status=status)
     JobRun.objects.create(

@@ -25,3 +25,19 @@ def protect_simulator(sim, *, group_name: str = "Prod", **policy) -> tuple[VCent
         policy_values={**POLICY, **policy},
     )
     return vc, group
+
+
+def protect_vms(name: str, vms: list, policy: dict | None = None) -> ProtectionGroup:
+    """A protection group of these VMs (one by one, no folders), with POLICY unless given; the VM
+    objects are refreshed so `vm.protection_group` is set."""
+    group = actions.save_group(
+        None,
+        group=None,
+        name=name,
+        description="",
+        selection=actions.Selection(vm_ids=[vm.pk for vm in vms]),
+        policy_values=policy or POLICY,
+    )
+    for vm in vms:
+        vm.refresh_from_db()
+    return group

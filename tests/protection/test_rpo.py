@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from protection import actions
 from protection.rpo import rpo_states
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
+from tests.protection.lab import protect_vms
 from tests.protection.test_groups import POLICY
 from vault.models import RecoveryPoint
 
@@ -21,15 +21,7 @@ UTC = dt.UTC
 def vm():
     folders = create_test_tree(create_test_vcenter(), ["Prod"])
     vm = create_test_vm(folders["Prod"], "app-01")
-    actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=actions.Selection(vm_ids=[vm.pk]),
-        policy_values={**POLICY, "schedule": "daily 22:00"},
-    )
-    vm.refresh_from_db()
+    protect_vms("Prod", [vm], {**POLICY, "schedule": "daily 22:00"})
     return vm
 
 

@@ -12,10 +12,9 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from protection import actions as protection_actions
 from recovery.models import Restore, RestoreGrant
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.test_groups import POLICY
+from tests.protection.lab import protect_vms
 from tools import diskimages
 from vault import engine
 from vault.models import RecoveryPoint, RecoveryPointDisk
@@ -71,22 +70,8 @@ def lab(settings, tmp_path):
     folders = create_test_tree(vc, ["Prod", "Finance"])
     win = create_test_vm(folders["Prod"], "win-01", disks=2)
     lnx = create_test_vm(folders["Finance"], "lnx-01")
-    prod = protection_actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=protection_actions.Selection(vm_ids=[win.pk]),
-        policy_values=POLICY,
-    )
-    finance = protection_actions.save_group(
-        None,
-        group=None,
-        name="Finance",
-        description="",
-        selection=protection_actions.Selection(vm_ids=[lnx.pk]),
-        policy_values=POLICY,
-    )
+    prod = protect_vms("Prod", [win])
+    finance = protect_vms("Finance", [lnx])
     ntfs = diskimages.build_ntfs_disk(WINDOWS, size_mib=48)
     ext4 = diskimages.build_ext4_disk(LINUX, size_mib=40)
     win_point = _point(win, prod, {2000: ntfs, 2001: ext4}, timezone.now())

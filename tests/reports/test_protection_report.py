@@ -23,6 +23,7 @@ from protection.models import ProtectionGroup
 from protection.scheduling import BACKUP_KIND
 from reports.queries import protection_report
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
+from tests.protection.lab import protect_vms
 from tests.protection.test_groups import POLICY
 from vault.models import RecoveryPoint
 
@@ -255,21 +256,10 @@ def test_the_command_prints_a_table_or_csv(lab):
 
 
 def test_the_overview_rpo_link_shows_only_breached_vms(as_admin):
-    from protection import actions as protection_actions
-    from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-    from tests.protection.test_groups import POLICY
-
     folders = create_test_tree(create_test_vcenter("vc-rpo"), ["Prod"])
     vm = create_test_vm(folders["Prod"], "late-01")
     create_test_vm(folders["Prod"], "fine-01")
-    protection_actions.save_group(
-        None,
-        group=None,
-        name="Late",
-        description="",
-        selection=protection_actions.Selection(vm_ids=[vm.pk]),
-        policy_values=POLICY,
-    )
+    protect_vms("Late", [vm])
     assert 'href="/reports/protection/?rpo=breached"' in as_admin.get("/").content.decode()
     body = as_admin.get("/reports/protection/", {"rpo": "breached"}).content.decode()
     assert "Showing only the" in body and "fine-01" not in body

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from jobs.models import JobRun
-from protection import actions as protection_actions
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
+from tests.protection.lab import protect_vms
 from tests.protection.test_groups import POLICY
 from tests.vault import CS, DISK, build_image
 from vault import actions, engine
@@ -48,14 +48,7 @@ def lab(store_dir, tmp_path):
     vc = create_test_vcenter()
     folders = create_test_tree(vc, ["Prod"])
     vm = create_test_vm(folders["Prod"], "app-01")
-    group = protection_actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=protection_actions.Selection(vm_ids=[vm.pk]),
-        policy_values={**POLICY, "local_days": None, "local_count": 2},
-    )
+    group = protect_vms("Prod", [vm], {**POLICY, "local_days": None, "local_count": 2})
     images: dict[str, bytes] = {}
 
     def make_point(created: dt.datetime, seed: int = 0, **fields) -> RecoveryPoint:
