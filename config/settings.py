@@ -179,7 +179,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 RQ_QUEUES = {
-    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in ("default", "backup", "restore", "maintenance")
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT}
+    for name in ("default", "backup", "restore", "maintenance", "vault")
 }
 # django-rq's default commit mode ("on_db_commit") enqueues when the surrounding transaction
 # commits, so a worker never picks up a job whose JobRun row it cannot see yet.

@@ -13,7 +13,7 @@ from accounts.roles import AUDITOR, BACKUP_ADMIN, RESTORE_OPERATOR
 pytest_plugins = ["tests.fixtures.vcsim", "tests.fixtures.azurite"]
 
 PASSWORD = "correct horse battery staple"
-QUEUES = ("default", "backup", "restore", "maintenance")
+QUEUES = ("default", "backup", "restore", "maintenance", "vault")
 
 
 def create_test_user(username: str, role: str | None):

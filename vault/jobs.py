@@ -28,7 +28,7 @@ def _label(point: RecoveryPoint) -> str:
     return f"{point.vm.name} {timezone.localtime(point.created):%Y-%m-%d %H:%M}"
 
 
-@job_kind(actions.REPLICATE_KIND, title="Replicate to the vault", queue="maintenance")
+@job_kind(actions.REPLICATE_KIND, title="Replicate to the vault", queue="vault")
 def replicate(ctx: JobContext, point_ids: list[str]) -> dict[str, Any]:
     """Copy points to the vault: only missing chunks, verified, the manifest last (see engine/replicate.py)."""
     config = VaultSettings.current()
@@ -84,7 +84,7 @@ def replicate(ctx: JobContext, point_ids: list[str]) -> dict[str, Any]:
     return totals
 
 
-@job_kind(VERIFY_KIND, title="Verify recovery points", queue="maintenance")
+@job_kind(VERIFY_KIND, title="Verify recovery points", queue="vault")
 def verify(ctx: JobContext, point_ids: list[str], tier: str = "local") -> dict[str, Any]:
     """Re-read every chunk of the points, decompress and re-hash; mark damaged points and name their VMs."""
     in_vault = tier == "vault"
@@ -121,7 +121,7 @@ def verify(ctx: JobContext, point_ids: list[str], tier: str = "local") -> dict[s
     return {"verified": len(points), "tier": tier}
 
 
-@job_kind(PRUNE_KIND, title="Apply retention", queue="maintenance")
+@job_kind(PRUNE_KIND, title="Apply retention", queue="vault")
 def prune(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
     plan = actions.plan_prune()
     for item in plan.remove:
@@ -136,7 +136,7 @@ def prune(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
     return {"removed": len(done), "held": len(plan.held), "kept": plan.kept, "problems": problems}
 
 
-@job_kind(GC_KIND, title="Collect garbage", queue="maintenance")
+@job_kind(GC_KIND, title="Collect garbage", queue="vault")
 def collect_garbage(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
     """Sweep chunks no point needs, locally and in the vault, beside running backups (engine/gc.py)."""
     config = VaultSettings.current()
@@ -160,7 +160,7 @@ def collect_garbage(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
     return result
 
 
-@job_kind(TIER_KIND, title="Move old vault points to a cheaper tier", queue="maintenance")
+@job_kind(TIER_KIND, title="Move old vault points to a cheaper tier", queue="vault")
 def tier(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
     config = VaultSettings.current()
     if not config.enabled or not config.tier_after_days:
@@ -180,7 +180,7 @@ def tier(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
     return report.as_dict()
 
 
-@job_kind(USAGE_KIND, title="Measure vault usage", queue="maintenance")
+@job_kind(USAGE_KIND, title="Measure vault usage", queue="vault")
 def usage(ctx: JobContext) -> dict[str, Any]:
     """Bytes per access tier in the vault (one listing), kept for the Vault page."""
     vault = vault_if_configured()

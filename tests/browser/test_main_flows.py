@@ -49,7 +49,7 @@ def test_an_admin_protects_a_folder_backs_it_up_and_downloads_a_file(
     page.locator("h1", has_text="Production").wait_for()
     page.click("button:has-text('Back up now') >> nth=0")
     page.wait_for_url(f"{live_server.url}/jobs/")
-    start_worker("backup", "default", "maintenance", env={"STORE_DIR": str(settings.BACKUP_STORE_DIR)})
+    start_worker("backup", "default", "maintenance", "vault", env={"STORE_DIR": str(settings.BACKUP_STORE_DIR)})
     row = page.locator("tbody tr", has_text="lnx-01")
     row.locator(".badge").get_by_text("Succeeded").wait_for(timeout=120_000)
     screenshot("jobs")
