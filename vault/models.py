@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from lib import crypto
+
+MIN_GC_GRACE_HOURS = 1
 
 
 class RecoveryPoint(models.Model):
@@ -22,6 +25,8 @@ class RecoveryPoint(models.Model):
         NOT_REPLICATED = "none", "Not replicated"
         PENDING = "pending", "Vault pending"
         REPLICATED = "replicated", "In vault"
+        # Removed from the vault by retention (or by hand): never queued for replication again.
+        PRUNED = "pruned", "Pruned from the vault"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     vm = models.ForeignKey("inventory.VirtualMachine", on_delete=models.PROTECT, related_name="recovery_points")
@@ -45,6 +50,10 @@ class RecoveryPoint(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     damaged = models.BooleanField(default=False)
     damage = models.JSONField(default=list, blank=True)
+    damaged_at = models.DateTimeField(null=True, blank=True, help_text="When damage was last found")
+    # [{"digest": hex, "tier": "local" | "vault"}]: what a repair must bring back for the point to be whole.
+    damaged_chunks = models.JSONField(default=list, blank=True)
+    repaired_at = models.DateTimeField(null=True, blank=True, help_text="When the damage found was repaired")
     locked_until = models.DateTimeField(
         null=True, blank=True, help_text="Retention lock: no path (page, command, job) deletes the point before then"
     )
@@ -118,7 +127,8 @@ class VaultSettings(models.Model):
     )
     tier_after_days = models.PositiveSmallIntegerField(null=True, blank=True)
     tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.COOL)
-    gc_grace_hours = models.PositiveSmallIntegerField(default=24)
+    # At least an hour: a chunk a backup has just decided to reuse must never be swept under it.
+    gc_grace_hours = models.PositiveSmallIntegerField(default=24, validators=[MinValueValidator(MIN_GC_GRACE_HOURS)])
     usage = models.JSONField(default=dict, blank=True, editable=False, help_text="Bytes per tier, last measured")
     rs_subscription_id = models.CharField("Subscription ID", max_length=36, blank=True)
     rs_resource_group = models.CharField("Resource group", max_length=90, blank=True)
