@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.utils import timezone
 
-from audit.actions import SYSTEM_ACTOR, entry, record, record_many
+from audit.actions import SYSTEM_ACTOR, record
 from jobs.models import JobRun
 from jobs.runner import enqueue
 from vault import engine, retention
 from vault.engine.sealing import generate_key, parse_key
-from vault.models import RecoveryPoint, VaultSettings
+from vault.models import MIN_GC_GRACE_HOURS, RecoveryPoint, VaultSettings
 from vault.storage import backend_for, local_store, remote_vault
 
 REPLICATE_KIND = "vault.replicate"
@@ -81,8 +81,10 @@ def save_settings(user: Any, config: VaultSettings, *, secret: str | None = None
         config.save()
         if set(changes) & set(LOCATION_FIELDS):
             # Another place: what was replicated to the old one is not in the new one. The old
-            # location is left as it is; every point is replicated again to the new one.
-            moved = RecoveryPoint.objects.exclude(vault_status=RecoveryPoint.VaultStatus.NOT_REPLICATED).update(
+            # location is left as it is; every point is replicated again to the new one, except
+            # those retention already pruned from the vault: they stay out of every vault.
+            stay = [RecoveryPoint.VaultStatus.NOT_REPLICATED, RecoveryPoint.VaultStatus.PRUNED]
+            moved = RecoveryPoint.objects.exclude(vault_status__in=stay).update(
                 vault_status=RecoveryPoint.VaultStatus.NOT_REPLICATED, vault_at=None, vault_verified_at=None
             )
             changes["points_to_replicate_again"] = [None, moved]
@@ -161,8 +163,12 @@ def _set_key(user: Any, key_text: str, action: str, *, allow_with_points: bool =
 
 
 def enqueue_replication(point: RecoveryPoint, *, user: Any = None) -> JobRun | None:
-    """Queue a copy of the point to the vault (None when no vault is configured)."""
+    """Queue a copy of the point to the vault (None when no vault is configured, or when the point
+    was pruned from the vault: retention decided the vault is done with it, and queuing it again
+    would upload it every night only for the next prune to remove it)."""
     if not VaultSettings.current().enabled:
+        return None
+    if RecoveryPoint.objects.filter(pk=point.pk, vault_status=RecoveryPoint.VaultStatus.PRUNED).exists():
         return None
     with transaction.atomic():
         RecoveryPoint.objects.filter(pk=point.pk, vault_status=RecoveryPoint.VaultStatus.NOT_REPLICATED).update(
@@ -181,7 +187,7 @@ def replication_backlog() -> list[RecoveryPoint]:
     """Local points that should be in the vault and are not: what "replication lag" counts."""
     return list(
         RecoveryPoint.objects.filter(local=True, group__policy__replicate=True, damaged=False)
-        .exclude(vault_status=RecoveryPoint.VaultStatus.REPLICATED)
+        .exclude(vault_status__in=[RecoveryPoint.VaultStatus.REPLICATED, RecoveryPoint.VaultStatus.PRUNED])
         .select_related("vm")
         .order_by("created")
     )
@@ -227,21 +233,28 @@ def lock_in_vault(point: RecoveryPoint) -> bool:
 
 def delete_point(user: Any, point: RecoveryPoint) -> None:
     """Delete a point from both tiers (an administrator's explicit request)."""
-    removed = _remove_point(point, local=True, vault=True)
-    record(user, "point.delete", target_label=str(point), details={"point": str(point.pk), "removed": removed})
+    with transaction.atomic():
+        removed = _remove_point(point, local=True, vault=True)
+        record(user, "point.delete", target_label=str(point), details={"point": str(point.pk), "removed": removed})
 
 
 def _remove_point(point: RecoveryPoint, *, local: bool, vault: bool) -> list[str]:
     """Remove the point from the tiers asked for; the row goes when no tier holds it. Refuses a
-    locked point. Returns the tiers it was removed from."""
+    locked point. Returns the tiers it was removed from.
+
+    The row stays locked (SELECT ... FOR UPDATE, as `lock_point` takes it) from the lock check to
+    the end of the removal: a lock being set meanwhile either committed before the check, and is
+    seen, or waits until the removal is over."""
     now = timezone.now()
-    point = RecoveryPoint.objects.select_related("vm").get(pk=point.pk)
-    if point.is_locked(now):
-        raise PointLocked(f"{point} is under a retention lock until {point.locked_until:%Y-%m-%d %H:%M %Z}.")
-    try:
-        return _remove_from_tiers(point, local=local, vault=vault)
-    except (engine.StoreError, engine.BackendError) as exc:
-        raise VaultActionError(f"{point} was not deleted: {exc}") from None
+    with transaction.atomic():
+        # of=("self",): lock the point's row only, not the VM row joined for its name.
+        point = RecoveryPoint.objects.select_for_update(of=("self",)).select_related("vm").get(pk=point.pk)
+        if point.is_locked(now):
+            raise PointLocked(f"{point} is under a retention lock until {point.locked_until:%Y-%m-%d %H:%M %Z}.")
+        try:
+            return _remove_from_tiers(point, local=local, vault=vault)
+        except (engine.StoreError, engine.BackendError) as exc:
+            raise VaultActionError(f"{point} was not deleted: {exc}") from None
 
 
 def _remove_from_tiers(point: RecoveryPoint, *, local: bool, vault: bool) -> list[str]:
@@ -255,13 +268,21 @@ def _remove_from_tiers(point: RecoveryPoint, *, local: bool, vault: bool) -> lis
         with contextlib.suppress(engine.PointNotFound):
             remote_vault().delete_point(str(point.pk))
         removed.append("vault")
-        point.vault_status = RecoveryPoint.VaultStatus.NOT_REPLICATED
+        # Not "not replicated": that would make the catch-up upload it again within minutes.
+        point.vault_status = RecoveryPoint.VaultStatus.PRUNED
         point.vault_at = None
     if not point.local and point.vault_status != RecoveryPoint.VaultStatus.REPLICATED:
         point.delete()
     else:
         point.save(update_fields=["local", "vault_status", "vault_at"])
     return removed
+
+
+def gc_grace_seconds(config: VaultSettings) -> int:
+    """How long a garbage collection leaves unreferenced chunks alone, never under the floor: a row
+    written straight to the database (or before the floor existed) may still say 0, and a chunk a
+    backup has just decided to reuse must not be swept under it."""
+    return max(MIN_GC_GRACE_HOURS, config.gc_grace_hours or 0) * 3600
 
 
 # Retention --------------------------------------------------------------------------------------
@@ -284,6 +305,9 @@ class PrunePlan:
         return sum(i.point.logical_bytes for i in self.remove if i.tier == "local")
 
 
+NEWEST_INTACT_REASON = "the newest intact point: newer points are damaged"
+
+
 def plan_prune(now: dt.datetime | None = None) -> PrunePlan:
     """What retention would remove now, per VM and tier, with each point's reason."""
     now = now or timezone.now()
@@ -304,6 +328,16 @@ def plan_prune(now: dt.datetime | None = None) -> PrunePlan:
     return plan
 
 
+def _newest_intact_behind_damage(points: list[RecoveryPoint]) -> RecoveryPoint | None:
+    """The newest undamaged point of a VM's tier when a newer one is damaged, else None. Retention
+    would otherwise count the damaged points as "the newest" and let the last good one age out."""
+    newest_first = sorted(points, key=lambda p: (p.created, str(p.pk)), reverse=True)
+    intact = next((p for p in newest_first if not p.damaged), None)
+    if intact is None or intact is newest_first[0]:
+        return None
+    return intact
+
+
 def _refs(points: list[RecoveryPoint]) -> tuple[list[retention.PointRef], dict[str, RecoveryPoint]]:
     by_id = {str(p.pk): p for p in points}
     return [retention.PointRef(str(p.pk), p.created, p.locked_until) for p in points], by_id
@@ -318,10 +352,17 @@ def _plan_local(
     refs, by_id = _refs(points)
     decision = retention.local_retention(refs, days=policy.local_days or 0, count=policy.local_count or 0, now=now)
     plan.kept += len(decision.keep)
+    last_good = _newest_intact_behind_damage(points)
+    # Pruned from the vault counts as done with the vault: waiting for a copy that will never be
+    # made again would keep the point on this server for ever.
+    vault_done = (RecoveryPoint.VaultStatus.REPLICATED, RecoveryPoint.VaultStatus.PRUNED)
     for ref in decision.remove:
         point = by_id[ref.id]
         item = PruneItem(point, "local", decision.reasons[ref.id])
-        if policy.replicate and vault_enabled and point.vault_status != RecoveryPoint.VaultStatus.REPLICATED:
+        if point is last_good:
+            item.reason = NEWEST_INTACT_REASON
+            plan.held.append(item)
+        elif policy.replicate and vault_enabled and point.vault_status not in vault_done:
             item.reason = "waiting for its copy in the vault before leaving this server"
             plan.held.append(item)
         else:
@@ -342,7 +383,13 @@ def _plan_vault(plan: PrunePlan, points: list[RecoveryPoint], policy: Any, now: 
         now=now,
     )
     plan.kept += len(decision.keep)
-    plan.remove.extend(PruneItem(by_id[ref.id], "vault", decision.reasons[ref.id]) for ref in decision.remove)
+    last_good = _newest_intact_behind_damage(points)
+    for ref in decision.remove:
+        point = by_id[ref.id]
+        if point is last_good:
+            plan.held.append(PruneItem(point, "vault", NEWEST_INTACT_REASON))
+        else:
+            plan.remove.append(PruneItem(point, "vault", decision.reasons[ref.id]))
 
 
 def apply_prune(plan: PrunePlan, *, actor: Any = RETENTION_ACTOR) -> tuple[list[PruneItem], list[str]]:
@@ -350,10 +397,9 @@ def apply_prune(plan: PrunePlan, *, actor: Any = RETENTION_ACTOR) -> tuple[list[
     since the plan) that kept some points for the next run."""
     done: list[PruneItem] = []
     problems: list[str] = []
-    rows = []
     for item in plan.remove:
         try:
-            removed = _remove_point(item.point, local=item.tier == "local", vault=item.tier == "vault")
+            removed = _prune_one(item, actor)
         except RecoveryPoint.DoesNotExist:
             continue
         except VaultActionError as exc:
@@ -361,16 +407,17 @@ def apply_prune(plan: PrunePlan, *, actor: Any = RETENTION_ACTOR) -> tuple[list[
             continue
         if removed:
             done.append(item)
-            rows.append(
-                entry(
-                    actor,
-                    "point.prune",
-                    target_label=str(item.point),
-                    details={"point": str(item.point.pk), "tier": item.tier, "reason": item.reason},
-                )
-            )
-    record_many(rows)
     return done, problems
+
+
+def _prune_one(item: PruneItem, actor: Any) -> list[str]:
+    """Remove one planned point from its tier, and audit it in the same transaction."""
+    with transaction.atomic():
+        removed = _remove_point(item.point, local=item.tier == "local", vault=item.tier == "vault")
+        if removed:
+            details = {"point": str(item.point.pk), "tier": item.tier, "reason": item.reason}
+            record(actor, "point.prune", target_label=str(item.point), details=details)
+    return removed
 
 
 __all__ = [
@@ -383,6 +430,7 @@ __all__ = [
     "create_encryption_key",
     "delete_point",
     "enqueue_replication",
+    "gc_grace_seconds",
     "import_encryption_key",
     "lock_point",
     "plan_prune",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django import forms
 
 from vault.actions import SETTINGS_FIELDS
-from vault.models import VaultSettings
+from vault.models import MIN_GC_GRACE_HOURS, VaultSettings
 from vault.recovery_services import RecoveryServicesConfig
 
 _CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -42,6 +43,11 @@ class VaultSettingsForm(forms.ModelForm):
             "gc_grace_hours": "Garbage collection grace (hours)",
         }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The browser refuses less than the floor too (the model field alone would say 0).
+        self.fields["gc_grace_hours"].widget.attrs["min"] = MIN_GC_GRACE_HOURS
+
     def clean_container(self) -> str:
         value = self.cleaned_data["container"].strip()
         if not _CONTAINER.match(value):
@@ -52,6 +58,16 @@ class VaultSettingsForm(forms.ModelForm):
         value = self.cleaned_data["upload_threads"]
         if not 1 <= value <= 32:
             raise forms.ValidationError("Between 1 and 32.")
+        return value
+
+    def clean_gc_grace_hours(self) -> int:
+        value = self.cleaned_data["gc_grace_hours"]
+        if value < MIN_GC_GRACE_HOURS:
+            # A chunk a running backup has just decided to reuse must never be swept under it.
+            raise forms.ValidationError(
+                "At least one hour: garbage collection must leave alone, for a while, the chunks that running "
+                "backups may have just decided to reuse."
+            )
         return value
 
     def clean(self) -> dict:
