@@ -4,6 +4,11 @@ over the original (refused if its disks changed since the point; powered off fir
 Every restored disk is read back from the datastore and checked chunk by chunk against the point's
 index. A restore to a new VM that fails or is cancelled deletes the VM it created, so nothing half
 restored is left behind; an overwrite that fails says which disks were already written.
+
+Restores that write over an existing VM's disks (overwrite, one disk) cannot be undone, so they first
+hold the VM's claim (no backup of it runs meanwhile, protection.claims) and read and hash every chunk
+they will write (recovery.point_check) before powering anything off: a damaged point is refused, and
+marked damaged, with a sentence naming the newest intact point.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from inventory.connection import open_connection
 from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualMachine
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed
+from protection import claims
 from protection.backup import datacenter_path
-from recovery import actions
+from recovery import actions, point_check
 from recovery.models import Restore
 from vault import engine
 from vault.engine.format import ZERO
@@ -44,18 +50,11 @@ class DiskTarget:
 def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[str, Any]:
     point = RecoveryPoint.objects.select_related("vm__vcenter", "vm__datacenter").get(pk=point_id)
     restore = Restore.objects.filter(job_id=ctx.run.pk).first()
-    source = tiered_store()
+    overwritten = _vm_overwritten(point, target)
     try:
-        if source.vault is not None and not point.local:
-            engine.ensure_readable(source.vault, point_id)
-        indexes = {int(key): index for key, index in _indexes(source, point_id).items()}
-        with open_connection(point.vm.vcenter) as conn:
-            if target["mode"] == "overwrite":
-                result = _overwrite(ctx, conn, point, source, indexes)
-            elif target["mode"] == "disk":
-                result = _one_disk(ctx, conn, point, source, indexes, target)
-            else:
-                result = _to_new_vm(ctx, conn, point, source, indexes, target)
+        if overwritten is not None:
+            _claim_or_refuse(ctx, overwritten)
+        result = _restore(ctx, point, target)
     except engine.NeedsRehydration as exc:
         _finish(restore, 0, str(exc))
         raise JobFailed(str(exc)) from None
@@ -68,8 +67,46 @@ def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[s
     except (api.VCenterError, engine.StoreError, engine.BackendError) as exc:
         _finish(restore, 0, str(exc))
         raise JobFailed(f"The restore of {point.vm.name} failed: {exc}") from None
+    finally:
+        if overwritten is not None:
+            claims.release_vm(overwritten.pk, ctx.run.pk)
     _finish(restore, result["bytes"], "")
     return result
+
+
+def _restore(ctx: JobContext, point: RecoveryPoint, target: dict[str, Any]) -> dict[str, Any]:
+    source = tiered_store()
+    if source.vault is not None and not point.local:
+        engine.ensure_readable(source.vault, str(point.pk))
+    indexes = {int(key): index for key, index in _indexes(source, str(point.pk)).items()}
+    with open_connection(point.vm.vcenter) as conn:
+        if target["mode"] == "overwrite":
+            return _overwrite(ctx, conn, point, source, indexes)
+        if target["mode"] == "disk":
+            return _one_disk(ctx, conn, point, source, indexes, target)
+        return _to_new_vm(ctx, conn, point, source, indexes, target)
+
+
+def _vm_overwritten(point: RecoveryPoint, target: dict[str, Any]) -> VirtualMachine | None:
+    """The existing VM whose disks the restore writes over (None for a new VM)."""
+    if target["mode"] == "overwrite":
+        return point.vm
+    if target["mode"] == "disk":
+        vm = VirtualMachine.objects.filter(pk=target["vm_id"]).first()
+        if vm is None:
+            raise JobFailed("The VM to restore the disk into no longer exists; nothing was changed.")
+        return vm
+    return None
+
+
+def _claim_or_refuse(ctx: JobContext, vm: VirtualMachine) -> None:
+    """Hold the VM's backup claim for the whole restore, so no backup reads the disks being written
+    (and a restore does not write under a running backup)."""
+    if claims.claim_vm(vm.pk, ctx.run.pk):
+        return
+    holder = claims.claim_holder(vm.pk)
+    doing = "A restore" if holder is not None and holder.kind == actions.RESTORE_VM_KIND else "A backup"
+    raise JobFailed(f"{doing} of {vm.name} is running; try again when it has finished.")
 
 
 def _indexes(source: engine.TieredStore, point_id: str) -> dict[str, engine.DiskIndex]:
@@ -134,6 +171,7 @@ def _overwrite(ctx, conn, point, source, indexes) -> dict[str, Any]:  # noqa: AN
         if match is None:
             raise JobFailed(f"{place.label} of {vm.name} is not a single flat file; it cannot be overwritten.")
         disks.append(DiskTarget(place.key, place.label, datacenter_path(vm), match["datastore"], match["path"]))
+    _check_before_writing(ctx, point, source, indexes, [d.source_key for d in disks])
     ctx.log(f"Powering off {vm.name} (state: {api.power_state(conn, vm.moref)}).")
     api.power_off(conn, vm.moref)
     written = _write_and_check(ctx, conn, source, indexes, disks)
@@ -158,11 +196,69 @@ def _one_disk(ctx, conn, point, source, indexes, target) -> dict[str, Any]:  # n
     match = _FLAT_FILE.match(place.flat_file or "")
     if match is None:
         raise JobFailed(f"{place.label} of {vm.name} is not a single flat file; it cannot be overwritten.")
+    _check_before_writing(ctx, point, source, indexes, [source_key])
     ctx.log(f"Powering off {vm.name} (state: {api.power_state(conn, vm.moref)}).")
     api.power_off(conn, vm.moref)
     disk = DiskTarget(source_key, f"{place.label} of {vm.name}", datacenter_path(vm), match["datastore"], match["path"])
     written = _write_and_check(ctx, conn, source, indexes, [disk])
     return {"vm": vm.name, "moref": vm.moref, "bytes": written, "overwritten": [disk.label]}
+
+
+def _check_before_writing(
+    ctx: JobContext,
+    point: RecoveryPoint,
+    source: engine.TieredStore,
+    indexes: dict[int, engine.DiskIndex],
+    disk_keys: list[int],
+) -> None:
+    """Read and hash every chunk about to be written; refuse (JobFailed) before anything is changed
+    if one cannot be read, and record the damage on the point."""
+    ctx.log(f"Reading every chunk of {len(disk_keys)} disk(s) of the point before changing anything.")
+    try:
+        unreadable = point_check.find_unreadable_chunks(
+            source,
+            indexes,
+            disk_keys,
+            progress=lambda done, total: _check_progress(ctx, done, total),
+            should_cancel=ctx.cancel_requested,
+        )
+    except point_check.CheckCancelled:
+        raise JobCancelled() from None
+    if not unreadable:
+        ctx.log("Every chunk of the point reads back intact.")
+        return
+    damaged = [chunk for chunk in unreadable if not chunk.archived]
+    labels = dict(point.disks.values_list("key", "label"))
+    first = (damaged or unreadable)[0]
+    where = f"chunk {first.digest.hex()} of {labels.get(first.disk_key) or f'disk {first.disk_key}'}"
+    where += f" cannot be read: {first.detail}"
+    if len(unreadable) > 1:
+        where += f"; {len(unreadable) - 1} more chunk(s) cannot be read either"
+    if damaged:
+        found = f"{where[0].upper()}{where[1:]} (found by a restore's check before writing)."
+        entries = [entry for chunk in damaged for entry in _damage_entries(point, source, chunk)]
+        actions.mark_point_damaged(point, found, entries)
+        refusal = f"Refused: this recovery point is damaged ({where}); nothing was changed."
+    else:
+        refusal = f"Refused: this recovery point cannot be read now ({where}); nothing was changed."
+    raise JobFailed(f"{refusal} {actions.intact_alternative(point)}")
+
+
+def _check_progress(ctx: JobContext, done: int, total: int) -> None:
+    if done == 0:
+        ctx.set_total(total, "chunks")
+    ctx.progress(done)
+
+
+def _damage_entries(
+    point: RecoveryPoint, source: engine.TieredStore, chunk: point_check.UnreadableChunk
+) -> list[dict[str, str]]:
+    """Which copies are bad: TieredStore reads the local copy of a local point, and turns to the
+    vault's only when that copy is missing (or when there is no local store)."""
+    local = source.local is not None and point.local
+    vault_read = source.vault is not None and (not local or isinstance(chunk.error, engine.ChunkMissing))
+    tiers = (["local"] if local else []) + (["vault"] if vault_read else [])
+    return [{"digest": chunk.digest.hex(), "tier": tier} for tier in tiers or ["local"]]
 
 
 def _write_and_check(ctx, conn, source, indexes, disks: list[DiskTarget]) -> int:  # noqa: ANN001
