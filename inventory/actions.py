@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, ProtectedError
+from django.template.defaultfilters import pluralize
 
 from audit.actions import record
 from inventory import vcenter as api
@@ -118,11 +120,37 @@ def update_vcenter(user: Any, vc: VCenter, params: ConnectionParams) -> VCenter:
     return vc
 
 
+class VCenterHoldsPoints(Exception):
+    """Removing the vCenter would delete VMs that recovery points belong to; the message says what to
+    do, and nothing was changed."""
+
+
 def remove_vcenter(user: Any, vc: VCenter) -> None:
+    """Remove the connection and its inventory; refused (VCenterHoldsPoints) while its VMs have points,
+    because a point without its VM could be neither listed nor restored."""
     with transaction.atomic():
+        _refuse_if_points(vc)
         record(user, "vcenter.delete", target=vc, details=_public_of(vc))
-        VirtualMachine.objects.filter(vcenter=vc).delete()
+        try:
+            VirtualMachine.objects.filter(vcenter=vc).delete()
+        except ProtectedError:
+            # A backup committed a point since the check: refuse the same way (the audit row rolls back).
+            _refuse_if_points(vc)
+            raise
         vc.delete()
+
+
+def _refuse_if_points(vc: VCenter) -> None:
+    # Through the reverse relation, so inventory need not import the vault app above it.
+    held = VirtualMachine.objects.filter(vcenter=vc, recovery_points__isnull=False).aggregate(
+        points=Count("recovery_points"), vms=Count("pk", distinct=True)
+    )
+    if held["points"]:
+        points, vms = held["points"], held["vms"]
+        raise VCenterHoldsPoints(
+            f"vCenter {vc.name} holds {points} recovery point{pluralize(points)} of {vms} VM{pluralize(vms)}; "
+            "delete or let retention remove them before removing the vCenter. Nothing was changed."
+        )
 
 
 def set_do_not_protect(user: Any, vm: VirtualMachine, value: bool) -> None:

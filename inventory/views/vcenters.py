@@ -98,7 +98,11 @@ def vcenter_remove(request: HttpRequest, pk: int) -> HttpResponse:
         if request.POST.get("confirm") != vc.name:
             messages.error(request, "Type the connection's name to confirm.")
         else:
-            actions.remove_vcenter(request.user, vc)
-            messages.success(request, f"{vc.name} removed.")
-            return redirect("inventory:vcenters")
+            try:
+                actions.remove_vcenter(request.user, vc)
+            except actions.VCenterHoldsPoints as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(request, f"{vc.name} removed.")
+                return redirect("inventory:vcenters")
     return render(request, "inventory/vcenter_remove.html", {"vc": vc, "vm_count": vc.vms.count()})

@@ -105,7 +105,10 @@ class Command(BaseCommand):
 
     def do_remove(self, options: dict[str, Any]) -> None:
         vc = _get(options["name"])
-        actions.remove_vcenter(None, vc)
+        try:
+            actions.remove_vcenter(None, vc)
+        except actions.VCenterHoldsPoints as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(f"Removed {vc.name}.")
 
 
