@@ -57,6 +57,26 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_counts(name: str, default: dict[str, int], *, maximum: int = 32) -> dict[str, int]:
+    """`kind=count,...` over the kinds of `default`, e.g. WORKERS=backup=4,restore=1; a kind left out is 0.
+
+    Leaving kinds out is what a machine that runs only some of them wants (say, backups only).
+    """
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return dict(default)
+    example = ",".join(f"{kind}={count}" for kind, count in default.items())
+    counts = dict.fromkeys(default, 0)
+    for item in (part.strip() for part in raw.split(",")):
+        kind, sep, count = (word.strip() for word in item.partition("="))
+        if not sep or kind not in counts or not count.isdigit():
+            raise ConfigError(f"{name} must look like {example} (kinds: {', '.join(default)}), not {item!r}")
+        if int(count) > maximum:
+            raise ConfigError(f"{name} allows at most {maximum} per kind, not {kind}={count}")
+        counts[kind] = int(count)
+    return counts
+
+
 def env_dir(name: str, default: Path) -> Path:
     """A directory that is created when missing; unusable paths are reported by name."""
     path = Path(os.environ.get(name) or default).expanduser().resolve()

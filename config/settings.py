@@ -13,6 +13,7 @@ from config.env import (
     ConfigError,
     check_redis_url,
     env_bool,
+    env_counts,
     env_dir,
     env_int,
     env_list,
@@ -52,6 +53,19 @@ try:
     BACKUP_STORE_QUOTA = env_int("STORE_QUOTA_GB", 0, minimum=0) * 1024**3 or None
     # Backups running at once across all workers and machines (each group also has its parallelism).
     MAX_CONCURRENT_BACKUPS = env_int("MAX_CONCURRENT_BACKUPS", 8, minimum=1, maximum=256)
+    # The RQ workers `make run` starts, by kind; each kind takes its queues in this order. Backups and
+    # restores have workers of their own, and the short housekeeping jobs (maintenance: scheduler tick,
+    # reaper, alerts) and the long vault jobs never share one, so none of them waits behind another.
+    WORKER_QUEUES = {
+        "backup": ("backup",),
+        "restore": ("restore",),
+        "maintenance": ("maintenance", "default"),
+        "vault": ("vault", "default"),
+    }
+    WORKERS = env_counts("WORKERS", {"backup": 2, "restore": 1, "maintenance": 1, "vault": 1})
+    # Seconds `make run` waits at start for each service it needs to answer (Redis loading its
+    # append-only file, PostgreSQL recovering after a power loss, the simulator).
+    START_TIMEOUT = env_int("START_TIMEOUT", 120, minimum=1)
 except ConfigError as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from None

@@ -1,9 +1,12 @@
-"""`make run`: migrate, make sure an administrator exists, then start and supervise everything.
+"""`make run`: start everything in dependency order, each part once what it needs answers, and supervise.
 
-Started here, in this order: a private Redis (unless REDIS_URL is set), the vCenter simulator
-with a demo inventory (when no real vCenter is configured), RQ workers, RQ's cron scheduler,
-the inventory watcher (live vCenter changes) and gunicorn. Ctrl-C (or SIGTERM) stops all of
-them; if one of them dies, the others are stopped too, so nothing is left running half-way.
+In this order, each waiting for the one before to answer: processes a crashed earlier run of this
+DATA_DIR left behind are stopped; a private Redis (unless REDIS_URL is set) that keeps its queues in
+an append-only file; the database (PostgreSQL may still be starting), then migrations and an
+administrator; the vCenter simulator with a demo inventory (when no real vCenter is configured); then
+the RQ workers (per queue, see WORKERS), RQ's cron scheduler, the inventory watcher and gunicorn.
+Ctrl-C (or SIGTERM) stops all of them; if one of them dies, the others are stopped too, so nothing is
+left running half-way.
 """
 
 from __future__ import annotations
@@ -16,15 +19,30 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tools.services import child_process_options  # noqa: E402
+from tools.services import (  # noqa: E402
+    Redis,
+    ServiceError,
+    child_process_options,
+    process_environment,
+    processes_where,
+    terminate_processes,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-WORKERS = 2  # one per core: backups are I/O and hashing bound, and the machine is small
 ADMIN_NAME = "admin"
+# Set in the environment of everything `make run` starts (children inherit it, grandchildren too), so
+# the next run finds what a killed run left behind, whatever became of its parent.
+RUN_MARKER = "VMBACKUP_RUN_DATA_DIR"
+WORKER_CLASS = "jobs.worker.CleaningWorker"
+
+
+class StartError(Exception):
+    """A part `make run` needs did not answer in time; the message says which and what to do."""
 
 
 def say(message: str) -> None:
@@ -56,6 +74,7 @@ class Supervisor:
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.stopping = False
+        self.watching = False
 
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, **child_process_options())
@@ -66,6 +85,7 @@ class Supervisor:
         return self.spawn(name, [sys.executable, "manage.py", *args])
 
     def watch(self) -> int:
+        self.watching = True
         parent = os.getppid()
         while not self.stopping:
             if os.getppid() != parent:
@@ -131,6 +151,122 @@ def ensure_admin(data_dir: Path) -> None:
     say(f"(also kept in {password_file}; change it after logging in)")
 
 
+def hold_lock(lock_path: Path) -> IO[str] | None:
+    """The open, locked run.lock; None (after saying so) when another run of this DATA_DIR holds it.
+
+    flock dies with its holder, so whatever a killed run left in the file never blocks a new run.
+    """
+    lock = open(lock_path, "a+")  # noqa: SIM115  (held for the life of the process)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        say(f"Already running for DATA_DIR={lock_path.parent} ({lock.read().strip()}). Stop it first, or "
+            "start a second instance with another DATA_DIR and PORT.")  # fmt: skip
+        lock.close()
+        return None
+    return lock
+
+
+def stop_leftovers(data_dir: Path) -> None:
+    """Stop every process a killed earlier run of this DATA_DIR left running (a worker finishing a job,
+    a web server holding the port, a Redis still shutting down that would remove the new one's socket).
+
+    Only called while holding run.lock, so none of them belongs to a live run.
+    """
+    marker = f"{RUN_MARKER}={data_dir}"
+    leftovers = processes_where(lambda pid: marker in process_environment(pid))
+    if leftovers:
+        say(f"Stopping {len(leftovers)} processes left running by an earlier run that did not stop cleanly…")
+        terminate_processes(leftovers)
+
+
+def start_redis(data_dir: Path, timeout: float) -> Redis:
+    """The private Redis, persistent, answering PING (its append-only file loaded) when this returns."""
+    redis = Redis(data_dir, persistent=True).start(timeout)
+    say(f"Redis listening on {redis.socket_path}")
+    say(f"Redis keeps its queues in {redis.data_path} (append-only, fsync every second)")
+    return redis
+
+
+def wait_for_redis_url(url: str, timeout: float) -> None:
+    """Return once the Redis at REDIS_URL answers PING; StartError after `timeout` seconds."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.RedisError as error:  # not there yet, or still loading its data
+            if time.monotonic() >= deadline:
+                raise StartError(f"Redis at REDIS_URL did not answer within {timeout:.0f} s ({error}).") from None
+        time.sleep(0.5)
+
+
+def prepare_database(data_dir: Path, timeout: float) -> None:
+    """Wait for the database to answer, then migrate it and make sure an administrator exists."""
+    from django.core.management import call_command
+
+    from config.database import DatabaseUnavailable, wait_until_it_answers
+
+    try:
+        wait_until_it_answers(timeout, say)
+    except DatabaseUnavailable as error:
+        raise StartError(str(error)) from None
+    say("Applying database migrations…")
+    call_command("migrate", interactive=False, verbosity=0)
+    ensure_admin(data_dir)
+
+
+def start_workers(supervisor: Supervisor, counts: dict[str, int], queues: dict[str, tuple[str, ...]]) -> None:
+    """Workers per kind, each kind on its own queues, so a full backup window delays no restore and
+    no housekeeping (see WORKERS in the README)."""
+    for kind, count in counts.items():
+        for number in range(1, count + 1):
+            supervisor.manage(
+                f"{kind} worker {number}", "rqworker", *queues[kind],
+                "--name", f"vmbackup-{os.getpid()}-{kind}-{number}", "--worker-class", WORKER_CLASS,
+            )  # fmt: skip
+    started = [f"{kind} ×{count} ({', '.join(queues[kind])})" for kind, count in counts.items() if count]
+    say(f"Workers: {'; '.join(started) or 'none (WORKERS names none)'}")
+
+
+def start_web_server(supervisor: Supervisor, port: int) -> None:
+    supervisor.spawn(
+        "web server",
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+         "--threads", "4", "--worker-class", "gthread", "--access-logfile", "-", "--graceful-timeout", "10",
+         "--no-control-socket"],
+    )  # fmt: skip
+
+
+def start_everything(supervisor: Supervisor, port: int) -> None:
+    """Each part in dependency order, started once the parts it needs answer."""
+    from django.conf import settings
+    from django.db import connections
+
+    from tools import demo
+
+    if os.environ.get("REDIS_URL"):
+        wait_for_redis_url(settings.REDIS_URL, settings.START_TIMEOUT)
+    else:
+        redis = start_redis(settings.DATA_DIR, settings.START_TIMEOUT)
+        supervisor.children.append(("Redis", redis.process))  # stopped last, watched like the rest
+    prepare_database(settings.DATA_DIR, settings.START_TIMEOUT)
+    simulator = demo.start_if_no_vcenter(settings.DATA_DIR, say)  # returns once the simulator answers
+    if simulator is not None:
+        supervisor.children.append(("vCenter simulator", simulator.process))
+    connections.close_all()  # the children have their own; this process needs none while it watches
+    start_workers(supervisor, settings.WORKERS, settings.WORKER_QUEUES)
+    supervisor.manage("scheduler", "rqcron", "config.cron")
+    supervisor.manage("inventory watcher", "inventory", "watch")
+    start_web_server(supervisor, port)
+    if wait_for_port(port, 60):
+        say(f"Dashboard: http://127.0.0.1:{port}/   (Ctrl-C stops everything)")
+
+
 def main() -> int:
     import django
 
@@ -139,14 +275,10 @@ def main() -> int:
 
     port = int(os.environ.get("PORT", "8000"))
     lock_path = settings.DATA_DIR / "run.lock"
-    lock = open(lock_path, "a+")  # noqa: SIM115  (held for the life of the process)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        say(f"Already running for DATA_DIR={settings.DATA_DIR} ({lock.read().strip()}). Stop it first, or "
-            "start a second instance with another DATA_DIR and PORT.")  # fmt: skip
+    lock = hold_lock(lock_path)
+    if lock is None:
         return 1
+    stop_leftovers(settings.DATA_DIR)
     if not port_is_free(port):
         say(f"Port {port} is in use by another program. Choose another with PORT=8001 make run.")
         return 1
@@ -154,55 +286,31 @@ def main() -> int:
     lock.truncate()
     lock.write(f"pid {os.getpid()}, http://127.0.0.1:{port}/\n")
     lock.flush()
-
-    from django.core.management import call_command
-
-    say("Applying database migrations…")
-    call_command("migrate", interactive=False, verbosity=0)
-    ensure_admin(settings.DATA_DIR)
+    os.environ[RUN_MARKER] = str(settings.DATA_DIR)
 
     supervisor = Supervisor()
-    redis = None
 
     def shutdown(signum: int, frame: object) -> None:
+        if not supervisor.watching:
+            raise KeyboardInterrupt  # still starting: stop waiting for a service at once
         supervisor.stopping = True
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
     status = 0
     try:
-        if not os.environ.get("REDIS_URL"):
-            from tools.services import Redis
-
-            redis = Redis(settings.DATA_DIR).start()
-            say(f"Redis listening on {redis.socket_path}")
-        from tools import demo
-
-        simulator = demo.start_if_no_vcenter(settings.DATA_DIR, say)
-        if simulator is not None:
-            supervisor.children.append(("vCenter simulator", simulator.process))
-        for number in range(1, WORKERS + 1):
-            supervisor.manage(
-                f"worker {number}", "rqworker", "backup", "restore", "default", "maintenance",
-                "--name", f"vmbackup-{os.getpid()}-{number}", "--worker-class", "jobs.worker.CleaningWorker",
-            )  # fmt: skip
-        supervisor.manage("scheduler", "rqcron", "config.cron")
-        supervisor.manage("inventory watcher", "inventory", "watch")
-        supervisor.spawn(
-            "web server",
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "--threads", "4", "--worker-class", "gthread", "--access-logfile", "-", "--graceful-timeout", "10",
-             "--no-control-socket"],
-        )  # fmt: skip
-        if wait_for_port(port, 60):
-            say(f"Dashboard: http://127.0.0.1:{port}/   (Ctrl-C stops everything)")
+        start_everything(supervisor, port)
         status = supervisor.watch()
+    except KeyboardInterrupt:
+        pass
+    except (StartError, ServiceError) as error:
+        say(str(error))
+        status = 1
     finally:
         say("Stopping…")
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         supervisor.stop_all()
-        if redis is not None:
-            redis.stop()
         lock_path.unlink(missing_ok=True)
         say("Stopped.")
     return status

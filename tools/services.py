@@ -7,6 +7,7 @@ without touching any system-wide instance. No Django imports.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pwd
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,41 +69,141 @@ def _wait(check, what: str, timeout: float, proc: subprocess.Popen | None = None
     raise ServiceError(f"{what} did not start within {timeout:.0f} s")
 
 
+def _proc_text(pid: int, name: str) -> str:
+    """A /proc file of a process as text ("" once the process is gone or not ours to read)."""
+    try:
+        return (Path("/proc") / str(pid) / name).read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def process_environment(pid: int) -> list[str]:
+    """A process's environment as `NAME=value` entries (empty once it is gone or not ours to read)."""
+    try:
+        return (Path("/proc") / str(pid) / "environ").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def process_is_running(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a zombie's sockets and files are closed)."""
+    status = _proc_text(pid, "status")
+    state = next((line for line in status.splitlines() if line.startswith("State:")), "")
+    return bool(state) and "zombie" not in state
+
+
+def processes_where(matches: Callable[[int], bool]) -> set[int]:
+    """Every running process (other than this one) for which `matches(pid)` is true."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid() and matches(int(entry.name)):
+            found.add(int(entry.name))
+    return {pid for pid in found if process_is_running(pid)}
+
+
+def terminate_processes(pids: Iterable[int], timeout: float = 10) -> None:
+    """SIGTERM each process, SIGKILL what is still running after `timeout`, and return once all are gone.
+
+    SIGCONT follows SIGTERM: a stopped process would otherwise keep the signal pending for ever.
+    """
+    remaining = {pid for pid in pids if process_is_running(pid)}
+    for signum in (signal.SIGTERM, signal.SIGCONT):
+        _signal_each(remaining, signum)
+    deadline = time.monotonic() + timeout
+    while remaining and time.monotonic() < deadline:
+        remaining = {pid for pid in remaining if process_is_running(pid)}
+        time.sleep(0.05)
+    _signal_each(remaining, signal.SIGKILL)
+    _wait(lambda: not any(process_is_running(pid) for pid in remaining), "a killed process", 30)
+
+
+def _signal_each(pids: Iterable[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # gone already: nothing to signal
+            os.kill(pid, signum)
+
+
 @dataclass
 class Redis:
-    """A private redis-server listening on a Unix socket only (no TCP port to collide on)."""
+    """A private redis-server listening on a Unix socket only (no TCP port to collide on).
+
+    With `persistent=True` (what `make run` uses) it keeps its data in an append-only file in
+    `directory/appendonlydir`, written at once and fsynced every second, so queued jobs survive a
+    restart and lose at most the last second on a power loss. The test suite's Redis keeps nothing.
+    """
 
     directory: Path
+    persistent: bool = False
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def socket_path(self) -> Path:
         return self.directory / "redis.sock"
 
+    @property
+    def pid_path(self) -> Path:
+        return self.directory / "redis.pid"
+
+    @property
+    def data_path(self) -> Path:
+        """Where a persistent Redis keeps its append-only file (Redis 7 names the folder itself)."""
+        return self.directory / "appendonlydir"
+
     def url(self, db: int = 0) -> str:
         return f"unix://{self.socket_path}?db={db}"
 
-    def start(self) -> Redis:
+    def start(self, timeout: float = 120) -> Redis:
+        """Start redis-server and return once it answers PING (after loading its append-only file).
+
+        A server of this directory left by a crashed parent is stopped first and its socket removed:
+        started beside it, ours would lose its socket the moment the old one exits (Redis unlinks
+        its socket path on shutdown), and clients would fail with "Error 2 connecting to …".
+        """
         binary = shutil.which("redis-server")
         if not binary:
             raise ServiceError("redis-server is missing: install the Debian package redis-server")
         self.directory.mkdir(parents=True, exist_ok=True)
+        terminate_processes(self._leftover_servers())
         self.socket_path.unlink(missing_ok=True)
+        self.pid_path.unlink(missing_ok=True)
         self.process = subprocess.Popen(
             [binary, "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
-             "--dir", str(self.directory), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+             "--dir", str(self.directory), "--pidfile", str(self.pid_path), "--save", "",
+             *self._persistence_options(), "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, **child_process_options(),
         )  # fmt: skip
-        _wait(self._answers, "redis-server", 10, self.process)
+        _wait(self._answers, "redis-server", timeout, self.process)
         return self
+
+    def _persistence_options(self) -> list[str]:
+        if not self.persistent:
+            return ["--appendonly", "no"]
+        return ["--appendonly", "yes", "--appendfsync", "everysec"]
+
+    def _leftover_servers(self) -> set[int]:
+        """redis-servers still serving this directory's socket: the one its pid file names (checked,
+        as the pid may have been reused) and any other found in /proc (killed before writing it)."""
+        named = set()
+        # No pid file, or a half-written one: the scan below still finds the server.
+        with contextlib.suppress(OSError, ValueError):
+            named.add(int(self.pid_path.read_text().strip()))
+        return {pid for pid in named if self._serves_our_socket(pid)} | processes_where(self._serves_our_socket)
+
+    def _serves_our_socket(self, pid: int) -> bool:
+        # redis-server shows its socket in its process title ("redis-server unixsocket:/…/redis.sock").
+        words = _proc_text(pid, "cmdline").split()
+        ours = {str(self.socket_path), f"unixsocket:{self.socket_path}"}
+        return bool(words) and "redis-server" in words[0] and not ours.isdisjoint(words)
 
     def _answers(self) -> bool:
         if not self.socket_path.exists():
             return False
         try:
             with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(5)
                 sock.connect(str(self.socket_path))
                 sock.sendall(b"PING\r\n")
+                # "-LOADING …" while the append-only file is read: not ready yet.
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
