@@ -23,6 +23,7 @@ class JobRun(models.Model):
         CANCELLED = "cancelled"
 
     FINAL = (Status.SUCCEEDED, Status.FAILED, Status.ERRORED, Status.CANCELLED)
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
     MAX_LOG_LINES = 2000
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -50,6 +51,13 @@ class JobRun(models.Model):
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
+    # The job this one waits for (a parallelism chain). Kept on the row, not only in Redis, so a job
+    # queued again after Redis lost it still waits for its predecessor while that one has not ended.
+    after = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="waiting")
+    # How often the job was put on its queue (first time, then each time the reaper found its entry
+    # lost or the previous attempt failed), and the last error met doing so ("" once queued).
+    queue_attempts = models.PositiveSmallIntegerField(default=0)
+    queue_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created"]
