@@ -11,14 +11,31 @@ Layout under the store root:
     points/<point id>/manifest.json     disks, their statistics, and the caller's metadata ("meta")
     points/<point id>/<disk key>.idx    binary index: header, digests, SHA-256 of the index
     staging/<point id>.<token>/         a backup in progress: lock, chunks/, point/ (never trusted)
-    trash/                              swept staging directories and deleted points, being removed
+    trash/                              swept staging, deleted points and chunks the GC is sweeping
+    bad/<64 hex>                        a quarantined chunk: failed its check on a read, moved out of chunks/
+    bad/<64 hex>.why                    when and why it was quarantined
+    bad/<64 hex>.repaired               its evidence once a good copy is back in chunks/
     lock, staging.lock                  flock files (backups share `lock`; a future GC takes it alone)
+    trash.lock                          flock: GC sweeps and deletions hold it shared while they work in
+                                        trash/; recover() empties trash/ only if it gets it exclusively
 
 A backup writes its new chunks and its indexes into its staging directory, fsyncs them in one batch
 at commit, renames the chunks into chunks/ (fsyncing those directories), then renames point/ to
 points/<id> and fsyncs points/. So a name under chunks/ or points/ always refers to complete, durable
 data, and a backup may trust `chunks/<digest>` existing. `Store.recover()` (run by every
-`begin_point`) sweeps staging directories whose owner died.
+`begin_point`) sweeps staging directories whose owner died, and, when no GC or deletion holds
+trash.lock, empties trash/, putting back into chunks/ any whole chunk a crashed GC was sweeping.
+
+Healing (like Proxmox Backup Server renaming a failed chunk to `.bad`): every read checks the chunk
+against its digest, and one that fails is moved to bad/ by `Store.read_chunk` itself, so verify,
+restore, browse and replication all quarantine through one path. A quarantined chunk is absent, so
+a backup never reuses it: not by name, not through its previous index (`bad_chunks()` is subtracted
+from what it trusts), not through CBT (such a chunk is read even if unchanged). The next backup
+that reads those bytes stores the chunk again and its commit marks the record repaired
+(`PendingPoint.repaired`), which makes every older point that references it whole again.
+`TieredStore` repairs a corrupt chunk from the other tier on the fly, `repair_chunks` in bulk
+(`Store.put_chunk_file`, `RemoteVault.read_chunk_file`), and replication checks every chunk before
+it uploads it, so damage never crosses tiers.
 
 Typical use:
 
@@ -46,6 +63,7 @@ from .errors import (
     ChunkCorrupt,
     ChunkError,
     ChunkMissing,
+    ChunkQuarantined,
     CorruptIndex,
     CorruptPoint,
     PointExists,
@@ -61,11 +79,12 @@ from .leases import VaultBusy
 from .pending import PendingPoint
 from .reader import DiskReader, RestoreStats, restore_disk
 from .remote import RemotePoint, RemoteVault, VaultKeyError
+from .repair import ChunkNote, RepairReport, repair_chunks
 from .replicate import ReplicationStats, replicate_point
 from .sealing import Sealer, SealError, generate_key, parse_key
 from .source import FileSource, Source
 from .store import Point, Store
-from .tiers import NeedsRehydration, TieredStore, TieringReport, apply_tiering, ensure_readable
+from .tiers import ChunkRepair, NeedsRehydration, TieredStore, TieringReport, apply_tiering, ensure_readable
 from .verify import ChunkProblem, DiskVerify, VerifyReport, verify_point
 
 __all__ = [
@@ -78,11 +97,15 @@ __all__ = [
     "BlobArchived",
     "BlobInfo",
     "BlobNotFound",
+    "ChunkNote",
+    "ChunkQuarantined",
+    "ChunkRepair",
     "GcReport",
     "NeedsRehydration",
     "PointInUse",
     "RemotePoint",
     "RemoteVault",
+    "RepairReport",
     "ReplicationStats",
     "SealError",
     "Sealer",
@@ -96,6 +119,7 @@ __all__ = [
     "ensure_readable",
     "generate_key",
     "parse_key",
+    "repair_chunks",
     "replicate_point",
     "CHUNK_SIZE",
     "BackupStats",

@@ -38,6 +38,7 @@ class BackupStats:
     chunks_new: int = 0  # stored by this backup
     chunks_reused: int = 0  # already in the store (or earlier in this point), or unchanged per CBT
     chunks_zero: int = 0  # all zeros: recorded in the index, never stored
+    chunks_repaired: int = 0  # of chunks_new: quarantined as corrupt (bad/) before, stored again here
     bytes_stored_new: int = 0  # size of the new chunk files (header + payload)
     seconds: float = 0.0
 
@@ -128,11 +129,24 @@ class _DiskJob:
         if self.previous is not None and changed_areas is not None:
             self.must_read = chunks_to_read(self.size, self.previous, changed_areas)
         cbt = self.must_read is not None
+        # Chunks found corrupt and not yet stored again: whatever an earlier index says, their bytes
+        # must be read and stored anew (this is how the next backup repairs them).
+        self.bad = point.store.bad_chunks()
         # The previous point's chunks are known to be stored: a set lookup instead of a stat per chunk.
-        self.known = self.previous.referenced() if self.previous is not None else set()
+        self.known = self.previous.referenced() - self.bad if self.previous is not None else set()
+        if self.must_read is not None and self.bad:
+            self._read_bad_chunks(self.must_read)
         self.threads = max(1, threads)
         self.stats = BackupStats(disk_key=disk_key, path="cbt" if cbt else "full", logical_bytes=self.size)
         self._local = threading.local()
+
+    def _read_bad_chunks(self, must_read: bytearray) -> None:
+        """CBT says nothing changed there, but the previous digest names a quarantined chunk: read it."""
+        assert self.previous is not None
+        digests = self.previous.digests
+        for i in range(min(len(must_read), len(self.previous))):
+            if not must_read[i] and digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] in self.bad:
+                must_read[i] = 1
 
     def run(self, progress: Callable[[int], None] | None, should_cancel: Callable[[], bool] | None) -> DiskBackup:
         started = time.perf_counter()
@@ -195,6 +209,8 @@ class _DiskJob:
             if kind == _NEW:
                 self.stats.chunks_new += 1
                 self.stats.bytes_stored_new += stored
+                if digest in self.bad:
+                    self.stats.chunks_repaired += 1
             else:
                 self.stats.chunks_reused += 1
         return done

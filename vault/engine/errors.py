@@ -52,7 +52,12 @@ class ChunkMissing(ChunkError):
 
 
 class ChunkCorrupt(ChunkError):
-    pass
+    """The chunk's bytes are not what its digest names (bad header, does not decompress, wrong size
+    or wrong SHA-256). The store that found it has moved it aside (`Store.quarantine_chunk`)."""
+
+
+class ChunkQuarantined(ChunkCorrupt):
+    """The chunk was found corrupt earlier and sits in bad/; no good copy is back in chunks/ yet."""
 
 
 class SourceError(StoreError):

@@ -85,6 +85,32 @@ def decode_chunk(payload: bytes | memoryview, digest: bytes, length: int, *, ver
     return data
 
 
+def chunk_file_length(chunk_file: bytes | memoryview, digest: bytes) -> int:
+    """The plaintext length a chunk file claims (raw: its payload; zstd: the frame's recorded content
+    size), for callers that hold a chunk file without its index. ChunkCorrupt if it claims nothing
+    sane: a chunk is never longer than CHUNK_SIZE."""
+    view = memoryview(chunk_file)
+    kind = bytes(view[:1])
+    if kind == RAW:
+        length = len(view) - 1
+    elif kind == ZSTD:
+        try:
+            length = zstandard.frame_content_size(view[1:])
+        except zstandard.ZstdError as err:
+            raise ChunkCorrupt(f"chunk {digest.hex()} has no readable zstd frame header: {err}", digest) from err
+    else:
+        raise ChunkCorrupt(f"chunk {digest.hex()} has an unknown header byte {kind!r}", digest)
+    if not 0 < length <= CHUNK_SIZE:
+        raise ChunkCorrupt(f"chunk {digest.hex()} claims {length} bytes of data", digest)
+    return length
+
+
+def decode_chunk_file(chunk_file: bytes | memoryview, digest: bytes) -> memoryview:
+    """Check a whole chunk file against `digest` without knowing its length from an index; its
+    plaintext, or ChunkCorrupt. Used before a chunk file is copied to the other tier."""
+    return decode_chunk(chunk_file, digest, chunk_file_length(chunk_file, digest), verify=True)
+
+
 @dataclass(frozen=True)
 class DiskIndex:
     """The chunk list of one disk image. `digests` is the concatenation of 32-byte digests, kept as one

@@ -10,6 +10,13 @@ sweep unmarked chunks not used since a cutoff. Backups keep running meanwhile; w
   point pinned as its base: `delete_point` refuses it, so its chunks stay marked.
 * The sweep renames a chunk into trash/, then looks at its mtime again: a backup that touched it in
   between gets it back; a backup touching it after the rename finds nothing and stores its own copy.
+  The sweep holds trash.lock shared, so `Store.recover()` never empties trash/ under it; a
+  `gc-*` entry left by a GC that died is put back into chunks/ by the next recover().
+
+Quarantined chunks (bad/) are not chunks: they are never counted or marked. A bad/ record is
+evidence, kept for the grace period after the quarantine; after that it goes once it is marked
+repaired or no point references the chunk any more. An unrepaired record of a chunk some point still
+needs stays, because it is what tells backups not to trust that digest.
 
 The grace period (24 h by default, like PBS) also covers clocks and file systems with coarse times.
 
@@ -31,8 +38,8 @@ from typing import Any
 
 from . import leases
 from .format import DiskIndex
-from .remote import CHUNKS, POINTS, RemoteVault
-from .store import MANIFEST, Store
+from .remote import BAD, CHUNKS, POINTS, RemoteVault
+from .store import GC_TRASH_PREFIX, MANIFEST, REASON_SUFFIX, Store
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
 
@@ -47,6 +54,7 @@ class GcReport:
     chunks_kept_young: int = 0  # unreferenced but used after the cutoff
     bytes_freed: int = 0
     other_blobs_swept: int = 0  # vault: blobs of unpublished points, stale markers
+    bad_swept: int = 0  # quarantine records (bad/) past the grace period, repaired or unreferenced
     dry_run: bool = False
     seconds: float = 0.0
 
@@ -79,6 +87,19 @@ def collect_local(store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS,
             marked |= point.index(key).referenced()
     report.chunks_marked = len(marked)
 
+    if dry_run:
+        _sweep_chunks(store, marked, cutoff, report)
+    else:
+        with store.trash_in_use():
+            _sweep_chunks(store, marked, cutoff, report)
+    _sweep_bad(store, marked, started - grace_seconds, report)
+    if not dry_run:
+        store._release(report.bytes_freed)
+    report.seconds = time.time() - started
+    return report
+
+
+def _sweep_chunks(store: Store, marked: set[bytes], cutoff: float, report: GcReport) -> None:
     for sub in os.scandir(store.chunks_dir):
         if not sub.is_dir():
             continue
@@ -97,7 +118,7 @@ def collect_local(store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS,
             if st.st_mtime >= cutoff:
                 report.chunks_kept_young += 1
                 continue
-            if dry_run:
+            if report.dry_run:
                 report.chunks_swept += 1
                 report.bytes_freed += st.st_size
                 continue
@@ -107,15 +128,32 @@ def collect_local(store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS,
                 report.bytes_freed += freed
             else:
                 report.chunks_kept_young += 1
-    if not dry_run:
-        store._release(report.bytes_freed)
-    report.seconds = time.time() - started
-    return report
+
+
+def _sweep_bad(store: Store, marked: set[bytes], cutoff: float, report: GcReport) -> None:
+    """Remove bad/ records quarantined before `cutoff` that no longer matter (see the module doc)."""
+    # Unrepaired and still referenced: the record that keeps backups from trusting the digest.
+    needed = store.bad_chunks() & marked
+    for entry in os.scandir(store.bad_dir):
+        name = entry.name
+        temp = name.startswith(".")  # a reason file whose writer died before renaming it
+        try:
+            digest = bytes.fromhex(name.lstrip(".")[:64])
+            st = entry.stat()
+        except (ValueError, FileNotFoundError):
+            continue  # not ours, or removed meanwhile
+        if st.st_mtime >= cutoff or (digest in needed and not temp):
+            continue
+        if not name.endswith(REASON_SUFFIX) and not temp:
+            report.bad_swept += 1
+            report.bytes_freed += st.st_size
+        if not report.dry_run:
+            Path(entry.path).unlink(missing_ok=True)
 
 
 def _sweep_chunk(store: Store, path: Path, cutoff: float) -> int | None:
     """Remove one chunk unless a backup touched it at the last moment; the freed bytes, or None."""
-    doomed = store.trash_dir / f"gc-{path.name}.{secrets.token_hex(4)}"
+    doomed = store.trash_dir / f"{GC_TRASH_PREFIX}{path.name}.{secrets.token_hex(4)}"
     try:
         os.rename(path, doomed)
     except FileNotFoundError:
@@ -145,17 +183,28 @@ def collect_vault(
                 index: DiskIndex = point.index(key)
                 marked |= {vault.chunk_name(d) for d in index.referenced()}
         report.chunks_marked = len(marked)
+        present: set[str] = set()
         for info in list(vault.backend.list(CHUNKS)):
             report.chunks_seen += 1
             if info.name in marked:
+                present.add(info.name)
                 continue
             if info.modified >= cutoff:
                 report.chunks_kept_young += 1
+                present.add(info.name)
                 continue
             report.chunks_swept += 1
             report.bytes_freed += info.size
             if not dry_run:
                 vault.backend.delete(info.name)
+        # Quarantined blobs: evidence for the grace period, then gone once a good copy is back or
+        # no point needs the chunk.
+        for info in list(vault.backend.list(BAD)):
+            chunk = CHUNKS + info.name[len(BAD) :].removesuffix(".why")
+            if info.modified < cutoff and (chunk in present or chunk not in marked):
+                report.bad_swept += 0 if info.name.endswith(".why") else 1
+                if not dry_run:
+                    vault.backend.delete(info.name)
         # Indexes of points whose manifest never arrived (an interrupted replication).
         for info in list(vault.backend.list(POINTS)):
             point_id = info.name[len(POINTS) :].split("/", 1)[0]

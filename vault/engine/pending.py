@@ -48,6 +48,9 @@ class PendingPoint:
         self._reserved = 0
         self._disks: dict[str, DiskBackup] = {}
         self.state = "open"
+        # Digests that were quarantined (bad/) and that this point's commit stored again: every
+        # point referencing them is whole again. Filled by commit(), for the caller to record.
+        self.repaired: set[bytes] = set()
 
     def __enter__(self) -> PendingPoint:
         return self
@@ -197,6 +200,9 @@ class PendingPoint:
             fsutil.fsync_dir(directory)
         if created:
             fsutil.fsync_dir(self.store.chunks_dir)
+        # Good copies of quarantined chunks are durable in chunks/ now: their bad/ records can say so.
+        if staged:
+            self.repaired = self.store._mark_repaired(set(staged) & self.store._bad_records())
 
         final_point = self.store.points_dir / self.point_id
         try:

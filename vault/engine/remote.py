@@ -9,9 +9,13 @@ Layout in the back end (names relative to the container):
     points/<point id>/manifest.json   written last: a point exists in the vault once this blob does
     locks/writer-<token>.json         a replication in progress (refreshed every minute)
     locks/gc-<token>.json             a garbage collection in progress
+    bad/<4 hex>/<64 hex>              a chunk blob that failed its check on a read, moved out of chunks/
+                                      (sealed bytes as found) so the next replication uploads a good
+                                      copy; `.why` beside it (sealed) says when and why
 
 A chunk blob is put only if absent and never changed, so a blob that exists is whole (the service
-checks each upload's MD5). A point is published by its manifest, after every chunk and index it
+checks each upload's MD5), until a read finds it damaged and quarantines it (copy to bad/, then
+delete). A point is published by its manifest, after every chunk and index it
 needs is in place; a replication that dies leaves chunks and perhaps indexes, which the next run
 reuses and a garbage collection removes if nothing ever publishes them.
 """
@@ -20,13 +24,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .blobs import Backend, BlobInfo, BlobNotFound
+from .blobs import Backend, BackendError, BlobInfo, BlobNotFound
 from .errors import ChunkCorrupt, ChunkMissing, CorruptPoint, PointNotFound, StoreError
-from .format import CHUNK_SIZE, DiskIndex, decode_chunk
+from .format import CHUNK_SIZE, DiskIndex, decode_chunk, decode_chunk_file
 from .sealing import Sealer, SealError
 from .store import MANIFEST, ManifestView, check_name
 
@@ -34,6 +39,7 @@ VAULT_FORMAT = 1
 CONFIG = "vault.json"
 CHUNKS = "chunks/"
 POINTS = "points/"
+BAD = "bad/"
 
 
 class VaultKeyError(StoreError):
@@ -149,17 +155,67 @@ class RemoteVault:
 
     def read_chunk(self, digest: bytes, length: int, *, verify: bool = True) -> memoryview:
         """The plaintext of one chunk; ChunkMissing if the vault lacks it, BlobArchived if it must
-        be rehydrated first. Always checks the SHA-256 when `verify` (the default)."""
+        be rehydrated first. Always checks the SHA-256 when `verify` (the default). A chunk that
+        fails (does not unseal or decode, wrong hash) is quarantined, then ChunkCorrupt is raised."""
+        payload = self._unsealed_chunk(digest)
+        try:
+            return decode_chunk(payload, digest, length, verify=verify)
+        except ChunkCorrupt as err:
+            raise self._quarantined_error(digest, str(err)) from err
+
+    def read_chunk_file(self, digest: bytes) -> bytes:
+        """The chunk file (header byte + payload, unsealed, as the local store keeps it), checked
+        against `digest`: what repairs a quarantined local chunk. Errors as read_chunk."""
+        payload = self._unsealed_chunk(digest)
+        try:
+            decode_chunk_file(payload, digest)
+        except ChunkCorrupt as err:
+            raise self._quarantined_error(digest, str(err)) from err
+        return payload
+
+    def _unsealed_chunk(self, digest: bytes) -> bytes:
         name = self.chunk_name(digest)
         try:
             blob = self.backend.get(name)
         except BlobNotFound as err:
             raise ChunkMissing(f"chunk {digest.hex()} is missing from {self.description}", digest) from err
         try:
-            payload = self.sealer.unseal(blob, name)
+            return self.sealer.unseal(blob, name)
         except SealError as err:
-            raise ChunkCorrupt(str(err), digest) from err
-        return decode_chunk(payload, digest, length, verify=verify)
+            raise self._quarantined_error(digest, str(err)) from err
+
+    def _quarantined_error(self, digest: bytes, reason: str) -> ChunkCorrupt:
+        try:
+            self.quarantine_chunk(digest, reason)
+        except BackendError as err:  # the damage is the news; a failed move must not hide it
+            return ChunkCorrupt(f"chunk {digest.hex()} in {self.description} is corrupt ({reason}); {err}", digest)
+        return ChunkCorrupt(
+            f"chunk {digest.hex()} in {self.description} is corrupt ({reason}); moved to {BAD} so that the "
+            "next replication uploads a good copy",
+            digest,
+        )
+
+    def bad_name(self, digest: bytes) -> str:
+        """Where quarantine_chunk keeps the damaged blob of `digest`."""
+        return BAD + self.chunk_name(digest).removeprefix(CHUNKS)
+
+    def quarantine_chunk(self, digest: bytes, reason: str) -> bool:
+        """Copy the chunk's blob (as found) to bad/ with a sealed `.why` beside it, then delete it
+        from chunks/: listings no longer show it, so the next replication of a point that needs it
+        uploads a good copy. True if a blob was moved. The key is checked first (open()): a wrong
+        key must fail as VaultKeyError, never quarantine good chunks."""
+        self.open()
+        name = self.chunk_name(digest)
+        try:
+            blob = self.backend.get(name)
+        except BlobNotFound:
+            return False
+        bad = self.bad_name(digest)
+        self.backend.put(bad, blob, overwrite=True)
+        self.write_blob(
+            bad + ".why", f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {reason}".encode(), overwrite=True
+        )
+        return self.backend.delete(name)
 
     # Points ---------------------------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 1. List the vault's chunks once (a few requests, however large the vault).
 2. Upload the point's missing chunks from a thread pool, each put-if-absent, through one shared
-   bandwidth limit. A chunk that arrived stays: a replication killed halfway is resumed by running
-   it again, and the listing in step 1 skips everything already there.
+   bandwidth limit, each checked (decoded and hashed) first: a corrupt local chunk is quarantined
+   and stops the replication with ChunkCorrupt, so bad bytes never reach the vault. A chunk that
+   arrived stays: a replication killed halfway is resumed by running it again, and the listing in
+   step 1 skips everything already there.
 3. Verify: list again and check that every chunk the point needs is present with the size we
    expect (the service already checked each upload's MD5); re-upload anything missing.
 4. Publish the indexes, then the manifest. Only now does the point exist in the vault.
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import leases
-from .errors import Cancelled, StoreError
+from .errors import Cancelled, ChunkCorrupt, StoreError
 from .parallel import bounded_map
 from .remote import RemoteVault
 from .store import Store
@@ -107,7 +109,14 @@ def replicate_point(
         def upload(digest: bytes) -> int:
             if should_cancel is not None and should_cancel():
                 raise Cancelled(f"replication of {point_id} cancelled")
-            data = store.chunk_path(digest).read_bytes()
+            try:
+                # Decoded and hashed before it leaves: a corrupt local chunk is quarantined (the next
+                # backup stores it again) and never uploaded over a vault that may hold it whole.
+                data = store.read_chunk_file(digest)
+            except ChunkCorrupt as err:
+                raise ChunkCorrupt(
+                    f"replication of point {point_id} stopped, nothing bad was uploaded: {err}", digest
+                ) from err
             limit.take(len(data))
             return len(data) if vault.put_chunk(digest, data, overwrite=overwrite) else 0
 

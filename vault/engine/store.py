@@ -3,6 +3,14 @@
 Crash safety rests on one rule: a name under `chunks/` or `points/` appears only by a rename done
 after the data behind it is durable. Everything in progress lives under `staging/<point>.<token>/`,
 which `recover()` sweeps once no live process holds its lock.
+
+Healing rests on a second rule: a chunk that fails its check on any read is renamed out of chunks/
+into `bad/` at once (`quarantine_chunk`), so nothing can find it and reuse it; the next copy that
+arrives through a backup's commit or `put_chunk_file` is verified, goes into chunks/, and marks the
+bad/ record repaired.
+
+trash/ is shared by deletions, swept staging and the GC's sweep, so `trash.lock` says who is still
+working in it: they hold it shared, and `recover()` empties trash/ only when it gets it exclusively.
 """
 
 from __future__ import annotations
@@ -15,14 +23,25 @@ import re
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import fsutil
-from .errors import ChunkMissing, CorruptPoint, PointExists, PointInUse, PointNotFound, StoreError, StoreFull
-from .format import CHUNK_SIZE, DiskIndex, decode_chunk
+from .errors import (
+    ChunkCorrupt,
+    ChunkMissing,
+    ChunkQuarantined,
+    CorruptPoint,
+    PointExists,
+    PointInUse,
+    PointNotFound,
+    StoreError,
+    StoreFull,
+)
+from .format import CHUNK_SIZE, DiskIndex, decode_chunk, decode_chunk_file
 
 if TYPE_CHECKING:
     from .pending import PendingPoint
@@ -30,6 +49,11 @@ if TYPE_CHECKING:
 STORE_FORMAT = 1
 MANIFEST = "manifest.json"
 BASE = "base"  # in a staging directory: the point a running backup builds on
+# In bad/: `<hex>` a quarantined chunk file, `<hex>.why` why, `<hex>.repaired` one whose good copy is back.
+REASON_SUFFIX = ".why"
+REPAIRED_SUFFIX = ".repaired"
+TRASH_LOCK = "trash.lock"
+GC_TRASH_PREFIX = "gc-"  # trash/gc-<hex>.<token>: a chunk the GC is sweeping (gc.py)
 # Point ids and disk keys become file names: no separators, no leading dot (dot names are ours).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -62,12 +86,13 @@ class Store:
         self.points_dir = self.root / "points"
         self.staging_dir = self.root / "staging"
         self.trash_dir = self.root / "trash"
+        self.bad_dir = self.root / "bad"
         self._used: int | None = None  # bytes on disk, counted lazily and only when a quota is set
         self._used_lock = threading.Lock()
         self._init_layout()
 
     def _init_layout(self) -> None:
-        for d in (self.root, self.chunks_dir, self.points_dir, self.staging_dir, self.trash_dir):
+        for d in (self.root, self.chunks_dir, self.points_dir, self.staging_dir, self.trash_dir, self.bad_dir):
             d.mkdir(parents=True, exist_ok=True)
         marker = self.root / "store.json"
         if marker.exists():
@@ -104,13 +129,153 @@ class Store:
         return True
 
     def read_chunk(self, digest: bytes, length: int, *, verify: bool = True) -> memoryview:
+        """The plaintext of a chunk. ChunkMissing if absent; ChunkCorrupt if its bytes are wrong,
+        after moving it to bad/ (every reader — verify, restore, browse, replication — goes through
+        here, so damage found anywhere is taken out of circulation); ChunkQuarantined (a
+        ChunkCorrupt) if it was quarantined before and no good copy has come back."""
+        payload, inode = self._read_chunk_file(digest)
+        try:
+            return decode_chunk(payload, digest, length, verify=verify)
+        except ChunkCorrupt as err:
+            raise self._quarantined_error(digest, err, inode) from err
+
+    def read_chunk_file(self, digest: bytes) -> bytes:
+        """The chunk file as stored (header byte + payload), checked against `digest` first; errors
+        as read_chunk. What replication uploads and what repairs the vault's copy."""
+        payload, inode = self._read_chunk_file(digest)
+        try:
+            decode_chunk_file(payload, digest)
+        except ChunkCorrupt as err:
+            raise self._quarantined_error(digest, err, inode) from err
+        return payload
+
+    def _read_chunk_file(self, digest: bytes) -> tuple[bytes, int]:
+        """The raw file and its inode (so quarantine moves that file, not a good copy that replaced it)."""
+        try:
+            with open(self.chunk_path(digest), "rb", buffering=0) as f:
+                return f.read(), os.fstat(f.fileno()).st_ino
+        except FileNotFoundError as err:
+            if os.path.exists(self.bad_dir / digest.hex()):
+                raise ChunkQuarantined(
+                    f"chunk {digest.hex()} was found corrupt and moved to {self.bad_dir}; no good copy has "
+                    "come back yet (a repair from the vault, or the next backup that reads these bytes)",
+                    digest,
+                ) from err
+            raise ChunkMissing(f"chunk {digest.hex()} is missing from {self.chunks_dir}", digest) from err
+
+    def _quarantined_error(self, digest: bytes, err: ChunkCorrupt, inode: int) -> ChunkCorrupt:
+        try:
+            self._quarantine(digest, str(err), inode)
+        except OSError as move_err:  # the damage is the news; a failed move must not hide it
+            return ChunkCorrupt(f"{err} (could not move it to {self.bad_dir}: {move_err})", digest)
+        return ChunkCorrupt(f"{err}; moved to {self.bad_dir} so that no backup reuses it", digest)
+
+    # Quarantine and repair ------------------------------------------------------------------------
+
+    def quarantine_chunk(self, digest: bytes, reason: str) -> bool:
+        """Move chunks/<xx>/<hex> to bad/<hex> (bytes kept for forensics, `bad/<hex>.why` says why),
+        durably; True if a file was moved. From then on the chunk is absent, so backups store it
+        again instead of reusing it (see `bad_chunks`). A second quarantine of the same digest
+        replaces the earlier evidence. read_chunk calls this on every failed check."""
+        return self._quarantine(digest, reason, None)
+
+    def _quarantine(self, digest: bytes, reason: str, inode: int | None) -> bool:
+        path = self.chunk_path(digest)
+        target = self.bad_dir / digest.hex()
+        try:
+            if inode is not None and os.stat(path).st_ino != inode:
+                return False  # a good copy replaced the bad one since it was read
+            os.replace(path, target)
+        except FileNotFoundError:
+            return False  # another reader moved it first
+        # The chunk's mtime was its last use; from now on it is the time of quarantine, which the
+        # GC's grace period counts from (bad/ entries are evidence for a while).
+        os.utime(target)
+        why = self.bad_dir / f".{digest.hex()}.{secrets.token_hex(4)}"
+        fsutil.write_durable(why, f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {reason}\n".encode())
+        os.replace(why, self.bad_dir / (digest.hex() + REASON_SUFFIX))
+        fsutil.fsync_dir(self.bad_dir)
+        fsutil.fsync_dir(path.parent)
+        return True
+
+    def bad_chunks(self) -> set[bytes]:
+        """Digests quarantined in bad/ whose good copy is not back in chunks/: what a backup must not
+        take on trust from a previous index (one listdir, plus a stat per entry found)."""
+        return {digest for digest in self._bad_records() if not self.has_chunk(digest)}
+
+    def _bad_records(self) -> set[bytes]:
+        found = set()
+        for name in os.listdir(self.bad_dir):
+            if len(name) == 64:
+                with contextlib.suppress(ValueError):
+                    found.add(bytes.fromhex(name))
+        return found
+
+    def bad_reason(self, digest: bytes) -> str | None:
+        """What quarantine_chunk recorded for `digest` ("<UTC time> <reason>"), or None."""
+        try:
+            return (self.bad_dir / (digest.hex() + REASON_SUFFIX)).read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def _mark_repaired(self, digests: set[bytes]) -> set[bytes]:
+        """Called once good copies of `digests` are durable in chunks/: renames their bad/ records to
+        <hex>.repaired (kept as evidence until the GC's grace runs out); returns those it marked."""
+        marked = set()
+        for digest in digests:
+            name = digest.hex()
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.bad_dir / name, self.bad_dir / (name + REPAIRED_SUFFIX))
+                marked.add(digest)
+        if marked:
+            fsutil.fsync_dir(self.bad_dir)
+        return marked
+
+    def put_chunk_file(self, digest: bytes, chunk_file: bytes | memoryview) -> bool:
+        """Store a whole chunk file (header byte + payload, as stored), e.g. the vault's copy of a
+        quarantined chunk. ChunkCorrupt if it does not decode to `digest` (nothing is written).
+        Written like a backup's commit: a temp file in a locked staging directory, fsync, rename
+        into chunks/, fsync of the directory; then its bad/ record is marked repaired. Returns False
+        if a valid chunk was there already (a corrupt one found there is quarantined and replaced)."""
+        decode_chunk_file(chunk_file, digest)
         path = self.chunk_path(digest)
         try:
-            with open(path, "rb", buffering=0) as f:
-                payload = f.read()
-        except FileNotFoundError as err:
-            raise ChunkMissing(f"chunk {digest.hex()} is missing from {self.chunks_dir}", digest) from err
-        return decode_chunk(payload, digest, length, verify=verify)
+            self.read_chunk_file(digest)
+        except (ChunkMissing, ChunkCorrupt):
+            pass
+        else:
+            self._mark_repaired({digest})
+            return False
+        size = len(chunk_file)
+        self._reserve(size)
+        try:
+            with fsutil.translate_full(self.root), self._private_staging(f"repair-{digest.hex()[:16]}") as staging:
+                temp = staging / digest.hex()
+                fsutil.write_durable(temp, bytes(chunk_file))
+                created = not path.parent.exists()
+                path.parent.mkdir(exist_ok=True)
+                os.rename(temp, path)
+                fsutil.fsync_dir(path.parent)
+                if created:
+                    fsutil.fsync_dir(self.chunks_dir)
+        except BaseException:
+            self._release(size)
+            raise
+        self._mark_repaired({digest})
+        return True
+
+    @contextlib.contextmanager
+    def _private_staging(self, name: str) -> Iterator[Path]:
+        """A staging directory locked like a backup's, so recover() leaves it alone while in use."""
+        with self._staging_mutex():
+            staging = self.staging_dir / f"{name}.{secrets.token_hex(6)}"
+            staging.mkdir()
+            fd = _lock(staging / "lock", fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            os.close(fd)
 
     # Points ---------------------------------------------------------------------------------------
 
@@ -181,16 +346,19 @@ class Store:
         check_name("point id", point_id)
         path = self.points_dir / point_id
         doomed = self.trash_dir / f"point-{point_id}.{secrets.token_hex(6)}"
-        with self._staging_mutex():
-            if point_id in self.live_backups().values():
-                raise PointInUse(f"recovery point {point_id} is the base of a running backup; delete it later")
-            try:
-                os.rename(path, doomed)
-            except FileNotFoundError as err:
-                raise PointNotFound(f"no recovery point {point_id} in {self.root}") from err
-        fsutil.fsync_dir(self.points_dir)
-        freed = sum(f.stat().st_size for f in doomed.iterdir())
-        shutil.rmtree(doomed, ignore_errors=True)
+        # Shared trash lock from the rename to the end: recover() must not empty trash/ while this
+        # still sums and removes its entry.
+        with self.trash_in_use():
+            with self._staging_mutex():
+                if point_id in self.live_backups().values():
+                    raise PointInUse(f"recovery point {point_id} is the base of a running backup; delete it later")
+                try:
+                    os.rename(path, doomed)
+                except FileNotFoundError as err:
+                    raise PointNotFound(f"no recovery point {point_id} in {self.root}") from err
+            fsutil.fsync_dir(self.points_dir)
+            freed = sum(f.stat().st_size for f in doomed.iterdir())
+            shutil.rmtree(doomed, ignore_errors=True)
         self._release(freed)
 
     def iter_indexes(self) -> Iterator[tuple[str, str, DiskIndex]]:
@@ -213,13 +381,53 @@ class Store:
                     continue
                 os.rename(entry.path, self.trash_dir / f"staging-{entry.name}.{secrets.token_hex(4)}")
                 removed += 1
-        # Trash entries (swept staging, points being deleted) are dead by construction; two sweepers
-        # racing on one is harmless.
-        for entry in os.scandir(self.trash_dir):
-            _remove(Path(entry.path))
+        self._empty_trash()
         if removed:
             self._used = None  # recount on next use
         return removed
+
+    @contextlib.contextmanager
+    def trash_in_use(self) -> Iterator[None]:
+        """Hold trash.lock shared: a GC sweep or a deletion is working in trash/, so recover() leaves
+        it alone. Any number may hold it together."""
+        fd = _lock(self.root / TRASH_LOCK, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+    def _empty_trash(self) -> None:
+        """Empty trash/ if nobody works in it (trash.lock taken exclusively without waiting; when busy,
+        the next recover() does it). With no GC running, a `gc-*` entry is a whole chunk that a
+        crashed GC was sweeping, maybe one a backup touched at the last moment: it goes back into
+        chunks/ (the next GC decides again). Swept staging and deleted points are dead."""
+        try:
+            fd = _lock(self.root / TRASH_LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        try:
+            for entry in os.scandir(self.trash_dir):
+                if entry.name.startswith(GC_TRASH_PREFIX):
+                    self._restore_swept_chunk(Path(entry.path))
+                else:
+                    _remove(Path(entry.path))
+        finally:
+            os.close(fd)
+
+    def _restore_swept_chunk(self, doomed: Path) -> None:
+        name = doomed.name[len(GC_TRASH_PREFIX) :].split(".", 1)[0]
+        try:
+            digest = bytes.fromhex(name)
+        except ValueError:
+            _remove(doomed)
+            return
+        final = self.chunk_path(digest)
+        if final.exists():
+            _remove(doomed)
+            return
+        final.parent.mkdir(exist_ok=True)
+        os.rename(doomed, final)
+        fsutil.fsync_dir(final.parent)
 
     def live_backups(self) -> dict[Path, str | None]:
         """Staging directories of running backups, with the base point each builds on (or None)."""

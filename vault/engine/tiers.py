@@ -4,6 +4,11 @@
 points or chunks that exist only there (pruned locally, or a local store lost with its disk). It
 has the two methods DiskReader, restore_disk and verify_point use, so they work unchanged.
 
+It also heals: a local chunk found corrupt (quarantined by the local store, now or earlier) is read
+from the vault, checked, and written back into the local store; with `vault_first` (checking vault
+copies), a corrupt or missing vault chunk is read locally and uploaded again. Each repair is
+appended to `repairs` for the caller to log and audit.
+
 Tiering moves the chunks that only old points use to Cool, Cold or Archive. Chunks are shared
 between points, so a chunk that any newer point needs stays where it is, and indexes and manifests
 always stay Hot (small, and needed to browse a point). An archived chunk cannot be read until it is
@@ -13,12 +18,14 @@ let a restore say so and start it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from .blobs import ARCHIVE, COLD, COOL, HOT, BlobArchived
-from .errors import ChunkMissing, PointNotFound, StoreError
+from .blobs import ARCHIVE, COLD, COOL, HOT, BackendError, BlobArchived
+from .errors import ChunkCorrupt, ChunkError, ChunkMissing, PointNotFound, StoreError
+from .format import decode_chunk
 from .remote import RemotePoint, RemoteVault
 from .store import Point, Store
 
@@ -36,16 +43,45 @@ class NeedsRehydration(StoreError):
         self.priority = priority
 
 
+@dataclass(frozen=True)
+class ChunkRepair:
+    """One chunk a read healed: the tier whose copy was replaced and where the good copy came from."""
+
+    digest: str  # hex
+    tier: Literal["local", "vault"]  # the tier repaired
+    source: str  # the other tier's description (vault) or root (local store)
+
+    def __str__(self) -> str:
+        return f"chunk {self.digest} repaired in the {self.tier} tier from {self.source}"
+
+
 class TieredStore:
-    def __init__(self, local: Store | None, vault: RemoteVault | None) -> None:
+    """Reads chunks from the local store, falling back to (and healing from) the vault.
+
+    `vault_first`: read the vault's copy first, e.g. to check a vault point through this object;
+    then the local store is the fallback that repairs the vault. `repairs` lists what reads healed;
+    `repair_failures` the sentences of repairs that could not be written (the read still succeeded)."""
+
+    def __init__(self, local: Store | None, vault: RemoteVault | None, *, vault_first: bool = False) -> None:
         if local is None and vault is None:
             raise ValueError("a tiered store needs a local store, a vault, or both")
         self.local = local
         self.vault = vault
+        self.vault_first = vault_first and vault is not None
         self.local_reads = 0
         self.vault_reads = 0
+        self.repairs: list[ChunkRepair] = []
+        self.repair_failures: list[str] = []
+        self._lock = threading.Lock()  # restore_disk reads from a thread pool
 
     def open_point(self, point_id: str) -> Point | RemotePoint:
+        if self.vault_first:
+            assert self.vault is not None
+            try:
+                return self.vault.open().open_point(point_id)
+            except PointNotFound:
+                if self.local is None:
+                    raise
         if self.local is not None:
             try:
                 return self.local.open_point(point_id)
@@ -56,18 +92,80 @@ class TieredStore:
         return self.vault.open().open_point(point_id)
 
     def read_chunk(self, digest: bytes, length: int, *, verify: bool = True) -> memoryview:
-        if self.local is not None:
-            try:
-                data = self.local.read_chunk(digest, length, verify=verify)
-                self.local_reads += 1
-                return data
-            except ChunkMissing:
-                if self.vault is None:
-                    raise
+        if self.vault_first:
+            return self._read_vault_then_local(digest, length, verify)
+        if self.local is None:
+            return self._read_vault(digest, length, verify)
+        try:
+            data = self.local.read_chunk(digest, length, verify=verify)
+        except ChunkCorrupt as err:  # already quarantined by the local store (now or earlier)
+            if self.vault is None:
+                raise
+            return self._repair_local(digest, length, err)
+        except ChunkMissing:
+            if self.vault is None:
+                raise
+            return self._read_vault(digest, length, verify)
+        self._count(local=1)
+        return data
+
+    def _read_vault(self, digest: bytes, length: int, verify: bool) -> memoryview:
         assert self.vault is not None
         data = self.vault.read_chunk(digest, length, verify=verify)
-        self.vault_reads += 1
+        self._count(vault=1)
         return data
+
+    def _repair_local(self, digest: bytes, length: int, local_error: ChunkCorrupt) -> memoryview:
+        """The vault's copy, checked, is the answer; it also replaces the quarantined local chunk."""
+        assert self.vault is not None and self.local is not None
+        try:
+            chunk_file = self.vault.read_chunk_file(digest)
+        except ChunkError as err:
+            raise ChunkCorrupt(f"{local_error}; no good copy in the vault either: {err}", digest) from err
+        data = decode_chunk(chunk_file, digest, length, verify=True)
+        self._count(vault=1)
+        try:
+            self.local.put_chunk_file(digest, chunk_file)
+        except (StoreError, OSError) as err:  # the read succeeded; the repair can be tried again
+            self._failed(f"chunk {digest.hex()} could not be written back to {self.local.root}: {err}")
+        else:
+            self._repaired(ChunkRepair(digest.hex(), "local", self.vault.description))
+        return data
+
+    def _read_vault_then_local(self, digest: bytes, length: int, verify: bool) -> memoryview:
+        assert self.vault is not None
+        try:
+            return self._read_vault(digest, length, verify)
+        except (ChunkCorrupt, ChunkMissing) as err:  # a corrupt one is quarantined in the vault now
+            if self.local is None:
+                raise
+            vault_error = err
+        try:
+            chunk_file = self.local.read_chunk_file(digest)
+        except ChunkError as err:
+            raise type(vault_error)(f"{vault_error}; no good copy in the local store either: {err}", digest) from err
+        data = decode_chunk(chunk_file, digest, length, verify=True)
+        self._count(local=1)
+        try:
+            self.vault.put_chunk(digest, chunk_file, overwrite=True)
+        except (BackendError, StoreError) as err:
+            self._failed(f"chunk {digest.hex()} could not be uploaded again to {self.vault.description}: {err}")
+        else:
+            self._repaired(ChunkRepair(digest.hex(), "vault", str(self.local.root)))
+        return data
+
+    def _count(self, *, local: int = 0, vault: int = 0) -> None:
+        with self._lock:
+            self.local_reads += local
+            self.vault_reads += vault
+
+    def _repaired(self, repair: ChunkRepair) -> None:
+        with self._lock:
+            self.repairs.append(repair)
+
+    def _failed(self, sentence: str) -> None:
+        with self._lock:
+            self.repair_failures.append(sentence)
 
 
 @dataclass
@@ -159,6 +257,7 @@ __all__ = [
     "COOL",
     "HOT",
     "BlobArchived",
+    "ChunkRepair",
     "NeedsRehydration",
     "TieredStore",
     "TieringReport",
