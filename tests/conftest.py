@@ -10,7 +10,8 @@ from rq import SimpleWorker
 
 from accounts.roles import AUDITOR, BACKUP_ADMIN, RESTORE_OPERATOR
 
-pytest_plugins = ["tests.fixtures.vcsim", "tests.fixtures.azurite"]
+# tests.strict: under make test (VMB_STRICT_TESTS=1) a skip is a failure.
+pytest_plugins = ["tests.strict", "tests.fixtures.vcsim", "tests.fixtures.azurite"]
 
 PASSWORD = "correct horse battery staple"
 QUEUES = ("default", "backup", "restore", "maintenance", "vault")

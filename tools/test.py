@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
 
 
+def suite_environment(redis_url: str, data_dir: Path) -> dict[str, str]:
+    """The environment of both pytest runs. VMB_STRICT_TESTS=1 makes every skip a failure
+    (tests/strict.py): a tool that make test should have installed must not go untested silently."""
+    return {**os.environ, "REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "DEBUG": "false", "VMB_STRICT_TESTS": "1"}
+
+
 def pytest(args: list[str], env: dict[str, str]) -> int:
     return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
 
@@ -31,7 +37,7 @@ def main(argv: list[str]) -> int:
     postgres = Postgres(Path(tempfile.mkdtemp(prefix="vmb-test-pg-"))).start()
     data_dir = Path(tempfile.mkdtemp(prefix="vmb-test-data-"))
     try:
-        env = {**os.environ, "REDIS_URL": redis.url(), "DATA_DIR": str(data_dir), "DEBUG": "false"}
+        env = suite_environment(redis.url(), data_dir)
         print(f"== pytest on PostgreSQL ({postgres.url()})", flush=True)
         status = pytest(argv, {**env, "DATABASE_URL": postgres.url()})
         if status == 0 and not argv:
