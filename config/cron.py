@@ -17,8 +17,8 @@ cron.register(reap_orphaned_runs, queue_name="maintenance", interval=60, job_tim
 cron.register(enqueue_all_syncs, queue_name="maintenance", cron="*/30 * * * *", job_timeout=300)
 # Backups: every minute, start the schedule slots that are due (claimed atomically per group).
 cron.register(tick, queue_name="maintenance", interval=60, job_timeout=300)
-# The vault: retry replications that did not happen (every 10 minutes), and the nightly retention,
-# garbage collection, tiering and usage count, one after another.
+# The vault: retry replications that did not happen (every 10 minutes), and nightly, one after
+# another: reconcile the store with the rows, retention, garbage collection, tiering, usage count.
 cron.register(enqueue_lagging_replications, queue_name="maintenance", cron="*/10 * * * *", job_timeout=300)
 cron.register(enqueue_maintenance, queue_name="maintenance", cron="30 3 * * *", job_timeout=300)
 # Storage figures for the overview's 30-day growth chart (today's row, refreshed hourly).

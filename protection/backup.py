@@ -8,6 +8,7 @@ outright leaves a tagged snapshot that `remove_orphan_snapshots` deletes on the 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
@@ -24,7 +25,7 @@ from jobs.models import JobRun
 from jobs.runner import JobCancelled, JobContext, JobFailed
 from protection.models import Policy
 from vault import actions as vault_actions
-from vault import engine
+from vault import engine, healing
 from vault.models import RecoveryPoint, RecoveryPointDisk
 from vault.storage import local_store
 
@@ -196,15 +197,8 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
                         )
                     )
                     done += disk.capacity_bytes
-                pending.commit(
-                    {
-                        "vm": vm.name,
-                        "instance_uuid": vm.instance_uuid,
-                        "vcenter": vm.vcenter.name,
-                        "created": started.isoformat(),
-                        "job": str(ctx.run.pk),
-                    }
-                )
+                facts = _point_facts(vm, started, snapshot, config, results, ctx)
+                pending.commit(facts.manifest_meta())
         except engine.Cancelled:
             raise JobCancelled() from None
         except engine.StoreFull as exc:
@@ -214,10 +208,11 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
         finally:
             _remove_snapshot(conn, snapshot, ctx)
     try:
-        point = _record(vm, point_id, started, snapshot, config, results, ctx)
+        point = _record(point_id, facts)
     except BaseException:
         st.delete_point(str(point_id))  # no store point without its row
         raise
+    _recheck_repaired(pending, ctx)
     ctx.log(
         f"Recovery point {point.pk} written: {point.logical_bytes / 1024**2:.0f} MiB of disks, "
         f"{point.new_bytes / 1024**2:.1f} MiB new in the store."
@@ -263,39 +258,102 @@ def datacenter_path(vm: VirtualMachine) -> str:
     return api.escape_name(vm.datacenter.name) if vm.datacenter else ""
 
 
-@transaction.atomic
-def _record(vm, point_id, started, snapshot, config, results, ctx) -> RecoveryPoint:
-    point = RecoveryPoint.objects.create(
-        id=point_id,
+@dataclass
+class PointFacts:
+    """Everything a RecoveryPoint row and its disk rows hold, known at commit. The same facts go
+    into the store point's manifest, so a point whose row was never written (a worker killed
+    between the two) can be adopted from the store alone (vault/reconcile.py)."""
+
+    vm: VirtualMachine
+    job_id: str
+    created: dt.datetime
+    completed: dt.datetime
+    consistency: str
+    consistency_note: str
+    config: dict[str, Any]
+    disks: list[dict[str, Any]]
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "logical_bytes": sum(d["capacity_bytes"] for d in self.disks),
+            "new_bytes": sum(d["new_bytes"] for d in self.disks),
+            "read_bytes": sum(d["bytes_read"] for d in self.disks),
+        }
+
+    def manifest_meta(self) -> dict[str, Any]:
+        vm = self.vm
+        return {
+            "vm": vm.name,
+            "vm_id": vm.pk,
+            "instance_uuid": vm.instance_uuid,
+            "vcenter": vm.vcenter.name,
+            "group_id": vm.protection_group_id,
+            "created": self.created.isoformat(),
+            "completed": self.completed.isoformat(),
+            "job": self.job_id,
+            "consistency": self.consistency,
+            "consistency_note": self.consistency_note,
+            "config": self.config,
+            "disks": self.disks,
+            **self.totals(),
+        }
+
+
+def _point_facts(vm, started, snapshot, config, results, ctx) -> PointFacts:
+    disks = [
+        {
+            "key": disk.key,
+            "label": disk.label,
+            "capacity_bytes": result.stats.logical_bytes,
+            "file_name": captured.file_name,
+            "read_path": result.stats.path,
+            "read_reason": reason,
+            "change_id": change_id,
+            "bytes_read": result.stats.bytes_read,
+            "new_bytes": result.stats.bytes_stored_new,
+            "chunks": result.stats.chunks_total,
+            "new_chunks": result.stats.chunks_new,
+            "zero_chunks": result.stats.chunks_zero,
+        }
+        for disk, captured, change_id, reason, result in results
+    ]
+    return PointFacts(
         vm=vm,
-        group=vm.protection_group,
-        job_id=ctx.run.pk,
+        job_id=str(ctx.run.pk),
         created=started,
         completed=timezone.now(),
         consistency=snapshot.consistency,
         consistency_note=snapshot.note,
-        logical_bytes=sum(r.stats.logical_bytes for *_, r in results),
-        new_bytes=sum(r.stats.bytes_stored_new for *_, r in results),
-        read_bytes=sum(r.stats.bytes_read for *_, r in results),
-        duration_seconds=(timezone.now() - started).total_seconds(),
         config=config,
+        disks=disks,
     )
-    RecoveryPointDisk.objects.bulk_create(
-        RecoveryPointDisk(
-            point=point,
-            key=disk.key,
-            label=disk.label,
-            capacity_bytes=result.stats.logical_bytes,
-            file_name=captured.file_name,
-            read_path=result.stats.path,
-            read_reason=reason,
-            change_id=change_id,
-            bytes_read=result.stats.bytes_read,
-            new_bytes=result.stats.bytes_stored_new,
-            chunks=result.stats.chunks_total,
-            new_chunks=result.stats.chunks_new,
-            zero_chunks=result.stats.chunks_zero,
-        )
-        for disk, captured, change_id, reason, result in results
+
+
+@transaction.atomic
+def _record(point_id: uuid.UUID, facts: PointFacts) -> RecoveryPoint:
+    point = RecoveryPoint.objects.create(
+        id=point_id,
+        vm=facts.vm,
+        group_id=facts.vm.protection_group_id,
+        job_id=facts.job_id,
+        created=facts.created,
+        completed=facts.completed,
+        consistency=facts.consistency,
+        consistency_note=facts.consistency_note,
+        duration_seconds=(facts.completed - facts.created).total_seconds(),
+        config=facts.config,
+        **facts.totals(),
     )
+    RecoveryPointDisk.objects.bulk_create(RecoveryPointDisk(point=point, **disk) for disk in facts.disks)
     return point
+
+
+def _recheck_repaired(pending: engine.PendingPoint, ctx: JobContext) -> None:
+    """This backup stored again chunks that had been found corrupt: the damaged points that
+    referenced them are whole again (recorded with the time and an audit row)."""
+    if not pending.repaired:
+        return
+    ctx.log(f"{len(pending.repaired)} chunk(s) found corrupt earlier were written again by this backup.")
+    digests = {digest.hex() for digest in pending.repaired}
+    for point in healing.recheck_damaged(digests, actor=ctx.run.created_by or ctx.run.kind, how="the next backup"):
+        ctx.log(f"{healing.point_label(point)}: repaired.")

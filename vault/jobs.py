@@ -1,4 +1,4 @@
-"""Background jobs of the vault: replication, verification, retention, garbage collection, tiering."""
+"""Background jobs of the vault: replication, verification and repair, retention, garbage collection, tiering."""
 
 from __future__ import annotations
 
@@ -11,21 +11,28 @@ from django.utils import timezone
 from jobs.models import JobRun
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed, enqueue
-from vault import actions, engine
+from vault import actions, engine, healing
+from vault import reconcile as _reconcile  # registers vault.reconcile
 from vault.models import RecoveryPoint, VaultSettings
 from vault.storage import local_store, remote_vault, vault_if_configured
 from vault.usage import record_storage_sample
 
 VERIFY_KIND = "vault.verify"
+REPAIR_KIND = "vault.repair"
+RECONCILE_KIND = _reconcile.RECONCILE_KIND
 PRUNE_KIND = "vault.prune"
 GC_KIND = "vault.gc"
 TIER_KIND = "vault.tier"
 USAGE_KIND = "vault.usage"
-MAINTENANCE_KINDS = (PRUNE_KIND, GC_KIND, TIER_KIND)
+# Nightly, in this order: rows and store agree before retention decides what goes.
+MAINTENANCE_KINDS = (RECONCILE_KIND, PRUNE_KIND, GC_KIND, TIER_KIND)
+
+_label = healing.point_label
 
 
-def _label(point: RecoveryPoint) -> str:
-    return f"{point.vm.name} {timezone.localtime(point.created):%Y-%m-%d %H:%M}"
+def _actor(ctx: JobContext) -> Any:
+    """Who audit rows written by a job name: the person who started it, else the job kind."""
+    return ctx.run.created_by or ctx.run.kind
 
 
 @job_kind(actions.REPLICATE_KIND, title="Replicate to the vault", queue="vault")
@@ -60,6 +67,8 @@ def replicate(ctx: JobContext, point_ids: list[str]) -> dict[str, Any]:
             )
         except engine.Cancelled:
             raise JobCancelled() from None
+        except engine.ChunkCorrupt as exc:
+            raise JobFailed(_corrupt_local_chunk(ctx, point, exc)) from None
         except (engine.StoreError, engine.BackendError) as exc:
             raise JobFailed(
                 f"Replication of {_label(point)} failed: {exc}. It will be retried; the local copy is intact."
@@ -84,41 +93,89 @@ def replicate(ctx: JobContext, point_ids: list[str]) -> dict[str, Any]:
     return totals
 
 
+def _corrupt_local_chunk(ctx: JobContext, point: RecoveryPoint, exc: engine.ChunkCorrupt) -> str:
+    """Replication met a local chunk that fails its hash (the engine moved it aside and uploaded
+    nothing of it): record the damage, repair it from the vault if it has a good copy, and say so."""
+    digest = exc.digest.hex()
+    actor = _actor(ctx)
+    healing.mark_damaged(point, [f"{exc} (found by replication)"], healing.LOCAL, digests=[digest], actor=actor)
+    outcome = healing.repair_damage(actor=actor)
+    _log_outcome(ctx, outcome)
+    found = f"Replication of {_label(point)} stopped: chunk {digest} of the local copy fails its hash check"
+    if point.pk in {p.pk for p in outcome.points_repaired}:
+        return f"{found}; nothing of it was uploaded, and it was repaired from the vault's copy. It will be retried."
+    return f"{found}; nothing of it was uploaded and the point is marked damaged: {healing.NO_GOOD_COPY}."
+
+
 @job_kind(VERIFY_KIND, title="Verify recovery points", queue="vault")
 def verify(ctx: JobContext, point_ids: list[str], tier: str = "local") -> dict[str, Any]:
-    """Re-read every chunk of the points, decompress and re-hash; mark damaged points and name their VMs."""
-    in_vault = tier == "vault"
+    """Re-read every chunk of the points, decompress and re-hash; record damaged points, repair what
+    has a good copy in the other tier at once, and fail naming the VMs while damage remains."""
+    in_vault = tier == healing.VAULT
     source: Any = remote_vault() if in_vault else local_store()
     scope = Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED) if in_vault else Q(local=True)
     points = list(RecoveryPoint.objects.filter(scope, pk__in=point_ids).select_related("vm"))
     ctx.set_total(len(points), "points")
-    damaged = []
+    actor = _actor(ctx)
+    damaged: list[RecoveryPoint] = []
+    vault_bad: set[str] = set()
     for point in points:
         ctx.check_cancelled()
-        try:
-            if in_vault:  # archived chunks must be rehydrated first (hours on Azure)
-                engine.ensure_readable(source, str(point.pk))
-            report = engine.verify_point(source, str(point.pk))
-            problems = [str(problem) for problem in report.problems]
-            problems += [f"disk {d.disk_key}: {d.index_error}" for d in report.disks.values() if d.index_error]
-        except engine.NeedsRehydration as exc:
-            raise JobFailed(str(exc)) from None
-        except (engine.StoreError, engine.BackendError) as exc:
-            problems = [str(exc)]
-        if problems:
-            problems = [f"{tier}: {p}" for p in problems]
+        problems, digests = _check_point(source, point, in_vault)
         stamp = {"vault_verified_at" if in_vault else "verified_at": timezone.now()}
-        RecoveryPoint.objects.filter(pk=point.pk).update(**stamp, damaged=bool(problems), damage=problems[:100])
+        RecoveryPoint.objects.filter(pk=point.pk).update(**stamp)
         if problems:
+            healing.mark_damaged(point, problems, tier, digests=digests, actor=actor)
             damaged.append(point)
+            vault_bad.update(digests if in_vault else ())
             ctx.log(f"{_label(point)} ({tier}): DAMAGED — {problems[0]}", level="error")
         else:
+            healing.mark_intact(point, tier, actor=actor)
             ctx.log(f"{_label(point)} ({tier}): intact.")
         ctx.advance()
-    if damaged:
-        vms = sorted({point.vm.name for point in damaged})
-        raise JobFailed(f"{len(damaged)} damaged recovery point(s) in the {tier} tier; VMs affected: {', '.join(vms)}.")
-    return {"verified": len(points), "tier": tier}
+    result: dict[str, Any] = {"verified": len(points), "tier": tier, "damaged": len(damaged)}
+    if not damaged:
+        return result
+    outcome = healing.repair_damage(actor=actor, vault_bad=vault_bad if in_vault else None)
+    _log_outcome(ctx, outcome)
+    remaining = [p for p in outcome.points_damaged if str(p.pk) in {str(d.pk) for d in damaged}]
+    if remaining:
+        raise JobFailed(healing.damage_remains(remaining, outcome, tier))
+    return {**result, "repaired": len(damaged)}
+
+
+def _check_point(source: Any, point: RecoveryPoint, in_vault: bool) -> tuple[list[str], list[str]]:
+    """(damage sentences, hex digests of the bad chunks) of one point in one tier."""
+    try:
+        if in_vault:  # archived chunks must be rehydrated first (hours on Azure)
+            engine.ensure_readable(source, str(point.pk))
+        report = engine.verify_point(source, str(point.pk))
+    except engine.NeedsRehydration as exc:
+        raise JobFailed(str(exc)) from None
+    except (engine.StoreError, engine.BackendError) as exc:
+        return [str(exc)], []
+    problems = [str(problem) for problem in report.problems]
+    problems += [f"disk {d.disk_key}: {d.index_error}" for d in report.disks.values() if d.index_error]
+    return problems, sorted({problem.digest for problem in report.problems})
+
+
+def _log_outcome(ctx: JobContext, outcome: healing.RepairOutcome) -> None:
+    for level, line in outcome.log_lines():
+        ctx.log(line, level=level)
+
+
+@job_kind(REPAIR_KIND, title="Repair damaged chunks", queue="vault")
+def repair(ctx: JobContext) -> dict[str, Any]:
+    """Bring back every bad chunk that has a good copy in the other tier (the local store's chunks
+    moved aside, and the vault chunks recorded on damaged points), recheck the damaged points, and
+    list what cannot be repaired."""
+    outcome = healing.repair_damage(actor=_actor(ctx))
+    _log_outcome(ctx, outcome)
+    if not (outcome.repaired_local or outcome.repaired_vault or outcome.unrepairable):
+        ctx.log("No chunk is known to be bad in either tier: nothing to repair.")
+    if outcome.points_damaged:
+        raise JobFailed(healing.damage_remains(outcome.points_damaged, outcome))
+    return outcome.as_dict()
 
 
 @job_kind(PRUNE_KIND, title="Apply retention", queue="vault")
@@ -197,7 +254,8 @@ def usage(ctx: JobContext) -> dict[str, Any]:
 
 
 def enqueue_maintenance(user: Any = None) -> list[Any]:
-    """Nightly: retention, then garbage collection, then tiering and a usage count, one after another."""
+    """Nightly, one after another: reconcile the store with the rows, retention, garbage collection,
+    tiering and a usage count."""
     runs = []
     previous = None
     for kind in (*MAINTENANCE_KINDS, USAGE_KIND):

@@ -1,4 +1,4 @@
-"""What the Vault page and `manage.py vault status` show: capacity, ratios, lag, last GC and verify."""
+"""What the Vault page and `manage.py vault status` show: capacity, ratios, lag, damage, last GC and verify."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class VaultOverview:
     dedup_ratio: float | None
     compression_ratio: float | None
     backlog: int  # points that should be in the vault and are not
+    damaged_points: int
+    repaired_points: int  # damage found and since repaired
     oldest_backlog: RecoveryPoint | None
     lag: dt.timedelta | None
     last_gc: JobRun | None
@@ -53,6 +55,8 @@ class VaultOverview:
             "dedup_ratio": self.dedup_ratio,
             "compression_ratio": self.compression_ratio,
             "replication_backlog": self.backlog,
+            "damaged_points": self.damaged_points,
+            "repaired_points": self.repaired_points,
             "replication_lag_seconds": self.lag.total_seconds() if self.lag else 0,
             "vault_tiers": self.tiers,
             "vault_usage_measured_at": self.usage_at,
@@ -91,6 +95,8 @@ def overview() -> VaultOverview:
         n_local=Count("pk", filter=Q(local=True)),
         n_vault=Count("pk", filter=Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED)),
         logical=Sum("logical_bytes", filter=Q(local=True)),
+        n_damaged=Count("pk", filter=Q(damaged=True)),
+        n_repaired=Count("pk", filter=Q(damaged=False, repaired_at__isnull=False)),
     )
     dedup, compression = ratios()
     backlog = actions.replication_backlog() if config.enabled else []
@@ -106,6 +112,8 @@ def overview() -> VaultOverview:
         dedup_ratio=dedup,
         compression_ratio=compression,
         backlog=len(backlog),
+        damaged_points=counts["n_damaged"],
+        repaired_points=counts["n_repaired"],
         oldest_backlog=oldest,
         lag=timezone.now() - oldest.created if oldest else None,
         last_gc=_last(GC_KIND),

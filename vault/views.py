@@ -29,6 +29,7 @@ MAINTENANCE = {
     "gc": (jobs.GC_KIND, {}),
     "tier": (jobs.TIER_KIND, {}),
     "usage": (jobs.USAGE_KIND, {}),
+    "repair": (jobs.REPAIR_KIND, {}),
 }
 
 

@@ -1,4 +1,5 @@
-"""`manage.py vault status|configure|key|replicate|prune|gc|tier|verify|lock|delete`: the vault from a shell.
+"""`manage.py vault status|configure|key|replicate|verify|repair|reconcile|prune|gc|tier|lock|delete`: the vault
+from a shell.
 
 Slow work runs as jobs (add --wait to follow one); every change is audited as the command-line user.
 """
@@ -15,8 +16,9 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from jobs import runner
 from lib.cli import print_json, print_table, wait_for_job
-from vault import actions, jobs, queries
+from vault import actions, healing, jobs, queries
 from vault.models import RecoveryPoint, VaultSettings
+from vault.reconcile import reconcile
 
 CLI_ACTOR = "command line"
 
@@ -62,6 +64,12 @@ class Command(BaseCommand):
             p.add_argument("--wait", action="store_true")
             if name == "verify":
                 p.add_argument("--vault", action="store_true", help="verify the vault copies instead of local")
+
+        repair = sub.add_parser("repair", help="repair bad chunks from the other tier; list what cannot be repaired")
+        repair.add_argument("--wait", action="store_true")
+
+        reconcile = sub.add_parser("reconcile", help="make the store's points and the database's rows agree")
+        reconcile.add_argument("--dry-run", action="store_true", help="say what would happen, change nothing")
 
         for name, text in (("prune", "apply retention"), ("gc", "collect garbage"), ("tier", "apply tiering")):
             p = sub.add_parser(name, help=text)
@@ -181,6 +189,21 @@ class Command(BaseCommand):
             raise CommandError(f"No recovery point to verify in the {tier} tier.")
         ids = [str(p.pk) for p in points]
         self._start(jobs.VERIFY_KIND, {"point_ids": ids, "tier": tier}, options["wait"], f"{len(ids)} point(s)")
+
+    def do_repair(self, options: dict[str, Any]) -> None:
+        known = healing.recorded_damage()
+        damaged = RecoveryPoint.objects.filter(damaged=True).count()
+        self.stdout.write(
+            f"Known damage: {damaged} point(s); {len(known.get(healing.LOCAL, ()))} chunk(s) bad in the local store, "
+            f"{len(known.get(healing.VAULT, ()))} in the vault (plus any moved aside by reads since)."
+        )
+        # The job's log lists each chunk repaired and each one that cannot be (printed with --wait).
+        self._start(jobs.REPAIR_KIND, {}, options["wait"], "both tiers")
+
+    def do_reconcile(self, options: dict[str, Any]) -> None:
+        report = reconcile(dry_run=options["dry_run"], actor=CLI_ACTOR)
+        for line in report.lines():
+            self.stdout.write(line)
 
     def do_prune(self, options: dict[str, Any]) -> None:
         if options["dry_run"]:
