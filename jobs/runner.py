@@ -20,10 +20,12 @@ import django_rq
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
-from rq.job import Dependency
+from rq.exceptions import NoSuchJobError
+from rq.job import Dependency, Job
+from rq.utils import as_text
 
 from jobs.models import JobRun
-from jobs.registry import get_kind
+from jobs.registry import UnknownJobKind, get_kind
 
 logger = logging.getLogger(__name__)
 Status = JobRun.Status
@@ -51,9 +53,11 @@ def enqueue(
     title: str = "",
     after: JobRun | None = None,
 ) -> JobRun:
-    """Create the JobRun row and enqueue it when the current transaction commits.
+    """Create the JobRun row and put it on its queue when the current transaction commits.
 
     `after`: start only once that job has ended, whatever its outcome (chains limit parallelism).
+    If Redis cannot take the job at commit, the row says so and the reaper tries again
+    (jobs.maintenance); the caller's committed change is never undone by a queue failure.
     """
     job_kind = get_kind(kind)
     with transaction.atomic():
@@ -66,18 +70,97 @@ def enqueue(
             target_label=(target_label or (str(target) if target is not None else ""))[:255],
             params=params or {},
             created_by=user if getattr(user, "is_authenticated", False) else None,
+            after=after,
         )
-        # django-rq defers this call to on_commit, so the worker always finds the row.
-        django_rq.get_queue(job_kind.queue).enqueue_call(
-            func=execute,
-            args=(str(run.pk),),
-            job_id=str(run.pk),
-            depends_on=Dependency(jobs=[str(after.pk)], allow_failure=True) if after else None,
-            timeout=job_kind.timeout or settings.JOB_TIMEOUT,
-            result_ttl=3600,
-            failure_ttl=7 * 24 * 3600,
-        )
+        # After commit, so the worker always finds the row.
+        transaction.on_commit(lambda: put_on_queue(run))
     return run
+
+
+def put_on_queue(run: JobRun, *, note: str = "", counted: bool = True) -> bool:
+    """Give a row that is not final a fresh RQ job; returns False (recorded on the row) if Redis refused.
+
+    `counted`: this is an attempt against the reaper's limit (the first enqueue, or a lost entry
+    queued again); releasing a job whose predecessor ended is not. `note` is logged on success.
+    """
+    if counted:
+        JobRun.objects.filter(pk=run.pk).update(queue_attempts=models.F("queue_attempts") + 1)
+    try:
+        _replace_rq_job(run)
+    except Exception as exc:  # any failure here must end up on the row, not in the committer's face
+        logger.exception("job %s (%s) could not be queued", run.pk, run.kind)
+        _add_log_line(run.pk, f"It could not be queued: {exc}. It will be tried again.", "error", queue_error=str(exc))
+        return False
+    if note or run.queue_error:
+        _add_log_line(run.pk, note, "warning", queue_error="")
+    return True
+
+
+def _replace_rq_job(run: JobRun) -> None:
+    """Enqueue `execute(run.pk)` under the row's id, replacing a leftover RQ job of that id.
+
+    The job waits for `run.after` only while that row has not ended: RQ's own dependency bookkeeping
+    may be gone (Redis restarted) or never fire (a cancelled or reaped predecessor).
+    """
+    queue = django_rq.get_queue(run.queue, commit_mode="auto")
+    connection = queue.connection
+    job_id = str(run.pk)
+    waiting_on_it = _delete_rq_job(connection, job_id)
+    if waiting_on_it:
+        # Jobs chained on the old entry wait on the new one; set before it exists, so it cannot end first.
+        connection.sadd(Job.dependents_key_for(job_id), *waiting_on_it)
+    predecessor = _unfinished_predecessor(run)
+    queue.enqueue_call(
+        func=execute,
+        args=(job_id,),
+        job_id=job_id,
+        depends_on=Dependency(jobs=[predecessor], allow_failure=True) if predecessor else None,
+        timeout=_timeout_of(run.kind),
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+    )
+
+
+def _delete_rq_job(connection: Any, job_id: str) -> list[str]:
+    """Delete RQ's job `job_id` if it exists; returns the ids of the jobs that waited on it."""
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return []
+    waiting_on_it = job.dependent_ids
+    for dependency_id in connection.smembers(job.dependencies_key):
+        # Otherwise the predecessor's end would enqueue this id a second time.
+        connection.srem(Job.dependents_key_for(as_text(dependency_id)), job_id)
+    job.delete()
+    return waiting_on_it
+
+
+def _unfinished_predecessor(run: JobRun) -> str | None:
+    if run.after_id is None:
+        return None
+    active = JobRun.objects.filter(pk=run.after_id, status__in=JobRun.ACTIVE).exists()
+    return str(run.after_id) if active else None
+
+
+def _timeout_of(kind: str) -> int:
+    try:
+        return get_kind(kind).timeout or settings.JOB_TIMEOUT
+    except UnknownJobKind:  # execute() will say so on the row
+        return settings.JOB_TIMEOUT
+
+
+def _add_log_line(run_id: Any, message: str, level: str, **fields: Any) -> None:
+    """Append a line to a row's log (and set `fields`) outside any handler's JobContext."""
+    with transaction.atomic():
+        run = JobRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            return
+        if message:
+            run.log.append({"t": timezone.now().isoformat(timespec="seconds"), "level": level, "msg": message})
+            del run.log[: -JobRun.MAX_LOG_LINES]
+        for name, value in fields.items():
+            setattr(run, name, value)
+        run.save(update_fields=["log", *fields])
 
 
 class JobContext:
