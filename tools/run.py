@@ -18,6 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import IO
 
@@ -59,14 +61,21 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def wait_for_port(port: int, timeout: float) -> bool:
-    """True once something accepts connections on the port (the web server is ready)."""
+def web_server_answers(port: int, timeout: float) -> bool:
+    """True once the web server answers an HTTP request (any status) within `timeout` seconds.
+
+    An open port is not enough: gunicorn listens before its workers have loaded Django, and on a busy
+    machine the first page would then take longer than a browser (or a test) waits.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=5):
                 return True
-        time.sleep(0.2)
+        except urllib.error.HTTPError:
+            return True  # an error page is an answer too
+        except OSError:
+            time.sleep(0.2)  # not listening yet, or still loading: ask again
     return False
 
 
@@ -263,7 +272,7 @@ def start_everything(supervisor: Supervisor, port: int) -> None:
     supervisor.manage("scheduler", "rqcron", "config.cron")
     supervisor.manage("inventory watcher", "inventory", "watch")
     start_web_server(supervisor, port)
-    if wait_for_port(port, 60):
+    if web_server_answers(port, settings.START_TIMEOUT):
         say(f"Dashboard: http://127.0.0.1:{port}/   (Ctrl-C stops everything)")
 
 
