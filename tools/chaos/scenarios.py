@@ -1,0 +1,560 @@
+"""The faults, one function each, and the lab they run in (set up through the product's own actions).
+
+Every scenario gets `Lab` and its `Figures`, repeats its fault `figures.runs` times, and leaves the
+counting to `measure` (after `settle`), so every scenario is measured the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.chaos.measure import (
+    Figures,
+    Measurer,
+    check_local,
+    local_chunk_ok,
+    reap,
+    retrying,
+    settle,
+    wait_all_final,
+    wait_final,
+)
+from tools.chaos.stack import ROOT, Stack, VmSpec, say, wait_until
+
+GiB = 1024**3
+MiB = 1024**2
+REPLICATION_MB_PER_S = 8  # slow enough that a kill lands inside an upload
+CHAOS_ACTOR = "chaos run"
+POLICY: dict[str, Any] = {
+    "schedule": "daily 22:00",
+    "timezone": "UTC",
+    "consistency": "application",
+    "fallback_to_crash": True,
+    "local_days": 14,
+    "local_count": None,
+    "replicate": True,
+    "vault_daily": 14,
+    "vault_weekly": 8,
+    "vault_monthly": 12,
+    "vault_yearly": 3,
+    "parallelism": 2,
+    "window_hours": None,
+}
+
+
+@dataclass
+class Lab:
+    stack: Stack
+    measurer: Measurer
+    quick: bool
+    groups: dict[str, Any] = field(default_factory=dict)
+    removed_on_purpose: set[str] = field(default_factory=set)
+
+    @property
+    def rng(self) -> Any:
+        return self.stack.rng
+
+    def vms(self, folder: str) -> list[VmSpec]:
+        return [vm for vm in self.stack.vms if vm.folder == folder]
+
+    def vm_row(self, name: str) -> Any:
+        from inventory.models import VirtualMachine
+
+        return retrying(lambda: VirtualMachine.objects.select_related("protection_group").get(name=name), "VM")
+
+
+# Set-up -----------------------------------------------------------------------------------------
+
+
+def set_up(stack: Stack, quick: bool) -> Lab:
+    """Migrate, start workers, register the simulator, protect its folders, configure the vault and
+    take a first backup of every Prod VM (the points every later fault must not lose)."""
+    from django.core.management import call_command
+
+    say("migrating a fresh database")
+    call_command("migrate", interactive=False, verbosity=0)
+    stack.start_workers()
+    say("starting the vCenter simulator and filling its disks with real file systems")
+    stack.start_simulator()
+    lab = Lab(stack, Measurer(), quick)
+    register_vcenter(stack)
+    configure_vault(stack)
+    folders = {vm.folder for vm in stack.vms}
+    for folder in sorted(folders):
+        lab.groups[folder] = protect_folder(folder)
+    say("first backups of the Prod VMs, and their replication")
+    from protection import actions
+
+    runs = actions.backup_now(None, group=lab.groups["Prod"])
+    for row in wait_final([r.pk for r in runs], 180, tick=reap):
+        if row.status != "succeeded":
+            raise RuntimeError(f"the first backup {row.title} ended {row.status}: {row.error}")
+    wait_all_final(180)
+    return lab
+
+
+def register_vcenter(stack: Stack) -> None:
+    from inventory import actions
+    from inventory.models import VCenter
+
+    sim = stack.sim
+    assert sim is not None
+    params = actions.ConnectionParams(
+        name="chaos",
+        host=sim.host,
+        port=sim.port,
+        username=sim.username,
+        password=sim.password,
+        protocol=VCenter.Protocol.HTTPS,
+        verify_tls=True,
+        thumbprint=sim.thumbprint or "",
+    )
+    vc = actions.add_vcenter(None, params)  # queues the first inventory sync
+    sync_inventory(vc)
+
+
+def sync_inventory(vc: Any = None) -> None:
+    from inventory import actions
+    from inventory.models import VCenter
+
+    vc = vc or VCenter.objects.get(name="chaos")
+    run = retrying(lambda: actions.enqueue_sync(vc), "queueing a sync")
+    (row,) = wait_final([run.pk], 120, tick=reap)
+    if row.status != "succeeded":
+        raise RuntimeError(f"the inventory sync ended {row.status}: {row.error}")
+
+
+def configure_vault(stack: Stack) -> None:
+    from vault import actions
+    from vault.models import VaultSettings
+
+    config = VaultSettings.current()
+    secret = None
+    if stack.vault_kind == "azurite":
+        assert stack.azurite is not None
+        secret = stack.azurite.connection_string()
+        config.kind, config.auth, config.container = (
+            VaultSettings.Kind.AZURE,
+            VaultSettings.Auth.CONNECTION_STRING,
+            "chaos",
+        )
+    else:
+        directory = stack.work / "vault"
+        directory.mkdir(exist_ok=True)
+        config.kind, config.directory = VaultSettings.Kind.DIRECTORY, str(directory)
+    config.bandwidth_mb_per_s = REPLICATION_MB_PER_S
+    actions.check_vault(config, secret=secret)
+    actions.save_settings(CHAOS_ACTOR, config, secret=secret)
+
+
+def protect_folder(folder: str) -> Any:
+    from inventory.models import Folder
+    from protection import actions
+
+    policy = dict(POLICY)
+    if folder == "Chain":
+        policy.update(parallelism=1, replicate=False)
+    elif folder == "Fleet":
+        policy.update(parallelism=4, replicate=False)
+    return actions.save_group(
+        None,
+        group=None,
+        name=folder,
+        description="chaos run",
+        selection=actions.Selection(folder_ids=[Folder.objects.get(path=f"DC/{folder}").pk]),
+        policy_values=policy,
+    )
+
+
+# Helpers ----------------------------------------------------------------------------------------
+
+
+def typical_seconds(kind: str, default: float) -> float:
+    """Median duration of this kind's successful runs so far: the window a kill is drawn from."""
+    from jobs.models import JobRun
+
+    rows = JobRun.objects.filter(kind=kind, status=JobRun.Status.SUCCEEDED, started__isnull=False)
+    durations = [(r.finished - r.started).total_seconds() for r in rows.order_by("-created")[:20] if r.finished]
+    return statistics.median(durations) if durations else default
+
+
+def wait_running(run_id: Any, timeout: float = 60.0, *, progressed: bool = False) -> Any:
+    """The row once a worker claimed it (and, with progressed, reported progress); or once final."""
+    from jobs.models import JobRun
+
+    found: list[Any] = []
+
+    def claimed() -> bool:
+        row = JobRun.objects.get(pk=run_id)
+        found[:] = [row]
+        if row.status in JobRun.FINAL:
+            return True
+        return row.status == JobRun.Status.RUNNING and (not progressed or row.progress_done > 0)
+
+    wait_until(lambda: retrying(claimed, "reading a job"), timeout, "the job's start", poll=0.01)
+    return found[0]
+
+
+def pause(seconds: float) -> None:
+    """Wait this long: the random moment of a fault, not a synchronisation."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(min(0.01, max(0.0, end - time.monotonic())))
+
+
+def horse_pid(run_id: Any) -> int | None:
+    from jobs.models import JobRun
+
+    worker = JobRun.objects.get(pk=run_id).worker
+    pid = worker.rpartition(":")[2]
+    return int(pid) if pid.isdigit() else None
+
+
+def kill_mid_job(lab: Lab, run_id: Any, window: float) -> bool:
+    """SIGKILL the worker running this job at a random moment of it, start a new worker (which reaps
+    and queues the snapshot cleanup, as on any worker start); True when the kill landed mid-job."""
+    from jobs.models import JobRun
+
+    row = wait_running(run_id)
+    if row.status == JobRun.Status.RUNNING:
+        pause(lab.rng.uniform(0, window))
+    still_running = JobRun.objects.filter(pk=run_id, status=JobRun.Status.RUNNING).exists()
+    landed = lab.stack.kill_job_worker(horse_pid(run_id)) and still_running
+    lab.stack.start_worker()
+    return landed
+
+
+def backup(lab: Lab, vm: VmSpec, *, write_chunks: int = 0) -> Any:
+    """Queue a backup of vm (after a guest write into write_chunks chunks); the JobRun."""
+    from protection import actions
+
+    if write_chunks:
+        lab.stack.guest_write(vm.name, write_chunks)
+    (run,) = retrying(lambda: actions.backup_now(None, vm=lab.vm_row(vm.name)), "queueing a backup")
+    return run
+
+
+def quiet(timeout: float = 90.0) -> None:
+    """Between runs: every job final, so the next run starts from a quiet system."""
+    lab_left = wait_all_final(timeout)
+    if lab_left:
+        say(f"{lab_left} job(s) still not final after {timeout:.0f} s; going on")
+
+
+def finish(lab: Lab, figures: Figures, before: Any, *, replicate: bool = True) -> None:
+    figures.notes += settle(lab.stack, replicate=replicate)
+    lab.measurer.count(figures, before, removed_on_purpose=lab.removed_on_purpose)
+
+
+def landed_note(figures: Figures, landed: int) -> None:
+    figures.notes.append(f"kills that landed while the job ran: {landed}/{figures.runs}")
+
+
+# Scenarios --------------------------------------------------------------------------------------
+
+
+def worker_killed_mid_backup(lab: Lab, figures: Figures) -> None:
+    before = lab.measurer.baseline()
+    window = typical_seconds("protection.backup", 2.0) * 1.1
+    landed = 0
+    for _ in range(figures.runs):
+        vm = lab.rng.choice(lab.vms("Prod"))
+        run = backup(lab, vm, write_chunks=lab.rng.choice([0, 1, 2]))
+        landed += kill_mid_job(lab, run.pk, window)
+        quiet()
+    landed_note(figures, landed)
+    finish(lab, figures, before)
+
+
+def worker_killed_mid_replication(lab: Lab, figures: Figures) -> None:
+    from jobs.models import JobRun
+    from vault import actions
+    from vault.models import RecoveryPoint
+
+    before = lab.measurer.baseline()
+    landed = 0
+    for _ in range(figures.runs):
+        vm = lab.rng.choice(lab.vms("Prod"))
+        run = backup(lab, vm, write_chunks=3)
+        (row,) = wait_final([run.pk], 120, tick=reap)
+        if row.status != JobRun.Status.SUCCEEDED:
+            figures.notes.append(f"the backup before a replication ended {row.status}: {row.error[:80]}")
+            continue
+        point = RecoveryPoint.objects.get(job=row.pk)
+        replication = (
+            JobRun.objects.filter(kind=actions.REPLICATE_KIND, params__point_ids__contains=[str(point.pk)]).first()
+            or actions.enqueue_replication(point)
+        )
+        window = typical_seconds(actions.REPLICATE_KIND, 2.0) * 1.1
+        landed += kill_mid_job(lab, replication.pk, window)
+        quiet()
+    landed_note(figures, landed)
+    finish(lab, figures, before)
+
+
+def worker_killed_mid_gc(lab: Lab, figures: Figures) -> None:
+    from jobs.runner import enqueue
+    from vault.jobs import GC_KIND
+
+    before = lab.measurer.baseline()
+    (calibration,) = wait_final([enqueue(GC_KIND, params={"dry_run": False}).pk], 120, tick=reap)
+    landed = 0
+    for _ in range(figures.runs):
+        make_garbage(lab, figures)
+        run = enqueue(GC_KIND, params={"dry_run": False})
+        window = typical_seconds(GC_KIND, 1.0) * 1.1
+        landed += kill_mid_job(lab, run.pk, window)
+        quiet()
+    landed_note(figures, landed)
+    finish(lab, figures, before)
+
+
+def make_garbage(lab: Lab, figures: Figures) -> None:
+    """Delete the oldest point of the VM with the most points (the product's delete, both tiers), then
+    date every chunk two days back: its chunks become garbage past any GC grace."""
+    from django.db.models import Count
+
+    from inventory.models import VirtualMachine
+    from vault import actions
+    from vault.models import RecoveryPoint
+
+    busiest = (
+        VirtualMachine.objects.filter(recovery_points__local=True)
+        .annotate(n=Count("recovery_points"))
+        .order_by("-n")
+        .first()
+    )
+    if busiest is None or busiest.n < 3:
+        vm = lab.rng.choice(lab.vms("Prod"))
+        wait_final([backup(lab, vm, write_chunks=2).pk], 120, tick=reap)
+        busiest = VirtualMachine.objects.get(name=vm.name)
+    oldest = RecoveryPoint.objects.filter(vm=busiest, local=True).order_by("created").first()
+    if oldest is not None:
+        actions.delete_point(CHAOS_ACTOR, oldest)
+        lab.removed_on_purpose.add(str(oldest.pk))
+    age_chunks(lab, 48 * 3600)
+
+
+def age_chunks(lab: Lab, seconds: float) -> None:
+    from vault.storage import local_store
+
+    then = time.time() - seconds
+    roots = [local_store().chunks_dir]
+    if lab.stack.vault_kind == "directory":
+        roots.append(lab.stack.work / "vault" / "chunks")
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                os.utime(path, (then, then))
+
+
+def redis_killed_mid_backup(lab: Lab, figures: Figures) -> None:
+    _mid_backup(lab, figures, lambda: (lab.stack.kill_redis(), pause(lab.rng.uniform(0.2, 1.5)),
+                                       lab.stack.start_redis_again()))  # fmt: skip
+
+
+def postgres_restarted_mid_backup(lab: Lab, figures: Figures) -> None:
+    from django.db import connections
+
+    def restart() -> None:
+        lab.stack.restart_postgres_immediately()
+        connections.close_all()
+
+    _mid_backup(lab, figures, restart)
+
+
+def simulator_killed_mid_read(lab: Lab, figures: Figures) -> None:
+    def crash() -> None:
+        lab.stack.kill_and_restart_simulator()
+        sync_inventory()  # the VMs have new morefs; the product finds them by instance UUID
+
+    _mid_backup(lab, figures, crash)
+
+
+def _mid_backup(lab: Lab, figures: Figures, fault: Callable[[], Any]) -> None:
+    """A backup reading its disks, then the fault at a random moment of the read."""
+    before = lab.measurer.baseline()
+    window = typical_seconds("protection.backup", 2.0) * 0.6
+    for _ in range(figures.runs):
+        vm = lab.rng.choice(lab.vms("Prod"))
+        run = backup(lab, vm, write_chunks=1)
+        wait_running(run.pk, progressed=True)
+        pause(lab.rng.uniform(0, window))
+        fault()
+        lab.stack.ensure_workers()
+        quiet(120)
+    finish(lab, figures, before)
+
+
+def store_quota_reached_mid_backup(lab: Lab, figures: Figures) -> None:
+    """Workers restarted with a store quota that a backup's new chunks overrun half-way (the rest of
+    the quota is taken by a sparse file, as if other data filled the disk)."""
+    from vault.storage import local_store
+
+    before = lab.measurer.baseline()
+    filler = local_store().root / "chaos-filler"
+    for _ in range(figures.runs):
+        vm = lab.rng.choice(lab.vms("Prod"))
+        lab.stack.guest_write(vm.name, 6)  # about 6 MiB of new chunks, compressed
+        used = local_store().used_bytes()
+        quota_gb = used // GiB + 1
+        with open(filler, "wb") as fh:
+            fh.truncate(max(0, quota_gb * GiB - used - 3 * MiB))
+        restart_workers(lab, {"STORE_QUOTA_GB": str(quota_gb)})
+        try:
+            (row,) = wait_final([backup(lab, vm).pk], 120, tick=reap)
+            figures.notes.append(f"backup under quota: {row.status} ({row.error[:70]})")
+        finally:
+            filler.unlink(missing_ok=True)
+            restart_workers(lab, {})
+        quiet()
+    finish(lab, figures, before)
+
+
+def restart_workers(lab: Lab, env: dict[str, str]) -> None:
+    lab.stack.stop_workers()
+    lab.stack.worker_env = env
+    lab.stack.start_workers()
+
+
+def whole_stack_killed_with_backups_queued(lab: Lab, figures: Figures) -> None:
+    """`make run` loses power with 20 backups queued: every worker, work horse and Redis SIGKILLed,
+    then Redis (append-only file) and the workers started again. All 20 must end."""
+    from protection import actions
+
+    before = lab.measurer.baseline()
+    for _ in range(figures.runs):
+        runs = actions.backup_now(None, group=lab.groups["Fleet"])
+        pause(lab.rng.uniform(0.3, 3.0))
+        lab.stack.kill_everything()
+        lab.stack.start_redis_again()
+        lab.stack.start_workers()
+        rows = wait_final([r.pk for r in runs], 240, tick=reap)
+        final = [r for r in rows if r.status in ("succeeded", "failed", "errored", "cancelled")]
+        ok = [r for r in rows if r.status == "succeeded"]
+        figures.notes.append(f"{len(runs)} queued: {len(final)} final within 4 min, {len(ok)} succeeded")
+        quiet()
+    finish(lab, figures, before)
+
+
+def first_job_of_a_chain_cancelled(lab: Lab, figures: Figures) -> None:
+    """A group with parallelism 1: its backups wait on each other. The first is cancelled while
+    queued (workers stopped, so it cannot start first); the others must still run."""
+    from jobs.actions import cancel_job
+    from jobs.models import JobRun
+    from protection import actions
+
+    before = lab.measurer.baseline()
+    for _ in range(figures.runs):
+        lab.stack.stop_workers()
+        runs = actions.backup_now(None, group=lab.groups["Chain"])
+        cancel_job(str(runs[0].pk), None)
+        lab.stack.start_workers()
+        rest = wait_final([r.pk for r in runs[1:]], 120, tick=reap)
+        never_ran = [r for r in rest if r.status in JobRun.FINAL and r.started is None]
+        figures.jobs_stuck += len(never_ran)  # made final without running: the chain stopped anyway
+        figures.notes.append(
+            f"after the cancel: {', '.join(f'{r.target_label} {r.status}' for r in rest)}"
+            + (f"; {len(never_ran)} ended without running (counted as stuck)" if never_ran else "")
+        )
+        quiet()
+    finish(lab, figures, before, replicate=False)
+
+
+def chunks_corrupted(lab: Lab, figures: Figures) -> None:
+    """Flip one byte in random local chunk files that the vault also holds; `vault.verify` must find
+    every one, and `vault repair` (the vault's copy) or the next backup must repair every one."""
+    from jobs.models import JobRun
+    from jobs.runner import enqueue
+    from protection import actions
+    from vault.jobs import VERIFY_KIND
+    from vault.storage import local_store, vault_if_configured
+
+    figures.notes += settle(lab.stack)  # everything replicated first: the vault holds a good copy
+    before = lab.measurer.baseline()
+    store = local_store()
+    vault = vault_if_configured()
+    in_vault = set(vault.chunk_blobs()) if vault else set()
+    referenced = sorted({d for needed in check_local().points.values() for d in needed})
+    candidates = [d for d in referenced if vault is None or vault.chunk_name(d) in in_vault]
+    victims = lab.rng.sample(candidates, min(3 if lab.quick else 10, len(candidates)))
+    for digest in victims:
+        flip_a_byte(lab, store.chunk_path(digest))
+    figures.injected = len(victims)
+
+    verify_all(enqueue, VERIFY_KIND)
+    figures.detected = len(found_by_verify(victims))
+    repair = subprocess.run(
+        [sys.executable, "manage.py", "vault", "repair", "--wait"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=os.environ.copy(),
+    )  # fmt: skip
+    last = (repair.stdout.strip().splitlines() or repair.stderr.strip().splitlines() or [""])[-1]
+    figures.notes.append(f"`manage.py vault repair --wait` exited {repair.returncode}: {last[:120]}")
+    runs = actions.backup_now(None, group=lab.groups["Prod"])  # the next backup writes them again
+    for row in wait_final([r.pk for r in runs], 240, tick=reap):
+        if row.status != JobRun.Status.SUCCEEDED:
+            figures.notes.append(f"next backup of {row.target_label}: {row.status} ({row.error[:70]})")
+    verify_all(enqueue, VERIFY_KIND)
+    still_damaged = found_by_verify(victims, damaged_only=True)
+    figures.repaired = sum(1 for d in victims if local_chunk_ok(store, d, 4 * MiB) and d not in still_damaged)
+    figures.runs = 1
+    finish(lab, figures, before)
+
+
+def flip_a_byte(lab: Lab, path: Any) -> None:
+    size = path.stat().st_size
+    offset = lab.rng.randrange(1, size)  # past the header byte: the payload, where damage hides
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)[0]
+        fh.seek(offset)
+        fh.write(bytes([byte ^ 0xFF]))
+
+
+def verify_all(enqueue: Callable[..., Any], kind: str) -> None:
+    from vault.models import RecoveryPoint
+
+    ids = [str(pk) for pk in RecoveryPoint.objects.filter(local=True).values_list("pk", flat=True)]
+    wait_final([enqueue(kind, params={"point_ids": ids, "tier": "local"}).pk], 300, tick=reap)
+
+
+def found_by_verify(victims: list[bytes], *, damaged_only: bool = False) -> set[bytes]:
+    """Victims that a point's recorded damage names (its messages or its list of damaged chunks)."""
+    from vault.models import RecoveryPoint
+
+    points = RecoveryPoint.objects.filter(damaged=True) if damaged_only else RecoveryPoint.objects.all()
+    text = " ".join(
+        " ".join(str(line) for line in (p.damage or [])) + " " + " ".join(str(c) for c in (p.damaged_chunks or []))
+        for p in points
+    )
+    return {d for d in victims if d.hex() in text}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    run: Callable[[Lab, Figures], None]
+    runs: int
+    quick_runs: int
+    needs: frozenset[str] = frozenset()  # extra VM folders: "Chain", "Fleet"
+
+
+SCENARIOS = [
+    Scenario("backup-kill", worker_killed_mid_backup, 20, 2),
+    Scenario("replication-kill", worker_killed_mid_replication, 10, 1),
+    Scenario("gc-kill", worker_killed_mid_gc, 10, 1),
+    Scenario("redis-restart", redis_killed_mid_backup, 3, 1),
+    Scenario("postgres-restart", postgres_restarted_mid_backup, 3, 1),
+    Scenario("simulator-kill", simulator_killed_mid_read, 2, 1),
+    Scenario("store-quota", store_quota_reached_mid_backup, 2, 1),
+    Scenario("stack-restart", whole_stack_killed_with_backups_queued, 2, 1, frozenset({"Fleet"})),
+    Scenario("chain-cancel", first_job_of_a_chain_cancelled, 2, 1, frozenset({"Chain"})),
+    Scenario("chunk-corruption", chunks_corrupted, 1, 1),
+]
