@@ -48,14 +48,17 @@ def row_of(figures: Figures) -> list[str]:
     return [name, *map(str, counts), *damage]
 
 
+def table_line(cells: list[str], widths: list[int]) -> str:
+    return " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
 def print_table(results: list[Figures]) -> None:
     rows = [COLUMNS, *map(row_of, results)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    line = lambda r: " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    print(line(rows[0]))
+    print(table_line(rows[0], widths))
     print("-+-".join("-" * w for w in widths))
     for r in rows[1:]:
-        print(line(r))
+        print(table_line(r, widths))
 
 
 def closing_line(results: list[Figures]) -> str:

@@ -317,7 +317,7 @@ class Measurer:
             },
         )
 
-    def count(self, figures: Figures, before: Baseline, *, removed_on_purpose: set[str] | frozenset = frozenset()) -> None:
+    def count(self, figures: Figures, before: Baseline, *, removed_on_purpose: set[str] | None = None) -> None:
         """Add this scenario's losses to figures (after settle())."""
         from jobs.models import JobRun
         from vault.models import RecoveryPoint
@@ -326,10 +326,11 @@ class Measurer:
         local = check_local()
         vault = self.vault.check()
         lost: set[str] = set()
-        for pid in before.local - set(removed_on_purpose):
+        removed_on_purpose = removed_on_purpose or set()
+        for pid in before.local - removed_on_purpose:
             if pid not in rows or not local.point_ok(pid):
                 lost.add(pid)
-        for pid in before.vault - set(removed_on_purpose):
+        for pid in before.vault - removed_on_purpose:
             if pid not in rows or vault is None or not vault.point_ok(pid):
                 lost.add(pid)
         # A row the product shows as restorable must have its store point, old or new.

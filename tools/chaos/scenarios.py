@@ -288,10 +288,9 @@ def worker_killed_mid_replication(lab: Lab, figures: Figures) -> None:
             figures.notes.append(f"the backup before a replication ended {row.status}: {row.error[:80]}")
             continue
         point = RecoveryPoint.objects.get(job=row.pk)
-        replication = (
-            JobRun.objects.filter(kind=actions.REPLICATE_KIND, params__point_ids__contains=[str(point.pk)]).first()
-            or actions.enqueue_replication(point)
-        )
+        replication = JobRun.objects.filter(
+            kind=actions.REPLICATE_KIND, params__point_ids__contains=[str(point.pk)]
+        ).first() or actions.enqueue_replication(point)
         window = typical_seconds(actions.REPLICATE_KIND, 2.0) * 1.1
         landed += kill_mid_job(lab, replication.pk, window)
         quiet()

@@ -3,12 +3,13 @@ with the means to break each of them (SIGKILL, immediate restart) and start it a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -135,10 +136,8 @@ def parent_of(pid: int) -> int | None:
 
 
 def kill_quietly(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> None:
@@ -297,10 +296,8 @@ class Stack:
         """SIGKILL a worker and its work horse, as a crash would."""
         for child in children_of(worker.process.pid):
             kill_quietly(child)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         worker.process.wait()
         self.workers.remove(worker)
 
