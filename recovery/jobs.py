@@ -50,8 +50,9 @@ class DiskTarget:
 def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[str, Any]:
     point = RecoveryPoint.objects.select_related("vm__vcenter", "vm__datacenter").get(pk=point_id)
     restore = Restore.objects.filter(job_id=ctx.run.pk).first()
-    overwritten = _vm_overwritten(point, target)
+    overwritten = None
     try:
+        overwritten = _vm_overwritten(point, target)
         if overwritten is not None:
             _claim_or_refuse(ctx, overwritten)
         result = _restore(ctx, point, target)
