@@ -9,7 +9,7 @@ VCSIM := .cache/bin/vcsim
 AZURITE := tools/azurite/node_modules/.bin/azurite-blob
 AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
 
-.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite clean bench-inventory bench-backup bench-vault bench-restore
+.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite clean bench-inventory bench-backup bench-vault bench-restore chaos
 
 run: system-packages-run $(REQ_STAMP) $(VCSIM)
 	$(PY) tools/run.py
@@ -72,6 +72,12 @@ bench-vault: system-packages-test $(REQ_STAMP) azurite
 # through the simulator, beside ntfs-3g's tools and a plain upload.
 bench-restore: system-packages-test $(REQ_STAMP) $(VCSIM)
 	$(PY) tools/bench_restore.py
+
+# Faults injected into the real stack (workers, Redis, PostgreSQL, the simulator, Azurite), with a
+# table of what was lost, stuck or left; non-zero exit if anything was. Not part of `make test`.
+# CHAOS_ARGS passes options: --quick, --seed N, --only SCENARIO, --vault directory.
+chaos: system-packages-test $(REQ_STAMP) $(VCSIM) azurite
+	$(PY) -m tools.chaos $(CHAOS_ARGS)
 
 system-packages-bench:
 	@tools/system-packages.sh bench
