@@ -258,11 +258,14 @@ def recorded_damage() -> dict[str, set[str]]:
     return by_tier
 
 
-def repair_damage(*, actor: Any = SYSTEM_ACTOR, vault_bad: Iterable[str] | None = None) -> RepairOutcome:
+def repair_damage(
+    *, actor: Any = SYSTEM_ACTOR, vault_bad: Iterable[str] | None = None, requested: bool = False
+) -> RepairOutcome:
     """Repair every bad chunk that has a good copy in the other tier — the local store's quarantined
     chunks and the local chunks recorded missing, and `vault_bad` (by default the vault chunks
     recorded on damaged points) — then recheck the damaged points. Audited when anything was
-    repaired or found unrepairable."""
+    repaired, and always when someone `requested` it (a nightly verify that finds nothing it can
+    repair must not add a row every night)."""
     store, vault = local_store(), vault_if_configured()
     recorded = recorded_damage()
     if vault_bad is None:
@@ -272,7 +275,7 @@ def repair_damage(*, actor: Any = SYSTEM_ACTOR, vault_bad: Iterable[str] | None 
     _restore_missing(store, vault, recorded.get(LOCAL, set()), outcome)
     outcome.points_repaired = recheck_damaged(actor=actor, how="a repair from the other tier")
     outcome.points_damaged = list(RecoveryPoint.objects.filter(damaged=True).select_related("vm"))
-    if outcome.repaired_local or outcome.repaired_vault or outcome.unrepairable:
+    if requested or outcome.repaired_local or outcome.repaired_vault:
         with transaction.atomic():
             record(actor, "vault.repair", target_label="Recovery points", details=outcome.as_dict())
     return outcome

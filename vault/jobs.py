@@ -169,7 +169,7 @@ def repair(ctx: JobContext) -> dict[str, Any]:
     """Bring back every bad chunk that has a good copy in the other tier (the local store's chunks
     moved aside, and the vault chunks recorded on damaged points), recheck the damaged points, and
     list what cannot be repaired."""
-    outcome = healing.repair_damage(actor=_actor(ctx))
+    outcome = healing.repair_damage(actor=_actor(ctx), requested=True)
     _log_outcome(ctx, outcome)
     if not (outcome.repaired_local or outcome.repaired_vault or outcome.unrepairable):
         ctx.log("No chunk is known to be bad in either tier: nothing to repair.")
