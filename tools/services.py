@@ -163,24 +163,23 @@ class Redis:
         if not binary:
             raise ServiceError("redis-server is missing: install the Debian package redis-server")
         self.directory.mkdir(parents=True, exist_ok=True)
-        terminate_processes(self._leftover_servers())
+        terminate_processes(self.running_servers())
         self.socket_path.unlink(missing_ok=True)
         self.pid_path.unlink(missing_ok=True)
-        self.process = subprocess.Popen(
-            [binary, "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
-             "--dir", str(self.directory), "--pidfile", str(self.pid_path), "--save", "",
-             *self._persistence_options(), "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, **child_process_options(),
-        )  # fmt: skip
+        self.process = subprocess.Popen(self.command(binary), stdout=subprocess.DEVNULL, **child_process_options())
         _wait(self._answers, "redis-server", timeout, self.process)
         return self
 
-    def _persistence_options(self) -> list[str]:
-        if not self.persistent:
-            return ["--appendonly", "no"]
-        return ["--appendonly", "yes", "--appendfsync", "everysec"]
+    def command(self, binary: str = "redis-server") -> list[str]:
+        """The redis-server command line: Unix socket only, append-only file when persistent."""
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persistent else ["--appendonly", "no"]
+        )
+        return [binary, "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
+                "--dir", str(self.directory), "--pidfile", str(self.pid_path), "--save", "", *persistence,
+                "--loglevel", "warning"]  # fmt: skip
 
-    def _leftover_servers(self) -> set[int]:
+    def running_servers(self) -> set[int]:
         """redis-servers still serving this directory's socket: the one its pid file names (checked,
         as the pid may have been reused) and any other found in /proc (killed before writing it)."""
         named = set()
