@@ -14,6 +14,7 @@ from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed
+from protection import claims
 from protection.models import BackupSlot
 from protection.scheduling import BACKUP_KIND
 
@@ -30,14 +31,17 @@ def backup(ctx: JobContext, vm_id: int, group_id: int, slot: str | None, window_
         raise JobFailed(f"{vm.name} left its protection group before the backup started.")
     from protection import backup as engine
 
-    if not _claim(vm_id, ctx.run.pk):
-        raise JobFailed(f"Another backup of {vm.name} is running; this one was not started.")
+    if not claims.claim_vm(vm_id, ctx.run.pk):
+        holder = claims.claim_holder(vm_id)
+        # The other holder of a VM's claim is a restore writing over its disks (recovery.jobs).
+        doing = "Another backup" if holder is None or holder.kind == BACKUP_KIND else "A restore"
+        raise JobFailed(f"{doing} of {vm.name} is running; this one was not started.")
     try:
         _wait_for_slot(ctx)
         return engine.backup_vm(ctx, vm)
     finally:
         BackupSlot.objects.filter(job=ctx.run.pk).update(job=None)
-        VirtualMachine.objects.filter(pk=vm_id, backup_job=ctx.run.pk).update(backup_job=None)
+        claims.release_vm(vm_id, ctx.run.pk)
 
 
 SLOT_POLL_SECONDS = 2.0
@@ -61,16 +65,6 @@ def _wait_for_slot(ctx: JobContext) -> None:
             told = True
         ctx.check_cancelled()
         time.sleep(SLOT_POLL_SECONDS)
-
-
-def _claim(vm_id: int, run_id: Any) -> bool:
-    """Take the VM for this job, atomically; a claim left by a job that is no longer running is stale."""
-    if VirtualMachine.objects.filter(pk=vm_id, backup_job__isnull=True).update(backup_job=run_id):
-        return True
-    holder = VirtualMachine.objects.filter(pk=vm_id).values_list("backup_job", flat=True).first()
-    if holder and not JobRun.objects.filter(pk=holder, status=JobRun.Status.RUNNING).exists():
-        return bool(VirtualMachine.objects.filter(pk=vm_id, backup_job=holder).update(backup_job=run_id))
-    return False
 
 
 CLEANUP_KIND = "protection.cleanup_snapshots"

@@ -178,7 +178,7 @@ def test_an_overwrite_holds_the_vms_backup_claim_so_a_backup_started_meanwhile_i
     run = run_restore(point, {"mode": "overwrite"}, run_worker, django_capture_on_commit_callbacks)
 
     assert seen["claim"] == run.pk
-    assert seen["backup"] == "Another backup of lnx-01 is running; this one was not started."
+    assert seen["backup"] == "A restore of lnx-01 is running; this one was not started."
     assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
     assert "Every chunk of the point reads back intact." in [line["msg"] for line in run.log]
     assert VirtualMachine.objects.get(pk=vm.pk).backup_job is None  # released at the end
