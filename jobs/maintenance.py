@@ -148,7 +148,7 @@ def _requeue_note(run: JobRun) -> str:
 
 def _give_up_reason(run: JobRun) -> str:
     if run.queue_error:
-        return f"It could not be queued: {run.queue_error} ({run.queue_attempts} attempts)."
+        return f"It could not be queued ({run.queue_attempts} attempts): {run.queue_error}"
     return (
         f"Its queue entry was lost {run.queue_attempts} times (Redis restarted without it, or it was removed); "
         "it was not queued again."
@@ -188,7 +188,7 @@ def _queue_states(rows: list[JobRun], *, ended_before: datetime) -> dict[Any, Qu
         StartedJobRegistry(queue=queue).cleanup()
         listed = set(queue.get_job_ids()) | {as_text(i) for i in connection.lrange(queue.intermediate_queue_key, 0, -1)}
         in_queue = [run for run in rows if run.queue == queue_name]
-        with connection.pipeline() as pipe:
+        with connection.pipeline(transaction=False) as pipe:  # reads only: no MULTI needed
             for run in in_queue:
                 pipe.hget(Job.key_for(str(run.pk)), "status")
             statuses = [as_text(s) if s else None for s in pipe.execute()]

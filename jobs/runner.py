@@ -89,7 +89,8 @@ def put_on_queue(run: JobRun, *, note: str = "", counted: bool = True) -> bool:
         _replace_rq_job(run)
     except Exception as exc:  # any failure here must end up on the row, not in the committer's face
         logger.exception("job %s (%s) could not be queued", run.pk, run.kind)
-        _add_log_line(run.pk, f"It could not be queued: {exc}. It will be tried again.", "error", queue_error=str(exc))
+        error = f"{type(exc).__name__}: {exc}"
+        _add_log_line(run.pk, f"It could not be queued, and will be tried again: {error}", "error", queue_error=error)
         return False
     if note or run.queue_error:
         _add_log_line(run.pk, note, "warning", queue_error="")
