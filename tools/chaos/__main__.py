@@ -132,6 +132,9 @@ def main(argv: list[str]) -> int:
     for figures in results:
         if figures.error or not figures.clean:
             print(f"  {figures.scenario}: {figures.error or ''} {'; '.join(figures.notes)}".rstrip())
+    probes = sum(f.probe_failures for f in results)
+    if probes:
+        print(f"backups that failed after recovery (the probe after each scenario): {probes}")
     print(f"seed {seed}, {time.monotonic() - started:.0f} s; {'; '.join(stack.notes) or 'no notes'}")
     print(closing_line(results))
     return 0 if results and all(f.clean for f in results) else 1

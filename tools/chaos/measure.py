@@ -38,6 +38,7 @@ class Figures:
     injected: int | None = None  # chunk files damaged on purpose; None where the scenario damages none
     detected: int = 0
     repaired: int = 0
+    probe_failures: int = 0  # backups that failed after recovery (not a column: a note, and exit 1)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     error: str | None = None
@@ -46,7 +47,7 @@ class Figures:
     def clean(self) -> bool:
         whole = self.injected is None or (self.detected == self.injected and self.repaired == self.injected)
         losses = self.points_lost + self.chunks_lost + self.jobs_stuck + self.snapshots_left
-        return self.error is None and losses == 0 and whole
+        return self.error is None and losses == 0 and whole and self.probe_failures == 0
 
 
 def retrying(action: Callable[[], T], what: str, timeout: float = 60.0) -> T:

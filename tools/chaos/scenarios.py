@@ -92,8 +92,8 @@ def set_up(stack: Stack, quick: bool) -> Lab:
     say("first backups of the Prod VMs, and their replication")
     from protection import actions
 
-    runs = actions.backup_now(None, group=lab.groups["Prod"])
-    for row in wait_final([r.pk for r in runs], 180, tick=reap):
+    runs = actions.backup_now(None, group=lab.groups["Prod"]) + actions.backup_now(None, group=lab.groups["Big"])
+    for row in wait_final([r.pk for r in runs], 240, tick=reap):
         if row.status != "succeeded":
             raise RuntimeError(f"the first backup {row.title} ended {row.status}: {row.error}")
     wait_all_final(180)
@@ -159,7 +159,7 @@ def protect_folder(folder: str) -> Any:
     from protection import actions
 
     policy = dict(POLICY)
-    if folder == "Chain":
+    if folder in ("Chain", "Big"):
         policy.update(parallelism=1, replicate=False)
     elif folder == "Fleet":
         policy.update(parallelism=4, replicate=False)
@@ -176,11 +176,14 @@ def protect_folder(folder: str) -> Any:
 # Helpers ----------------------------------------------------------------------------------------
 
 
-def typical_seconds(kind: str, default: float) -> float:
-    """Median duration of this kind's successful runs so far: the window a kill is drawn from."""
+def typical_seconds(kind: str, default: float, *, target: str | None = None) -> float:
+    """Median duration of this kind's successful runs so far (of one VM, with target): the window
+    a kill is drawn from."""
     from jobs.models import JobRun
 
     rows = JobRun.objects.filter(kind=kind, status=JobRun.Status.SUCCEEDED, started__isnull=False)
+    if target is not None:
+        rows = rows.filter(target_label=target)
     durations = [(r.finished - r.started).total_seconds() for r in rows.order_by("-created")[:20] if r.finished]
     return statistics.median(durations) if durations else default
 
@@ -249,8 +252,25 @@ def quiet(timeout: float = 90.0) -> None:
 
 
 def finish(lab: Lab, figures: Figures, before: Any, *, replicate: bool = True) -> None:
+    """Let the product heal, check that backing up still works, then count."""
+    figures.notes += settle(lab.stack, replicate=replicate)
+    probe_next_backups(lab, figures)
     figures.notes += settle(lab.stack, replicate=replicate)
     lab.measurer.count(figures, before, removed_on_purpose=lab.removed_on_purpose)
+
+
+def probe_next_backups(lab: Lab, figures: Figures) -> None:
+    """After recovery the next backup of every Prod VM must succeed: protection that silently
+    stopped is what this run is looking for."""
+    from jobs.models import JobRun
+    from protection import actions
+
+    runs = retrying(lambda: actions.backup_now(None, group=lab.groups["Prod"]), "queueing the probe backups")
+    rows = wait_final([r.pk for r in runs], 120, tick=reap)
+    failed = [r for r in rows if r.status != JobRun.Status.SUCCEEDED]
+    figures.probe_failures += len(failed)
+    for row in failed:
+        figures.notes.append(f"next backup of {row.target_label} after recovery: {row.status} ({row.error[:90]})")
 
 
 def landed_note(figures: Figures, landed: int) -> None:
@@ -371,24 +391,30 @@ def postgres_restarted_mid_backup(lab: Lab, figures: Figures) -> None:
 
 def simulator_killed_mid_read(lab: Lab, figures: Figures) -> None:
     def crash() -> None:
-        lab.stack.kill_and_restart_simulator()
+        # Only what the probe backups and later runs read is filled again (uploads are slow).
+        lab.stack.kill_and_restart_simulator({"Prod", "Big"})
         sync_inventory()  # the VMs have new morefs; the product finds them by instance UUID
 
     _mid_backup(lab, figures, crash)
 
 
 def _mid_backup(lab: Lab, figures: Figures, fault: Callable[[], Any]) -> None:
-    """A backup reading its disks, then the fault at a random moment of the read."""
+    """A backup of the big VM reading its disk, then the fault at a random moment of the read."""
+    from jobs.models import JobRun
+
     before = lab.measurer.baseline()
-    window = typical_seconds("protection.backup", 2.0) * 0.6
+    window = typical_seconds("protection.backup", 2.0, target="big-1") * 0.9
+    landed = 0
     for _ in range(figures.runs):
-        vm = lab.rng.choice(lab.vms("Prod"))
+        (vm,) = lab.vms("Big")
         run = backup(lab, vm, write_chunks=1)
         wait_running(run.pk, progressed=True)
         pause(lab.rng.uniform(0, window))
+        landed += JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING).exists()
         fault()
         lab.stack.ensure_workers()
         quiet(120)
+    figures.notes.append(f"faults that landed while the backup read: {landed}/{figures.runs}")
     finish(lab, figures, before)
 
 
@@ -400,7 +426,7 @@ def store_quota_reached_mid_backup(lab: Lab, figures: Figures) -> None:
     before = lab.measurer.baseline()
     filler = local_store().root / "chaos-filler"
     for _ in range(figures.runs):
-        vm = lab.rng.choice(lab.vms("Prod"))
+        (vm,) = lab.vms("Big")
         lab.stack.guest_write(vm.name, 6)  # about 6 MiB of new chunks, compressed
         used = local_store().used_bytes()
         quota_gb = used // GiB + 1
@@ -551,9 +577,10 @@ SCENARIOS = [
     Scenario("gc-kill", worker_killed_mid_gc, 10, 1),
     Scenario("redis-restart", redis_killed_mid_backup, 3, 1),
     Scenario("postgres-restart", postgres_restarted_mid_backup, 3, 1),
-    Scenario("simulator-kill", simulator_killed_mid_read, 2, 1),
     Scenario("store-quota", store_quota_reached_mid_backup, 2, 1),
     Scenario("stack-restart", whole_stack_killed_with_backups_queued, 2, 1, frozenset({"Fleet"})),
     Scenario("chain-cancel", first_job_of_a_chain_cancelled, 2, 1, frozenset({"Chain"})),
     Scenario("chunk-corruption", chunks_corrupted, 1, 1),
+    # Last: the simulator comes back with only the Prod and Big disks filled again.
+    Scenario("simulator-kill", simulator_killed_mid_read, 2, 1),
 ]

@@ -60,6 +60,9 @@ def inventory(*, quick: bool, chain: bool, fleet: bool) -> list[VmSpec]:
         VmSpec("win-1", "Prod", size, windows=True, noise_mib=noise),
         VmSpec("win-2", "Prod", size, windows=True, noise_mib=noise),
     ]
+    # One VM with a larger disk for faults that must land mid-read (Redis, PostgreSQL, the simulator,
+    # the quota): reading it takes a few seconds, so a random moment of the read is easy to hit.
+    vms.append(VmSpec("big-1", "Big", 256 if quick else 512, noise_mib=24 if quick else 48))
     if chain:
         vms += [VmSpec(f"chain-{n}", "Chain", 16, noise_mib=2) for n in range(1, 4)]
     if fleet:
@@ -232,19 +235,21 @@ class Stack:
         self.sim = Simulator.start(spec, workdir=self.work / "sim", tls=True, port=free_port())
         self.fill_disks()
 
-    def fill_disks(self) -> None:
+    def fill_disks(self, folders: set[str] | None = None) -> None:
         assert self.sim is not None
         for vm in self.vms:
-            self.sim.upload_disk_image(vm.name, 0, disk_image(vm))
+            if folders is None or vm.folder in folders:
+                self.sim.upload_disk_image(vm.name, 0, disk_image(vm))
 
-    def kill_and_restart_simulator(self) -> None:
+    def kill_and_restart_simulator(self, refill: set[str]) -> None:
         """SIGKILL the simulator, then start it again on the same port and certificate (a vCenter
-        coming back after a crash: VM morefs change, instance UUIDs stay), with the disks re-filled."""
+        coming back after a crash: VM morefs change, instance UUIDs stay), with the disks of the
+        VMs in `refill` filled again (the simulator keeps nothing)."""
         assert self.sim is not None
         self.sim.process.kill()
         self.sim.process.wait()
         self.sim.restart()
-        self.fill_disks()
+        self.fill_disks(refill)
 
     def guest_write(self, vm: str, chunks: int = 1) -> None:
         """Random bytes written into the disk's last quarter (free space of the file system), one MiB
