@@ -30,6 +30,7 @@ from vault.engine import (
     RemoteVault,
     Store,
     TieredStore,
+    collect_vault,
     generate_key,
     parse_key,
     repair_chunks,
@@ -283,3 +284,27 @@ def test_repair_chunks_fixes_each_tier_from_the_other_and_lists_what_it_cannot(
     # As the sentence says: the next backup that reads those bytes brings the chunk back.
     backup(store, "p2", path)
     assert verify_point(store, "p1").ok and restored(store, "p1") == data
+
+
+def test_vault_gc_keeps_quarantined_blobs_for_the_grace_period_and_never_counts_them_as_chunks(
+    store: Store, tmp_path: Path, image: tuple[Path, bytes]
+) -> None:
+    path, _data = image
+    backup(store, "p1", path)
+    (tmp_path / "vault").mkdir()
+    backend = DirectoryBackend(tmp_path / "vault")
+    vault = RemoteVault(backend)
+    replicate_point(store, vault, "p1")
+    bad = digest_of(store, "p1", TEXT_CHUNK)
+    flip_vault_byte(vault, bad)
+    assert not verify_point(vault, "p1").ok
+    assert repair_chunks(store, vault, vault_bad=[bad]).repaired_vault
+
+    young = collect_vault(vault, grace_seconds=3600)
+    assert (young.chunks_seen, young.chunks_swept, young.bad_swept) == (4, 0, 0)
+    assert backend.exists(vault.bad_name(bad))
+
+    old = collect_vault(vault, grace_seconds=0)  # its good copy is back: the evidence may go now
+    assert (old.chunks_seen, old.chunks_swept, old.bad_swept) == (4, 0, 1)
+    assert list(backend.list("bad/")) == []
+    assert verify_point(vault, "p1").ok

@@ -67,6 +67,7 @@ class GcReport:
             f"{self.tier}: {self.points} points, {self.chunks_marked} chunks in use, "
             f"{self.chunks_swept} unused chunks swept ({verb} {self.bytes_freed} bytes), "
             f"{self.chunks_kept_young} unused but recent chunks kept"
+            + (f", {self.bad_swept} old quarantined chunks removed" if self.bad_swept else "")
         )
 
 

@@ -191,12 +191,19 @@ class Store:
         # The chunk's mtime was its last use; from now on it is the time of quarantine, which the
         # GC's grace period counts from (bad/ entries are evidence for a while).
         os.utime(target)
-        why = self.bad_dir / f".{digest.hex()}.{secrets.token_hex(4)}"
-        fsutil.write_durable(why, f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {reason}\n".encode())
-        os.replace(why, self.bad_dir / (digest.hex() + REASON_SUFFIX))
+        self._write_reason(digest, reason)
         fsutil.fsync_dir(self.bad_dir)
         fsutil.fsync_dir(path.parent)
         return True
+
+    def _write_reason(self, digest: bytes, reason: str) -> None:
+        # Best effort: the move is what protects backups; a full disk must not turn it into an error.
+        # A temp name starting with "." is never taken for a record; the GC removes strays.
+        temp = self.bad_dir / f".{digest.hex()}.{secrets.token_hex(4)}"
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {reason}\n"
+        with contextlib.suppress(OSError):
+            fsutil.write_durable(temp, line.encode())
+            os.replace(temp, self.bad_dir / (digest.hex() + REASON_SUFFIX))
 
     def bad_chunks(self) -> set[bytes]:
         """Digests quarantined in bad/ whose good copy is not back in chunks/: what a backup must not

@@ -1,4 +1,7 @@
-"""Check a recovery point end to end: every chunk it references is read, decompressed and re-hashed."""
+"""Check a recovery point end to end: every chunk it references is read, decompressed and re-hashed.
+
+A chunk that fails is quarantined by the read itself (`Store.read_chunk`, `RemoteVault.read_chunk`),
+so the next backup stores it again; a later verify reports it as corrupt (quarantined) until then."""
 
 from __future__ import annotations
 
