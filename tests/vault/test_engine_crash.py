@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.children import START_UP_SECONDS, Child
 from tests.vault import (
     CS,
     DISK,
@@ -27,19 +22,23 @@ from tests.vault import (
     overwrite,
     restored,
 )
+from tests.waiting import wait_until
 from vault.engine import Cancelled, FileSource, Store, StoreFull, verify_point
 
-REPO = Path(__file__).resolve().parents[2]
 CRASH_LAYOUT = [("random", CS), ("text", CS), ("random", 2 * CS + 777)]
+STAGE_SECONDS = 60.0  # from "ready" to the stage: opening the store and staging two 4 MiB chunks
 
 # The child backs up p2 and stops at a chosen stage, waiting to be killed:
 #   reading: chunks 0 and 1 are staged, the source hangs on chunk 2;
 #   moving:  commit has synced everything and moved two chunks into chunks/, the point is unpublished.
+# It prints "ready" once its interpreter is up and the engine imported, so the parent gives the start-up
+# (slow on a loaded machine) and the backup up to the stage each a deadline of their own.
 CHILD = r"""
 import os, sys, time
 from pathlib import Path
 from vault.engine import CHUNK_SIZE, FileSource, Store
 
+print("ready", flush=True)
 root, image, stage = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 
@@ -87,41 +86,13 @@ def _staged_files(store: Store) -> list[Path]:
     return [p for p in store.staging_dir.rglob("*") if p.is_file() and p.parent.name == "chunks"]
 
 
-def _run_until_killed(tmp_path: Path, store: Store, image: Path, stage: str, marker: str) -> None:
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(store.root), str(image), stage],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line.strip()) for line in proc.stdout], daemon=True).start()
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"child never reached {marker!r}: {proc.stderr.read() if proc.poll() is not None else ''}")
-            if line == marker:
-                break
-            assert line != "finished", "child finished instead of hanging"
-        if stage == "reading":  # the two fast chunks are being staged by the other thread
-            while len(_staged_files(store)) < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert proc.returncode == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+def _run_until_killed(store: Store, image: Path, stage: str, marker: str) -> None:
+    with Child(CHILD, str(store.root), str(image), stage) as child:
+        child.wait_for("ready", timeout=START_UP_SECONDS, what="its interpreter started and imported the engine")
+        child.wait_for(marker, timeout=STAGE_SECONDS, what=f"its backup reached the {stage!r} stage")
+        if stage == "reading":  # the two fast chunks may still be being staged by the other thread
+            wait_until(lambda: len(_staged_files(store)) >= 2, timeout=STAGE_SECONDS, what="chunks 0 and 1 are staged")
+        child.kill()
 
 
 @pytest.mark.parametrize("stage, marker", [("reading", "slow"), ("moving", "moved")])
@@ -133,7 +104,7 @@ def test_sigkill_leaves_no_visible_point_and_no_untrustworthy_chunk(tmp_path, st
     # change every chunk, so p2 has four new chunks to stage
     new = overwrite(image, old, [(i * CS + 10, 100) for i in range(4)])
 
-    _run_until_killed(tmp_path, store, image, stage, marker)
+    _run_until_killed(store, image, stage, marker)
 
     survivor = Store(store.root)
     assert survivor.list_points() == ["p1"]
