@@ -213,6 +213,7 @@ class RepairOutcome:
     unrepairable: list[engine.ChunkNote] = field(default_factory=list)
     points_repaired: list[RecoveryPoint] = field(default_factory=list)
     points_damaged: list[RecoveryPoint] = field(default_factory=list)
+    vault_error: str = ""  # why nothing could be repaired this time (the vault is down), or ""
 
     def as_dict(self) -> dict[str, Any]:
         def notes(items: list[engine.ChunkNote]) -> list[dict[str, str]]:
@@ -224,6 +225,7 @@ class RepairOutcome:
             "unrepairable": notes(self.unrepairable),
             "points_repaired": [str(p.pk) for p in self.points_repaired],
             "points_damaged": [str(p.pk) for p in self.points_damaged],
+            "vault_error": self.vault_error,
         }
 
     def log_lines(self) -> list[tuple[str, str]]:
@@ -232,6 +234,8 @@ class RepairOutcome:
         lines += [("info", f"Repaired in the vault: chunk {n.digest} — {n.sentence}") for n in self.repaired_vault]
         lines += [("error", f"Cannot be repaired: chunk {n.digest} — {n.sentence}") for n in self.unrepairable]
         lines += [("info", f"{point_label(p)}: repaired.") for p in self.points_repaired]
+        if self.vault_error:
+            lines.append(("error", f"Nothing was repaired: {self.vault_error}."))
         return lines
 
 
@@ -240,6 +244,8 @@ def damage_remains(points: list[RecoveryPoint], outcome: RepairOutcome, tier: st
     vms = ", ".join(sorted({point.vm.name for point in points}))
     where = f" in the {tier} tier" if tier else ""
     sentence = f"{len(points)} damaged recovery point(s){where}; VMs affected: {vms}."
+    if outcome.vault_error:
+        return f"{sentence} Nothing was repaired: {outcome.vault_error}."
     if outcome.unrepairable:
         return f"{sentence} {len(outcome.unrepairable)} chunk(s) cannot be repaired: {NO_GOOD_COPY}."
     return f"{sentence} The damage is not in a chunk a repair can bring back: verify them again or back the VMs up."
@@ -270,9 +276,14 @@ def repair_damage(
     recorded = recorded_damage()
     if vault_bad is None:
         vault_bad = recorded.get(VAULT, set())
-    report = engine.repair_chunks(store, vault, vault_bad=[bytes.fromhex(d) for d in vault_bad] if vault else ())
-    outcome = RepairOutcome(report.repaired_local, report.repaired_vault, report.unrepairable)
-    _restore_missing(store, vault, recorded.get(LOCAL, set()), outcome)
+    try:
+        bad_there = [bytes.fromhex(d) for d in vault_bad] if vault else []
+        report = engine.repair_chunks(store, vault, vault_bad=bad_there)
+    except (engine.BackendError, engine.StoreError) as exc:  # the vault is unreachable or its key wrong
+        outcome = RepairOutcome(vault_error=f"the vault could not be used for repairs: {exc}")
+    else:
+        outcome = RepairOutcome(report.repaired_local, report.repaired_vault, report.unrepairable)
+        _restore_missing(store, vault, recorded.get(LOCAL, set()), outcome)
     outcome.points_repaired = recheck_damaged(actor=actor, how="a repair from the other tier")
     outcome.points_damaged = list(RecoveryPoint.objects.filter(damaged=True).select_related("vm"))
     if requested or outcome.repaired_local or outcome.repaired_vault:

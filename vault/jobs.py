@@ -130,7 +130,8 @@ def verify(ctx: JobContext, point_ids: list[str], tier: str = "local") -> dict[s
             vault_bad.update(digests if in_vault else ())
             ctx.log(f"{_label(point)} ({tier}): DAMAGED — {problems[0]}", level="error")
         else:
-            healing.mark_intact(point, tier, actor=actor)
+            if point.damaged:
+                healing.mark_intact(point, tier, actor=actor)
             ctx.log(f"{_label(point)} ({tier}): intact.")
         ctx.advance()
     result: dict[str, Any] = {"verified": len(points), "tier": tier, "damaged": len(damaged)}

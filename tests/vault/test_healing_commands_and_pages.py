@@ -210,3 +210,28 @@ def test_vault_reconcile_prints_its_report(make_point):
 
     assert f"point {point.pk}" in out.getvalue() and "Dry run, nothing changed" in out.getvalue()
     assert str(point.pk) in local_store().list_points()
+
+
+@pytest.mark.django_db
+def test_verify_says_why_a_vault_it_cannot_use_repaired_nothing(
+    make_point, run_worker, tmp_path, django_capture_on_commit_callbacks
+):
+    root = tmp_path / "vault"
+    root.mkdir()
+    # An encrypted vault whose key this server does not have (rebuilt, key not entered yet).
+    key = engine.parse_key(engine.generate_key())
+    engine.RemoteVault(engine.blobs.DirectoryBackend(root), key).open(create=True)
+    VaultSettings.objects.update_or_create(pk=1, defaults={"kind": "directory", "directory": str(root)})
+    point = make_point()
+    flip_a_byte(chunk_files(point)[0])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = runner.enqueue(jobs.VERIFY_KIND, params={"point_ids": [str(point.pk)]})
+    run_worker()
+
+    run.refresh_from_db()
+    assert run.status == JobRun.Status.FAILED, (run.status, run.error, run.traceback)
+    assert "VMs affected: app-01" in run.error and "the vault could not be used for repairs" in run.error
+    assert "enter its vault key" in run.error
+    point.refresh_from_db()
+    assert point.damaged

@@ -108,6 +108,7 @@ class Command(BaseCommand):
             ["compression ratio", ratio(info.compression_ratio)],
             ["vault points", info.vault_points],
             ["waiting for the vault", f"{info.backlog} (lag {info.lag or '—'})"],
+            ["damaged points", f"{info.damaged_points} ({info.repaired_points} repaired since damage was found)"],
         ]
         for tier, usage in sorted(info.tiers.items()):
             rows.append([f"vault {tier}", f"{_mib(usage['bytes'])} in {usage['blobs']} blobs"])
