@@ -153,6 +153,15 @@ def recheck_damaged(
     return repaired
 
 
+def note_read_repairs(source: engine.TieredStore, *, actor: Any = SYSTEM_ACTOR) -> list[RecoveryPoint]:
+    """After a restore or a browse through `source`: the chunks its reads healed from the other tier
+    may make damaged points whole; recheck those (returns the points now repaired)."""
+    if not source.repairs:
+        return []
+    digests = {repair.digest for repair in source.repairs}
+    return recheck_damaged(digests, actor=actor, how="a read that repaired it from the other tier")
+
+
 class _ChunkChecker:
     """Reads one chunk back from a tier and checks its hash; each tier is opened once."""
 

@@ -25,7 +25,7 @@ from tests.vault import CS, DISK, build_image
 from tests.waiting import wait_until
 from vault import engine, healing, jobs
 from vault.models import RecoveryPoint, VaultSettings
-from vault.storage import local_store, remote_vault
+from vault.storage import local_store, remote_vault, tiered_store
 
 NOW = timezone.now()
 
@@ -235,3 +235,27 @@ def test_verify_says_why_a_vault_it_cannot_use_repaired_nothing(
     assert "enter its vault key" in run.error
     point.refresh_from_db()
     assert point.damaged
+
+
+@pytest.mark.django_db
+def test_a_restore_that_heals_a_chunk_from_the_vault_marks_the_point_repaired(make_point, tmp_path):
+    root = tmp_path / "vault"
+    root.mkdir()
+    VaultSettings.objects.update_or_create(pk=1, defaults={"kind": "directory", "directory": str(root)})
+    point = make_point()
+    engine.replicate_point(local_store(), remote_vault(), str(point.pk))
+    RecoveryPoint.objects.filter(pk=point.pk).update(vault_status=RecoveryPoint.VaultStatus.REPLICATED)
+    bad = chunk_files(point)[1]
+    original = bad.read_bytes()
+    flip_a_byte(bad)
+    problems = [str(p) for p in engine.verify_point(local_store(), str(point.pk)).problems]
+    healing.mark_damaged(point, problems, healing.LOCAL, digests=[bad.name])
+
+    source = tiered_store()
+    engine.restore_disk(source, source.open_point(str(point.pk)).index(DISK), io.BytesIO())
+    repaired = healing.note_read_repairs(source, actor="restore")
+
+    assert [p.pk for p in repaired] == [point.pk] and bad.read_bytes() == original
+    point.refresh_from_db()
+    assert not point.damaged and point.repaired_at
+    assert AuditEntry.objects.get(action="point.repaired").actor_name == "restore"
