@@ -182,24 +182,32 @@ def _queue_states(rows: list[JobRun], *, ended_before: datetime) -> dict[Any, Qu
     }
     states: dict[Any, QueueState] = {}
     for queue_name in {run.queue for run in rows}:
-        queue = django_rq.get_queue(queue_name)
-        connection = queue.connection
-        # Jobs of a worker that died before claiming them move to "failed" here, so they read as lost.
-        StartedJobRegistry(queue=queue).cleanup()
-        listed = set(queue.get_job_ids()) | {as_text(i) for i in connection.lrange(queue.intermediate_queue_key, 0, -1)}
         in_queue = [run for run in rows if run.queue == queue_name]
-        with connection.pipeline(transaction=False) as pipe:  # reads only: no MULTI needed
-            for run in in_queue:
-                pipe.hget(Job.key_for(str(run.pk)), "status")
-            statuses = [as_text(s) if s else None for s in pipe.execute()]
-        for run, rq_status in zip(in_queue, statuses, strict=True):
-            if rq_status == JobStatus.DEFERRED:
-                chained = run.after_id is not None and connection.sismember(
-                    Job.dependents_key_for(str(run.after_id)), str(run.pk)
-                )
-                states[run.pk] = _deferred_state(run, predecessors.get(run.after_id), bool(chained), ended_before)
-            else:
-                states[run.pk] = _undeferred_state(rq_status, listed=str(run.pk) in listed)
+        states.update(_states_in_queue(queue_name, in_queue, predecessors, ended_before))
+    return states
+
+
+def _states_in_queue(
+    queue_name: str, rows: list[JobRun], predecessors: dict[Any, tuple[str, datetime | None]], ended_before: datetime
+) -> dict[Any, QueueState]:
+    queue = django_rq.get_queue(queue_name)
+    connection = queue.connection
+    # Jobs of a worker that died before claiming them move to "failed" here, so they read as lost.
+    StartedJobRegistry(queue=queue).cleanup()
+    listed = set(queue.get_job_ids()) | {as_text(i) for i in connection.lrange(queue.intermediate_queue_key, 0, -1)}
+    with connection.pipeline(transaction=False) as pipe:  # reads only: no MULTI, which a full Redis refuses
+        for run in rows:
+            pipe.hget(Job.key_for(str(run.pk)), "status")
+            # Whether RQ's predecessor still lists it as waiting (what releases it when that one ends).
+            pipe.sismember(Job.dependents_key_for(str(run.after_id or "none")), str(run.pk))
+        replies = pipe.execute()
+    states = {}
+    for run, rq_status, chained in zip(rows, replies[::2], replies[1::2], strict=True):
+        status = as_text(rq_status) if rq_status else None
+        if status == JobStatus.DEFERRED:
+            states[run.pk] = _deferred_state(run, predecessors.get(run.after_id), bool(chained), ended_before)
+        else:
+            states[run.pk] = _undeferred_state(status, listed=str(run.pk) in listed)
     return states
 
 
