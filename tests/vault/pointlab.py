@@ -4,13 +4,10 @@ small real images) and real rows, with the manifest meta a backup writes (protec
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from django.utils import timezone
 
 from inventory.models import VirtualMachine
 from protection.models import ProtectionGroup
@@ -110,16 +107,3 @@ def point_with_row(
         logical_bytes=image.stat().st_size,
         **fields,
     )
-
-
-def wait_until(condition: Callable[[], bool], *, what: str, seconds: float = 30.0) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-        time.sleep(0.02)  # a polling interval, not a synchronisation: the condition decides
-
-
-def an_hour_from_now() -> dt.datetime:
-    return timezone.now() + dt.timedelta(hours=1)

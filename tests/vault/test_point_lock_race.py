@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
 from tests.protection.lab import protect_vms
-from tests.vault.pointlab import point_with_row, small_image, wait_until
+from tests.vault.pointlab import point_with_row, small_image
+from tests.waiting import wait_until
 from vault import actions
 from vault.models import RecoveryPoint
 from vault.storage import local_store
@@ -71,7 +72,9 @@ def test_a_removal_that_starts_while_a_lock_is_being_set_waits_for_it_and_refuse
     assert locked.wait(DEADLINE), "lock_point never took the row"
     remover = in_thread(lambda: actions._remove_point(point, local=True, vault=False), outcome, "remove")
     # The removal must now be blocked on the row the lock holds, not deciding on what it read before.
-    wait_until(lambda: sessions_waiting_for_a_row_lock() >= 1, what="the removal to wait for the row lock")
+    wait_until(
+        lambda: sessions_waiting_for_a_row_lock() >= 1, what="the removal waits for the row lock", timeout=DEADLINE
+    )
     release.set()
     locker.join(DEADLINE)
     remover.join(DEADLINE)
