@@ -71,9 +71,32 @@ def closing_line(results: list[Figures]) -> str:
     )
 
 
+def now() -> object:
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def unsuccessful_jobs_since(since: object) -> list[str]:
+    """Jobs of the scenario that did not succeed, by kind and status (the killed ones among them)."""
+    from collections import Counter
+
+    from jobs.models import JobRun
+
+    try:
+        rows = JobRun.objects.filter(created__gte=since).exclude(status=JobRun.Status.SUCCEEDED)
+        counts = Counter(f"{kind} {status}" for kind, status in rows.values_list("kind", "status"))
+    except Exception as exc:  # the figures matter more than this note
+        return [f"jobs not counted: {exc}"]
+    if not counts:
+        return []
+    return ["jobs that did not succeed: " + ", ".join(f"{n}× {what}" for what, n in sorted(counts.items()))]
+
+
 def run_scenario(lab: Lab, scenario: Scenario, runs: int) -> Figures:
     figures = Figures(scenario.name, runs=runs)
     started = time.monotonic()
+    since = now()
     say(f"== {scenario.name}: {runs} run(s)")
     try:
         scenario.run(lab, figures)
@@ -85,6 +108,7 @@ def run_scenario(lab: Lab, scenario: Scenario, runs: int) -> Figures:
         except Exception as again:
             say(f"settling after the error failed too: {again}")
     figures.seconds = time.monotonic() - started
+    figures.notes += unsuccessful_jobs_since(since)
     say(f"   {scenario.name}: {figures.seconds:.0f} s; " + "; ".join(figures.notes))
     return figures
 
@@ -97,7 +121,7 @@ def main(argv: list[str]) -> int:
     say(f"seed {seed} (repeat with --seed {seed}); scenarios: {', '.join(s.name for s in chosen)}")
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="vmb-chaos-"))
-    vms = inventory(quick=args.quick, chain="Chain" in needs, fleet="Fleet" in needs)
+    vms = inventory(quick=args.quick, big="Big" in needs, chain="Chain" in needs, fleet="Fleet" in needs)
     stack = Stack(work, random.Random(seed), vms, vault_kind=args.vault)
     results: list[Figures] = []
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -111,16 +112,13 @@ def reap() -> None:
 
 def settle(stack: Stack, *, replicate: bool = True) -> list[str]:
     """Let the product heal as it would by itself; returns notes on what had to be done."""
-    from jobs.runner import enqueue
-
     notes = []
     replaced = stack.ensure_workers()
     if replaced:
         notes.append(f"{replaced} dead worker(s) started again")
     reap()  # every minute from cron, and at each worker start
     wait_all_final(SETTLE_SECONDS)
-    # On worker start and after each sync the product removes leftover backup snapshots.
-    retrying(lambda: enqueue("protection.cleanup_snapshots"), "queueing the snapshot cleanup")
+    queue_startup_jobs()  # what every worker start queues: snapshot cleanup, store reconciliation
     if replicate:
         from vault.jobs import enqueue_lagging_replications
 
@@ -134,6 +132,17 @@ def settle(stack: Stack, *, replicate: bool = True) -> list[str]:
         reap()
         wait_all_final(30)
     return notes
+
+
+def queue_startup_jobs() -> None:
+    try:
+        from jobs.worker import queue_startup_jobs as queue
+    except ImportError:  # before jobs.worker had its list: the snapshot cleanup alone
+        from jobs.runner import enqueue
+
+        retrying(lambda: enqueue("protection.cleanup_snapshots"), "queueing the snapshot cleanup")
+        return
+    retrying(lambda: queue(logging.getLogger("chaos")), "queueing the start-up jobs")
 
 
 def fast_forward_unfinished() -> None:

@@ -50,7 +50,7 @@ class VmSpec:
         return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
 
 
-def inventory(*, quick: bool, chain: bool, fleet: bool) -> list[VmSpec]:
+def inventory(*, quick: bool, big: bool, chain: bool, fleet: bool) -> list[VmSpec]:
     """Four VMs backed up over and over ("Prod"), three for the parallelism chain, twenty for the
     whole-stack restart. Prod disks are sized so a backup takes a second or two on this machine."""
     size, noise = (64, 12) if quick else (96, 20)
@@ -62,7 +62,8 @@ def inventory(*, quick: bool, chain: bool, fleet: bool) -> list[VmSpec]:
     ]
     # One VM with a larger disk for faults that must land mid-read (Redis, PostgreSQL, the simulator,
     # the quota): reading it takes a few seconds, so a random moment of the read is easy to hit.
-    vms.append(VmSpec("big-1", "Big", 256 if quick else 512, noise_mib=24 if quick else 48))
+    if big:
+        vms.append(VmSpec("big-1", "Big", 256 if quick else 512, noise_mib=24 if quick else 48))
     if chain:
         vms += [VmSpec(f"chain-{n}", "Chain", 16, noise_mib=2) for n in range(1, 4)]
     if fleet:
@@ -108,7 +109,7 @@ def disk_image(vm: VmSpec) -> Path:
 
 @dataclass
 class Worker:
-    number: int
+    name: str
     process: subprocess.Popen[bytes]
 
     @property
@@ -270,25 +271,45 @@ class Stack:
         names = list(settings.RQ_QUEUES)
         return [q for q in QUEUE_ORDER if q in names] + [q for q in names if q not in QUEUE_ORDER]
 
-    def start_worker(self) -> Worker:
+    def start_worker(self, *, wait: bool = True) -> Worker:
         self._worker_count += 1
+        name = f"chaos-{os.getpid()}-{self._worker_count}"
         log = open(self.work / f"worker-{self._worker_count}.log", "ab")  # noqa: SIM115 - the child keeps it
         try:
             process = subprocess.Popen(
                 [sys.executable, "manage.py", "rqworker", *self.queues(), "--worker-class", WORKER_CLASS,
-                 "--name", f"chaos-{os.getpid()}-{self._worker_count}"],
+                 "--name", name],
                 cwd=ROOT, env={**os.environ, **self.worker_env}, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, process_group=0,
             )  # fmt: skip
         finally:
             log.close()
-        worker = Worker(self._worker_count, process)
+        worker = Worker(name, process)
         self.workers.append(worker)
+        if wait:
+            self.wait_ready([worker])
         return worker
 
+    def wait_ready(self, workers: list[Worker], timeout: float = 90.0) -> None:
+        """Until RQ lists the workers: by then each has run its start-up repairs and queued its
+        start-up jobs (jobs.worker.CleaningWorker), so a measurement never races them."""
+        import django_rq
+        from rq import Worker as RqWorker
+
+        def registered() -> bool:
+            if any(not w.alive for w in workers):
+                raise RuntimeError(f"a worker exited while starting (see {self.work}/worker-*.log)")
+            try:
+                names = {w.name for w in RqWorker.all(connection=django_rq.get_connection())}
+            except Exception:  # Redis just restarted: ask again
+                return False
+            return all(w.name in names for w in workers)
+
+        wait_until(registered, timeout, "the workers' start", poll=0.1)
+
     def start_workers(self) -> None:
-        for _ in range(WORKERS - len([w for w in self.workers if w.alive])):
-            self.start_worker()
+        started = [self.start_worker(wait=False) for _ in range(WORKERS - len([w for w in self.workers if w.alive]))]
+        self.wait_ready(started)
 
     def ensure_workers(self) -> int:
         """Replace workers that died (a supervisor, or the next `make run`, would); how many."""
