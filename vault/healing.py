@@ -98,7 +98,10 @@ def _forget(
         keep = [c for c in point.damaged_chunks if c.get("tier", LOCAL) != tier]
     else:
         keep = [c for c in point.damaged_chunks if (c["digest"], c.get("tier", LOCAL)) not in (digests or set())]
-    lines_left = _damage_left(point, keep, tier)
+    # Damage in a tier the point has left (pruned there) no longer stands between it and a restore.
+    gone = {t for t in (LOCAL, VAULT) if not _still_held(point, t)}
+    keep = [c for c in keep if c.get("tier", LOCAL) not in gone]
+    lines_left = [line for line in _damage_left(point, keep, tier) if line.split(":", 1)[0] not in gone]
     repaired = not keep and not lines_left
     point.damaged_chunks = keep
     point.damaged = not repaired
@@ -143,7 +146,7 @@ def recheck_damaged(
     repaired = []
     for point in RecoveryPoint.objects.filter(damaged=True).select_related("vm").order_by("created"):
         entries = [c for c in point.damaged_chunks if wanted is None or c["digest"] in wanted]
-        whole = {(c["digest"], c.get("tier", LOCAL)) for c in entries if checker.is_whole(point, c)}
+        whole = checker.whole_chunks(point, entries)
         if not whole:
             continue
         with transaction.atomic():
@@ -163,27 +166,35 @@ def note_read_repairs(source: engine.TieredStore, *, actor: Any = SYSTEM_ACTOR) 
 
 
 class _ChunkChecker:
-    """Reads one chunk back from a tier and checks its hash; each tier is opened once."""
+    """Reads chunks back from a tier and checks their hashes; each tier is opened once."""
 
     def __init__(self) -> None:
         self._sources: dict[str, Any] = {}
 
-    def is_whole(self, point: RecoveryPoint, chunk: dict[str, str]) -> bool:
-        tier = chunk.get("tier", LOCAL)
-        if not _still_held(point, tier):
-            return False
-        digest = bytes.fromhex(chunk["digest"])
+    def whole_chunks(self, point: RecoveryPoint, entries: list[dict[str, str]]) -> set[tuple[str, str]]:
+        """(hex, tier) of the entries whose chunk reads back whole in its tier."""
+        whole = set()
+        for tier in {c.get("tier", LOCAL) for c in entries}:
+            digests = {bytes.fromhex(c["digest"]) for c in entries if c.get("tier", LOCAL) == tier}
+            whole |= {(digest.hex(), tier) for digest in self._whole_in(point, tier, digests)}
+        return whole
+
+    def _whole_in(self, point: RecoveryPoint, tier: str, digests: set[bytes]) -> set[bytes]:
+        source = self._source(tier) if _still_held(point, tier) else None
+        if source is None:
+            return set()
         try:
-            source = self._source(tier)
-            if source is None:
-                return False
-            length = chunk_length(source.open_point(str(point.pk)), digest)
-            if length is None:
-                return False
-            source.read_chunk(digest, length, verify=True)
+            lengths = chunk_lengths(source.open_point(str(point.pk)), digests)
         except (engine.StoreError, engine.BackendError, OSError, KeyError):
-            return False
-        return True
+            return set()
+        whole = set()
+        for digest, length in lengths.items():
+            try:
+                source.read_chunk(digest, length, verify=True)
+            except (engine.StoreError, engine.BackendError, OSError):
+                continue
+            whole.add(digest)
+        return whole
 
     def _source(self, tier: str) -> engine.Store | engine.RemoteVault | None:
         if tier not in self._sources:
@@ -196,17 +207,20 @@ def _still_held(point: RecoveryPoint, tier: str) -> bool:
     return point.local if tier == LOCAL else point.vault_status == RecoveryPoint.VaultStatus.REPLICATED
 
 
-def chunk_length(view: Any, digest: bytes) -> int | None:
-    """The plaintext length of `digest` in a point (every chunk is full size except a disk's last),
-    found by searching the indexes' packed digest lists; None if no disk of the point uses it."""
+def chunk_lengths(view: Any, digests: set[bytes]) -> dict[bytes, int]:
+    """The plaintext length of each of `digests` that a point uses (every chunk is full size except
+    a disk's last), found by searching each index's packed digest list once."""
+    found: dict[bytes, int] = {}
     for key in view.disk_keys:
         index = view.index(key)
-        start = 0
-        while (at := index.digests.find(digest, start)) != -1:
-            if at % DIGEST_SIZE == 0:
-                return index.extent(at // DIGEST_SIZE)[1]
-            start = at + 1
-    return None
+        for digest in digests - found.keys():
+            start = 0
+            while (at := index.digests.find(digest, start)) != -1:
+                if at % DIGEST_SIZE == 0:
+                    found[digest] = index.extent(at // DIGEST_SIZE)[1]
+                    break
+                start = at + 1
+    return found
 
 
 # Repairing --------------------------------------------------------------------------------------

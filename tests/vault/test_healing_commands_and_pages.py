@@ -142,7 +142,7 @@ def test_vault_repair_copies_back_chunks_from_the_vault_corrupt_or_missing(
 
 @pytest.mark.django_db
 def test_a_repaired_chunk_clears_only_the_damage_it_caused(make_point):
-    point = make_point()
+    point = make_point(vault_status=RecoveryPoint.VaultStatus.REPLICATED)
     whole = chunk_files(point)[0].name
     still_bad = "ab" * 32  # no point holds it: nothing can make it whole
     healing.mark_damaged(point, [f"chunk {whole} fails its SHA-256 check"], healing.LOCAL, digests=[whole])
@@ -259,3 +259,15 @@ def test_a_restore_that_heals_a_chunk_from_the_vault_marks_the_point_repaired(ma
     point.refresh_from_db()
     assert not point.damaged and point.repaired_at
     assert AuditEntry.objects.get(action="point.repaired").actor_name == "restore"
+
+
+@pytest.mark.django_db
+def test_damage_in_a_tier_the_point_has_left_does_not_keep_it_damaged(make_point):
+    point = make_point(vault_status=RecoveryPoint.VaultStatus.REPLICATED)
+    healing.mark_damaged(point, ["chunk ef… is missing"], healing.LOCAL, digests=["ef" * 32])
+    RecoveryPoint.objects.filter(pk=point.pk).update(local=False)  # retention removed the local copy
+
+    healing.mark_intact(point, healing.VAULT)  # the vault copy, all that is left, verified whole
+
+    point.refresh_from_db()
+    assert not point.damaged and point.repaired_at and point.damaged_chunks == []
