@@ -59,16 +59,18 @@ def reap_orphaned_runs() -> int:
     return len(finalised)
 
 
-def release_waiting(run_ids: Iterable[Any]) -> None:
+def release_waiting(run_ids: Iterable[Any]) -> list[Any]:
     """Queue the jobs that wait for these runs, which have ended where RQ did not see it (a cancel
-    before the start, a dead worker): RQ only releases a job's dependents when it finishes the job."""
+    before the start, a dead worker): RQ only releases a job's dependents when it finishes the job.
+    Returns the ids of the jobs put on their queue."""
     waiting = list(JobRun.objects.filter(after_id__in=list(run_ids), status=Status.QUEUED).order_by("created"))
     if not waiting:
-        return
+        return []
     states = _queue_states(waiting, ended_before=timezone.now())
-    for run in waiting:
-        if states[run.pk] is not QueueState.LIVE:
-            put_on_queue(run, counted=False)
+    released = [run for run in waiting if states[run.pk] is not QueueState.LIVE]
+    for run in released:
+        put_on_queue(run, counted=False)
+    return [run.pk for run in released]
 
 
 def _dead_here(worker: str) -> bool:
@@ -99,28 +101,49 @@ def _reap_dead_workers() -> list[Any]:
             "The worker running this job stopped before it finished.",
             from_status=Status.RUNNING,
         )
+    release_waiting(reaped)
     return reaped
 
 
 def _repair_queue_entries() -> list[Any]:
     cutoff = timezone.now() - QUEUE_GRACE
     # A row whose enqueue failed needs no grace: no commit is on its way to queue it.
-    rows = list(
-        JobRun.objects.filter(status=Status.QUEUED)
-        .filter(Q(created__lt=cutoff) | ~Q(queue_error=""))
-        .order_by("created")  # predecessors first, so a chain is rebuilt in order
-    )
+    due = JobRun.objects.filter(status=Status.QUEUED).filter(Q(created__lt=cutoff) | ~Q(queue_error=""))
+    rows = _predecessors_first(due.order_by("created"))
     if not rows:
         return []
     states = _queue_states(rows, ended_before=cutoff)
     finalised: list[Any] = []
+    released: set[Any] = set()  # queued again because a predecessor was errored earlier in this pass
     for run in rows:
         state = states[run.pk]
+        if run.pk in released:
+            continue
         if state is QueueState.STRANDED:
             put_on_queue(run, counted=False)
         elif state is QueueState.LOST:
-            finalised += _requeue_or_give_up(run)
+            given_up = _requeue_or_give_up(run)
+            finalised += given_up
+            released.update(release_waiting(given_up))
     return finalised
+
+
+def _predecessors_first(runs: Iterable[JobRun]) -> list[JobRun]:
+    """Order rows so each comes after the one it waits for: a chain is rebuilt from its head, each
+    job queued again waiting on its predecessor's new entry (creation times can tie)."""
+    runs = list(runs)
+    by_id = {run.pk: run for run in runs}
+    ordered: list[JobRun] = []
+    placed: set[Any] = set()
+    for run in runs:
+        lineage: list[JobRun] = []
+        step: JobRun | None = run
+        while step is not None and step.pk not in placed:
+            lineage.append(step)
+            placed.add(step.pk)
+            step = by_id.get(step.after_id)
+        ordered.extend(reversed(lineage))
+    return ordered
 
 
 def _requeue_or_give_up(run: JobRun) -> list[Any]:
@@ -156,7 +179,8 @@ def _give_up_reason(run: JobRun) -> str:
 
 
 def _finalise(run_ids: list[Any], error: str, *, from_status: str) -> list[Any]:
-    """Error these rows if they are still in `from_status`; free what they held; release their waiters."""
+    """Error these rows if they are still in `from_status`, and have what they held freed; returns
+    the rows errored (the caller releases the jobs waiting on them)."""
     if not run_ids:
         return []
     with transaction.atomic():
@@ -167,7 +191,6 @@ def _finalise(run_ids: list[Any], error: str, *, from_status: str) -> list[Any]:
             return []
         JobRun.objects.filter(pk__in=ids).update(status=Status.ERRORED, finished=timezone.now(), error=error)
         run_finalised.send(sender=JobRun, run_ids=ids)
-    release_waiting(ids)
     return ids
 
 

@@ -135,6 +135,26 @@ def test_a_chain_of_three_queued_jobs_runs_in_order_after_redis_lost_everything(
 
 
 @pytest.mark.django_db
+def test_when_the_head_of_a_chain_is_errored_after_its_attempts_the_rest_run(
+    django_capture_on_commit_callbacks, redis_conn, run_worker
+):
+    first, second, third = chain_of(3, django_capture_on_commit_callbacks)
+    # The head has already been queued as often as it may be, and Redis loses everything once more.
+    JobRun.objects.filter(pk=first.pk).update(queue_attempts=maintenance.MAX_QUEUE_ATTEMPTS)
+    redis_conn.flushdb()
+    age(first, second, third)
+
+    assert maintenance.reap_orphaned_runs() == 1
+    assert [rq_status(run) for run in (second, third)] == ["queued", "deferred"]
+    run_worker()
+
+    first, second, third = refreshed(first, second, third)
+    assert first.status == Status.ERRORED and "it was not queued again" in first.error
+    assert [second.status, third.status] == [Status.SUCCEEDED, Status.SUCCEEDED]
+    assert second.queue_attempts == 1, second.log  # released, not counted as a lost entry of its own
+
+
+@pytest.mark.django_db
 def test_cancelling_the_first_job_of_a_chain_lets_the_other_two_run(
     django_capture_on_commit_callbacks, redis_conn, run_worker, admin
 ):
