@@ -271,3 +271,14 @@ def test_damage_in_a_tier_the_point_has_left_does_not_keep_it_damaged(make_point
 
     point.refresh_from_db()
     assert not point.damaged and point.repaired_at and point.damaged_chunks == []
+
+
+@pytest.mark.django_db
+def test_the_vault_page_starts_a_repair_for_an_administrator_only(make_point, as_admin, as_auditor):
+    assert as_auditor.post("/vault/start/repair/").status_code == 403
+
+    response = as_admin.post("/vault/start/repair/")
+
+    run = JobRun.objects.get(kind=jobs.REPAIR_KIND)
+    assert response.status_code == 302 and str(run.pk) in response["Location"]
+    assert run.queue == "vault" and run.created_by.username == "alice"
