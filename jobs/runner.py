@@ -1,6 +1,7 @@
 """The one wrapper every background job runs through.
 
-`enqueue()` writes the JobRun row and hands RQ its id once the transaction commits;
+`enqueue()` writes the JobRun row and, once the transaction commits, puts it on its RQ queue under
+the row's id (`put_on_queue`: a Redis failure is recorded on the row, and jobs.maintenance retries);
 `execute()` is the RQ entry point: it claims the row, runs the registered handler with a
 `JobContext`, and records how it ended. Handlers raise `JobFailed` for expected conditions
 (shown to the user as is) and let anything else propagate (recorded as *errored* with the
