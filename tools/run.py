@@ -274,6 +274,9 @@ def start_everything(supervisor: Supervisor, port: int) -> None:
     start_web_server(supervisor, port)
     if web_server_answers(port, settings.START_TIMEOUT):
         say(f"Dashboard: http://127.0.0.1:{port}/   (Ctrl-C stops everything)")
+    else:
+        say(f"The web server has not answered within {settings.START_TIMEOUT} s; it may still be starting "
+            f"(see its output above): http://127.0.0.1:{port}/")  # fmt: skip
 
 
 def main() -> int:
