@@ -3,6 +3,7 @@ shows within seconds, and a vCenter going away is noticed; no database."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ import pytest
 
 from inventory import vcenter
 from tests.fixtures.vcsim import connect_to
+from tests.waiting import wait_until
 from tools.simulator import Simulator
 
 VCENTER_UUID = "5a1b2c3d-0000-4000-8000-0000000000aa"
@@ -73,6 +75,17 @@ def seen(watcher: vcenter.ChangeWatcher, done: Callable[[vcenter.ChangeSet], boo
     raise AssertionError(f"not seen within {SOON} s")
 
 
+def waiting_for_the_server(thread: threading.Thread) -> bool:
+    """Whether `thread` has sent WaitForUpdatesEx and is blocked on the answer: pyVmomi calls
+    http.client's getresponse() once the request is written, so both are on its stack."""
+    frame = sys._current_frames().get(thread.ident)  # the stdlib's way to look at another thread
+    names = set()
+    while frame is not None:
+        names.add(frame.f_code.co_name)
+        frame = frame.f_back
+    return {"_wait_once", "getresponse"} <= names
+
+
 def test_the_first_wait_reports_everything(sim: Simulator) -> None:
     with connect_to(sim) as conn, vcenter.ChangeWatcher(conn) as watcher:
         initial = watcher.wait(5)
@@ -128,7 +141,7 @@ def test_cancel_ends_a_pending_wait_at_once(watcher: vcenter.ChangeWatcher) -> N
     outcome: list[object] = []
     waiting = threading.Thread(target=lambda: outcome.append(watcher.wait(30)))
     waiting.start()
-    time.sleep(0.5)  # WaitForUpdatesEx is pending on the server
+    wait_until(lambda: waiting_for_the_server(waiting), what="WaitForUpdatesEx is sent and awaits its answer")
     started = time.monotonic()
     watcher.cancel()
     waiting.join(SOON)
@@ -151,7 +164,7 @@ def test_a_stopped_vcenter_is_unreachable_at_once_and_a_restarted_one_reconnects
 
     waiting = threading.Thread(target=wait)
     waiting.start()
-    time.sleep(0.5)  # WaitForUpdatesEx is pending on the server
+    wait_until(lambda: waiting_for_the_server(waiting), what="WaitForUpdatesEx is sent and awaits its answer")
     started = time.monotonic()
     port, uuids = sim.port, {vm["name"]: vm["instance_uuid"] for vm in sim.vms()}
     sim.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -16,19 +15,15 @@ from inventory.models import Folder, ResourcePool, VCenter, VirtualMachine
 from inventory.watcher import VCenterWatcher
 from protection.models import ProtectionGroup
 from tests.fixtures.vcsim import SMALL_SPEC
+from tests.waiting import wait_until
 from tools.services import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LIMIT = 10.0  # seconds: the promise made to administrators
 
 
-def eventually(check: Callable[[], object], what: str, timeout: float = LIMIT) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    pytest.fail(f"{what} not seen within {timeout:.0f} s")
+def eventually(check: Callable[[], object], what: str, timeout: float = LIMIT) -> None:
+    wait_until(check, timeout=timeout, interval=0.1, what=f"the {what} shows in the inventory")
 
 
 def register(sim) -> VCenter:

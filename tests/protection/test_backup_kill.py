@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection import actions
 from tests.protection.lab import protect_simulator
+from tests.waiting import wait_until
+from tools.services import process_environment, processes_where, terminate_processes
 from vault import engine
 from vault.models import RecoveryPoint
 
@@ -38,20 +41,37 @@ SPEC = {
 }
 
 
-def worker(env: dict, *, burst: bool) -> subprocess.Popen:
-    args = [
-        sys.executable,
-        "manage.py",
-        "rqworker",
-        "backup",
-        "maintenance",
-        "default",
-        "--worker-class",
-        "jobs.worker.CleaningWorker",
-    ] + (["--burst"] if burst else [])
-    return subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
-    )
+@pytest.fixture
+def worker() -> Iterator[Callable[..., subprocess.Popen]]:
+    """worker(env, burst=...) starts `manage.py rqworker` in a process group of its own. Whatever is
+    left of them at the end, pass or fail, is stopped, work horses included (they run in sessions of
+    their own, so they are found by a mark in their environment): a worker that outlived its test
+    would take later tests' jobs from the shared test Redis and hold the test database open."""
+    mark = f"VMB_TEST_WORKER={secrets.token_hex(8)}"
+
+    def start(env: dict[str, str], *, burst: bool) -> subprocess.Popen:
+        args = [
+            sys.executable,
+            "manage.py",
+            "rqworker",
+            "backup",
+            "maintenance",
+            "default",
+            "--worker-class",
+            "jobs.worker.CleaningWorker",
+        ] + (["--burst"] if burst else [])
+        name, _, value = mark.partition("=")
+        return subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env={**env, name: value},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            process_group=0,
+        )
+
+    yield start
+    terminate_processes(processes_where(lambda pid: mark in process_environment(pid)))
 
 
 def snapshots(sim, vm) -> list[str]:
@@ -60,7 +80,7 @@ def snapshots(sim, vm) -> list[str]:
 
 
 def test_a_killed_worker_leaves_nothing_partial_and_the_next_backup_succeeds(
-    vcsim_factory, redis_conn, tmp_path, django_capture_on_commit_callbacks
+    vcsim_factory, redis_conn, tmp_path, django_capture_on_commit_callbacks, worker
 ):
     if connection.vendor != "postgresql":
         pytest.skip("worker processes need a shared database server")
@@ -83,13 +103,15 @@ def test_a_killed_worker_leaves_nothing_partial_and_the_next_backup_succeeds(
 
     (run,) = actions.backup_now(None, vm=vm)
     proc = worker(env, burst=False)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def read_some_or_ended() -> bool:
         run.refresh_from_db()
-        if run.status == JobRun.Status.RUNNING and run.progress_done > 0:
-            break
-        time.sleep(0.02)
-    assert run.status == JobRun.Status.RUNNING and run.progress_done < run.progress_total, "no chance to kill"
+        return run.progress_done > 0 or run.status not in (JobRun.Status.QUEUED, JobRun.Status.RUNNING)
+
+    wait_until(read_some_or_ended, timeout=60, interval=0.02, what="the backup has read its first chunks")
+    assert run.status == JobRun.Status.RUNNING and run.progress_done < run.progress_total, (
+        f"no chance to kill: the job is {run.status}, {run.progress_done}/{run.progress_total} done {run.error}"
+    )
     # The RQ work horse runs the job in its own session: kill it and its worker, as a crash would.
     os.kill(int(run.worker.rpartition(":")[2]), signal.SIGKILL)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -120,7 +142,7 @@ def test_a_killed_worker_leaves_nothing_partial_and_the_next_backup_succeeds(
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(image.read_bytes()).digest()
 
 
-def test_backup_wait_prints_the_recovery_point(vcsim_factory, redis_conn, tmp_path):
+def test_backup_wait_prints_the_recovery_point(vcsim_factory, redis_conn, tmp_path, worker):
     if connection.vendor != "postgresql":
         pytest.skip("worker processes need a shared database server")
     spec = {
