@@ -230,7 +230,8 @@ def replication_lag(now: dt.datetime) -> Iterable[Finding]:
 
 @check(Kind.DAMAGED_POINT)
 def damaged_points(now: dt.datetime) -> Iterable[Finding]:
-    """Verification found damaged recovery points; the alert closes once they are deleted or re-verified."""
+    """Damaged recovery points (found by verify, a restore's check or a replication); the alert closes
+    once they are repaired (from the other tier, or by the next backup rewriting the bad chunks) or deleted."""
     rows = {
         row["vm"]: row
         for row in RecoveryPoint.objects.filter(damaged=True)
@@ -247,7 +248,8 @@ def damaged_points(now: dt.datetime) -> Iterable[Finding]:
                 Severity.CRITICAL,
                 f"{vm.name} has damaged recovery points" if n > 1 else f"{vm.name} has a damaged recovery point",
                 f"Verification found {n} damaged recovery point{pluralize(n)} of {vm.name} (the newest from "
-                f"{when(newest)}). Restores from them may fail; check the store and back the VM up again.",
+                f"{when(newest)}). Restores from them may fail. Run `manage.py vault repair` (or Repair on the Vault "
+                "page) to bring bad chunks back from the other tier; the next backup of the VM rewrites the rest.",
             )
         )
     return findings

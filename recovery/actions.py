@@ -119,28 +119,6 @@ def intact_alternative(point: RecoveryPoint) -> str:
     return f"The newest intact point of {point.vm.name} is {_point_label(other)}."
 
 
-def mark_point_damaged(point: RecoveryPoint, sentence: str, chunks: list[dict[str, str]]) -> None:
-    """Record damage a restore found (`chunks`: [{"digest": hex, "tier": "local" | "vault"}]), with
-    its audit row; what an earlier verify recorded is kept, so a repair knows everything to bring back."""
-    with transaction.atomic():
-        locked = RecoveryPoint.objects.select_for_update().get(pk=point.pk)
-        locked.damaged = True
-        locked.damaged_at = timezone.now()
-        locked.damage = _merged(locked.damage, [sentence])[-100:]
-        locked.damaged_chunks = _merged(locked.damaged_chunks, chunks)
-        locked.save(update_fields=["damaged", "damaged_at", "damage", "damaged_chunks"])
-        record(
-            DAMAGE_FOUND_BY,
-            "point.damaged",
-            target=locked,
-            details={"point": str(point.pk), "taken": _point_label(point), "damage": sentence, "chunks": chunks},
-        )
-
-
-def _merged(before: list[Any], added: list[Any]) -> list[Any]:
-    return list(before) + [item for item in added if item not in before]
-
-
 # Grants ---------------------------------------------------------------------------------------------
 
 

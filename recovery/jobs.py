@@ -29,7 +29,7 @@ from protection import claims
 from protection.backup import datacenter_path
 from recovery import actions, point_check
 from recovery.models import Restore
-from vault import engine
+from vault import engine, healing
 from vault.engine.format import ZERO
 from vault.models import RecoveryPoint
 from vault.storage import tiered_store
@@ -55,7 +55,10 @@ def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[s
         overwritten = _vm_overwritten(point, target)
         if overwritten is not None:
             _claim_or_refuse(ctx, overwritten)
-        result = _restore(ctx, point, target)
+        source = tiered_store()
+        result = _restore(ctx, point, target, source)
+        # Chunks this restore healed from the other tier may make damaged points whole again.
+        healing.note_read_repairs(source, actor=actions.DAMAGE_FOUND_BY)
     except engine.NeedsRehydration as exc:
         _finish(restore, 0, str(exc))
         raise JobFailed(str(exc)) from None
@@ -66,6 +69,10 @@ def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[s
         _finish(restore, 0, str(exc))
         raise
     except (api.VCenterError, engine.StoreError, engine.BackendError) as exc:
+        if isinstance(exc, engine.ChunkCorrupt):  # met while writing a new VM (which was removed again)
+            healing.mark_damaged(
+                point, [str(exc)], healing.LOCAL, digests=[exc.digest.hex()], actor=actions.DAMAGE_FOUND_BY
+            )
         _finish(restore, 0, str(exc))
         raise JobFailed(f"The restore of {point.vm.name} failed: {exc}") from None
     finally:
@@ -75,8 +82,9 @@ def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[s
     return result
 
 
-def _restore(ctx: JobContext, point: RecoveryPoint, target: dict[str, Any]) -> dict[str, Any]:
-    source = tiered_store()
+def _restore(
+    ctx: JobContext, point: RecoveryPoint, target: dict[str, Any], source: engine.TieredStore
+) -> dict[str, Any]:
     if source.vault is not None and not point.local:
         engine.ensure_readable(source.vault, str(point.pk))
     indexes = {int(key): index for key, index in _indexes(source, str(point.pk)).items()}
@@ -238,7 +246,9 @@ def _check_before_writing(
     if damaged:
         found = f"{where[0].upper()}{where[1:]} (found by a restore's check before writing)."
         entries = [entry for chunk in damaged for entry in _damage_entries(point, source, chunk)]
-        actions.mark_point_damaged(point, found, entries)
+        for tier in sorted({entry["tier"] for entry in entries}):
+            digests = [entry["digest"] for entry in entries if entry["tier"] == tier]
+            healing.mark_damaged(point, [found], tier, digests=digests, actor=actions.DAMAGE_FOUND_BY)
         refusal = f"Refused: this recovery point is damaged ({where}); nothing was changed."
     else:
         refusal = f"Refused: this recovery point cannot be read now ({where}); nothing was changed."
