@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages a target needs, only those missing.
-# Usage: tools/system-packages.sh run|test|bench
+# Usage: tools/system-packages.sh run|test|bench [--list]   (--list: print them, install nothing)
 set -euo pipefail
 
 run_packages=(python3-venv redis-server golang-go golang-github-vmware-govmomi-dev
   ntfs-3g wimtools e2fsprogs fdisk mtools dosfstools)
 # nodejs and npm run Azurite (tools/azurite), the Azure Storage emulator of the vault's tests;
-# xfsprogs builds the XFS images of the file-level restore tests.
+# xfsprogs builds the XFS images of the file-level restore tests. The disk image tools come from
+# run_packages: mkntfs and ntfssecaudit (ntfs-3g), wimlib-imagex (wimtools), mke2fs and debugfs
+# (e2fsprogs), sfdisk (fdisk), mkfs.vfat (dosfstools), mcopy (mtools). Under make test a test that
+# finds one missing fails (tests/strict.py), so whatever a test runs must be listed here.
 test_packages=("${run_packages[@]}" postgresql chromium nodejs npm xfsprogs)
 bench_packages=("${test_packages[@]}" restic)
 
@@ -14,8 +17,9 @@ case "${1:-run}" in
   run) wanted=("${run_packages[@]}") ;;
   test) wanted=("${test_packages[@]}") ;;
   bench) wanted=("${bench_packages[@]}") ;;
-  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 run|test|bench [--list]" >&2; exit 2 ;;
 esac
+if [ "${2:-}" = --list ]; then printf '%s\n' "${wanted[@]}"; exit 0; fi
 
 missing=()
 for pkg in "${wanted[@]}"; do

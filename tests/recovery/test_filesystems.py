@@ -36,6 +36,9 @@ BIG = random.Random(2024).randbytes(5 * MIB + 12345)
 GERMAN = "Überweisung Zoë.txt"
 JAPANESE = "報告書 2024年.txt"
 TOOL_DIRS = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+# The tools these tests run themselves, besides those tools/diskimages runs; all in make test's list
+# (tools/system-packages.sh).
+TOOL_PACKAGES = {**diskimages.TOOL_PACKAGES, "mkfs.xfs": "xfsprogs", "ntfssecaudit": "ntfs-3g"}
 
 
 def sha256(data: bytes) -> str:
@@ -52,9 +55,11 @@ def streamed_sha256(stream: io.RawIOBase, piece: int = 256 * 1024) -> tuple[str,
 
 
 def tool(name: str) -> str:
+    # A skip outside make test; under make test (tests/strict.py) a failure naming the package.
     found = shutil.which(name, path=TOOL_DIRS)
     if found is None:
-        pytest.skip(f"{name} is not installed")
+        package = TOOL_PACKAGES.get(name, name)
+        pytest.skip(f"{name} is not installed: install the Debian package {package!r} (apt-get install {package})")
     return found
 
 

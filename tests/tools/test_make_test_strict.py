@@ -7,6 +7,7 @@ that tools/test.py sets, and reads the outcome of every test from a JUnit XML re
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -168,3 +169,25 @@ def test_under_make_test_a_module_that_skips_whole_fails_its_collection(tmp_path
 
 def test_make_test_runs_the_suite_strictly(tmp_path):
     assert make_test.suite_environment("redis://unused", tmp_path)["VMB_STRICT_TESTS"] == "1"
+
+
+def packages_shipping(tool: str) -> set[str]:
+    """The Debian packages whose programs include `tool`, from dpkg's own records (/sbin or /usr/sbin alike)."""
+    found = subprocess.run(["dpkg", "-S", f"*/{tool}"], capture_output=True, text=True).stdout.splitlines()
+    packages: set[str] = set()
+    for line in found:
+        names, _, path = line.rpartition(": ")
+        if Path(path).name == tool and Path(path).parent.name in ("bin", "sbin"):
+            packages.update(name.strip() for name in names.split(","))
+    return packages
+
+
+def test_each_tool_the_tests_run_comes_from_a_package_that_make_test_installs():
+    from tests.recovery.test_filesystems import TOOL_DIRS, TOOL_PACKAGES
+
+    listing = [str(ROOT / "tools" / "system-packages.sh"), "test", "--list"]
+    installed_by_make_test = set(subprocess.run(listing, capture_output=True, text=True, check=True).stdout.split())
+    for tool, package in {**TOOL_PACKAGES, "chromium": "chromium"}.items():
+        assert package in installed_by_make_test, f"{tool}: make test does not install {package}"
+        assert shutil.which(tool, path=TOOL_DIRS), f"{tool} is missing although make test installs {package}"
+        assert package in packages_shipping(tool), f"{tool} comes from {packages_shipping(tool)}, not {package}"

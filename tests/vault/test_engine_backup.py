@@ -22,6 +22,7 @@ from tests.vault import (
     restored,
     sha256,
 )
+from tools import diskimages
 from vault.engine import (
     DiskReader,
     FileSource,
@@ -286,7 +287,6 @@ def test_several_disks_in_one_point_share_chunks(store, mixed, tmp_path):
 
 
 def test_dissect_browses_a_file_system_through_disk_reader(store, tmp_path):
-    diskimages = pytest.importorskip("tools.diskimages")
     from dissect.extfs import ExtFS
     from dissect.volume.disk import Disk
 

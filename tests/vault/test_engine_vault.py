@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.children import START_UP_SECONDS, Child
 from tests.vault import CS, DISK, MIB, MIXED_LAYOUT, backup, build_image, overwrite, sha256
+from tests.waiting import wait_until
 from vault.engine import (
     ARCHIVE,
     HOT,
@@ -151,17 +149,9 @@ def test_replication_killed_halfway_resumes_without_resending(store, backend, im
     else:
         azurite = request.getfixturevalue("azurite")
         args, env = ["azure", backend.container], {**os.environ, "VAULT_CONN": azurite.connection_string()}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILL_SCRIPT, str(ROOT), *args, str(store.root)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout.readline().strip() == "halfway"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    with Child(KILL_SCRIPT, str(ROOT), *args, str(store.root), env=env) as child:
+        child.wait_for("halfway", timeout=START_UP_SECONDS, what="it started and uploaded two chunks")
+        child.kill()
     vault = RemoteVault(backend)
     assert vault.list_points() == []  # no manifest: the point is not in the vault
 
@@ -214,7 +204,8 @@ class GatedSource:
         return self.inner.readinto(offset, buffer)
 
 
-def test_gc_beside_a_running_backup_deletes_nothing_it_needs(store, tmp_path):
+@pytest.mark.parametrize("first", ["backup", "gc"])
+def test_gc_beside_a_running_backup_deletes_nothing_it_needs(store, tmp_path, first):
     # p0: data only it has (to be pruned); p1: the base of the running backup p2.
     old = tmp_path / "old.img"
     build_image(old, [("random", 3 * CS)], seed=7)
@@ -225,6 +216,8 @@ def test_gc_beside_a_running_backup_deletes_nothing_it_needs(store, tmp_path):
     # p2 = p1's disk plus, at its end, a chunk that only p0 holds: found in the store, reused.
     new_data = data + bytes(-len(data) % CS) + old.read_bytes()[:CS]
     path.write_bytes(new_data)
+    shared = store.chunk_path(store.open_point("p0").index(DISK).digest(0))
+    os.utime(shared, (1_000_000, 1_000_000))  # last used long ago, so the backup's touch shows
     gate, reached = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
@@ -243,15 +236,18 @@ def test_gc_beside_a_running_backup_deletes_nothing_it_needs(store, tmp_path):
     with pytest.raises(PointInUse):
         store.delete_point("p1")  # the running backup's base is pinned
     store.delete_point("p0")
-    gate.set()  # the backup now finds p0's first chunk in the store and touches it ...
-    time.sleep(0.2)
-    report = collect_local(store, grace_seconds=0)  # ... while the GC sweeps
+    if first == "backup":
+        gate.set()  # the backup now finds p0's first chunk in the store and touches it ...
+        wait_until(lambda: shared.stat().st_mtime > 1_000_000, what="the backup found p0's first chunk")
+        report = collect_local(store, grace_seconds=0)  # ... before the GC sweeps: it stays
+        assert report.chunks_swept == 2
+    else:
+        report = collect_local(store, grace_seconds=0)  # all of p0 goes ...
+        assert report.chunks_swept == 3
+        gate.set()  # ... and the backup, finding that chunk gone, stores its own copy
     worker.join(30)
 
     assert not errors
-    # p0's other two chunks go. Its first goes too only if the GC came before the backup touched it,
-    # and then the backup, finding it gone, stored its own copy: the point is whole either way.
-    assert report.chunks_swept in (2, 3)
     assert verify_point(store, "p2").ok
     assert sha256(restore_bytes(store, "p2")) == sha256(new_data)
 
