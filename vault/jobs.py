@@ -50,6 +50,9 @@ def replicate(ctx: JobContext, point_ids: list[str]) -> dict[str, Any]:
         if point.vault_status == RecoveryPoint.VaultStatus.REPLICATED:
             ctx.log(f"{_label(point)}: already in the vault.")
             continue
+        if point.vault_status == RecoveryPoint.VaultStatus.PRUNED:  # pruned after this job was queued
+            ctx.log(f"{_label(point)}: pruned from the vault by retention; not copied again.")
+            continue
         if not point.local:
             raise JobFailed(f"{_label(point)} is no longer in the local store, so it cannot be replicated.")
         ctx.log(f"{_label(point)}: replicating to {vault.description}.")
@@ -198,7 +201,7 @@ def prune(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
 def collect_garbage(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
     """Sweep chunks no point needs, locally and in the vault, beside running backups (engine/gc.py)."""
     config = VaultSettings.current()
-    grace = config.gc_grace_hours * 3600
+    grace = actions.gc_grace_seconds(config)
     result: dict[str, Any] = {}
     report = engine.collect_local(local_store(), grace_seconds=grace, dry_run=dry_run)
     ctx.log(report.summary())

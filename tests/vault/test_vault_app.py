@@ -7,7 +7,9 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import shutil
+import time
 import uuid
 
 import pytest
@@ -211,7 +213,11 @@ def test_garbage_collection_job_frees_what_pruned_points_held(
     vm, group, make_point, images = lab
     points = [make_point(NOW - dt.timedelta(days=d), seed=d) for d in range(3)]
     actions.apply_prune(actions.plan_prune())
-    VaultSettings.objects.update_or_create(pk=1, defaults={"gc_grace_hours": 0})
+    VaultSettings.objects.update_or_create(pk=1, defaults={"gc_grace_hours": 1})  # the floor
+    two_hours_ago = time.time() - 2 * 3600
+    for chunk in (store_dir / "chunks").rglob("*"):  # unused long enough for the GC to take them
+        if chunk.is_file():
+            os.utime(chunk, (two_hours_ago, two_hours_ago))
 
     with django_capture_on_commit_callbacks(execute=True):
         call_command("vault", "gc", stdout=io.StringIO())
