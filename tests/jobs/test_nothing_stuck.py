@@ -266,8 +266,8 @@ def test_a_starting_worker_queues_every_start_up_job_and_skips_an_unknown_kind(r
     assert {"protection.cleanup_snapshots", "vault.reconcile"} <= set(worker_module.STARTUP_JOB_KINDS)
     monkeypatch.setattr(worker_module, "STARTUP_JOB_KINDS", ("no.such.kind", "test.noop"))
 
-    class InProcessCleaningWorker(worker_module.CleaningWorker, SimpleWorker):
-        """The production start-up path, running jobs in this process like the test worker."""
+    class InProcessCleaningWorker(SimpleWorker, worker_module.CleaningWorker):
+        """The production start-up path (CleaningWorker.work), running jobs in this process (SimpleWorker)."""
 
     queues = [django_rq.get_queue(name) for name in QUEUES]
     InProcessCleaningWorker(queues, connection=redis_conn).work(burst=True, with_scheduler=False)
