@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tools.chaos.measure import (
@@ -177,14 +178,14 @@ def protect_folder(folder: str) -> Any:
 # Helpers ----------------------------------------------------------------------------------------
 
 
-def typical_seconds(kind: str, default: float, *, target: str | None = None) -> float:
-    """Median duration of this kind's successful runs so far (of one VM, with target): the window
-    a kill is drawn from."""
+def typical_seconds(kind: str, default: float, *, targets: list[str] | None = None) -> float:
+    """Median duration of this kind's recent successful runs (of these VMs, with targets): the
+    window a kill is drawn from."""
     from jobs.models import JobRun
 
     rows = JobRun.objects.filter(kind=kind, status=JobRun.Status.SUCCEEDED, started__isnull=False)
-    if target is not None:
-        rows = rows.filter(target_label=target)
+    if targets is not None:
+        rows = rows.filter(target_label__in=targets)
     durations = [(r.finished - r.started).total_seconds() for r in rows.order_by("-created")[:20] if r.finished]
     return statistics.median(durations) if durations else default
 
@@ -223,14 +224,20 @@ def horse_pid(run_id: Any) -> int | None:
 
 def kill_mid_job(lab: Lab, run_id: Any, window: float) -> bool:
     """SIGKILL the worker running this job at a random moment of it, start a new worker (which reaps
-    and queues the snapshot cleanup, as on any worker start); True when the kill landed mid-job."""
+    and queues the start-up jobs, as on any worker start); True when the kill landed mid-job."""
     from jobs.models import JobRun
 
     row = wait_running(run_id)
+    claimed = time.monotonic()
+    delay = lab.rng.uniform(0, window)
     if row.status == JobRun.Status.RUNNING:
-        pause(lab.rng.uniform(0, window))
+        pause(delay)
     still_running = JobRun.objects.filter(pk=run_id, status=JobRun.Status.RUNNING).exists()
     landed = lab.stack.kill_job_worker(horse_pid(run_id)) and still_running
+    say(
+        f"   {row.kind} killed {time.monotonic() - claimed:.2f} s after its start (drawn from 0-{window:.2f} s): "
+        + ("mid-job" if landed else "it had ended")
+    )
     lab.stack.start_worker()
     return landed
 
@@ -283,7 +290,7 @@ def landed_note(figures: Figures, landed: int) -> None:
 
 def worker_killed_mid_backup(lab: Lab, figures: Figures) -> None:
     before = lab.measurer.baseline()
-    window = typical_seconds("protection.backup", 2.0) * 1.1
+    window = typical_seconds("protection.backup", 2.0, targets=[vm.name for vm in lab.vms("Prod")])
     landed = 0
     for _ in range(figures.runs):
         vm = lab.rng.choice(lab.vms("Prod"))
@@ -334,6 +341,36 @@ def worker_killed_mid_gc(lab: Lab, figures: Figures) -> None:
         quiet()
     landed_note(figures, landed)
     finish(lab, figures, before)
+    removed = remove_markers_of_dead_gcs()
+    if removed:
+        figures.notes.append(
+            f"{removed} vault GC marker(s) of killed workers removed by the harness afterwards, so later scenarios "
+            "do not wait the 10 minutes after which replication ignores them"
+        )
+
+
+def remove_markers_of_dead_gcs() -> int:
+    """Delete the vault's GC markers (engine/leases.py) whose process on this host is gone."""
+    import json
+    import socket
+
+    from vault.engine import BackendError
+    from vault.engine.leases import LOCKS
+    from vault.storage import vault_if_configured
+
+    vault = vault_if_configured()
+    if vault is None:
+        return 0
+    removed = 0
+    for info in list(vault.backend.list(f"{LOCKS}gc-")):
+        try:
+            owner = json.loads(vault.backend.get(info.name))
+        except (BackendError, ValueError):  # gone meanwhile (BlobNotFound), or not a marker we can read
+            continue
+        if owner.get("host") == socket.gethostname() and not Path(f"/proc/{owner.get('pid')}").exists():
+            vault.backend.delete(info.name)
+            removed += 1
+    return removed
 
 
 def make_garbage(lab: Lab, figures: Figures) -> None:
@@ -407,7 +444,7 @@ def _mid_backup(lab: Lab, figures: Figures, fault: Callable[[], Any]) -> None:
     from jobs.models import JobRun
 
     before = lab.measurer.baseline()
-    window = typical_seconds("protection.backup", 2.0, target="big-1") * 0.9
+    window = typical_seconds("protection.backup", 2.0, targets=["big-1"]) * 0.9
     landed = 0
     for _ in range(figures.runs):
         (vm,) = lab.vms("Big")

@@ -217,6 +217,13 @@ class Stack:
     def start_redis_again(self) -> None:
         assert self.redis is not None
         self.redis.start()  # same directory and socket: its append-only file is read back
+        # This process stands for an operator's commands, each a fresh process with a fresh
+        # connection; long-lived product processes (workers) keep theirs and are measured as they are.
+        import django_rq
+        from django.conf import settings
+
+        for name in settings.RQ_QUEUES:
+            django_rq.get_queue(name).connection.connection_pool.disconnect()
 
     def restart_postgres_immediately(self) -> None:
         """`pg_ctl restart -m immediate`: the server is killed without a checkpoint and recovers."""
