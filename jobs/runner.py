@@ -111,7 +111,7 @@ def _replace_rq_job(run: JobRun) -> None:
     if waiting_on_it:
         # Jobs chained on the old entry wait on the new one; set before it exists, so it cannot end first.
         connection.sadd(Job.dependents_key_for(job_id), *waiting_on_it)
-    predecessor = _unfinished_predecessor(run)
+    predecessor = _predecessor_to_wait_for(run)
     queue.enqueue_call(
         func=execute,
         args=(job_id,),
@@ -137,11 +137,22 @@ def _delete_rq_job(connection: Any, job_id: str) -> list[str]:
     return waiting_on_it
 
 
-def _unfinished_predecessor(run: JobRun) -> str | None:
-    if run.after_id is None:
+def _predecessor_to_wait_for(run: JobRun) -> str | None:
+    """The id of the job `run` must still wait for, or None once its predecessor has ended.
+
+    Past a predecessor that ended without running (cancelled before it started, or never queued), it
+    waits for that one's own predecessor, so a chain keeps its place in the parallelism limit; the row
+    then records the job it waits for.
+    """
+    predecessor = run.after
+    while predecessor is not None and predecessor.is_final and predecessor.started is None:
+        predecessor = predecessor.after
+    if predecessor is None or predecessor.is_final:
         return None
-    active = JobRun.objects.filter(pk=run.after_id, status__in=JobRun.ACTIVE).exists()
-    return str(run.after_id) if active else None
+    if predecessor.pk != run.after_id:
+        JobRun.objects.filter(pk=run.pk).update(after=predecessor)
+        run.after = predecessor
+    return str(predecessor.pk)
 
 
 def _timeout_of(kind: str) -> int:

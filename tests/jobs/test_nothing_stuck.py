@@ -171,6 +171,24 @@ def test_cancelling_the_first_job_of_a_chain_lets_the_other_two_run(
 
 
 @pytest.mark.django_db
+def test_cancelling_the_middle_job_of_a_chain_makes_the_last_wait_for_the_first(
+    django_capture_on_commit_callbacks, redis_conn, run_worker, admin
+):
+    first, second, third = chain_of(3, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        cancel_job(str(second.pk), admin)
+
+    # Still one job at a time in this lane: the third now waits for the first.
+    (third,) = refreshed(third)
+    assert third.after_id == first.pk and rq_status(third) == "deferred"
+    run_worker()
+
+    first, second, third = refreshed(first, second, third)
+    assert [first.status, second.status, third.status] == [Status.SUCCEEDED, Status.CANCELLED, Status.SUCCEEDED]
+    assert first.finished <= third.started
+
+
+@pytest.mark.django_db
 def test_a_job_deferred_on_a_predecessor_that_ended_unnoticed_is_released_by_the_reaper(
     django_capture_on_commit_callbacks, redis_conn, run_worker
 ):
