@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -113,6 +114,10 @@ def run_scenario(lab: Lab, scenario: Scenario, runs: int) -> Figures:
     return figures
 
 
+def interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
@@ -124,6 +129,8 @@ def main(argv: list[str]) -> int:
     vms = inventory(quick=args.quick, big="Big" in needs, chain="Chain" in needs, fleet="Fleet" in needs)
     stack = Stack(work, random.Random(seed), vms, vault_kind=args.vault)
     results: list[Figures] = []
+    # SIGTERM (a timeout, a closed terminal) unwinds like Ctrl-C, so everything started is stopped.
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         try:
             stack.start_servers()

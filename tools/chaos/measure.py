@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from tools.chaos.stack import Stack, say
 
 T = TypeVar("T")
-SETTLE_SECONDS = 150.0
+SETTLE_SECONDS = 120.0  # the issue's "within two minutes"
 # The reaper's grace for rows it cannot prove dead (jobs.maintenance.GRACE), plus a margin.
 FAST_FORWARD = dt.timedelta(minutes=3)
 
@@ -110,14 +110,15 @@ def reap() -> None:
     retrying(reap_orphaned_runs, "the reaper")
 
 
-def settle(stack: Stack, *, replicate: bool = True) -> list[str]:
-    """Let the product heal as it would by itself; returns notes on what had to be done."""
+def settle(stack: Stack, *, replicate: bool = True, budget: float = SETTLE_SECONDS) -> list[str]:
+    """Let the product heal as it would by itself: dead workers replaced, the reaper, the start-up
+    jobs, catch-up replication; then up to `budget` seconds for every job to end, and past that the
+    reaper once more with its grace elapsed. Returns notes on what had to be done."""
     notes = []
     replaced = stack.ensure_workers()
     if replaced:
         notes.append(f"{replaced} dead worker(s) started again")
     reap()  # every minute from cron, and at each worker start
-    wait_all_final(SETTLE_SECONDS)
     queue_startup_jobs()  # what every worker start queues: snapshot cleanup, store reconciliation
     if replicate:
         from vault.jobs import enqueue_lagging_replications
@@ -125,9 +126,9 @@ def settle(stack: Stack, *, replicate: bool = True) -> list[str]:
         queued = retrying(enqueue_lagging_replications, "catch-up replication")  # cron, every 10 minutes
         if queued:
             notes.append(f"catch-up replication queued {queued} point(s)")
-    left = wait_all_final(SETTLE_SECONDS)
+    left = wait_all_final(budget)
     if left:
-        notes.append(f"{left} job(s) not final after {SETTLE_SECONDS:.0f} s: reaper run with its grace elapsed")
+        notes.append(f"{left} job(s) not final after {budget:.0f} s: reaper run with its grace elapsed")
         fast_forward_unfinished()
         reap()
         wait_all_final(30)
@@ -327,9 +328,22 @@ class Measurer:
             },
         )
 
-    def count(self, figures: Figures, before: Baseline, *, removed_on_purpose: set[str] | None = None) -> None:
-        """Add this scenario's losses to figures (after settle())."""
+    @staticmethod
+    def count_stuck(figures: Figures, *, already: set[str] | None = None) -> set[str]:
+        """Add the JobRun rows not final (after settle()) to figures, except those `already` counted;
+        returns the ids of all of them."""
         from jobs.models import JobRun
+
+        rows = retrying(lambda: list(JobRun.objects.exclude(status__in=JobRun.FINAL)), "reading jobs")
+        new = [run for run in rows if str(run.pk) not in (already or set())]
+        figures.jobs_stuck += len(new)
+        for run in new[:5]:
+            started = f"running since {run.started:%H:%M:%S}" if run.started else "never started"
+            figures.notes.append(f"stuck: {run.kind} {str(run.pk)[:8]} {run.status}, {started} ({run.target_label})")
+        return {str(run.pk) for run in rows}
+
+    def count(self, figures: Figures, before: Baseline, *, removed_on_purpose: set[str] | None = None) -> None:
+        """Add this scenario's losses (points, chunks, snapshots) to figures (after settle())."""
         from vault.models import RecoveryPoint
 
         rows = {str(r.pk): r for r in retrying(lambda: list(RecoveryPoint.objects.all()), "reading points")}
@@ -359,10 +373,6 @@ class Measurer:
         orphans = sorted(set(local.points) - set(rows))
         if orphans:
             figures.notes.append(f"{len(orphans)} store point(s) without a row (kept, not counted as lost)")
-        stuck = retrying(lambda: list(JobRun.objects.exclude(status__in=JobRun.FINAL)), "reading jobs")
-        figures.jobs_stuck += len(stuck)
-        for run in stuck[:5]:
-            figures.notes.append(f"stuck: {run.kind} {str(run.pk)[:8]} {run.status} ({run.target_label})")
         snapshots, where = retrying(backup_snapshots_left, "listing snapshots")
         figures.snapshots_left += snapshots
         if where:

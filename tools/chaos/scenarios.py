@@ -260,10 +260,13 @@ def quiet(timeout: float = 90.0) -> None:
 
 
 def finish(lab: Lab, figures: Figures, before: Any, *, replicate: bool = True) -> None:
-    """Let the product heal, check that backing up still works, then count."""
+    """Let the product heal, count the jobs it left unfinished, check that backing up still works
+    (its own jobs counted too), then count what was lost."""
     figures.notes += settle(lab.stack, replicate=replicate)
+    stuck = lab.measurer.count_stuck(figures)
     probe_next_backups(lab, figures)
-    figures.notes += settle(lab.stack, replicate=replicate)
+    figures.notes += settle(lab.stack, replicate=replicate, budget=60)
+    lab.measurer.count_stuck(figures, already=stuck)
     lab.measurer.count(figures, before, removed_on_purpose=lab.removed_on_purpose)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import diskimages
-from tools.services import Azurite, Postgres, Redis, _pg_bin, free_port
+from tools.services import Azurite, Postgres, Redis, _pg_bin, child_process_options, free_port
 from tools.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -287,7 +287,7 @@ class Stack:
                 [sys.executable, "manage.py", "rqworker", *self.queues(), "--worker-class", WORKER_CLASS,
                  "--name", name],
                 cwd=ROOT, env={**os.environ, **self.worker_env}, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, process_group=0,
+                stderr=subprocess.STDOUT, **child_process_options(),
             )  # fmt: skip
         finally:
             log.close()
