@@ -357,11 +357,16 @@ class Measurer:
         for pid in before.vault - removed_on_purpose:
             if pid not in rows or vault is None or not vault.point_ok(pid):
                 lost.add(pid)
-        # A row the product shows as restorable must have its store point, old or new.
+        # A row the product shows as restorable must have its store point (and its vault copy, when
+        # it says it is in the vault), old or new.
         for pid, row in rows.items():
             if row.local and pid not in local.points:
                 lost.add(pid)
                 figures.notes.append(f"row {pid[:8]} has no store point")
+            in_vault = row.vault_status == RecoveryPoint.VaultStatus.REPLICATED
+            if in_vault and vault is not None and not vault.point_ok(pid):
+                lost.add(pid)
+                figures.notes.append(f"row {pid[:8]} says it is in the vault, but its vault copy is not whole")
         figures.points_lost += len(lost)
         if lost:
             figures.notes.append("points lost: " + ", ".join(sorted(p[:8] for p in lost)))
