@@ -234,11 +234,11 @@ def kill_mid_job(lab: Lab, run_id: Any, window: float) -> bool:
         pause(delay)
     still_running = JobRun.objects.filter(pk=run_id, status=JobRun.Status.RUNNING).exists()
     landed = lab.stack.kill_job_worker(horse_pid(run_id)) and still_running
+    lab.stack.start_workers()  # its replacement, as a supervisor would start it
     say(
         f"   {row.kind} killed {time.monotonic() - claimed:.2f} s after its start (drawn from 0-{window:.2f} s): "
         + ("mid-job" if landed else "it had ended")
     )
-    lab.stack.start_worker()
     return landed
 
 
@@ -444,16 +444,20 @@ def simulator_killed_mid_read(lab: Lab, figures: Figures) -> None:
 
 def _mid_backup(lab: Lab, figures: Figures, fault: Callable[[], Any]) -> None:
     """A backup of the big VM reading its disk, then the fault at a random moment of the read."""
+    from django.utils import timezone
+
     from jobs.models import JobRun
 
     before = lab.measurer.baseline()
-    window = typical_seconds("protection.backup", 2.0, targets=["big-1"]) * 0.9
+    typical = typical_seconds("protection.backup", 2.0, targets=["big-1"])
     landed = 0
     for _ in range(figures.runs):
         (vm,) = lab.vms("Big")
         run = backup(lab, vm, write_chunks=1)
-        wait_running(run.pk, progressed=True)
-        pause(lab.rng.uniform(0, window))
+        row = wait_running(run.pk, progressed=True)
+        # What is left of a typical read once progress shows: the fault lands somewhere in it.
+        read_so_far = (timezone.now() - row.started).total_seconds() if row.started else 0.0
+        pause(lab.rng.uniform(0, max(0.2, typical - read_so_far) * 0.9))
         landed += JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING).exists()
         fault()
         lab.stack.ensure_workers()

@@ -26,7 +26,7 @@ from tools.simulator import Simulator
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 WORKER_CLASS = "jobs.worker.CleaningWorker"
-WORKERS = 2  # one per core, as `make run` starts them
+WORKERS = 2  # when settings have no WORKERS: one per core, each on every queue
 # Every queue the product defines, backups first as `make run` orders them; unknown ones last.
 QUEUE_ORDER = ("backup", "restore", "vault", "default", "maintenance")
 
@@ -110,6 +110,7 @@ def disk_image(vm: VmSpec) -> Path:
 @dataclass
 class Worker:
     name: str
+    kind: str  # which of `make run`'s workers (settings.WORKERS): backup, restore, maintenance, vault
     process: subprocess.Popen[bytes]
 
     @property
@@ -272,26 +273,33 @@ class Stack:
 
     # Workers --------------------------------------------------------------------------------------
 
-    def queues(self) -> list[str]:
+    def layout(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        """Workers as `make run` starts them: per kind, how many and on which queues
+        (settings.WORKERS and WORKER_QUEUES); two workers on every queue where those do not exist."""
         from django.conf import settings
 
+        counts = getattr(settings, "WORKERS", None)
+        queues = getattr(settings, "WORKER_QUEUES", None)
+        if counts and queues:
+            return {kind: (count, tuple(queues[kind])) for kind, count in counts.items() if count}
         names = list(settings.RQ_QUEUES)
-        return [q for q in QUEUE_ORDER if q in names] + [q for q in names if q not in QUEUE_ORDER]
+        every = tuple([q for q in QUEUE_ORDER if q in names] + [q for q in names if q not in QUEUE_ORDER])
+        return {"all": (WORKERS, every)}
 
-    def start_worker(self, *, wait: bool = True) -> Worker:
+    def start_worker(self, kind: str, *, wait: bool = True) -> Worker:
         self._worker_count += 1
-        name = f"chaos-{os.getpid()}-{self._worker_count}"
-        log = open(self.work / f"worker-{self._worker_count}.log", "ab")  # noqa: SIM115 - the child keeps it
+        name = f"chaos-{os.getpid()}-{kind}-{self._worker_count}"
+        log = open(self.work / f"worker-{self._worker_count}-{kind}.log", "ab")  # noqa: SIM115 - the child keeps it
         try:
             process = subprocess.Popen(
-                [sys.executable, "manage.py", "rqworker", *self.queues(), "--worker-class", WORKER_CLASS,
+                [sys.executable, "manage.py", "rqworker", *self.layout()[kind][1], "--worker-class", WORKER_CLASS,
                  "--name", name],
                 cwd=ROOT, env={**os.environ, **self.worker_env}, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, **child_process_options(),
             )  # fmt: skip
         finally:
             log.close()
-        worker = Worker(name, process)
+        worker = Worker(name, kind, process)
         self.workers.append(worker)
         if wait:
             self.wait_ready([worker])
@@ -315,7 +323,11 @@ class Stack:
         wait_until(registered, timeout, "the workers' start", poll=0.1)
 
     def start_workers(self) -> None:
-        started = [self.start_worker(wait=False) for _ in range(WORKERS - len([w for w in self.workers if w.alive]))]
+        """Start whatever the layout lacks (all of it at first, the dead ones later)."""
+        started = []
+        for kind, (count, _queues) in self.layout().items():
+            alive = len([w for w in self.workers if w.kind == kind and w.alive])
+            started += [self.start_worker(kind, wait=False) for _ in range(count - alive)]
         self.wait_ready(started)
 
     def ensure_workers(self) -> int:
@@ -389,6 +401,6 @@ class Stack:
                 "vms": len(self.vms),
                 "vault": self.vault_kind,
                 "redis_append_only": self.redis_persistent,
-                "workers": WORKERS,
+                "workers": {kind: f"{count}× {','.join(queues)}" for kind, (count, queues) in self.layout().items()},
             }
         )
