@@ -233,10 +233,11 @@ def kill_mid_job(lab: Lab, run_id: Any, window: float) -> bool:
     if row.status == JobRun.Status.RUNNING:
         pause(delay)
     still_running = JobRun.objects.filter(pk=run_id, status=JobRun.Status.RUNNING).exists()
+    killed_after = time.monotonic() - claimed
     landed = lab.stack.kill_job_worker(horse_pid(run_id)) and still_running
     lab.stack.start_workers()  # its replacement, as a supervisor would start it
     say(
-        f"   {row.kind} killed {time.monotonic() - claimed:.2f} s after its start (drawn from 0-{window:.2f} s): "
+        f"   {row.kind} killed {killed_after:.2f} s after its start (drawn from 0-{window:.2f} s): "
         + ("mid-job" if landed else "it had ended")
     )
     return landed
