@@ -318,7 +318,8 @@ def worker_killed_mid_replication(lab: Lab, figures: Figures) -> None:
     landed = 0
     for _ in range(figures.runs):
         vm = lab.rng.choice(lab.vms("Prod"))
-        run = backup(lab, vm, write_chunks=3)
+        lab.stack.guest_write(vm.name, 5, mib_each=4)  # 20 MiB that replication has to carry
+        run = backup(lab, vm)
         (row,) = wait_final([run.pk], 120, tick=reap)
         if row.status != JobRun.Status.SUCCEEDED:
             figures.notes.append(f"the backup before a replication ended {row.status}: {row.error[:80]}")
@@ -449,20 +450,17 @@ def simulator_killed_mid_read(lab: Lab, figures: Figures) -> None:
 
 def _mid_backup(lab: Lab, figures: Figures, fault: Callable[[], Any]) -> None:
     """A backup of the big VM reading its disk, then the fault at a random moment of the read."""
-    from django.utils import timezone
-
     from jobs.models import JobRun
 
     before = lab.measurer.baseline()
-    typical = typical_seconds("protection.backup", 2.0, targets=["big-1"])
+    # Snapshot and descriptor take the first few tenths of a second; the read is the rest.
+    window = typical_seconds("protection.backup", 2.0, targets=["big-1"]) * 0.9
     landed = 0
     for _ in range(figures.runs):
         (vm,) = lab.vms("Big")
         run = backup(lab, vm, write_chunks=1)
-        row = wait_running(run.pk, progressed=True)
-        # What is left of a typical read once progress shows: the fault lands somewhere in it.
-        read_so_far = (timezone.now() - row.started).total_seconds() if row.started else 0.0
-        pause(lab.rng.uniform(0, max(0.2, typical - read_so_far) * 0.9))
+        wait_running(run.pk)
+        pause(lab.rng.uniform(0.2, max(0.3, window)))
         landed += JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING).exists()
         fault()
         lab.stack.ensure_workers()

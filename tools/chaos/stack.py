@@ -63,7 +63,7 @@ def inventory(*, quick: bool, big: bool, chain: bool, fleet: bool) -> list[VmSpe
     # One VM with a larger disk for faults that must land mid-read (Redis, PostgreSQL, the simulator,
     # the quota): reading it takes a few seconds, so a random moment of the read is easy to hit.
     if big:
-        vms.append(VmSpec("big-1", "Big", 256 if quick else 512, noise_mib=24 if quick else 48))
+        vms.append(VmSpec("big-1", "Big", 256 if quick else 1024, noise_mib=24 if quick else 48))
     if chain:
         vms += [VmSpec(f"chain-{n}", "Chain", 16, noise_mib=2) for n in range(1, 4)]
     if fleet:
@@ -260,16 +260,17 @@ class Stack:
         self.sim.restart()
         self.fill_disks(refill)
 
-    def guest_write(self, vm: str, chunks: int = 1) -> None:
-        """Random bytes written into the disk's last quarter (free space of the file system), one MiB
-        in each of `chunks` random 4 MiB chunks, so the next point holds new chunks."""
+    def guest_write(self, vm: str, chunks: int = 1, *, mib_each: int = 1) -> None:
+        """Random bytes written into the disk's last quarter (free space of the file system),
+        `mib_each` MiB (at most 4) at the start of each of `chunks` random 4 MiB chunks, so the next
+        point holds new chunks (4 MiB each makes them incompressible: replication has to carry them)."""
         assert self.sim is not None
         spec = next(v for v in self.vms if v.name == vm)
         size = spec.size_mib * MiB
         first = (size * 3 // 4) // (4 * MiB)
         last = size // (4 * MiB) - 1
         for number in self.rng.sample(range(first, last + 1), min(chunks, last - first + 1)):
-            self.sim.write_disk_range(vm, 0, number * 4 * MiB, self.rng.randbytes(MiB))
+            self.sim.write_disk_range(vm, 0, number * 4 * MiB, self.rng.randbytes(min(4, mib_each) * MiB))
 
     # Workers --------------------------------------------------------------------------------------
 
