@@ -459,12 +459,12 @@ def _mid_backup(lab: Lab, figures: Figures, fault: Callable[[], Any]) -> None:
     for _ in range(figures.runs):
         (vm,) = lab.vms("Big")
         run = backup(lab, vm, write_chunks=1)
-        wait_running(run.pk)
+        wait_running(run.pk, timeout=30)
         pause(lab.rng.uniform(0.2, max(0.3, window)))
         landed += JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING).exists()
         fault()
         lab.stack.ensure_workers()
-        quiet(120)
+        quiet(60)  # bounded: what does not end is counted after the scenario's settle
     figures.notes.append(f"faults that landed while the backup read: {landed}/{figures.runs}")
     finish(lab, figures, before)
 
