@@ -10,6 +10,21 @@ from protection.models import ProtectionGroup
 from tests.protection.test_groups import POLICY
 
 
+def prod_spec(*vms: dict) -> dict:
+    """A simulator spec of one datacenter "DC" (a cluster, a host, datastore "ds1") with these VMs in
+    the folder "Prod", the one `protect_simulator` protects."""
+    return {
+        "datacenters": [
+            {
+                "name": "DC",
+                "clusters": [{"name": "C", "hosts": 1}],
+                "datastores": [{"name": "ds1"}],
+                "folders": [{"path": "Prod", "vms": list(vms)}],
+            }
+        ]
+    }
+
+
 def protect_simulator(sim, *, group_name: str = "Prod", **policy) -> tuple[VCenter, ProtectionGroup]:
     vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
     vc.password = sim.password

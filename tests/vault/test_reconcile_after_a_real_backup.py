@@ -13,30 +13,14 @@ from django.utils import timezone
 from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection import actions
-from tests.protection.lab import protect_simulator
+from tests.protection.lab import prod_spec, protect_simulator
 from tests.vault import CS, build_image
 from vault.models import RecoveryPoint, RecoveryPointDisk
 from vault.reconcile import reconcile
 from vault.storage import local_store
 
 pytestmark = pytest.mark.django_db
-SPEC = {
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 1}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [
-                {
-                    "path": "Prod",
-                    "vms": [
-                        {"name": "app-01", "disks_mb": [16], "instance_uuid": "50000000-0000-0000-0000-0000000ac001"}
-                    ],
-                }
-            ],
-        }
-    ]
-}
+SPEC = prod_spec({"name": "app-01", "disks_mb": [16], "instance_uuid": "50000000-0000-0000-0000-0000000ac001"})
 # Row fields a reconciler cannot know from the store, or that are the point's own id.
 NOT_IN_THE_MANIFEST = {"id", "duration_seconds"}
 

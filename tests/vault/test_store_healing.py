@@ -13,7 +13,7 @@ from inventory.models import VirtualMachine
 from jobs import runner
 from jobs.models import JobRun
 from protection import actions as protection_actions
-from tests.protection.lab import protect_simulator
+from tests.protection.lab import prod_spec, protect_simulator
 from tools import diskimages
 from vault import actions, engine, healing
 from vault.models import RecoveryPoint, VaultSettings
@@ -21,23 +21,7 @@ from vault.storage import local_store, remote_vault
 
 pytestmark = pytest.mark.django_db
 
-SPEC = {
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 1}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [
-                {
-                    "path": "Prod",
-                    "vms": [
-                        {"name": "lnx-01", "disks_mb": [40], "instance_uuid": "50000000-0000-0000-0000-00000000b001"}
-                    ],
-                }
-            ],
-        }
-    ]
-}
+SPEC = prod_spec({"name": "lnx-01", "disks_mb": [40], "instance_uuid": "50000000-0000-0000-0000-00000000b001"})
 
 
 @pytest.fixture
