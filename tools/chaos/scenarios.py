@@ -270,7 +270,7 @@ def finish(lab: Lab, figures: Figures, before: Any, *, replicate: bool = True) -
     figures.notes += settle(lab.stack, replicate=replicate)
     stuck = lab.measurer.count_stuck(figures)
     probe_next_backups(lab, figures)
-    figures.notes += settle(lab.stack, replicate=replicate, budget=60)
+    figures.notes += settle(lab.stack, replicate=replicate, budget=45)
     lab.measurer.count_stuck(figures, already=stuck)
     lab.measurer.count(figures, before, removed_on_purpose=lab.removed_on_purpose)
 
@@ -282,7 +282,7 @@ def probe_next_backups(lab: Lab, figures: Figures) -> None:
     from protection import actions
 
     runs = retrying(lambda: actions.backup_now(None, group=lab.groups["Prod"]), "queueing the probe backups")
-    rows = wait_final([r.pk for r in runs], 120, tick=reap)
+    rows = wait_final([r.pk for r in runs], 90, tick=reap)
     failed = [r for r in rows if r.status != JobRun.Status.SUCCEEDED]
     figures.probe_failures += len(failed)
     for row in failed:
@@ -628,7 +628,7 @@ SCENARIOS = [
     Scenario("replication-kill", worker_killed_mid_replication, 10, 1),
     Scenario("gc-kill", worker_killed_mid_gc, 10, 1),
     Scenario("redis-restart", redis_killed_mid_backup, 3, 1, BIG),
-    Scenario("postgres-restart", postgres_restarted_mid_backup, 3, 1, BIG),
+    Scenario("postgres-restart", postgres_restarted_mid_backup, 2, 1, BIG),
     Scenario("store-quota", store_quota_reached_mid_backup, 2, 1, BIG),
     Scenario("stack-restart", whole_stack_killed_with_backups_queued, 2, 1, frozenset({"Fleet"})),
     Scenario("chain-cancel", first_job_of_a_chain_cancelled, 2, 1, frozenset({"Chain"})),
