@@ -9,6 +9,7 @@ chunk reads, `vault.verify`, vCenter's snapshot list), never with assumptions:
     python -m tools.chaos [--quick] [--seed N] [--only SCENARIO ...] [--vault azurite|directory]
 
 Modules: `stack` starts and breaks the servers and workers; `measure` settles the product (reaper,
-snapshot cleanup, catch-up replication, as a worker start and cron would) and counts what was lost;
-`scenarios` holds one function per fault; `__main__` runs them and prints the table.
+start-up jobs, catch-up replication, as a worker start and cron would) and counts what was lost;
+`lab` sets the product up and holds what scenarios share; `scenarios` holds one function per fault;
+`__main__` runs them and prints the table.
 """

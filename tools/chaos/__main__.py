@@ -19,8 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tools.chaos.lab import Lab, set_up  # noqa: E402
 from tools.chaos.measure import Figures, settle  # noqa: E402
-from tools.chaos.scenarios import SCENARIOS, Lab, Scenario, set_up  # noqa: E402
+from tools.chaos.scenarios import SCENARIOS, Scenario  # noqa: E402
 from tools.chaos.stack import Stack, inventory, say  # noqa: E402
 
 COLUMNS = ["scenario", "runs", "points lost", "chunks lost", "jobs stuck", "snapshots left", "damage detected",
