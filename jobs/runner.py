@@ -19,7 +19,7 @@ from typing import Any
 
 import django_rq
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Dependency, Job
@@ -247,8 +247,18 @@ class JobContext:
             self.flush()
 
 
+def _drop_unusable_connections() -> None:
+    """A worker that runs jobs in its own process keeps its database connection from job to job, as
+    Django keeps one from request to request: one the database dropped meanwhile (a restart, a
+    failover) is closed here, so this job connects afresh instead of failing on it."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.is_usable():
+            conn.close()
+
+
 def execute(run_id: str) -> str:
     """RQ entry point. Takes the row's primary key, never a model instance."""
+    _drop_unusable_connections()
     # Claim atomically: a cancelled or already-claimed row is left alone.
     # host:pid of the process running the job, so a reaper on this host can tell it died.
     claimed = JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(

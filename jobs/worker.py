@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connections
 from rq import Worker
 
 # Job kinds queued each time a worker starts, unless one is already queued or running. An app adds
@@ -25,6 +26,12 @@ class CleaningWorker(Worker):
         except Exception:  # housekeeping that fails must not stop the worker; cron tries again
             self.log.exception("could not repair the job rows")
         queue_startup_jobs(self.log)
+        # The housekeeping above opened database connections in this process, which forks a work horse
+        # per job: a forked horse must never inherit (and share) one. A horse killed mid-query would
+        # leave it broken for every later job, and after a database restart every job of this worker
+        # would fail on the dead connection it inherited. django-rq closes them before work for the
+        # same reason; we opened them again.
+        connections.close_all()
         return super().work(*args, **kwargs)
 
 
