@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CLEAN = "chaos: 1 scenarios, 1 runs, 0 points lost, 0 chunks lost, 0 jobs stuck, 0 snapshots left, 0/0 detected, 0/0 repaired"
+CLEAN = (
+    "chaos: 1 scenarios, 1 runs, 0 points lost, 0 chunks lost, 0 jobs stuck, 0 snapshots left, "
+    "0/0 detected, 0/0 repaired"
+)
 
 
 def test_a_quick_chaos_run_prints_the_table_and_a_clean_closing_line() -> None:
