@@ -5,7 +5,8 @@ Object stores have no shared/exclusive locks, so each side announces itself with
 other side's fresh markers and backs off if it finds one. Because both write before they look, two
 that start together both see each other and both back off; neither can miss the other. Many
 replications may run together (they only add blobs); a GC runs alone. A marker not refreshed for
-`STALE_AFTER` belongs to a process that died and is ignored (and removed by the next GC).
+`STALE_AFTER` belongs to a process that died and is ignored (and removed by the next GC); so is one
+whose process, on this host, no longer exists.
 """
 
 from __future__ import annotations
@@ -35,8 +36,25 @@ class VaultBusy(StoreError):
 def _fresh(backend: Backend, kind: str, own: str) -> list[str]:
     now = dt.datetime.now(dt.UTC)
     return [
-        info.name for info in backend.list(f"{LOCKS}{kind}-") if info.name != own and now - info.modified < STALE_AFTER
+        info.name
+        for info in backend.list(f"{LOCKS}{kind}-")
+        if info.name != own and now - info.modified < STALE_AFTER and not _owner_gone(backend, info.name)
     ]
+
+
+def _owner_gone(backend: Backend, name: str) -> bool:
+    """True when the marker's process ran on this host and no longer exists (a killed GC or
+    replication): its marker need not age `STALE_AFTER` before the other side may go on."""
+    try:
+        owner = json.loads(backend.get(name))
+        if owner.get("host") != socket.gethostname():
+            return False  # another machine's process: only its age tells
+        status = open(f"/proc/{int(owner['pid'])}/status").read()  # noqa: SIM115
+    except FileNotFoundError:
+        return True  # no such process on this host
+    except Exception:  # a marker deleted meanwhile, unreadable, or another layout: trust its age
+        return False
+    return "\nState:\tZ" in status or "\nState:\tX" in status
 
 
 def stale_markers(backend: Backend) -> list[str]:
