@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tools.chaos.lab import (
@@ -88,36 +87,6 @@ def worker_killed_mid_gc(lab: Lab, figures: Figures) -> None:
         quiet()
     landed_note(figures, landed)
     finish(lab, figures, before)
-    removed = remove_markers_of_dead_gcs()
-    if removed:
-        figures.notes.append(
-            f"{removed} vault GC marker(s) of killed workers removed by the harness afterwards, so later scenarios "
-            "do not wait the 10 minutes after which replication ignores them"
-        )
-
-
-def remove_markers_of_dead_gcs() -> int:
-    """Delete the vault's GC markers (engine/leases.py) whose process on this host is gone."""
-    import json
-    import socket
-
-    from vault.engine import BackendError
-    from vault.engine.leases import LOCKS
-    from vault.storage import vault_if_configured
-
-    vault = vault_if_configured()
-    if vault is None:
-        return 0
-    removed = 0
-    for info in list(vault.backend.list(f"{LOCKS}gc-")):
-        try:
-            owner = json.loads(vault.backend.get(info.name))
-        except (BackendError, ValueError):  # gone meanwhile (BlobNotFound), or not a marker we can read
-            continue
-        if owner.get("host") == socket.gethostname() and not Path(f"/proc/{owner.get('pid')}").exists():
-            vault.backend.delete(info.name)
-            removed += 1
-    return removed
 
 
 def make_garbage(lab: Lab, figures: Figures) -> None:
