@@ -140,10 +140,7 @@ def postgres_restarted_mid_backup(lab: Lab, figures: Figures) -> None:
         lab.stack.restart_postgres_immediately()
         connections.close_all()
 
-    _mid_backup(lab, figures, restart)
-    # Workers that lived through the restart are measured above as they are; later scenarios start
-    # with fresh ones, so one product bug here does not blur the figures of the others.
-    restart_workers(lab, {})
+    _mid_backup(lab, figures, restart)  # the workers live through it and must carry on as they are
 
 
 def simulator_killed_mid_read(lab: Lab, figures: Figures) -> None:
