@@ -153,25 +153,43 @@ def _requeue_or_give_up(run: JobRun) -> list[Any]:
         locked = JobRun.objects.select_for_update(skip_locked=True).filter(pk=run.pk, status=Status.QUEUED).first()
         if locked is None:
             return []
+        failure = _failure_before_start(locked)  # read before a new entry replaces the failed one
         if locked.queue_attempts < MAX_QUEUE_ATTEMPTS:
-            if put_on_queue(locked, note=_requeue_note(locked)):
+            if put_on_queue(locked, note=_requeue_note(locked, failure)):
                 return []
             locked.refresh_from_db(fields=["queue_attempts", "queue_error"])
             if locked.queue_attempts < MAX_QUEUE_ATTEMPTS:
                 return []
-        return _finalise([locked.pk], _give_up_reason(locked), from_status=Status.QUEUED)
+        return _finalise([locked.pk], _give_up_reason(locked, failure), from_status=Status.QUEUED)
 
 
-def _requeue_note(run: JobRun) -> str:
+def _failure_before_start(run: JobRun) -> str:
+    """The error RQ recorded for a job that failed before our runner could claim its row (a worker
+    whose database or Redis connection broke), or "": it says why better than "lost" would."""
+    try:
+        job = Job.fetch(str(run.pk), connection=django_rq.get_queue(run.queue).connection)
+        result = job.latest_result()
+    except Exception:  # no such job any more, or Redis itself is the trouble: nothing to quote
+        return ""
+    if result is None or result.type != result.Type.FAILED or not result.exc_string:
+        return ""
+    return result.exc_string.strip().splitlines()[-1][:300]
+
+
+def _requeue_note(run: JobRun, failure: str) -> str:
     attempt = f"attempt {run.queue_attempts + 1} of {MAX_QUEUE_ATTEMPTS}"
     if run.queue_error:
         return f"Queued again after an earlier attempt failed ({attempt})."
+    if failure:
+        return f"It failed before it could start ({failure}); queued again ({attempt})."
     return f"Its queue entry was lost (Redis restarted without it, or it was removed); queued again ({attempt})."
 
 
-def _give_up_reason(run: JobRun) -> str:
+def _give_up_reason(run: JobRun, failure: str) -> str:
     if run.queue_error:
         return f"It could not be queued ({run.queue_attempts} attempts): {run.queue_error}"
+    if failure:
+        return f"It failed before it could start, {run.queue_attempts} times; the last error: {failure}"
     return (
         f"Its queue entry was lost {run.queue_attempts} times (Redis restarted without it, or it was removed); "
         "it was not queued again."

@@ -296,3 +296,27 @@ def test_a_starting_worker_queues_every_start_up_job_and_skips_an_unknown_kind(r
     log = logging.getLogger(__name__)
     assert worker_module.queue_startup_jobs(log) == ["test.noop"]
     assert worker_module.queue_startup_jobs(log) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_failed_before_it_could_start_is_queued_again_with_the_error_that_stopped_it(
+    redis_conn, run_worker, monkeypatch
+):
+    run = runner.enqueue("test.noop")
+
+    def broken_connection(run_id: str) -> str:  # what a worker with a dead database connection meets
+        raise RuntimeError("consuming input failed: server closed the connection unexpectedly")
+
+    monkeypatch.setattr(runner, "execute", broken_connection)
+    run_worker()
+    monkeypatch.undo()
+    (run,) = refreshed(run)
+    assert run.status == Status.QUEUED and rq_status(run) == "failed"
+
+    age(run)
+    assert maintenance.reap_orphaned_runs() == 0
+    run_worker()
+
+    (run,) = refreshed(run)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert "It failed before it could start (RuntimeError: consuming input failed" in log_text(run)
