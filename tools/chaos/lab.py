@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,5 +271,14 @@ def probe_next_backups(lab: Lab, figures: Figures) -> None:
         figures.notes.append(f"next backup of {row.target_label} after recovery: {row.status} ({row.error[:90]})")
 
 
-def landed_note(figures: Figures, landed: int) -> None:
-    figures.notes.append(f"kills that landed while the job ran: {landed}/{figures.runs}")
+def until_landed(figures: Figures, kill: Callable[[], bool]) -> None:
+    """Repeat `kill` (True when it landed while the job ran) until `figures.runs` kills landed, with
+    at most three times as many tries: a kill that came after the job ended tested nothing, so the
+    table's runs are the kills that landed."""
+    wanted, landed, tries = figures.runs, 0, 0
+    while landed < wanted and tries < 3 * wanted:
+        tries += 1
+        landed += kill()
+        quiet()
+    figures.runs = landed
+    figures.notes.append(f"kills that landed while the job ran: {landed} of {tries} tries (wanted {wanted})")

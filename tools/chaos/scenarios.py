@@ -18,11 +18,11 @@ from tools.chaos.lab import (
     backup,
     finish,
     kill_mid_job,
-    landed_note,
     pause,
     quiet,
     sync_inventory,
     typical_seconds,
+    until_landed,
     wait_running,
 )
 from tools.chaos.measure import Figures, check_local, local_chunk_ok, reap, settle, wait_final
@@ -36,13 +36,13 @@ GiB = 1024 * MiB
 def worker_killed_mid_backup(lab: Lab, figures: Figures) -> None:
     before = lab.measurer.baseline()
     window = typical_seconds("protection.backup", 2.0, targets=[vm.name for vm in lab.vms("Prod")])
-    landed = 0
-    for _ in range(figures.runs):
+
+    def kill() -> bool:
         vm = lab.rng.choice(lab.vms("Prod"))
         run = backup(lab, vm, write_chunks=lab.rng.choice([0, 1, 2]))
-        landed += kill_mid_job(lab, run.pk, window)
-        quiet()
-    landed_note(figures, landed)
+        return kill_mid_job(lab, run.pk, window)
+
+    until_landed(figures, kill)
     finish(lab, figures, before)
 
 
@@ -52,23 +52,22 @@ def worker_killed_mid_replication(lab: Lab, figures: Figures) -> None:
     from vault.models import RecoveryPoint
 
     before = lab.measurer.baseline()
-    landed = 0
-    for _ in range(figures.runs):
+
+    def kill() -> bool:
         vm = lab.rng.choice(lab.vms("Prod"))
         lab.stack.guest_write(vm.name, 5, mib_each=4)  # 20 MiB that replication has to carry
         run = backup(lab, vm)
         (row,) = wait_final([run.pk], 120, tick=reap)
         if row.status != JobRun.Status.SUCCEEDED:
             figures.notes.append(f"the backup before a replication ended {row.status}: {row.error[:80]}")
-            continue
+            return False
         point = RecoveryPoint.objects.get(job=row.pk)
         replication = JobRun.objects.filter(
             kind=actions.REPLICATE_KIND, params__point_ids__contains=[str(point.pk)]
         ).first() or actions.enqueue_replication(point)
-        window = typical_seconds(actions.REPLICATE_KIND, 2.0) * 1.1
-        landed += kill_mid_job(lab, replication.pk, window)
-        quiet()
-    landed_note(figures, landed)
+        return kill_mid_job(lab, replication.pk, typical_seconds(actions.REPLICATE_KIND, 2.0) * 1.1)
+
+    until_landed(figures, kill)
     finish(lab, figures, before)
 
 
@@ -78,14 +77,13 @@ def worker_killed_mid_gc(lab: Lab, figures: Figures) -> None:
 
     before = lab.measurer.baseline()
     (calibration,) = wait_final([enqueue(GC_KIND, params={"dry_run": False}).pk], 120, tick=reap)
-    landed = 0
-    for _ in range(figures.runs):
+
+    def kill() -> bool:
         make_garbage(lab, figures)
         run = enqueue(GC_KIND, params={"dry_run": False})
-        window = typical_seconds(GC_KIND, 1.0) * 1.1
-        landed += kill_mid_job(lab, run.pk, window)
-        quiet()
-    landed_note(figures, landed)
+        return kill_mid_job(lab, run.pk, typical_seconds(GC_KIND, 1.0) * 1.1)
+
+    until_landed(figures, kill)
     finish(lab, figures, before)
 
 
