@@ -271,14 +271,16 @@ def probe_next_backups(lab: Lab, figures: Figures) -> None:
         figures.notes.append(f"next backup of {row.target_label} after recovery: {row.status} ({row.error[:90]})")
 
 
-def until_landed(figures: Figures, kill: Callable[[], bool]) -> None:
-    """Repeat `kill` (True when it landed while the job ran) until `figures.runs` kills landed, with
-    at most three times as many tries: a kill that came after the job ended tested nothing, so the
-    table's runs are the kills that landed."""
+def until_landed(
+    figures: Figures, kill: Callable[[], bool], *, what: str = "kills that landed while the job ran"
+) -> None:
+    """Repeat `kill` (a fault; True when it landed while the job ran) until `figures.runs` landed, with
+    at most three times as many tries: a fault that came after the job ended tested nothing, so the
+    table's runs are the faults that landed."""
     wanted, landed, tries = figures.runs, 0, 0
     while landed < wanted and tries < 3 * wanted:
         tries += 1
         landed += kill()
         quiet()
     figures.runs = landed
-    figures.notes.append(f"kills that landed while the job ran: {landed} of {tries} tries (wanted {wanted})")
+    figures.notes.append(f"{what}: {landed} of {tries} tries (wanted {wanted})")
