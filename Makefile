@@ -4,7 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-REQ_STAMP := $(VENV)/.requirements-$(shell sha256sum requirements.txt | cut -c1-16)
+# What the product runs (requirements.txt), and on top of it what tests and linters need (requirements-dev.txt).
+REQ_STAMP := $(VENV)/.requirements-run-$(shell cat requirements.txt | sha256sum | cut -c1-16)
+DEV_STAMP := $(VENV)/.requirements-dev-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 VCSIM := .cache/bin/vcsim
 AZURITE := tools/azurite/node_modules/.bin/azurite-blob
 AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
@@ -14,10 +16,10 @@ AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
 run: system-packages-run $(REQ_STAMP) $(VCSIM)
 	$(PY) tools/run.py
 
-test: system-packages-test $(REQ_STAMP) $(VCSIM) azurite lint check
+test: system-packages-test $(DEV_STAMP) $(VCSIM) azurite lint check
 	$(PY) tools/test.py
 
-lint: $(REQ_STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
@@ -26,7 +28,7 @@ check: $(REQ_STAMP)
 	DATA_DIR=$$(mktemp -d) $(PY) manage.py check --fail-level WARNING
 	DATA_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
 
-install: system-packages-test $(REQ_STAMP) $(VCSIM)
+install: system-packages-test $(DEV_STAMP) $(VCSIM)
 
 system-packages-run:
 	@tools/system-packages.sh run
@@ -37,7 +39,12 @@ system-packages-test:
 $(REQ_STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	@rm -f $(VENV)/.requirements-* && touch $@
+	@rm -f $(VENV)/.requirements-run-* && touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.requirements-dev-* && touch $@
 
 $(VCSIM): tools/vcsim/main.go tools/simulator.py $(REQ_STAMP)
 	$(PY) -m tools.simulator --build
@@ -56,27 +63,27 @@ azurite: $(AZURITE_STAMP)
 FORCE:
 
 # Benchmarks print figures; they assert nothing (speed is measured, not asserted in tests).
-bench-inventory: system-packages-test $(REQ_STAMP) $(VCSIM)
+bench-inventory: system-packages-test $(DEV_STAMP) $(VCSIM)
 	$(PY) tools/bench_inventory.py
 
 # Full backup, 1% incremental (with and without CBT) and restore of a 1 GiB image, beside Debian's restic.
-bench-backup: system-packages-bench $(REQ_STAMP)
+bench-backup: system-packages-bench $(DEV_STAMP)
 	$(PY) tools/bench_backup.py
 
 # Replication of a 1 GiB point to Azurite and to a directory vault, beside plain uploads of the same
 # chunks, and a 1% incremental replication.
-bench-vault: system-packages-test $(REQ_STAMP) azurite
+bench-vault: system-packages-test $(DEV_STAMP) azurite
 	$(PY) tools/bench_vault.py
 
 # Time to the first listing of a 4 GiB NTFS point, a 512 MiB file download, and a 1 GiB disk restored
 # through the simulator, beside ntfs-3g's tools and a plain upload.
-bench-restore: system-packages-test $(REQ_STAMP) $(VCSIM)
+bench-restore: system-packages-test $(DEV_STAMP) $(VCSIM)
 	$(PY) tools/bench_restore.py
 
 # Faults injected into the real stack (workers, Redis, PostgreSQL, the simulator, Azurite), with a
 # table of what was lost, stuck or left; non-zero exit if anything was. Not part of `make test`.
 # CHAOS_ARGS passes options: --quick, --seed N, --only SCENARIO, --vault directory.
-chaos: system-packages-test $(REQ_STAMP) $(VCSIM) azurite
+chaos: system-packages-test $(DEV_STAMP) $(VCSIM) azurite
 	$(PY) -m tools.chaos $(CHAOS_ARGS)
 
 system-packages-bench:
