@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from inventory.actions import enqueue_sync
 from inventory.models import VCenter
 from inventory.watcher import watch_all
-from lib.cli import wait_for_job
+from jobs.cli import wait_for_job
 
 
 class Command(BaseCommand):

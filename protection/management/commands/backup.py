@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lib.cli import wait_for_job
+from jobs.cli import wait_for_job
 from protection import actions
 from protection.management.commands.group import _group, _vm
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inventory.models import Datastore, Folder, Host, ResourcePool
-from lib.cli import wait_for_job
+from jobs.cli import wait_for_job
 from recovery import actions
 from recovery.forms import RestoreVmForm
 from recovery.management.commands._points import CLI_ACTOR, find_point

@@ -15,7 +15,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from jobs import runner
-from lib.cli import print_json, print_table, wait_for_job
+from jobs.cli import wait_for_job
+from lib.cli import print_json, print_table
 from vault import actions, healing, jobs, queries
 from vault.models import RecoveryPoint, VaultSettings
 from vault.reconcile import reconcile

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs import runner
-from lib.cli import wait_for_job
+from jobs.cli import wait_for_job
 from vault.jobs import VERIFY_KIND
 from vault.models import RecoveryPoint
 
