@@ -1,0 +1,74 @@
+"""What ext2/3/4 and XFS share: both are inode file systems with the same dissect API."""
+
+from __future__ import annotations
+
+import stat as stat_mod
+from abc import abstractmethod
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from .base import Entry, FileSystem, aware_utc, read_safely
+from .paths import join_path
+
+
+def _uid_owner(uid: int) -> tuple[str, str | None]:
+    return f"uid {uid}", "root" if uid == 0 else None
+
+
+class InodeFileSystem(FileSystem):
+    """ext and XFS; nodes are dissect INodes. Names compare exactly, as the kernel does."""
+
+    def _root_node(self) -> Any:
+        return self._fs.root
+
+    def _is_dir(self, node: Any) -> bool:
+        return node.filetype == stat_mod.S_IFDIR
+
+    def _lookup(self, folder: Any, name: str) -> tuple[str, Any] | None:
+        for child in folder.iterdir():
+            if child.filename == name and name not in (".", ".."):
+                return name, child
+        return None
+
+    def _list(self, folder_path: str, folder: Any) -> Iterator[Entry]:
+        for child in folder.iterdir():
+            name = child.filename
+            if not name or name in (".", ".."):
+                continue
+            yield self._entry(join_path(folder_path, name), name, child)
+
+    def _entry(self, path: str, name: str, node: Any) -> Entry:
+        kind = node.filetype
+        is_dir = kind == stat_mod.S_IFDIR
+        is_link = kind == stat_mod.S_IFLNK
+        owner, owner_name = _uid_owner(self._uid(node))
+        return Entry(
+            path=path,
+            name=name,
+            is_dir=is_dir,
+            size=node.size if kind == stat_mod.S_IFREG else 0,
+            modified=aware_utc(read_safely(lambda: node.mtime)),
+            created=aware_utc(read_safely(lambda: self._created(node))),
+            owner=owner,
+            owner_name=owner_name,
+            is_symlink=is_link,
+            symlink_target=(read_safely(lambda: node.link) or "") if is_link else None,
+            hidden=name.startswith("."),
+            file_id=node.inum,
+        )
+
+    def _not_a_file(self, node: Any) -> str:
+        kind = node.filetype
+        if kind == stat_mod.S_IFREG:
+            return ""
+        return {stat_mod.S_IFDIR: "a folder", stat_mod.S_IFLNK: "a symbolic link"}.get(kind, "not a regular file")
+
+    def _open(self, node: Any) -> BinaryIO:
+        return node.open()
+
+    @abstractmethod
+    def _uid(self, node: Any) -> int: ...
+
+    @abstractmethod
+    def _created(self, node: Any) -> datetime | None: ...
