@@ -3,7 +3,8 @@
 `apply_inventory` takes a complete `vcenter.Inventory` (a full sync) and may mark objects that
 vanished as removed; `apply_vm_changes` takes the few VMs the watcher saw change. Both run in one
 transaction, so a failure part-way leaves the previous state untouched, and both finish by
-refreshing protection-group membership (auto-detect) for the VMs they touched.
+announcing the VMs they touched (`inventory.signals.vms_changed`) inside it; protection refreshes
+group membership (auto-detect) in its receiver, so that commits or rolls back with the sync.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from inventory.models import (
     VirtualDisk,
     VirtualMachine,
 )
-from protection.membership import refresh_membership
+from inventory.signals import announce_vms_changed
 
 logger = logging.getLogger(__name__)
 BATCH = 1000
@@ -304,7 +305,7 @@ def apply_inventory(vcenter: VCenter, inv: api.Inventory) -> SyncResult:
     vcenter.version = inv.about.full_name or vcenter.version
     vcenter.last_sync, vcenter.last_sync_error = timezone.now(), ""
     vcenter.save(update_fields=["instance_uuid", "version", "last_sync", "last_sync_error"])
-    result.joined = refresh_membership(vm_ids=pks)["joined"]
+    result.joined = announce_vms_changed(pks)
     for warning in result.warnings:
         logger.warning("%s: %s", vcenter, warning)
     return result
@@ -347,7 +348,7 @@ def apply_vm_changes(
             vcenter=vcenter, moref__in=removed, removed_at__isnull=True
         ).update(removed_at=timezone.now())
     result.vms_seen, result.vms_new = len(vms), len({vm.instance_uuid for vm in vms} - known)
-    result.joined = refresh_membership(vm_ids=set(pks) | set(moved_by_folders))["joined"]
+    result.joined = announce_vms_changed(set(pks) | set(moved_by_folders))
     return result
 
 

@@ -89,7 +89,7 @@ def test_a_sync_that_fails_part_way_changes_nothing(vcsim, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr("inventory.sync.refresh_membership", explode)
+    monkeypatch.setattr("protection.receivers.refresh_membership", explode)
     with pytest.raises(RuntimeError):
         apply_inventory(vc, half)
     assert sorted(VirtualMachine.objects.values_list("pk", "name", "removed_at", "folder_id")) == before
