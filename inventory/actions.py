@@ -153,15 +153,6 @@ def _refuse_if_points(vc: VCenter) -> None:
         )
 
 
-def set_do_not_protect(user: Any, vm: VirtualMachine, value: bool) -> None:
-    from protection.membership import refresh_membership
-
-    with transaction.atomic():
-        VirtualMachine.objects.filter(pk=vm.pk).update(do_not_protect=value)
-        record(user, "vm.do_not_protect" if value else "vm.allow_protection", target=vm)
-        refresh_membership(vm_ids=[vm.pk], actor=user)
-
-
 def enqueue_sync(vc: VCenter, user: Any = None) -> JobRun:
     """Queue a full sync unless one is already queued or running for this vCenter."""
     active = JobRun.objects.filter(

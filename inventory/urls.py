@@ -6,7 +6,6 @@ app_name = "inventory"
 urlpatterns = [
     path("", vms.index, name="index"),
     path("vms/<int:pk>/", vms.vm_detail, name="vm"),
-    path("vms/<int:pk>/do-not-protect/", vms.vm_do_not_protect, name="vm_do_not_protect"),
     path("vcenters/", vcenters.vcenter_list, name="vcenters"),
     path("vcenters/add/", vcenters.vcenter_add, name="vcenter_add"),
     path("vcenters/<int:pk>/edit/", vcenters.vcenter_edit, name="vcenter_edit"),

@@ -260,3 +260,11 @@ def backup_now(user: Any, *, group: ProtectionGroup | None = None, vm: VirtualMa
             runs = enqueue_group_backup(group, user=user, vms=backup_members(group))
         record(user, "protection.backup_now", target=vm or group, details={"jobs": len(runs)})
     return runs
+
+
+def set_do_not_protect(user: Any, vm: VirtualMachine, value: bool) -> None:
+    """Mark a VM never to be protected (it leaves its group) or allow it again (auto-detect may add it)."""
+    with transaction.atomic():
+        VirtualMachine.objects.filter(pk=vm.pk).update(do_not_protect=value)
+        record(user, "vm.do_not_protect" if value else "vm.allow_protection", target=vm)
+        refresh_membership(vm_ids=[vm.pk], actor=user)

@@ -209,3 +209,17 @@ def vm_backup_now(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("jobs:detail", pk=runs[0].pk)
     messages.info(request, f"A backup of {vm.name} is already queued or running.")
     return redirect("inventory:vm", pk=vm.pk)
+
+
+@require_POST
+@permission_required("inventory.change_virtualmachine", raise_exception=True)
+def vm_do_not_protect(request: HttpRequest, pk: int) -> HttpResponse:
+    """The "do not protect" switch on the inventory's VM page (its URL stays under /inventory/)."""
+    vm = get_object_or_404(VirtualMachine, pk=pk)
+    value = request.POST.get("value") == "1"
+    actions.set_do_not_protect(request.user, vm, value)
+    messages.success(
+        request,
+        f"{vm.name} is marked “do not protect”." if value else f"{vm.name} may be protected again.",
+    )
+    return redirect("inventory:vm", pk=vm.pk)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.shortcuts import get_object_or_404, render
 
-from inventory import actions
 from inventory.forms import VMFilterForm
 from inventory.models import Folder, VCenter, VirtualMachine
 from inventory.queries import folder_tree, unprotected_count, vm_queryset
@@ -80,16 +77,3 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
         jobs = JobRun.objects.filter(target_type="inventory.virtualmachine", target_id=str(vm.pk)).defer("log")[:5]
     context = {"vm": vm, "history": history, "points": points, "jobs": jobs}
     return render(request, "inventory/vm_detail.html", context)
-
-
-@require_POST
-@permission_required("inventory.change_virtualmachine", raise_exception=True)
-def vm_do_not_protect(request: HttpRequest, pk: int) -> HttpResponse:
-    vm = get_object_or_404(VirtualMachine, pk=pk)
-    value = request.POST.get("value") == "1"
-    actions.set_do_not_protect(request.user, vm, value)
-    messages.success(
-        request,
-        f"{vm.name} is marked “do not protect”." if value else f"{vm.name} may be protected again.",
-    )
-    return redirect("inventory:vm", pk=vm.pk)
