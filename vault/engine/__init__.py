@@ -15,7 +15,7 @@ Layout under the store root:
     bad/<64 hex>                        a quarantined chunk: failed its check on a read, moved out of chunks/
     bad/<64 hex>.why                    when and why it was quarantined
     bad/<64 hex>.repaired               its evidence once a good copy is back in chunks/
-    lock, staging.lock                  flock files (backups share `lock`; a future GC takes it alone)
+    staging.lock                        flock: creating a staging directory and locking it, against recover()
     trash.lock                          flock: GC sweeps and deletions hold it shared while they work in
                                         trash/; recover() empties trash/ only if it gets it exclusively
 

@@ -67,9 +67,9 @@ def backup_disk(
     """Read `source` into `point` as disk `disk_key`; returns its index and statistics.
 
     previous: the same disk's index in the last good point. Its digests count as "already stored"
-        without a look at the disk, and with `changed_areas` it enables the CBT path. Open it after
-        begin_point(): the pending point holds the store's shared lock, which a garbage collection
-        must take exclusively, so the chunks it names cannot vanish under the backup.
+        without a look at the disk, and with `changed_areas` it enables the CBT path. Pass its point
+        as begin_point(base=...): a base point cannot be deleted while the backup runs, so the
+        chunks it names stay marked for any garbage collection meanwhile.
     changed_areas: (offset, length) pairs that changed since `previous` (vSphere changed block
         tracking, queried with the change id of that point). Only chunks overlapping one are read;
         the others take the previous digest. A disk that grew or shrank has its new tail read too.

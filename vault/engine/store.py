@@ -299,32 +299,27 @@ class Store:
         if (self.points_dir / point_id).exists():
             raise PointExists(f"recovery point {point_id} exists already in {self.root}")
         self.recover()
-        # Shared by every backup; a garbage collection will take it exclusively, so it never deletes
-        # a chunk that a running backup has decided to reuse.
-        store_lock = _lock(self.root / "lock", fcntl.LOCK_SH)
-        try:
-            with self._staging_mutex():
-                staging = self.staging_dir / f"{point_id}.{secrets.token_hex(6)}"
-                staging.mkdir()
-                staging_lock = _lock(staging / "lock", fcntl.LOCK_EX | fcntl.LOCK_NB)
-                try:
-                    (staging / "chunks").mkdir()
-                    (staging / "point").mkdir()
-                    if base is not None:
-                        # Under the mutex, like delete_point's check: the base exists now, and from
-                        # now on delete_point sees this claim.
-                        if not (self.points_dir / base).is_dir():
-                            raise PointNotFound(f"base point {base} of {point_id} is not in {self.root}")
-                        (staging / BASE).write_text(base)
-                except BaseException:
-                    os.close(staging_lock)
-                    raise
-        except BaseException:
-            os.close(store_lock)
-            raise
+        # A GC never sweeps what this backup reuses: it keeps every chunk used since the oldest live
+        # staging directory's lock was made (see gc.py), and the base point cannot be deleted.
+        with self._staging_mutex():
+            staging = self.staging_dir / f"{point_id}.{secrets.token_hex(6)}"
+            staging.mkdir()
+            staging_lock = _lock(staging / "lock", fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                (staging / "chunks").mkdir()
+                (staging / "point").mkdir()
+                if base is not None:
+                    # Under the mutex, like delete_point's check: the base exists now, and from
+                    # now on delete_point sees this claim.
+                    if not (self.points_dir / base).is_dir():
+                        raise PointNotFound(f"base point {base} of {point_id} is not in {self.root}")
+                    (staging / BASE).write_text(base)
+            except BaseException:
+                os.close(staging_lock)
+                raise
         from .pending import PendingPoint  # pending.py builds on this module
 
-        return PendingPoint(self, point_id, staging, (staging_lock, store_lock))
+        return PendingPoint(self, point_id, staging, (staging_lock,))
 
     def list_points(self) -> list[str]:
         return sorted(e.name for e in os.scandir(self.points_dir) if e.is_dir() and not e.name.startswith("."))
