@@ -21,6 +21,7 @@ from django.utils import timezone
 from inventory import vcenter as api
 from inventory.connection import open_connection
 from inventory.models import VirtualDisk, VirtualMachine
+from inventory.paths import datacenter_path
 from jobs.models import JobRun
 from jobs.runner import JobCancelled, JobContext, JobFailed
 from protection.models import Policy
@@ -251,11 +252,6 @@ def _backup_disk(ctx, conn, vm, snapshot, disk, snap_disks, change_ids, previous
             should_cancel=ctx.cancel_requested,
         )
     return disk, captured, change_id, reason, result
-
-
-def datacenter_path(vm: VirtualMachine) -> str:
-    """The datacenter's name as the datastore HTTP API's dcPath wants it (escaped as vCenter stores it)."""
-    return api.escape_name(vm.datacenter.name) if vm.datacenter else ""
 
 
 @dataclass

@@ -23,10 +23,10 @@ from django.utils import timezone
 from inventory import vcenter as api
 from inventory.connection import open_connection
 from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualMachine
+from inventory.paths import datacenter_path
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed
 from protection import claims
-from protection.backup import datacenter_path
 from recovery import actions, point_check
 from recovery.models import Restore
 from vault import engine, healing
