@@ -6,15 +6,16 @@ import io
 import os
 import stat
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import Cancelled
 from .format import ZERO, DiskIndex
+from .parallel import bounded_map
 from .store import Store
 
 _ZERO_VIEW = memoryview(ZERO)  # slicing a memoryview does not copy; slicing bytes would
@@ -161,30 +162,28 @@ def _restore_to_path(
             _pwrite_all(fd, data, offset)
             return length
 
-        zero = read = done = 0
-        window: deque[Future[int]] = deque()
+        zero = read = skipped = 0
+
+        def chunks_to_write() -> Iterator[int]:  # runs in this thread, as bounded_map asks for items
+            nonlocal zero, read, skipped
+            for i in range(len(index)):
+                if index.digest(i) is None:
+                    zero += 1
+                    if sparse:
+                        skipped += index.extent(i)[1]
+                        continue
+                else:
+                    read += 1
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled(f"restore to {path} cancelled at byte {index.extent(i)[0]}")
+                yield i
+
+        written = 0
         with ThreadPoolExecutor(threads, thread_name_prefix="vault-restore") as pool:
-            try:
-                for i in range(len(index)):
-                    if index.digest(i) is None:
-                        zero += 1
-                        if sparse:
-                            done += index.extent(i)[1]
-                            continue
-                    else:
-                        read += 1
-                    if should_cancel is not None and should_cancel():
-                        raise Cancelled(f"restore to {path} cancelled at byte {index.extent(i)[0]}")
-                    if len(window) >= 2 * threads:
-                        done += window.popleft().result()
-                        if progress is not None:
-                            progress(done)
-                    window.append(pool.submit(restore_chunk, i))
-                while window:
-                    done += window.popleft().result()
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+            for length in bounded_map(pool, restore_chunk, chunks_to_write(), 2 * threads):
+                written += length
+                if progress is not None:
+                    progress(written + skipped)
         if fsync:
             os.fsync(fd)
         if progress is not None:
@@ -208,27 +207,26 @@ def _restore_to_stream(
         _offset, length = index.extent(i)
         return _ZERO_VIEW[:length] if digest is None else store.read_chunk(digest, length, verify=verify)
 
-    zero = read = done = 0
-    window: deque[Future[memoryview]] = deque()
+    zero = read = 0
+
+    def chunks_in_order() -> Iterator[int]:  # runs in this thread, as bounded_map asks for items
+        nonlocal zero, read
+        for i in range(len(index)):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled(f"restore cancelled at byte {index.extent(i)[0]}")
+            if index.digest(i) is None:
+                zero += 1
+            else:
+                read += 1
+            yield i
+
+    done = 0
     with ThreadPoolExecutor(threads, thread_name_prefix="vault-restore") as pool:
-        try:
-            for i in range(len(index)):
-                if should_cancel is not None and should_cancel():
-                    raise Cancelled(f"restore cancelled at byte {index.extent(i)[0]}")
-                if index.digest(i) is None:
-                    zero += 1
-                else:
-                    read += 1
-                window.append(pool.submit(load, i))
-                if len(window) > 2 * threads:  # decoded chunks wait here, so bound their number
-                    done += _write_stream(out, window.popleft().result())
-                    if progress is not None:
-                        progress(done)
-            while window:
-                done += _write_stream(out, window.popleft().result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+        # The window bounds how many decoded chunks wait here for their turn to be written.
+        for data in bounded_map(pool, load, chunks_in_order(), 2 * threads):
+            done += _write_stream(out, data)
+            if progress is not None:
+                progress(done)
     if progress is not None:
         progress(index.image_size)
     return zero, read
