@@ -18,7 +18,7 @@ from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection.rpo import rpo_states
 from protection.scheduling import BACKUP_KIND
-from vault.models import RecoveryPoint
+from vault.models import LOCAL_TIER, VAULT_TIER, RecoveryPoint, held_in
 
 UNPROTECTED = "unprotected"
 DO_NOT_PROTECT = "do not protect"
@@ -90,8 +90,8 @@ def _point_figures() -> dict[int, dict[str, Any]]:
     good = Q(damaged=False)
     rows = RecoveryPoint.objects.values("vm_id").annotate(
         points=Count("id"),
-        newest_local=Max("created", filter=good & Q(local=True)),
-        newest_vault=Max("created", filter=good & Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED)),
+        newest_local=Max("created", filter=good & held_in(LOCAL_TIER)),
+        newest_vault=Max("created", filter=good & held_in(VAULT_TIER)),
     )
     return {row["vm_id"]: row for row in rows}
 

@@ -23,7 +23,7 @@ from jobs.models import JobRun
 from jobs.runner import enqueue
 from vault import engine, retention
 from vault.engine.sealing import generate_key, parse_key
-from vault.models import MIN_GC_GRACE_HOURS, RecoveryPoint, VaultSettings
+from vault.models import MIN_GC_GRACE_HOURS, VAULT_TIER, RecoveryPoint, VaultSettings
 from vault.storage import backend_for, local_store, remote_vault
 
 REPLICATE_KIND = "vault.replicate"
@@ -120,7 +120,7 @@ def _plain(value: Any) -> Any:
 
 
 def _vault_has_points() -> bool:
-    return RecoveryPoint.objects.filter(vault_status=RecoveryPoint.VaultStatus.REPLICATED).exists()
+    return RecoveryPoint.objects.in_tier(VAULT_TIER).exists()
 
 
 def fingerprint(key_text: str) -> str:

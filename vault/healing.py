@@ -23,11 +23,10 @@ from django.utils import timezone
 from audit.actions import SYSTEM_ACTOR, record
 from vault import engine
 from vault.engine.format import DIGEST_SIZE
-from vault.models import RecoveryPoint
+from vault.models import LOCAL_TIER, VAULT_TIER, RecoveryPoint
 from vault.storage import local_store, vault_if_configured
 
-LOCAL = "local"
-VAULT = "vault"
+LOCAL, VAULT = LOCAL_TIER, VAULT_TIER  # the tiers, as damage records name them
 NEXT_BACKUP = "the next backup writes it again"
 NO_GOOD_COPY = f"no good copy in either tier; {NEXT_BACKUP}"
 MAX_DAMAGE_LINES = 100  # a disk full of bad chunks must not make the row (and the page) huge

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import Q
 from django.utils import timezone
 
 from jobs.models import JobRun
@@ -13,7 +12,7 @@ from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed, enqueue
 from vault import actions, engine, healing
 from vault import reconcile as _reconcile  # registers vault.reconcile
-from vault.models import RecoveryPoint, VaultSettings
+from vault.models import VAULT_TIER, RecoveryPoint, VaultSettings
 from vault.storage import local_store, remote_vault, vault_if_configured
 from vault.usage import record_storage_sample
 
@@ -116,8 +115,7 @@ def verify(ctx: JobContext, point_ids: list[str], tier: str = "local") -> dict[s
     has a good copy in the other tier at once, and fail naming the VMs while damage remains."""
     in_vault = tier == healing.VAULT
     source: Any = remote_vault() if in_vault else local_store()
-    scope = Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED) if in_vault else Q(local=True)
-    points = list(RecoveryPoint.objects.filter(scope, pk__in=point_ids).select_related("vm"))
+    points = list(RecoveryPoint.objects.in_tier(tier).filter(pk__in=point_ids).select_related("vm"))
     ctx.set_total(len(points), "points")
     actor = _actor(ctx)
     damaged: list[RecoveryPoint] = []
@@ -228,7 +226,7 @@ def tier(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
         ctx.log("Tiering is off (no vault, or no age set).")
         return {"moved": 0}
     cutoff = timezone.now() - dt.timedelta(days=config.tier_after_days)
-    old = RecoveryPoint.objects.filter(vault_status=RecoveryPoint.VaultStatus.REPLICATED, created__lt=cutoff)
+    old = RecoveryPoint.objects.in_tier(VAULT_TIER).filter(created__lt=cutoff)
     old_ids = [str(pk) for pk in old.values_list("pk", flat=True)]
     report = engine.apply_tiering(remote_vault(config), old_ids, config.tier, dry_run=dry_run)
     if not dry_run:

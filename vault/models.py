@@ -14,6 +14,23 @@ from django.db import models
 from lib import crypto
 
 MIN_GC_GRACE_HOURS = 1
+LOCAL_TIER = "local"
+VAULT_TIER = "vault"
+
+
+def held_in(tier: str) -> models.Q:
+    """The points a tier holds: in the local store, or whole in the vault. One definition, for
+    filters and for aggregates (`Count("pk", filter=held_in(VAULT_TIER))`)."""
+    if tier == LOCAL_TIER:
+        return models.Q(local=True)
+    if tier == VAULT_TIER:
+        return models.Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED)
+    raise ValueError(f"no tier {tier!r}: {LOCAL_TIER!r} or {VAULT_TIER!r}")
+
+
+class RecoveryPointQuerySet(models.QuerySet):
+    def in_tier(self, tier: str) -> RecoveryPointQuerySet:
+        return self.filter(held_in(tier))
 
 
 class RecoveryPoint(models.Model):
@@ -57,6 +74,8 @@ class RecoveryPoint(models.Model):
     locked_until = models.DateTimeField(
         null=True, blank=True, help_text="Retention lock: no path (page, command, job) deletes the point before then"
     )
+
+    objects = RecoveryPointQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]

@@ -12,7 +12,7 @@ from django.utils import timezone
 from jobs.models import JobRun
 from vault import actions
 from vault.engine import CHUNK_SIZE
-from vault.models import RecoveryPoint, RecoveryPointDisk, VaultSettings
+from vault.models import LOCAL_TIER, VAULT_TIER, RecoveryPoint, RecoveryPointDisk, VaultSettings, held_in
 from vault.storage import backend_for
 from vault.usage import local_store_bytes
 
@@ -92,9 +92,9 @@ def overview() -> VaultOverview:
 
     config = VaultSettings.current()
     counts = RecoveryPoint.objects.aggregate(
-        n_local=Count("pk", filter=Q(local=True)),
-        n_vault=Count("pk", filter=Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED)),
-        logical=Sum("logical_bytes", filter=Q(local=True)),
+        n_local=Count("pk", filter=held_in(LOCAL_TIER)),
+        n_vault=Count("pk", filter=held_in(VAULT_TIER)),
+        logical=Sum("logical_bytes", filter=held_in(LOCAL_TIER)),
         n_damaged=Count("pk", filter=Q(damaged=True)),
         n_repaired=Count("pk", filter=Q(damaged=False, repaired_at__isnull=False)),
     )

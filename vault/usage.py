@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Sum
 from django.utils import timezone
 
-from vault.models import RecoveryPoint, StorageSample, VaultSettings
+from vault.models import LOCAL_TIER, VAULT_TIER, RecoveryPoint, StorageSample, VaultSettings, held_in
 from vault.storage import local_store
 
 FRESH_FOR = dt.timedelta(hours=1)
@@ -24,8 +24,8 @@ def record_storage_sample() -> StorageSample:
     tiers = config.usage.get("tiers", {})
     points = RecoveryPoint.objects.aggregate(
         n=Count("pk"),
-        logical=Sum("logical_bytes", filter=Q(local=True)),
-        uploaded=Sum("vault_bytes", filter=Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED)),
+        logical=Sum("logical_bytes", filter=held_in(LOCAL_TIER)),
+        uploaded=Sum("vault_bytes", filter=held_in(VAULT_TIER)),
     )
     vault_bytes = sum(t["bytes"] for t in tiers.values()) if tiers else points["uploaded"] or 0
     sample, _ = StorageSample.objects.update_or_create(

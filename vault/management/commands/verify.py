@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from jobs import runner
 from jobs.cli import wait_for_job
 from vault.jobs import VERIFY_KIND
-from vault.models import RecoveryPoint
+from vault.models import LOCAL_TIER, RecoveryPoint
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        points = RecoveryPoint.objects.filter(local=True)
+        points = RecoveryPoint.objects.in_tier(LOCAL_TIER)
         if options["vm"]:
             points = points.filter(vm__name=options["vm"])
         ids = [str(pk) for pk in points.values_list("pk", flat=True)]
