@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from jobs import runner
 from vault import actions, jobs, queries
 from vault.forms import KeyImportForm, LockForm, VaultSettingsForm
-from vault.models import RecoveryPoint, VaultSettings
+from vault.models import LOCAL_TIER, VAULT_TIER, RecoveryPoint, VaultSettings
 
 VIEW = "vault.view_recoverypoint"
 MANAGE = "vault.change_recoverypoint"
@@ -113,9 +113,8 @@ def start(request: HttpRequest, task: str) -> HttpResponse:
             return redirect("vault:index")
         kind, params = actions.REPLICATE_KIND, {"point_ids": [str(p.pk) for p in backlog]}
     elif task in ("verify", "verify-vault"):
-        tier = "vault" if task == "verify-vault" else "local"
-        scope = {"vault_status": RecoveryPoint.VaultStatus.REPLICATED} if tier == "vault" else {"local": True}
-        ids = [str(pk) for pk in RecoveryPoint.objects.filter(**scope).values_list("pk", flat=True)]
+        tier = VAULT_TIER if task == "verify-vault" else LOCAL_TIER
+        ids = [str(pk) for pk in RecoveryPoint.objects.in_tier(tier).values_list("pk", flat=True)]
         kind, params = jobs.VERIFY_KIND, {"point_ids": ids, "tier": tier}
     elif task in MAINTENANCE:
         kind, params = MAINTENANCE[task]

@@ -18,7 +18,7 @@ from jobs import runner
 from jobs.cli import wait_for_job
 from lib.cli import print_json, print_table
 from vault import actions, healing, jobs, queries
-from vault.models import RecoveryPoint, VaultSettings
+from vault.models import LOCAL_TIER, VAULT_TIER, RecoveryPoint, VaultSettings
 from vault.reconcile import reconcile
 
 CLI_ACTOR = "command line"
@@ -184,9 +184,8 @@ class Command(BaseCommand):
         self._start(actions.REPLICATE_KIND, {"point_ids": ids}, options["wait"], f"{len(ids)} point(s)")
 
     def do_verify(self, options: dict[str, Any]) -> None:
-        tier = "vault" if options["vault"] else "local"
-        scope = {"vault_status": RecoveryPoint.VaultStatus.REPLICATED} if tier == "vault" else {"local": True}
-        points = self._points(options["points"], RecoveryPoint.objects.filter(**scope))
+        tier = VAULT_TIER if options["vault"] else LOCAL_TIER
+        points = self._points(options["points"], RecoveryPoint.objects.in_tier(tier))
         if not points:
             raise CommandError(f"No recovery point to verify in the {tier} tier.")
         ids = [str(p.pk) for p in points]
