@@ -128,7 +128,7 @@ def _finish(restore: Restore | None, nbytes: int, error: str) -> None:
         actions.finish_restore(restore, bytes_done=nbytes, error=error)
 
 
-def _to_new_vm(ctx, conn, point, source, indexes, target) -> dict[str, Any]:  # noqa: ANN001
+def _to_new_vm(ctx, conn, point, source, indexes, target) -> dict[str, Any]:
     folder = Folder.objects.get(pk=target["folder_id"])
     pool = ResourcePool.objects.get(pk=target["pool_id"])
     datastore = Datastore.objects.get(pk=target["datastore_id"])
@@ -160,7 +160,7 @@ def _to_new_vm(ctx, conn, point, source, indexes, target) -> dict[str, Any]:  # 
     return {"vm": target["name"], "moref": created.moref, "bytes": written, "warnings": list(created.warnings)}
 
 
-def _overwrite(ctx, conn, point, source, indexes) -> dict[str, Any]:  # noqa: ANN001
+def _overwrite(ctx, conn, point, source, indexes) -> dict[str, Any]:
     vm = point.vm
     found = {info.moref: info for info in api.fetch_vms(conn, [vm.moref])}
     if vm.moref not in found or found[vm.moref].instance_uuid != vm.instance_uuid:
@@ -188,7 +188,7 @@ def _overwrite(ctx, conn, point, source, indexes) -> dict[str, Any]:  # noqa: AN
     return {"vm": vm.name, "moref": vm.moref, "bytes": written, "overwritten": [d.label for d in disks]}
 
 
-def _one_disk(ctx, conn, point, source, indexes, target) -> dict[str, Any]:  # noqa: ANN001
+def _one_disk(ctx, conn, point, source, indexes, target) -> dict[str, Any]:
     """One disk of the point into a disk of an existing VM (same size or larger), which is powered off."""
     vm = VirtualMachine.objects.select_related("datacenter").get(pk=target["vm_id"])
     source_key = int(target["source_disk"])
@@ -272,7 +272,7 @@ def _damage_entries(
     return [{"digest": chunk.digest.hex(), "tier": tier} for tier in tiers or ["local"]]
 
 
-def _write_and_check(ctx, conn, source, indexes, disks: list[DiskTarget]) -> int:  # noqa: ANN001
+def _write_and_check(ctx, conn, source, indexes, disks: list[DiskTarget]) -> int:
     total = sum(indexes[d.source_key].image_size for d in disks)
     ctx.set_total(2 * total, "bytes")  # written, then read back
     done = 0
@@ -302,7 +302,7 @@ def _write_and_check(ctx, conn, source, indexes, disks: list[DiskTarget]) -> int
     return total
 
 
-def _check_disk(ctx, conn, disk: DiskTarget, index: engine.DiskIndex, base: int) -> None:  # noqa: ANN001
+def _check_disk(ctx, conn, disk: DiskTarget, index: engine.DiskIndex, base: int) -> None:
     """Read the disk back from the datastore and compare every chunk with the point's digest."""
     buffer = api.read_buffer(index.chunk_size)
     with api.DatastoreFile(conn, disk.datacenter, disk.datastore, disk.path, size=index.image_size) as written:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.services import Postgres, Redis  # noqa: E402
+from tools.services import Postgres, Redis
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"

@@ -84,7 +84,7 @@ class RecoveryPoint(models.Model):
     def __str__(self) -> str:
         return f"{self.vm.name} @ {self.created:%Y-%m-%d %H:%M}"
 
-    def is_locked(self, now) -> bool:  # noqa: ANN001 - a datetime
+    def is_locked(self, now) -> bool:
         return self.locked_until is not None and self.locked_until > now
 
 

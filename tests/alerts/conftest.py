@@ -45,7 +45,7 @@ class Receiver:
         requests = self.requests
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(204)

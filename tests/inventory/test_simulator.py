@@ -123,7 +123,7 @@ def test_closed_port_is_unreachable() -> None:
 
 def test_a_plain_web_server_is_not_a_vcenter() -> None:
     class NotFound(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self.send_error(404)
 
         def log_message(self, *args: object) -> None:

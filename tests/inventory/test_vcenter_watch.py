@@ -159,7 +159,7 @@ def test_a_stopped_vcenter_is_unreachable_at_once_and_a_restarted_one_reconnects
     def wait() -> None:
         try:
             outcome.append(watcher.wait(30))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             outcome.append(exc)
 
     waiting = threading.Thread(target=wait)

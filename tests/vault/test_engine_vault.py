@@ -227,7 +227,7 @@ def test_gc_beside_a_running_backup_deletes_nothing_it_needs(store, tmp_path, fi
                 previous = store.open_point("p1").index(DISK)
                 pending.add_disk(DISK, GatedSource(path, gate, reached), previous=previous, threads=1)
                 pending.commit({})
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     worker = threading.Thread(target=run_backup)

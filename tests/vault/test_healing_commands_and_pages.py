@@ -65,7 +65,7 @@ def flip_a_byte(path: Path) -> None:
     path.write_bytes(data)
 
 
-def run_command_with_a_worker(run_worker, *args: str) -> tuple[str, str]:  # noqa: ANN001
+def run_command_with_a_worker(run_worker, *args: str) -> tuple[str, str]:
     """Run a command that waits for its job (`--wait`) while a real worker runs the job here:
     returns (what it printed, its error or "")."""
     out, error = io.StringIO(), []

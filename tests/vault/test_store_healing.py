@@ -46,7 +46,7 @@ def directory_vault(tmp_path) -> Path:
 def jobs(run_worker, django_capture_on_commit_callbacks):
     """Start a job (or anything that queues one) and run it to its end with a real RQ worker."""
 
-    def run(start) -> JobRun:  # noqa: ANN001 - a callable returning the JobRun it queued
+    def run(start) -> JobRun:
         with django_capture_on_commit_callbacks(execute=True):
             job = start()
         run_worker()
@@ -56,12 +56,12 @@ def jobs(run_worker, django_capture_on_commit_callbacks):
     return run
 
 
-def back_up(jobs) -> JobRun:  # noqa: ANN001
+def back_up(jobs) -> JobRun:
     vm = VirtualMachine.objects.get(name="lnx-01")
     return jobs(lambda: protection_actions.backup_now(None, vm=vm)[0])
 
 
-def verify(jobs, point: RecoveryPoint, tier: str = "local") -> JobRun:  # noqa: ANN001
+def verify(jobs, point: RecoveryPoint, tier: str = "local") -> JobRun:
     return jobs(lambda: runner.enqueue("vault.verify", params={"point_ids": [str(point.pk)], "tier": tier}))
 
 

@@ -41,7 +41,7 @@ class Command(BaseCommand):
         else:
             place = {"vcenter_id": vm.vcenter_id, "datacenter_id": vm.datacenter_id}
 
-            def pick(model, field: str, value: str | None) -> Any:  # noqa: ANN001
+            def pick(model, field: str, value: str | None) -> Any:
                 if not value:
                     return None
                 found = list(model.objects.filter(**place, **{field: value})[:2])
