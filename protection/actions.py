@@ -163,6 +163,11 @@ def _policy_values(policy: Policy) -> dict[str, Any]:
     return {name: getattr(policy, name) for name in POLICY_FIELDS}
 
 
+def default_policy_values() -> dict[str, Any]:
+    """A new group's policy as the model's defaults give it (daily 22:00 UTC, application-consistent, ...)."""
+    return _policy_values(Policy())
+
+
 def _selection_labels(selection: Selection) -> dict[str, list[str]]:
     return {
         "folders": sorted(Folder.objects.filter(pk__in=selection.folder_ids).values_list("path", flat=True)),

@@ -13,21 +13,7 @@ from tests.inventory.factories import create_test_tree, create_test_vcenter, cre
 
 pytestmark = pytest.mark.django_db
 
-POLICY = {
-    "schedule": "daily 22:00",
-    "timezone": "UTC",
-    "consistency": "application",
-    "fallback_to_crash": True,
-    "local_days": 14,
-    "local_count": None,
-    "replicate": True,
-    "vault_daily": 14,
-    "vault_weekly": 8,
-    "vault_monthly": 12,
-    "vault_yearly": 3,
-    "parallelism": 2,
-    "window_hours": None,
-}
+POLICY = actions.default_policy_values()  # daily 22:00 UTC, application-consistent, 14 days, GFS 14/8/12/3
 
 
 @pytest.fixture

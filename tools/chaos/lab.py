@@ -15,21 +15,6 @@ from tools.chaos.stack import Stack, VmSpec, say, wait_until
 
 REPLICATION_MB_PER_S = 8  # slow enough that a kill lands inside an upload
 CHAOS_ACTOR = "chaos run"
-POLICY: dict[str, Any] = {
-    "schedule": "daily 22:00",
-    "timezone": "UTC",
-    "consistency": "application",
-    "fallback_to_crash": True,
-    "local_days": 14,
-    "local_count": None,
-    "replicate": True,
-    "vault_daily": 14,
-    "vault_weekly": 8,
-    "vault_monthly": 12,
-    "vault_yearly": 3,
-    "parallelism": 2,
-    "window_hours": None,
-}
 
 
 @dataclass
@@ -141,8 +126,9 @@ def configure_vault(stack: Stack) -> None:
 def protect_folder(folder: str) -> Any:
     from inventory.models import Folder
     from protection import actions
+    from protection.actions import default_policy_values
 
-    policy = dict(POLICY)
+    policy = default_policy_values()
     if folder in ("Chain", "Big"):
         policy.update(parallelism=1, replicate=False)
     elif folder == "Fleet":
