@@ -148,8 +148,10 @@ def fake_vcenter(monkeypatch):
             raise found
         return found
 
-    monkeypatch.setattr("inventory.connection.open_connection", open_connection)
+    # protection.backup first: patching it imports it, and a module imported while open_connection is
+    # patched would keep the fake for the rest of the run (it imports the name at its top).
     monkeypatch.setattr("protection.backup.remove_orphan_snapshots", remove_orphan_snapshots)
+    monkeypatch.setattr("inventory.connection.open_connection", open_connection)
     return leftovers
 
 
