@@ -172,7 +172,7 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
             change_ids = api.snapshot_change_ids(conn, snapshot.moref) if found[vm.moref].cbt_enabled else {}
             ctx.set_total(sum(d.capacity_bytes for d in disks), "bytes")
             point_id = uuid.uuid4()
-            results = []
+            results: list[DiskResult] = []
             try:
                 # The previous point is pinned as the base, so a prune cannot delete it meanwhile.
                 pending = st.begin_point(str(point_id), base=str(previous.pk) if previous_point else None)
@@ -180,23 +180,10 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
                 previous = previous_point = None
                 pending = st.begin_point(str(point_id))
             with pending:
+                reader = _DiskReader(ctx, conn, vm, snapshot, snap_disks, change_ids, previous, previous_point)
                 done = 0
                 for disk in disks:
-                    results.append(
-                        _backup_disk(
-                            ctx,
-                            conn,
-                            vm,
-                            snapshot,
-                            disk,
-                            snap_disks,
-                            change_ids,
-                            previous,
-                            previous_point,
-                            pending,
-                            done,
-                        )
-                    )
+                    results.append(reader.back_up(disk, pending, done_before=done))
                     done += disk.capacity_bytes
                 facts = _point_facts(vm, started, snapshot, config, results, ctx)
                 pending.commit(facts.manifest_meta())
@@ -223,35 +210,83 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
     return {"point": str(point.pk), "logical_bytes": point.logical_bytes, "new_bytes": point.new_bytes}
 
 
-def _backup_disk(ctx, conn, vm, snapshot, disk, snap_disks, change_ids, previous, previous_point, pending, done_before):
-    captured = snap_disks.get(disk.key)
-    if captured is None:
-        raise JobFailed(f"{disk.label} is not in the snapshot: the VM's disks changed during the backup.")
-    datacenter = datacenter_path(vm)
-    descriptor = api.read_vmdk_descriptor(conn, datacenter, captured.datastore_name, captured.path)
-    extents = descriptor.extents
-    if not descriptor.is_flat or len(extents) != 1 or extents[0].offset or extents[0].path is None:
-        raise JobFailed(
-            f"{disk.label}: {descriptor.create_type} disks with {len(extents)} extent(s) are not supported yet; "
-            "only single flat extents are."
-        )
-    flat = extents[0].path
-    previous_index = None
-    if previous_point is not None and str(disk.key) in previous_point.disk_keys:
-        previous_index = previous_point.index(str(disk.key))
-    change_id = change_ids.get(disk.key, "")
-    areas, reason = _read_plan(conn, vm, snapshot, disk, change_id, previous, previous_index)
-    ctx.log(f"{disk.label}: {reason}")
-    with api.DatastoreFile(conn, datacenter, captured.datastore_name, flat, size=disk.capacity_bytes) as source:
-        result = pending.add_disk(
-            str(disk.key),
-            source,
-            previous=previous_index,
-            changed_areas=areas,
-            progress=lambda n: ctx.progress(done_before + n),
-            should_cancel=ctx.cancel_requested,
-        )
-    return disk, captured, change_id, reason, result
+@dataclass(frozen=True)
+class DiskResult:
+    """One disk of a backup: what was read, why that way, and what the store made of it."""
+
+    disk: VirtualDisk
+    file_name: str  # the disk's file as the snapshot names it
+    change_id: str  # CBT change id at the snapshot ("" without CBT)
+    reason: str  # why it was read in full or only where CBT said it changed
+    backup: engine.DiskBackup
+
+    def as_row(self) -> dict[str, Any]:
+        """The disk as its RecoveryPointDisk row and the point's manifest record it."""
+        stats = self.backup.stats
+        return {
+            "key": self.disk.key,
+            "label": self.disk.label,
+            "capacity_bytes": stats.logical_bytes,
+            "file_name": self.file_name,
+            "read_path": stats.path,
+            "read_reason": self.reason,
+            "change_id": self.change_id,
+            "bytes_read": stats.bytes_read,
+            "new_bytes": stats.bytes_stored_new,
+            "chunks": stats.chunks_total,
+            "new_chunks": stats.chunks_new,
+            "zero_chunks": stats.chunks_zero,
+        }
+
+
+@dataclass
+class _DiskReader:
+    """What every disk of one backup is read with: the snapshot, its disks and change ids, and the
+    previous point whose indexes let unchanged chunks be reused."""
+
+    ctx: JobContext
+    conn: api.Connection
+    vm: VirtualMachine
+    snapshot: Snapshot
+    snap_disks: dict[int, Any]
+    change_ids: dict[int, str]
+    previous: RecoveryPoint | None
+    previous_point: engine.Point | None
+
+    def back_up(self, disk: VirtualDisk, pending: engine.PendingPoint, *, done_before: int) -> DiskResult:
+        captured = self.snap_disks.get(disk.key)
+        if captured is None:
+            raise JobFailed(f"{disk.label} is not in the snapshot: the VM's disks changed during the backup.")
+        datacenter = datacenter_path(self.vm)
+        flat = self._flat_extent(disk, datacenter, captured)
+        previous_index = None
+        if self.previous_point is not None and str(disk.key) in self.previous_point.disk_keys:
+            previous_index = self.previous_point.index(str(disk.key))
+        change_id = self.change_ids.get(disk.key, "")
+        areas, reason = _read_plan(self.conn, self.vm, self.snapshot, disk, change_id, self.previous, previous_index)
+        self.ctx.log(f"{disk.label}: {reason}")
+        size = disk.capacity_bytes
+        with api.DatastoreFile(self.conn, datacenter, captured.datastore_name, flat, size=size) as source:
+            result = pending.add_disk(
+                str(disk.key),
+                source,
+                previous=previous_index,
+                changed_areas=areas,
+                progress=lambda n: self.ctx.progress(done_before + n),
+                should_cancel=self.ctx.cancel_requested,
+            )
+        return DiskResult(disk, captured.file_name, change_id, reason, result)
+
+    def _flat_extent(self, disk: VirtualDisk, datacenter: str, captured: Any) -> str:
+        """The one flat file holding the disk's bytes (other layouts are refused with a reason)."""
+        descriptor = api.read_vmdk_descriptor(self.conn, datacenter, captured.datastore_name, captured.path)
+        extents = descriptor.extents
+        if not descriptor.is_flat or len(extents) != 1 or extents[0].offset or extents[0].path is None:
+            raise JobFailed(
+                f"{disk.label}: {descriptor.create_type} disks with {len(extents)} extent(s) are not supported yet; "
+                "only single flat extents are."
+            )
+        return extents[0].path
 
 
 @dataclass
@@ -295,24 +330,15 @@ class PointFacts:
         }
 
 
-def _point_facts(vm, started, snapshot, config, results, ctx) -> PointFacts:
-    disks = [
-        {
-            "key": disk.key,
-            "label": disk.label,
-            "capacity_bytes": result.stats.logical_bytes,
-            "file_name": captured.file_name,
-            "read_path": result.stats.path,
-            "read_reason": reason,
-            "change_id": change_id,
-            "bytes_read": result.stats.bytes_read,
-            "new_bytes": result.stats.bytes_stored_new,
-            "chunks": result.stats.chunks_total,
-            "new_chunks": result.stats.chunks_new,
-            "zero_chunks": result.stats.chunks_zero,
-        }
-        for disk, captured, change_id, reason, result in results
-    ]
+def _point_facts(
+    vm: VirtualMachine,
+    started: dt.datetime,
+    snapshot: Snapshot,
+    config: dict[str, Any],
+    results: list[DiskResult],
+    ctx: JobContext,
+) -> PointFacts:
+    disks = [result.as_row() for result in results]
     return PointFacts(
         vm=vm,
         job_id=str(ctx.run.pk),
