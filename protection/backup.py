@@ -180,10 +180,10 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
                 previous = previous_point = None
                 pending = st.begin_point(str(point_id))
             with pending:
-                reader = _DiskReader(ctx, conn, vm, snapshot, snap_disks, change_ids, previous, previous_point)
+                source = _SnapshotDisks(ctx, conn, vm, snapshot, snap_disks, change_ids, previous, previous_point)
                 done = 0
                 for disk in disks:
-                    results.append(reader.back_up(disk, pending, done_before=done))
+                    results.append(source.back_up(disk, pending, done_before=done))
                     done += disk.capacity_bytes
                 facts = _point_facts(vm, started, snapshot, config, results, ctx)
                 pending.commit(facts.manifest_meta())
@@ -240,7 +240,7 @@ class DiskResult:
 
 
 @dataclass
-class _DiskReader:
+class _SnapshotDisks:
     """What every disk of one backup is read with: the snapshot, its disks and change ids, and the
     previous point whose indexes let unchanged chunks be reused."""
 
