@@ -33,7 +33,7 @@ from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from jobs.registry import job_kind
 from jobs.runner import JobContext
-from vault import engine
+from vault import engine, healing
 from vault.models import RecoveryPoint, RecoveryPointDisk
 from vault.storage import local_store
 
@@ -281,7 +281,7 @@ class _Settler:
         try:
             self.store.open_point(point_id)
         except engine.CorruptPoint as exc:
-            problem = f"local: the store cannot read this point: {exc}"
+            problem = f"the store cannot read this point: {exc}"
         except engine.PointNotFound:
             self.missing(point_id)
             return
@@ -289,10 +289,11 @@ class _Settler:
             return
         with transaction.atomic():
             row = _locked_local_row(point_id)
-            if row is None or (row.damaged and problem in row.damage):
+            if row is None or (row.damaged and f"{healing.LOCAL}: {problem}" in row.damage):
                 return  # gone meanwhile, or already known
-            finding = Finding(point_id, _describe_row(row), problem)
-            self._apply(row, "damaged", finding, lambda r: _mark_damaged(r, problem, self.now))
+            self.report.damaged.append(Finding(point_id, _describe_row(row), f"{healing.LOCAL}: {problem}"))
+            if not self.dry_run:  # recorded, and audited, the way every other check records damage
+                healing.mark_damaged(row, [problem], healing.LOCAL, actor=self.actor)
 
     def _apply(self, row: RecoveryPoint, kind: str, finding: Finding, change: Callable[[RecoveryPoint], str]) -> None:
         """Make `change` to a row (it returns the audit action) and audit it; only report on a dry run."""
@@ -322,14 +323,6 @@ def _mark_not_local(row: RecoveryPoint) -> str:
 def _delete_row(row: RecoveryPoint) -> str:
     row.delete()
     return "point.row_removed"
-
-
-def _mark_damaged(row: RecoveryPoint, problem: str, now: dt.datetime) -> str:
-    row.damaged = True
-    row.damage = [problem, *row.damage][:100]
-    row.damaged_at = now
-    row.save(update_fields=["damaged", "damage", "damaged_at"])
-    return "point.damaged"
 
 
 # Reading a manifest's meta --------------------------------------------------------------------------
