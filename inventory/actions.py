@@ -10,7 +10,7 @@ from django.db.models import Count, ProtectedError
 from django.template.defaultfilters import pluralize
 
 from audit.actions import record
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import VCenter, VirtualMachine
 from jobs import runner
 from jobs.models import JobRun
@@ -46,7 +46,7 @@ class ConnectionParams:
 
 @dataclass(frozen=True)
 class ConnectionReport:
-    about: api.AboutInfo
+    about: vsphere.AboutInfo
     thumbprint: str  # the server's certificate, "" over plain HTTP
 
 
@@ -64,8 +64,10 @@ def test_connection(params: ConnectionParams, *, timeout: float = 10.0) -> Conne
     """Log in once and read the server's identity. Raises vcenter.VCenterError with a clear message."""
     thumbprint = ""
     if params.protocol == VCenter.Protocol.HTTPS:
-        thumbprint = api.fetch_server_identity(params.host, params.port, timeout=min(timeout, 5.0)).thumbprint_sha256
-    with api.connect(
+        thumbprint = vsphere.fetch_server_identity(
+            params.host, params.port, timeout=min(timeout, 5.0)
+        ).thumbprint_sha256
+    with vsphere.connect(
         params.host,
         params.port,
         params.username,
@@ -75,7 +77,7 @@ def test_connection(params: ConnectionParams, *, timeout: float = 10.0) -> Conne
         thumbprint=params.thumbprint or None,
         timeout=timeout,
     ) as conn:
-        return ConnectionReport(about=api.about(conn), thumbprint=thumbprint)
+        return ConnectionReport(about=vsphere.about(conn), thumbprint=thumbprint)
 
 
 def add_vcenter(user: Any, params: ConnectionParams) -> VCenter:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import VCenter
 
 
-def open_connection(vc: VCenter, *, timeout: float = 10.0) -> api.Connection:
-    return api.connect(
+def open_connection(vc: VCenter, *, timeout: float = 10.0) -> vsphere.Connection:
+    return vsphere.connect(
         vc.host,
         vc.port,
         vc.username,

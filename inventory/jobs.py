@@ -6,7 +6,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.actions import SYNC_KIND
 from inventory.connection import open_connection
 from inventory.models import VCenter
@@ -27,8 +27,8 @@ def sync_inventory(ctx: JobContext, vcenter_id: int) -> dict[str, Any]:
     try:
         with open_connection(vc) as conn:
             ctx.log(f"Connected to {vc.name} ({vc.host}:{vc.port}).")
-            inventory = api.fetch_inventory(conn)
-    except api.VCenterError as exc:
+            inventory = vsphere.fetch_inventory(conn)
+    except vsphere.VCenterError as exc:
         VCenter.objects.filter(pk=vc.pk).update(last_sync_error=str(exc))
         raise JobFailed(str(exc)) from None
     ctx.log(

@@ -18,7 +18,7 @@ from django.db.models import Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import (
     Cluster,
     Datacenter,
@@ -57,7 +57,7 @@ def _pk_map(model: type[models.Model], vcenter: VCenter) -> dict[str, int]:
     return dict(model.objects.filter(vcenter=vcenter).values_list("moref", "pk"))
 
 
-def not_protectable_reason(disk: api.DiskInfo) -> str:
+def not_protectable_reason(disk: vsphere.DiskInfo) -> str:
     if disk.disk_mode.startswith("independent"):
         return "Independent disk: vSphere snapshots do not include it."
     if disk.backing == "rdm_physical":
@@ -67,7 +67,7 @@ def not_protectable_reason(disk: api.DiskInfo) -> str:
     return ""
 
 
-def _folder_paths(folders: Iterable[api.FolderInfo], datacenter_names: dict[str, str]) -> dict[str, str]:
+def _folder_paths(folders: Iterable[vsphere.FolderInfo], datacenter_names: dict[str, str]) -> dict[str, str]:
     """Inventory path of each VM folder: "<datacenter>/<folder>/<subfolder>"; a root folder is the datacenter."""
     by_moref = {folder.moref: folder for folder in folders}
     paths: dict[str, str] = {}
@@ -87,7 +87,7 @@ def _folder_paths(folders: Iterable[api.FolderInfo], datacenter_names: dict[str,
     return paths
 
 
-def _sync_containers(vcenter: VCenter, inv: api.Inventory) -> dict[str, dict[str, int]]:
+def _sync_containers(vcenter: VCenter, inv: vsphere.Inventory) -> dict[str, dict[str, int]]:
     """Datacenters, folders, clusters, hosts, pools and datastores; returns moref→pk maps."""
     _upsert(
         Datacenter,
@@ -202,9 +202,9 @@ VM_FIELDS = [
 ]
 
 
-def _unique_vms(vms: Iterable[api.VmInfo], result: SyncResult) -> list[api.VmInfo]:
+def _unique_vms(vms: Iterable[vsphere.VmInfo], result: SyncResult) -> list[vsphere.VmInfo]:
     """VMs with an instance UUID, each UUID once (an inaccessible VM reports no config)."""
-    seen: dict[str, api.VmInfo] = {}
+    seen: dict[str, vsphere.VmInfo] = {}
     for vm in vms:
         if not vm.instance_uuid:
             result.warnings.append(f"VM {vm.name!r} ({vm.moref}) reports no instance UUID; skipped.")
@@ -215,7 +215,7 @@ def _unique_vms(vms: Iterable[api.VmInfo], result: SyncResult) -> list[api.VmInf
     return list(seen.values())
 
 
-def _sync_vms(vcenter: VCenter, vms: list[api.VmInfo], maps: dict[str, dict]) -> list[int]:
+def _sync_vms(vcenter: VCenter, vms: list[vsphere.VmInfo], maps: dict[str, dict]) -> list[int]:
     """Upsert VMs and their disks; returns the VMs' primary keys."""
     now = timezone.now()
     rows = []
@@ -286,7 +286,7 @@ def _sync_vms(vcenter: VCenter, vms: list[api.VmInfo], maps: dict[str, dict]) ->
 
 
 @transaction.atomic
-def apply_inventory(vcenter: VCenter, inv: api.Inventory) -> SyncResult:
+def apply_inventory(vcenter: VCenter, inv: vsphere.Inventory) -> SyncResult:
     """Apply a complete inventory: upsert everything, mark VMs and folders that vanished as removed."""
     result = SyncResult()
     known = set(VirtualMachine.objects.filter(vcenter=vcenter).values_list("instance_uuid", flat=True))
@@ -314,9 +314,9 @@ def apply_inventory(vcenter: VCenter, inv: api.Inventory) -> SyncResult:
 @transaction.atomic
 def apply_vm_changes(
     vcenter: VCenter,
-    changed: Sequence[api.VmInfo],
+    changed: Sequence[vsphere.VmInfo],
     removed_morefs: Iterable[str],
-    folders: Sequence[api.FolderInfo] | None = None,
+    folders: Sequence[vsphere.FolderInfo] | None = None,
 ) -> SyncResult:
     """Apply what the watcher saw: changed VMs re-read in full, removed VMs by moref, and the folder
     tree when it changed. Nothing else is touched."""
@@ -353,7 +353,7 @@ def apply_vm_changes(
 
 
 def _sync_folders(
-    vcenter: VCenter, folders: Iterable[api.FolderInfo], datacenter_names: dict[str, str]
+    vcenter: VCenter, folders: Iterable[vsphere.FolderInfo], datacenter_names: dict[str, str]
 ) -> dict[str, str]:
     """Upsert the VM folder tree; folders that vanished are marked removed (groups may select them).
 

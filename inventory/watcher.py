@@ -14,7 +14,7 @@ from collections.abc import Callable
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.connection import open_connection
 from inventory.models import VCenter
 from inventory.sync import apply_inventory, apply_vm_changes
@@ -44,10 +44,10 @@ class VCenterWatcher(threading.Thread):
                 try:
                     self._watch(vc)
                     backoff = 1.0
-                except api.BadCredentials as exc:
+                except vsphere.BadCredentials as exc:
                     self._failed(vc, exc)
                     backoff = BAD_CREDENTIALS_BACKOFF
-                except api.VCenterError as exc:
+                except vsphere.VCenterError as exc:
                     self._failed(vc, exc)
                 except Exception:
                     logger.exception("watcher for %s failed; restarting", vc)
@@ -61,8 +61,8 @@ class VCenterWatcher(threading.Thread):
         VCenter.objects.filter(pk=vc.pk).update(last_sync_error=str(exc))
 
     def _watch(self, vc: VCenter) -> None:
-        with open_connection(vc) as conn, api.ChangeWatcher(conn, skip_initial=True) as watcher:
-            result = apply_inventory(vc, api.fetch_inventory(conn))
+        with open_connection(vc) as conn, vsphere.ChangeWatcher(conn, skip_initial=True) as watcher:
+            result = apply_inventory(vc, vsphere.fetch_inventory(conn))
             logger.info(
                 "%s: synced %d VMs (%d new, %d removed)", vc, result.vms_seen, result.vms_new, result.vms_removed
             )
@@ -77,9 +77,9 @@ class VCenterWatcher(threading.Thread):
                     return  # edited or removed: reconnect with the new settings
                 self._apply(vc, conn, changes)
 
-    def _apply(self, vc: VCenter, conn: api.Connection, changes: api.ChangeSet) -> None:
-        changed = api.fetch_vms(conn, sorted(changes.vms_changed)) if changes.vms_changed else []
-        folders = api.fetch_folders(conn) if changes.folders_changed else None
+    def _apply(self, vc: VCenter, conn: vsphere.Connection, changes: vsphere.ChangeSet) -> None:
+        changed = vsphere.fetch_vms(conn, sorted(changes.vms_changed)) if changes.vms_changed else []
+        folders = vsphere.fetch_folders(conn) if changes.folders_changed else None
         # A VM reported changed but gone by the time it was read was removed in between.
         gone = set(changes.vms_changed) - {vm.moref for vm in changed}
         result = apply_vm_changes(vc, changed, set(changes.vms_removed) | gone, folders)

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.connection import open_connection
 from inventory.models import VirtualDisk, VirtualMachine
 from inventory.paths import datacenter_path
@@ -49,52 +49,52 @@ class Snapshot:
     note: str
 
 
-def _is_ours(snapshot: api.SnapshotInfo) -> bool:
+def _is_ours(snapshot: vsphere.SnapshotInfo) -> bool:
     return snapshot.name == SNAPSHOT_NAME and (snapshot.description or "").startswith(SNAPSHOT_TAG)
 
 
-def _job_of(snapshot: api.SnapshotInfo) -> str:
+def _job_of(snapshot: vsphere.SnapshotInfo) -> str:
     return (snapshot.description or "").rpartition("job=")[2].strip()
 
 
-def remove_orphan_snapshots(conn: api.Connection, vm_moref: str, log: Any = logger.info) -> int:
+def remove_orphan_snapshots(conn: vsphere.Connection, vm_moref: str, log: Any = logger.info) -> int:
     """Remove our snapshots whose job is no longer running (a killed worker, a lost connection)."""
     removed = 0
-    for snapshot in api.list_snapshots(conn, vm_moref):
+    for snapshot in vsphere.list_snapshots(conn, vm_moref):
         if not _is_ours(snapshot):
             continue
         job = _job_of(snapshot)
         if job and JobRun.objects.filter(pk=job, status=JobRun.Status.RUNNING).exists():
             continue
-        api.remove_snapshot(conn, snapshot.moref)
+        vsphere.remove_snapshot(conn, snapshot.moref)
         log(f"Removed a leftover backup snapshot from {snapshot.created:%Y-%m-%d %H:%M}.")
         removed += 1
     return removed
 
 
-def _take_snapshot(conn: api.Connection, vm: VirtualMachine, policy: Policy, ctx: JobContext) -> Snapshot:
+def _take_snapshot(conn: vsphere.Connection, vm: VirtualMachine, policy: Policy, ctx: JobContext) -> Snapshot:
     description = f"{SNAPSHOT_TAG} job={ctx.run.pk}"
     if policy.consistency == Policy.Consistency.CRASH:
-        return Snapshot(api.create_snapshot(conn, vm.moref, SNAPSHOT_NAME, description, quiesce=False), "crash", "")
+        return Snapshot(vsphere.create_snapshot(conn, vm.moref, SNAPSHOT_NAME, description, quiesce=False), "crash", "")
     try:
-        moref = api.create_snapshot(conn, vm.moref, SNAPSHOT_NAME, description, quiesce=True)
+        moref = vsphere.create_snapshot(conn, vm.moref, SNAPSHOT_NAME, description, quiesce=True)
         return Snapshot(moref, "application", "")
-    except api.QuiesceFailed as exc:
+    except vsphere.QuiesceFailed as exc:
         if not policy.fallback_to_crash:
             raise JobFailed(f"Quiescing {vm.name} failed and the policy does not allow a fallback: {exc}") from None
         note = f"Quiescing failed ({exc}); fell back to a crash-consistent snapshot as the policy allows."
         ctx.log(note, level="warning")
-        moref = api.create_snapshot(conn, vm.moref, SNAPSHOT_NAME, description, quiesce=False)
+        moref = vsphere.create_snapshot(conn, vm.moref, SNAPSHOT_NAME, description, quiesce=False)
         return Snapshot(moref, "crash", note)
 
 
-def _remove_snapshot(conn: api.Connection, snapshot: Snapshot, ctx: JobContext) -> None:
+def _remove_snapshot(conn: vsphere.Connection, snapshot: Snapshot, ctx: JobContext) -> None:
     for attempt in range(3):
         try:
-            api.remove_snapshot(conn, snapshot.moref)
+            vsphere.remove_snapshot(conn, snapshot.moref)
             ctx.log("Snapshot removed.")
             return
-        except api.VCenterError as exc:
+        except vsphere.VCenterError as exc:
             if attempt == 2:
                 ctx.log(
                     f"The snapshot could not be removed now ({exc}); the next inventory sync removes it.",
@@ -129,7 +129,7 @@ def _previous(vm: VirtualMachine, st: engine.Store) -> tuple[RecoveryPoint | Non
 
 
 def _read_plan(
-    conn: api.Connection,
+    conn: vsphere.Connection,
     vm: VirtualMachine,
     snapshot: Snapshot,
     disk: VirtualDisk,
@@ -146,8 +146,10 @@ def _read_plan(
     if previous_index.image_size != disk.capacity_bytes:
         return None, "The disk was resized since the last point: read in full."
     try:
-        areas = api.query_changed_areas(conn, vm.moref, snapshot.moref, disk.key, old.change_id, disk.capacity_bytes)
-    except api.ChangeTrackingUnavailable as exc:
+        areas = vsphere.query_changed_areas(
+            conn, vm.moref, snapshot.moref, disk.key, old.change_id, disk.capacity_bytes
+        )
+    except vsphere.ChangeTrackingUnavailable as exc:
         return None, f"vCenter could not say what changed ({exc}): read in full."
     changed = sum(length for _, length in areas)
     return areas, f"Changed block tracking: {changed / 1024**2:.1f} MiB changed since the last point."
@@ -160,16 +162,16 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
     previous, previous_point = _previous(vm, st)
     started = timezone.now()
     with open_connection(vm.vcenter) as conn:
-        found = {info.moref: info for info in api.fetch_vms(conn, [vm.moref])}
+        found = {info.moref: info for info in vsphere.fetch_vms(conn, [vm.moref])}
         if vm.moref not in found or found[vm.moref].instance_uuid != vm.instance_uuid:
             raise JobFailed(f"{vm.name} is no longer in vCenter under {vm.moref}; nothing was backed up.")
         remove_orphan_snapshots(conn, vm.moref, ctx.log)
         snapshot = _take_snapshot(conn, vm, policy, ctx)
         ctx.log(f"Snapshot taken ({snapshot.consistency}-consistent).")
         try:
-            config = api.vm_config(conn, vm.moref)
-            snap_disks = {d.key: d for d in api.snapshot_disks(conn, snapshot.moref)}
-            change_ids = api.snapshot_change_ids(conn, snapshot.moref) if found[vm.moref].cbt_enabled else {}
+            config = vsphere.vm_config(conn, vm.moref)
+            snap_disks = {d.key: d for d in vsphere.snapshot_disks(conn, snapshot.moref)}
+            change_ids = vsphere.snapshot_change_ids(conn, snapshot.moref) if found[vm.moref].cbt_enabled else {}
             ctx.set_total(sum(d.capacity_bytes for d in disks), "bytes")
             point_id = uuid.uuid4()
             results: list[DiskResult] = []
@@ -191,7 +193,7 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
             raise JobCancelled() from None
         except engine.StoreFull as exc:
             raise JobFailed(f"The backup store is full: {exc}. Earlier recovery points are intact.") from None
-        except (engine.SourceError, api.VCenterError) as exc:
+        except (engine.SourceError, vsphere.VCenterError) as exc:
             raise JobFailed(f"Reading {vm.name} from vCenter failed: {exc}. No recovery point was written.") from None
         finally:
             _remove_snapshot(conn, snapshot, ctx)
@@ -245,7 +247,7 @@ class _SnapshotDisks:
     previous point whose indexes let unchanged chunks be reused."""
 
     ctx: JobContext
-    conn: api.Connection
+    conn: vsphere.Connection
     vm: VirtualMachine
     snapshot: Snapshot
     snap_disks: dict[int, Any]
@@ -266,7 +268,7 @@ class _SnapshotDisks:
         areas, reason = _read_plan(self.conn, self.vm, self.snapshot, disk, change_id, self.previous, previous_index)
         self.ctx.log(f"{disk.label}: {reason}")
         size = disk.capacity_bytes
-        with api.DatastoreFile(self.conn, datacenter, captured.datastore_name, flat, size=size) as source:
+        with vsphere.DatastoreFile(self.conn, datacenter, captured.datastore_name, flat, size=size) as source:
             result = pending.add_disk(
                 str(disk.key),
                 source,
@@ -279,7 +281,7 @@ class _SnapshotDisks:
 
     def _flat_extent(self, disk: VirtualDisk, datacenter: str, captured: Any) -> str:
         """The one flat file holding the disk's bytes (other layouts are refused with a reason)."""
-        descriptor = api.read_vmdk_descriptor(self.conn, datacenter, captured.datastore_name, captured.path)
+        descriptor = vsphere.read_vmdk_descriptor(self.conn, datacenter, captured.datastore_name, captured.path)
         extents = descriptor.extents
         if not descriptor.is_flat or len(extents) != 1 or extents[0].offset or extents[0].path is None:
             raise JobFailed(

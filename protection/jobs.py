@@ -78,7 +78,7 @@ CLEANUP_ACTOR = "snapshot cleanup"
 def cleanup_snapshots(ctx: JobContext, vcenter_id: int | None = None) -> dict[str, Any]:
     """Find our snapshots left by a killed worker or a lost connection, and remove them."""
     from audit.actions import record
-    from inventory import vcenter as api
+    from inventory import vcenter as vsphere
     from inventory.connection import open_connection
     from inventory.models import VCenter
     from protection.backup import remove_orphan_snapshots
@@ -103,13 +103,13 @@ def cleanup_snapshots(ctx: JobContext, vcenter_id: int | None = None) -> dict[st
                 for vm in vms:
                     try:
                         found = remove_orphan_snapshots(conn, vm.moref, lambda msg, vm=vm: ctx.log(f"{vm.name}: {msg}"))
-                    except api.VCenterError as exc:
+                    except vsphere.VCenterError as exc:
                         record(CLEANUP_ACTOR, LEFTOVERS_NOT_REMOVED, target=vm, details={"job": job, "error": str(exc)})
                         raise
                     if found:
                         record(CLEANUP_ACTOR, LEFTOVERS_REMOVED, target=vm, details={"job": job, "removed": found})
                     removed += found
-        except api.VCenterError as exc:
+        except vsphere.VCenterError as exc:
             failures.append(f"{vc.name}: {exc}")
     if failures:
         raise JobFailed("Could not check every vCenter: " + "; ".join(failures))

@@ -20,7 +20,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.connection import open_connection
 from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualMachine
 from inventory.paths import datacenter_path
@@ -68,7 +68,7 @@ def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[s
     except JobFailed as exc:
         _finish(restore, 0, str(exc))
         raise
-    except (api.VCenterError, engine.StoreError, engine.BackendError) as exc:
+    except (vsphere.VCenterError, engine.StoreError, engine.BackendError) as exc:
         if isinstance(exc, engine.ChunkCorrupt):  # met while writing a new VM (which was removed again)
             healing.mark_damaged(
                 point, [str(exc)], healing.LOCAL, digests=[exc.digest.hex()], actor=actions.DAMAGE_FOUND_BY
@@ -134,7 +134,7 @@ def _to_new_vm(ctx, conn, point, source, indexes, target) -> dict[str, Any]:
     datastore = Datastore.objects.get(pk=target["datastore_id"])
     host = Host.objects.get(pk=target["host_id"]) if target.get("host_id") else None
     ctx.log(f"Creating {target['name']} in {folder.path} on {datastore.name} with the captured hardware.")
-    created = api.create_vm_from_config(
+    created = vsphere.create_vm_from_config(
         conn,
         point.config,
         name=target["name"],
@@ -154,7 +154,7 @@ def _to_new_vm(ctx, conn, point, source, indexes, target) -> dict[str, Any]:
         written = _write_and_check(ctx, conn, source, indexes, disks)
     except BaseException:
         ctx.log(f"Removing the half-restored {target['name']}.", level="warning")
-        api.destroy_vm(conn, created.moref)
+        vsphere.destroy_vm(conn, created.moref)
         raise
     ctx.log(f"{target['name']} is restored (powered off), instance UUID {created.instance_uuid}.")
     return {"vm": target["name"], "moref": created.moref, "bytes": written, "warnings": list(created.warnings)}
@@ -162,18 +162,18 @@ def _to_new_vm(ctx, conn, point, source, indexes, target) -> dict[str, Any]:
 
 def _overwrite(ctx, conn, point, source, indexes) -> dict[str, Any]:
     vm = point.vm
-    found = {info.moref: info for info in api.fetch_vms(conn, [vm.moref])}
+    found = {info.moref: info for info in vsphere.fetch_vms(conn, [vm.moref])}
     if vm.moref not in found or found[vm.moref].instance_uuid != vm.instance_uuid:
         raise JobFailed(f"{vm.name} is no longer in vCenter; restore it as a new VM instead.")
-    current = api.disk_layout(conn, vm.moref)
-    differences = api.layout_differences(api.layout_from_config(point.config), current)
+    current = vsphere.disk_layout(conn, vm.moref)
+    differences = vsphere.layout_differences(vsphere.layout_from_config(point.config), current)
     if differences:
         raise JobFailed(f"Refused: the disks of {vm.name} changed since the point. " + " ".join(differences))
-    if api.list_snapshots(conn, vm.moref):
+    if vsphere.list_snapshots(conn, vm.moref):
         raise JobFailed(f"Refused: {vm.name} has snapshots; remove them first, then restore over it.")
     now = {place.position: place for place in current}
     disks = []
-    for place in api.layout_from_config(point.config):
+    for place in vsphere.layout_from_config(point.config):
         if place.key not in indexes:
             continue  # excluded from the backup: left as it is
         match = _FLAT_FILE.match(now[place.position].flat_file or "")
@@ -181,8 +181,8 @@ def _overwrite(ctx, conn, point, source, indexes) -> dict[str, Any]:
             raise JobFailed(f"{place.label} of {vm.name} is not a single flat file; it cannot be overwritten.")
         disks.append(DiskTarget(place.key, place.label, datacenter_path(vm), match["datastore"], match["path"]))
     _check_before_writing(ctx, point, source, indexes, [d.source_key for d in disks])
-    ctx.log(f"Powering off {vm.name} (state: {api.power_state(conn, vm.moref)}).")
-    api.power_off(conn, vm.moref)
+    ctx.log(f"Powering off {vm.name} (state: {vsphere.power_state(conn, vm.moref)}).")
+    vsphere.power_off(conn, vm.moref)
     written = _write_and_check(ctx, conn, source, indexes, disks)
     ctx.log(f"{vm.name} holds the disks of {timezone.localtime(point.created):%Y-%m-%d %H:%M} again; it is off.")
     return {"vm": vm.name, "moref": vm.moref, "bytes": written, "overwritten": [d.label for d in disks]}
@@ -194,20 +194,20 @@ def _one_disk(ctx, conn, point, source, indexes, target) -> dict[str, Any]:
     source_key = int(target["source_disk"])
     if source_key not in indexes:
         raise JobFailed(f"The point has no disk {source_key}.")
-    places = {place.key: place for place in api.disk_layout(conn, vm.moref)}
+    places = {place.key: place for place in vsphere.disk_layout(conn, vm.moref)}
     place = places.get(int(target["disk_key"]))
     if place is None:
         raise JobFailed(f"{vm.name} no longer has that disk; nothing was changed.")
     if place.capacity_bytes < indexes[source_key].image_size:
         raise JobFailed(f"{place.label} of {vm.name} is smaller than the disk in the point; nothing was changed.")
-    if api.list_snapshots(conn, vm.moref):
+    if vsphere.list_snapshots(conn, vm.moref):
         raise JobFailed(f"Refused: {vm.name} has snapshots; remove them first.")
     match = _FLAT_FILE.match(place.flat_file or "")
     if match is None:
         raise JobFailed(f"{place.label} of {vm.name} is not a single flat file; it cannot be overwritten.")
     _check_before_writing(ctx, point, source, indexes, [source_key])
-    ctx.log(f"Powering off {vm.name} (state: {api.power_state(conn, vm.moref)}).")
-    api.power_off(conn, vm.moref)
+    ctx.log(f"Powering off {vm.name} (state: {vsphere.power_state(conn, vm.moref)}).")
+    vsphere.power_off(conn, vm.moref)
     disk = DiskTarget(source_key, f"{place.label} of {vm.name}", datacenter_path(vm), match["datastore"], match["path"])
     written = _write_and_check(ctx, conn, source, indexes, [disk])
     return {"vm": vm.name, "moref": vm.moref, "bytes": written, "overwritten": [disk.label]}
@@ -282,7 +282,7 @@ def _write_and_check(ctx, conn, source, indexes, disks: list[DiskTarget]) -> int
         base = done
         with engine.DiskReader(source, index) as reader:
             try:
-                api.write_datastore_file(
+                vsphere.write_datastore_file(
                     conn,
                     disk.datacenter,
                     disk.datastore,
@@ -292,7 +292,7 @@ def _write_and_check(ctx, conn, source, indexes, disks: list[DiskTarget]) -> int
                     progress=lambda n, base=base: ctx.progress(base + n),
                     should_cancel=ctx.cancel_requested,
                 )
-            except api.Cancelled:
+            except vsphere.Cancelled:
                 raise JobCancelled() from None
         done += index.image_size
     for disk in disks:
@@ -304,8 +304,8 @@ def _write_and_check(ctx, conn, source, indexes, disks: list[DiskTarget]) -> int
 
 def _check_disk(ctx, conn, disk: DiskTarget, index: engine.DiskIndex, base: int) -> None:
     """Read the disk back from the datastore and compare every chunk with the point's digest."""
-    buffer = api.read_buffer(index.chunk_size)
-    with api.DatastoreFile(conn, disk.datacenter, disk.datastore, disk.path, size=index.image_size) as written:
+    buffer = vsphere.read_buffer(index.chunk_size)
+    with vsphere.DatastoreFile(conn, disk.datacenter, disk.datastore, disk.path, size=index.image_size) as written:
         for i in range(len(index)):
             ctx.check_cancelled()
             offset, length = index.extent(i)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from tools.simulator import Simulator
 from vault.engine import Store
 
@@ -28,15 +28,15 @@ def end_to_end(work: Path, image: Path) -> dict[str, float]:
         vm = sim.vm("bench")
         disk = vm["disks"][0]
         started = time.perf_counter()
-        with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-            snapshot = api.create_snapshot(conn, vm["moref"], "bench", "benchmark", quiesce=False)
+        with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+            snapshot = vsphere.create_snapshot(conn, vm["moref"], "bench", "benchmark", quiesce=False)
             store = Store(work / "e2e-store")
             with (
                 store.begin_point("e2e") as pending,
-                api.DatastoreFile(conn, "DC", disk["datastore"], disk["flat_path"]) as source,
+                vsphere.DatastoreFile(conn, "DC", disk["datastore"], disk["flat_path"]) as source,
             ):
                 pending.add_disk(str(disk["key"]), source)
                 pending.commit({})
-            api.remove_snapshot(conn, snapshot)
+            vsphere.remove_snapshot(conn, snapshot)
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "mb_per_s": image.stat().st_size / seconds / 1e6}

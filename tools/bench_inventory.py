@@ -50,7 +50,7 @@ def peak_rss_mib() -> float:
 
 
 def sync(vc_name: str, sim: Simulator) -> dict[str, float]:
-    from inventory import vcenter as api
+    from inventory import vcenter as vsphere
     from inventory.models import VCenter
     from inventory.sync import apply_inventory
 
@@ -58,8 +58,8 @@ def sync(vc_name: str, sim: Simulator) -> dict[str, float]:
     vc.password = sim.password
     vc.save()
     started = time.perf_counter()
-    with api.connect(sim.host, sim.port, sim.username, sim.password, protocol="http") as conn:
-        inventory = api.fetch_inventory(conn)
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, protocol="http") as conn:
+        inventory = vsphere.fetch_inventory(conn)
     read = time.perf_counter() - started
     with counting_queries() as queries:
         write_started = time.perf_counter()

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inventory import vcenter as api  # noqa: E402
+from inventory import vcenter as vsphere  # noqa: E402
 from recovery import filesystems as fs  # noqa: E402
 from tools import diskimages, imagegen  # noqa: E402
 from tools.simulator import Simulator  # noqa: E402
@@ -97,15 +97,19 @@ def through_simulator(work: Path, store: Store, image: Path, reps: int) -> tuple
     with Simulator.start(spec, workdir=work / "sim", tls=True) as sim:
         disk = sim.vm("bench")["disks"][0]
         index = store.open_point("disk1g").index("disk0")
-        with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
             for _ in range(reps):
                 started = time.perf_counter()
                 with DiskReader(TieredStore(store, None), index) as reader:
-                    api.write_datastore_file(conn, "DC", disk["datastore"], disk["flat_path"], reader, index.image_size)
+                    vsphere.write_datastore_file(
+                        conn, "DC", disk["datastore"], disk["flat_path"], reader, index.image_size
+                    )
                 ours.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 with open(image, "rb") as plain:
-                    api.write_datastore_file(conn, "DC", disk["datastore"], disk["flat_path"], plain, index.image_size)
+                    vsphere.write_datastore_file(
+                        conn, "DC", disk["datastore"], disk["flat_path"], plain, index.image_size
+                    )
                 raw.append(time.perf_counter() - started)
     size = image.stat().st_size / 1e6
     return size / statistics.median(ours), size / statistics.median(raw)

@@ -19,7 +19,7 @@ Habits that matter against vCenter (and its simulator, see tools/simulator.py):
 - whole disks are read by DatastoreFile through http.client rather than urllib3: kept-alive
   connections, and each 4 MiB range read straight into the caller's (page-aligned) buffer.
 
-Modules (callers import from the package, `from inventory import vcenter as api`, never from these):
+Modules (callers import from the package, `from inventory import vcenter as vsphere`, never from these):
   errors       VCenterError and its subclasses
   connection   TLS (pinning, CA checks), connect(), Connection, fetch_server_identity(), about()
   soap         PropertyCollector reads: small ones through pyVmomi, bulk ones as raw streamed SOAP

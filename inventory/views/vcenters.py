@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from inventory import actions
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.forms import VCenterForm
 from inventory.models import VCenter
 
@@ -30,14 +30,14 @@ def _save(request: HttpRequest, form: VCenterForm, instance: VCenter | None) -> 
             vc = actions.update_vcenter(request.user, instance, params)
             messages.success(request, f"{vc.name} saved.")
         return redirect("inventory:vcenters")
-    except api.CertificateNotTrusted as exc:
+    except vsphere.CertificateNotTrusted as exc:
         form.untrusted_thumbprint = exc.thumbprint
         form.add_error(None, str(exc))
-    except api.ThumbprintMismatch as exc:
+    except vsphere.ThumbprintMismatch as exc:
         form.add_error("thumbprint", str(exc))
-    except api.BadCredentials as exc:
+    except vsphere.BadCredentials as exc:
         form.add_error("password", str(exc))
-    except api.VCenterError as exc:
+    except vsphere.VCenterError as exc:
         form.add_error("host", str(exc))
     return None
 
@@ -76,7 +76,7 @@ def vcenter_test(request: HttpRequest, pk: int) -> HttpResponse:
     params = actions.ConnectionParams.of(vc)
     try:
         report, error = actions.test_connection(params), None
-    except api.VCenterError as exc:
+    except vsphere.VCenterError as exc:
         report, error = None, str(exc)
     context = {"vc": vc, "report": report, "error": error}
     return render(request, "inventory/vcenters.html#test-result", context)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from alerts import conditions
 from alerts.evaluation import evaluate
 from alerts.models import Alert
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import VirtualMachine
 from jobs import runner
 from jobs.models import JobRun
@@ -178,7 +178,7 @@ def test_leftover_snapshots_open_alerts_until_a_later_cleanup_finds_none(vm, fak
     # The next cleanup cannot remove the one on db-01: that one is critical, and app-01's alert stays
     # (the failed run did not finish its check).
     fake_vcenter.clear()
-    fake_vcenter["db-01"] = api.VCenterError("The operation is not allowed in the current state.")
+    fake_vcenter["db-01"] = vsphere.VCenterError("The operation is not allowed in the current state.")
     second = run_cleanup()
     assert second.status == JobRun.Status.FAILED
     evaluate()

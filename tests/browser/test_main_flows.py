@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import VCenter
 from inventory.sync import apply_inventory
 from tests.browser.test_jobs_page import log_in
@@ -29,8 +29,8 @@ def test_an_admin_protects_a_folder_backs_it_up_and_downloads_a_file(
     vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
     vc.password = sim.password
     vc.save()
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        apply_inventory(vc, api.fetch_inventory(conn))
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        apply_inventory(vc, vsphere.fetch_inventory(conn))
 
     log_in(page, live_server.url, "alice")
     page.locator("h1", has_text="Overview").wait_for()

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import Datacenter, Folder, VCenter, VirtualDisk, VirtualMachine
 from inventory.sync import apply_inventory
 from tests.fixtures.vcsim import NON_LATIN_NAME, SCRIPT_NAME, SMALL_SPEC
@@ -24,8 +24,8 @@ def register(sim, name: str = "sim") -> VCenter:
 
 
 def full_sync(vc: VCenter, sim) -> None:
-    with api.connect(sim.host, sim.port, sim.username, sim.password, protocol="http") as conn:
-        apply_inventory(vc, api.fetch_inventory(conn))
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, protocol="http") as conn:
+        apply_inventory(vc, vsphere.fetch_inventory(conn))
 
 
 def spec_counts(spec) -> Counter:
@@ -63,11 +63,11 @@ def test_renamed_moved_and_deleted_vms_keep_their_identity(vcsim):
     full_sync(vc, vcsim)
     web = VirtualMachine.objects.get(name="web-01")
     gone = VirtualMachine.objects.get(name="root-vm")
-    with api.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, protocol="http") as conn:
+    with vsphere.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, protocol="http") as conn:
         finance = Folder.objects.get(path="DC-East/Finance").moref
-        api.rename_vm(conn, web.moref, "web-01-renamed")
-        api.move_vm(conn, web.moref, finance)
-        api.destroy_vm(conn, gone.moref)
+        vsphere.rename_vm(conn, web.moref, "web-01-renamed")
+        vsphere.move_vm(conn, web.moref, finance)
+        vsphere.destroy_vm(conn, gone.moref)
     full_sync(vc, vcsim)
     web_after = VirtualMachine.objects.get(pk=web.pk)
     assert (web_after.name, web_after.folder.path) == ("web-01-renamed", "DC-East/Finance")
@@ -81,8 +81,8 @@ def test_a_sync_that_fails_part_way_changes_nothing(vcsim, monkeypatch):
     vc = register(vcsim)
     full_sync(vc, vcsim)
     before = sorted(VirtualMachine.objects.values_list("pk", "name", "removed_at", "folder_id"))
-    with api.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, protocol="http") as conn:
-        inventory = api.fetch_inventory(conn)
+    with vsphere.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, protocol="http") as conn:
+        inventory = vsphere.fetch_inventory(conn)
     half = copy.copy(inventory)
     object.__setattr__(half, "vms", inventory.vms[:2])
 

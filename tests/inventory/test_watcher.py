@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from audit.models import AuditEntry
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import Folder, ResourcePool, VCenter, VirtualMachine
 from inventory.watcher import VCenterWatcher
 from protection.models import ProtectionGroup
@@ -53,8 +53,8 @@ def watch():
         watcher.join(30)
 
 
-def connect(sim) -> api.Connection:
-    return api.connect(sim.host, sim.port, sim.username, sim.password, protocol="http")
+def connect(sim) -> vsphere.Connection:
+    return vsphere.connect(sim.host, sim.port, sim.username, sim.password, protocol="http")
 
 
 def test_rename_move_and_delete_show_within_ten_seconds(vcsim, watch):
@@ -64,11 +64,11 @@ def test_rename_move_and_delete_show_within_ten_seconds(vcsim, watch):
     root_vm = VirtualMachine.objects.get(name="root-vm")
     finance = Folder.objects.get(path="DC-East/Finance")
     with connect(vcsim) as conn:
-        api.rename_vm(conn, web.moref, "web-01-new")
+        vsphere.rename_vm(conn, web.moref, "web-01-new")
         eventually(lambda: VirtualMachine.objects.filter(pk=web.pk, name="web-01-new").exists(), "rename")
-        api.move_vm(conn, web.moref, finance.moref)
+        vsphere.move_vm(conn, web.moref, finance.moref)
         eventually(lambda: VirtualMachine.objects.filter(pk=web.pk, folder=finance).exists(), "move")
-        api.destroy_vm(conn, root_vm.moref)
+        vsphere.destroy_vm(conn, root_vm.moref)
         eventually(lambda: VirtualMachine.objects.filter(pk=root_vm.pk, removed_at__isnull=False).exists(), "delete")
     assert VirtualMachine.objects.get(pk=web.pk).path == "DC-East/Finance/web-01-new"
 
@@ -81,7 +81,7 @@ def test_a_vm_created_in_a_protected_folder_joins_the_group_by_itself(vcsim, wat
     group.folders.add(Folder.objects.get(path="DC-East/Production"))
     pool = ResourcePool.objects.filter(vcenter=vc, datacenter=web.datacenter).first()
     with connect(vcsim) as conn:
-        api.create_vm(
+        vsphere.create_vm(
             conn,
             folder_moref=web.moref,
             name="web-new",
@@ -111,8 +111,8 @@ def test_the_watcher_reconnects_after_vcenter_restarts(vcsim_factory, watch):
     restarted = vcsim_factory(spec, port=port, username=sim.username, password=sim.password)
     assert watcher.synced.wait(30), "no full sync after the restart"
     with connect(restarted) as conn:
-        moref = api.list_vms(conn, with_disks=False)
+        moref = vsphere.list_vms(conn, with_disks=False)
         moref = next(v.moref for v in moref if v.instance_uuid == web.instance_uuid)
-        api.rename_vm(conn, moref, "web-01-after-restart")
+        vsphere.rename_vm(conn, moref, "web-01-after-restart")
     eventually(lambda: VirtualMachine.objects.filter(pk=web.pk, name="web-01-after-restart").exists(), "rename")
     assert VirtualMachine.objects.filter(removed_at__isnull=True).count() == len(restarted.vms())

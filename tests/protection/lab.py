@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import Folder, VCenter
 from inventory.sync import apply_inventory
 from protection import actions
@@ -29,8 +29,8 @@ def protect_simulator(sim, *, group_name: str = "Prod", **policy) -> tuple[VCent
     vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
     vc.password = sim.password
     vc.save()
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        apply_inventory(vc, api.fetch_inventory(conn))
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        apply_inventory(vc, vsphere.fetch_inventory(conn))
     group = actions.save_group(
         None,
         group=None,

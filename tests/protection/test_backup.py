@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection import actions
@@ -103,8 +103,8 @@ def test_a_backup_is_byte_identical_and_the_snapshot_is_gone(
             images[("win-01", index)], disk.capacity_bytes
         )
     assert run.progress_done == run.progress_total == 88 * MiB
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        assert api.list_snapshots(conn, point.vm.moref) == []
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        assert vsphere.list_snapshots(conn, point.vm.moref) == []
 
 
 def test_a_second_backup_after_changing_a_file_stores_only_the_changed_chunks(
@@ -138,12 +138,12 @@ def test_a_second_backup_after_changing_a_file_stores_only_the_changed_chunks(
 def test_a_vm_with_a_user_snapshot_is_backed_up_and_keeps_it(lab, run_worker, django_capture_on_commit_callbacks):
     sim, *_ = lab
     vm = VirtualMachine.objects.get(name="lnx-01")
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        api.create_snapshot(conn, vm.moref, "before patching", "the administrator's own", quiesce=False)
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        vsphere.create_snapshot(conn, vm.moref, "before patching", "the administrator's own", quiesce=False)
     run = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
     assert run.status == JobRun.Status.SUCCEEDED, run.error
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        assert [s.name for s in api.list_snapshots(conn, vm.moref)] == ["before patching"]
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        assert [s.name for s in vsphere.list_snapshots(conn, vm.moref)] == ["before patching"]
 
 
 def test_verify_finds_a_flipped_byte_and_names_the_vm(lab, run_worker, django_capture_on_commit_callbacks):
@@ -185,20 +185,20 @@ def test_leftover_backup_snapshots_are_removed_and_others_kept(lab, run_worker, 
     sim, vc, *_ = lab
     vm = VirtualMachine.objects.get(name="lnx-01")
     running = JobRun.objects.create(kind="protection.backup", title="x", status=JobRun.Status.RUNNING)
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        api.create_snapshot(
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        vsphere.create_snapshot(
             conn, vm.moref, SNAPSHOT_NAME, f"{SNAPSHOT_TAG} job=0b9a0000-0000-0000-0000-000000000000", False
         )
-        api.create_snapshot(conn, vm.moref, SNAPSHOT_NAME, f"{SNAPSHOT_TAG} job={running.pk}", False)
-        api.create_snapshot(conn, vm.moref, "vmbackup", "an administrator's snapshot with our name", False)
+        vsphere.create_snapshot(conn, vm.moref, SNAPSHOT_NAME, f"{SNAPSHOT_TAG} job={running.pk}", False)
+        vsphere.create_snapshot(conn, vm.moref, "vmbackup", "an administrator's snapshot with our name", False)
     VirtualMachine.objects.filter(pk=vm.pk).update(snapshot_count=3)
     with django_capture_on_commit_callbacks(execute=True):
         run = runner.enqueue("protection.cleanup_snapshots")
     run_worker()
     run.refresh_from_db()
     assert run.status == JobRun.Status.SUCCEEDED and run.result == {"removed": 1}
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        left = sorted(s.description for s in api.list_snapshots(conn, vm.moref))
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        left = sorted(s.description for s in vsphere.list_snapshots(conn, vm.moref))
     assert left == sorted([f"{SNAPSHOT_TAG} job={running.pk}", "an administrator's snapshot with our name"])
 
 
@@ -217,8 +217,8 @@ def test_a_full_store_fails_cleanly_and_keeps_earlier_points(
     (disk,) = first.disks.all()
     assert restored_sha256(first, disk.key, tmp_path)  # still restorable
     sim = lab[0]
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        assert api.list_snapshots(conn, VirtualMachine.objects.get(name="win-01").moref) == []
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        assert vsphere.list_snapshots(conn, VirtualMachine.objects.get(name="win-01").moref) == []
 
 
 def test_with_changed_block_tracking_only_the_changed_areas_are_read(
@@ -226,8 +226,8 @@ def test_with_changed_block_tracking_only_the_changed_areas_are_read(
 ):
     sim, *_ = lab
     vm = VirtualMachine.objects.get(name="lnx-01")
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        api.enable_change_tracking(conn, vm.moref)
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        vsphere.enable_change_tracking(conn, vm.moref)
     first = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
     assert first.status == "succeeded", first.error
     first_disk = RecoveryPoint.objects.get(vm=vm).disks.get()
@@ -262,7 +262,7 @@ def test_a_vcenter_that_stops_answering_mid_read_fails_the_job_clearly(
     lab, run_worker, django_capture_on_commit_callbacks, monkeypatch, settings
 ):
     sim, *_ = lab
-    real_readinto = api.DatastoreFile.readinto
+    real_readinto = vsphere.DatastoreFile.readinto
     calls = []
 
     def readinto_then_stop(self, offset, buffer):
@@ -271,7 +271,7 @@ def test_a_vcenter_that_stops_answering_mid_read_fails_the_job_clearly(
             sim.stop()  # vCenter goes away in the middle of the disk
         return real_readinto(self, offset, buffer)
 
-    monkeypatch.setattr(api.DatastoreFile, "readinto", readinto_then_stop)
+    monkeypatch.setattr(vsphere.DatastoreFile, "readinto", readinto_then_stop)
     run = back_up("win-01", run_worker, django_capture_on_commit_callbacks)
     assert run.status == JobRun.Status.FAILED, (run.status, run.error, run.traceback)
     assert run.error.startswith("Reading win-01 from vCenter failed") and "No recovery point was written" in run.error
@@ -289,7 +289,7 @@ def test_an_independent_disk_is_skipped_with_a_visible_reason(lab, run_worker, d
     disk = VirtualDisk.objects.get(vm__name="win-01", label="Hard disk 2")
     disk.disk_mode = "independent_persistent"
     disk.not_protectable_reason = not_protectable_reason(
-        api.DiskInfo(
+        vsphere.DiskInfo(
             key=disk.key,
             label=disk.label,
             capacity_bytes=disk.capacity_bytes,
@@ -337,8 +337,8 @@ def test_cancel_mid_disk_stops_cleans_up_and_writes_nothing(
 
 def snapshots_of(sim, vm_name: str) -> list[str]:
     vm = VirtualMachine.objects.get(name=vm_name)
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        return [s.name for s in api.list_snapshots(conn, vm.moref)]
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        return [s.name for s in vsphere.list_snapshots(conn, vm.moref)]
 
 
 def test_the_global_limit_makes_a_backup_wait_for_a_free_slot(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection import actions
@@ -75,8 +75,8 @@ def worker() -> Iterator[Callable[..., subprocess.Popen]]:
 
 
 def snapshots(sim, vm) -> list[str]:
-    with api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        return [s.name for s in api.list_snapshots(conn, vm.moref)]
+    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        return [s.name for s in vsphere.list_snapshots(conn, vm.moref)]
 
 
 def test_a_killed_worker_leaves_nothing_partial_and_the_next_backup_succeeds(

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import VirtualDisk, VirtualMachine
 from jobs.models import JobRun
 from jobs.runner import JobContext, JobFailed
@@ -78,7 +78,7 @@ def flip_a_byte(digest: bytes) -> None:
 
 def power_state(sim, vm: VirtualMachine) -> str:
     with connect(sim) as conn:
-        return api.power_state(conn, vm.moref)
+        return vsphere.power_state(conn, vm.moref)
 
 
 def taken(point: RecoveryPoint) -> str:
@@ -165,7 +165,7 @@ def test_an_overwrite_holds_the_vms_backup_claim_so_a_backup_started_meanwhile_i
     point = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
     vm = point.vm
     seen: dict = {}
-    real_power_off = api.power_off
+    real_power_off = vsphere.power_off
 
     def power_off_while_a_backup_tries_to_start(conn, moref):
         # The moment between the check and the first write: the restore must hold the VM by now.
@@ -173,7 +173,7 @@ def test_an_overwrite_holds_the_vms_backup_claim_so_a_backup_started_meanwhile_i
         seen["backup"] = try_a_backup(vm)
         real_power_off(conn, moref)
 
-    monkeypatch.setattr(api, "power_off", power_off_while_a_backup_tries_to_start)
+    monkeypatch.setattr(vsphere, "power_off", power_off_while_a_backup_tries_to_start)
 
     run = run_restore(point, {"mode": "overwrite"}, run_worker, django_capture_on_commit_callbacks)
 
@@ -182,7 +182,7 @@ def test_an_overwrite_holds_the_vms_backup_claim_so_a_backup_started_meanwhile_i
     assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
     assert "Every chunk of the point reads back intact." in [line["msg"] for line in run.log]
     assert VirtualMachine.objects.get(pk=vm.pk).backup_job is None  # released at the end
-    monkeypatch.setattr(api, "power_off", real_power_off)
+    monkeypatch.setattr(vsphere, "power_off", real_power_off)
     assert test_backup.back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
 
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from audit.models import AuditEntry
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import Datastore, Folder, ResourcePool
 from jobs.models import JobRun
 from recovery import actions
@@ -27,19 +27,19 @@ def lab(vcsim_factory, settings, tmp_path):
 
 
 def connect(sim):
-    return api.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint)
+    return vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint)
 
 
 def disk_sha256(sim, moref_or_name: str, disk_index: int, capacity: int) -> str:
     with connect(sim) as conn:
-        config = api.vm_config(conn, moref_or_name)
+        config = vsphere.vm_config(conn, moref_or_name)
     disk = sorted(config["disks"], key=lambda d: d["key"])[disk_index]
     match = disk["file_name"]
     datastore, path = match[1:].split("] ", 1)
     path = path.replace(".vmdk", "-flat.vmdk") if not path.endswith("-flat.vmdk") else path
     digest = hashlib.sha256()
-    with connect(sim) as conn, api.DatastoreFile(conn, "DC", datastore, path, size=capacity) as f:
-        buffer = api.read_buffer()
+    with connect(sim) as conn, vsphere.DatastoreFile(conn, "DC", datastore, path, size=capacity) as f:
+        buffer = vsphere.read_buffer()
         offset = 0
         while offset < capacity:
             n = f.readinto(offset, buffer[: min(len(buffer), capacity - offset)])
@@ -82,8 +82,8 @@ def test_restore_to_a_new_vm_recreates_the_hardware_and_the_disks_byte_identical
     assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
     assert "every chunk checked against the point" in " ".join(line["msg"] for line in run.log)
     with connect(sim) as conn:
-        restored = api.vm_config(conn, run.result["moref"])
-        [info] = api.fetch_vms(conn, [run.result["moref"]])
+        restored = vsphere.vm_config(conn, run.result["moref"])
+        [info] = vsphere.fetch_vms(conn, [run.result["moref"]])
     original = point.config
     for field in ("num_cpu", "memory_mb", "guest_id"):
         if field in original:
@@ -115,7 +115,7 @@ def test_restore_over_the_original_brings_the_old_bytes_back(
     assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
     assert disk_sha256(sim, point.vm.moref, 0, capacity) == padded_sha256(images[("lnx-01", 0)], capacity)
     with connect(sim) as conn:
-        assert api.power_state(conn, point.vm.moref) == "poweredOff"
+        assert vsphere.power_state(conn, point.vm.moref) == "poweredOff"
 
 
 def test_restore_over_the_original_is_refused_when_its_disks_changed(
@@ -127,15 +127,15 @@ def test_restore_over_the_original_is_refused_when_its_disks_changed(
     assert back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
     point = RecoveryPoint.objects.get(vm__name="lnx-01")
     with connect(sim) as conn:
-        api.add_disk(conn, point.vm.moref, 8 * 1024 * 1024)
-        state = api.power_state(conn, point.vm.moref)
+        vsphere.add_disk(conn, point.vm.moref, 8 * 1024 * 1024)
+        state = vsphere.power_state(conn, point.vm.moref)
 
     run = run_restore(point, {"mode": "overwrite"}, run_worker, django_capture_on_commit_callbacks)
 
     assert run.status == JobRun.Status.FAILED
     assert "changed since the point" in run.error and "was added since the point" in run.error
     with connect(sim) as conn:
-        assert api.power_state(conn, point.vm.moref) == state  # nothing was done
+        assert vsphere.power_state(conn, point.vm.moref) == state  # nothing was done
     assert Restore.objects.get(kind="vm").status == "failed"
 
 
@@ -207,7 +207,7 @@ def test_one_disk_of_a_point_is_restored_into_an_existing_vms_disk(
     run = JobRun.objects.get(kind="recovery.restore_vm")
     assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
     with connect(sim) as conn:
-        disks = sorted(api.vm_config(conn, target.vm.moref)["disks"], key=lambda d: d["key"])
+        disks = sorted(vsphere.vm_config(conn, target.vm.moref)["disks"], key=lambda d: d["key"])
     position = [d["key"] for d in disks].index(target.key)
     expected = padded_sha256(images[("lnx-01", 0)], target.capacity_bytes)
     assert disk_sha256(sim, target.vm.moref, position, target.capacity_bytes) == expected

@@ -279,7 +279,7 @@ class VaultChecker:
 
 def backup_snapshots_left() -> tuple[int, list[str]]:
     """Our backup snapshots still on any VM, read from vCenter through the product's inventory API."""
-    from inventory import vcenter as api
+    from inventory import vcenter as vsphere
     from inventory.connection import open_connection
     from inventory.models import VCenter, VirtualMachine
     from protection.backup import SNAPSHOT_NAME
@@ -288,8 +288,8 @@ def backup_snapshots_left() -> tuple[int, list[str]]:
     for vc in VCenter.objects.all():
         with open_connection(vc) as conn:
             for vm in VirtualMachine.objects.filter(vcenter=vc, removed_at__isnull=True):
-                with contextlib.suppress(api.NotFound):
-                    ours = [s for s in api.list_snapshots(conn, vm.moref) if s.name == SNAPSHOT_NAME]
+                with contextlib.suppress(vsphere.NotFound):
+                    ours = [s for s in vsphere.list_snapshots(conn, vm.moref) if s.name == SNAPSHOT_NAME]
                     if ours:
                         count += len(ours)
                         where.append(f"{vm.name}×{len(ours)}")

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inventory import actions
-from inventory import vcenter as api
+from inventory import vcenter as vsphere
 from inventory.models import VCenter
 from lib.cli import print_json, print_table
 
@@ -59,9 +59,9 @@ class Command(BaseCommand):
             raise CommandError(f"A connection named {params.name!r} already exists.")
         try:
             vc = actions.add_vcenter(None, params)
-        except api.CertificateNotTrusted as exc:
+        except vsphere.CertificateNotTrusted as exc:
             raise CommandError(f"{exc}\nTo trust it, add --thumbprint {exc.thumbprint}") from None
-        except api.VCenterError as exc:
+        except vsphere.VCenterError as exc:
             raise CommandError(str(exc)) from None
         if not params.verify_tls and not params.thumbprint:
             self.stderr.write("Warning: the server's certificate is not verified for this connection.")
@@ -97,7 +97,7 @@ class Command(BaseCommand):
         params = actions.ConnectionParams.of(vc)
         try:
             report = actions.test_connection(params)
-        except api.VCenterError as exc:
+        except vsphere.VCenterError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"OK: {report.about.full_name} (instance {report.about.instance_uuid})")
         if report.thumbprint:
