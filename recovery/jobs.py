@@ -46,6 +46,25 @@ class DiskTarget:
     path: str
 
 
+@dataclass(frozen=True)
+class RestoreResult:
+    """What a whole-VM restore did, as its job run's result shows it."""
+
+    vm: str
+    moref: str
+    bytes: int
+    warnings: tuple[str, ...] | None = None  # a new VM: what could not be recreated as captured
+    overwritten: tuple[str, ...] | None = None  # over existing disks: which disks were written
+
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"vm": self.vm, "moref": self.moref, "bytes": self.bytes}
+        if self.warnings is not None:
+            result["warnings"] = list(self.warnings)
+        if self.overwritten is not None:
+            result["overwritten"] = list(self.overwritten)
+        return result
+
+
 @job_kind(actions.RESTORE_VM_KIND, title="Restore a VM", queue="restore")
 def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[str, Any]:
     point = RecoveryPoint.objects.select_related("vm__vcenter", "vm__datacenter").get(pk=point_id)
@@ -78,22 +97,25 @@ def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[s
     finally:
         if overwritten is not None:
             claims.release_vm(overwritten.pk, ctx.run.pk)
-    _finish(restore, result["bytes"], "")
-    return result
+    _finish(restore, result.bytes, "")
+    return result.as_dict()
 
 
 def _restore(
     ctx: JobContext, point: RecoveryPoint, target: dict[str, Any], source: engine.TieredStore
-) -> dict[str, Any]:
+) -> RestoreResult:
     if source.vault is not None and not point.local:
         engine.ensure_readable(source.vault, str(point.pk))
     indexes = {int(key): index for key, index in _indexes(source, str(point.pk)).items()}
     with open_connection(point.vm.vcenter) as conn:
+        restorer = _Restorer(ctx, conn, point, source, indexes)
         if target["mode"] == "overwrite":
-            return _overwrite(ctx, conn, point, source, indexes)
+            return restorer.overwrite()
         if target["mode"] == "disk":
-            return _one_disk(ctx, conn, point, source, indexes, target)
-        return _to_new_vm(ctx, conn, point, source, indexes, target)
+            return restorer.one_disk(
+                vm_id=target["vm_id"], source_key=int(target["source_disk"]), disk_key=int(target["disk_key"])
+            )
+        return restorer.to_new_vm(target)
 
 
 def _vm_overwritten(point: RecoveryPoint, target: dict[str, Any]) -> VirtualMachine | None:
@@ -128,193 +150,221 @@ def _finish(restore: Restore | None, nbytes: int, error: str) -> None:
         actions.finish_restore(restore, bytes_done=nbytes, error=error)
 
 
-def _to_new_vm(ctx, conn, point, source, indexes, target) -> dict[str, Any]:
-    folder = Folder.objects.get(pk=target["folder_id"])
-    pool = ResourcePool.objects.get(pk=target["pool_id"])
-    datastore = Datastore.objects.get(pk=target["datastore_id"])
-    host = Host.objects.get(pk=target["host_id"]) if target.get("host_id") else None
-    ctx.log(f"Creating {target['name']} in {folder.path} on {datastore.name} with the captured hardware.")
-    created = vsphere.create_vm_from_config(
-        conn,
-        point.config,
-        name=target["name"],
-        folder_moref=folder.moref,
-        pool_moref=pool.moref,
-        datastore_name=datastore.name,
-        host_moref=host.moref if host else None,
-    )
-    for warning in created.warnings:
-        ctx.log(warning, level="warning")
-    disks = [
-        DiskTarget(d.source_key, d.label, created.datacenter, d.datastore, d.flat_path)
-        for d in created.disks
-        if d.source_key in indexes
-    ]
-    try:
-        written = _write_and_check(ctx, conn, source, indexes, disks)
-    except BaseException:
-        ctx.log(f"Removing the half-restored {target['name']}.", level="warning")
-        vsphere.destroy_vm(conn, created.moref)
-        raise
-    ctx.log(f"{target['name']} is restored (powered off), instance UUID {created.instance_uuid}.")
-    return {"vm": target["name"], "moref": created.moref, "bytes": written, "warnings": list(created.warnings)}
+@dataclass(frozen=True)
+class _Restorer:
+    """What every kind of whole-VM restore works with: the job, the vCenter connection, and the point
+    with the index of each of its disks (by disk key) in the store it is read from."""
 
+    ctx: JobContext
+    conn: vsphere.Connection
+    point: RecoveryPoint
+    source: engine.TieredStore
+    indexes: dict[int, engine.DiskIndex]
 
-def _overwrite(ctx, conn, point, source, indexes) -> dict[str, Any]:
-    vm = point.vm
-    found = {info.moref: info for info in vsphere.fetch_vms(conn, [vm.moref])}
-    if vm.moref not in found or found[vm.moref].instance_uuid != vm.instance_uuid:
-        raise JobFailed(f"{vm.name} is no longer in vCenter; restore it as a new VM instead.")
-    current = vsphere.disk_layout(conn, vm.moref)
-    differences = vsphere.layout_differences(vsphere.layout_from_config(point.config), current)
-    if differences:
-        raise JobFailed(f"Refused: the disks of {vm.name} changed since the point. " + " ".join(differences))
-    if vsphere.list_snapshots(conn, vm.moref):
-        raise JobFailed(f"Refused: {vm.name} has snapshots; remove them first, then restore over it.")
-    now = {place.position: place for place in current}
-    disks = []
-    for place in vsphere.layout_from_config(point.config):
-        if place.key not in indexes:
-            continue  # excluded from the backup: left as it is
-        match = _FLAT_FILE.match(now[place.position].flat_file or "")
-        if match is None:
-            raise JobFailed(f"{place.label} of {vm.name} is not a single flat file; it cannot be overwritten.")
-        disks.append(DiskTarget(place.key, place.label, datacenter_path(vm), match["datastore"], match["path"]))
-    _check_before_writing(ctx, point, source, indexes, [d.source_key for d in disks])
-    ctx.log(f"Powering off {vm.name} (state: {vsphere.power_state(conn, vm.moref)}).")
-    vsphere.power_off(conn, vm.moref)
-    written = _write_and_check(ctx, conn, source, indexes, disks)
-    ctx.log(f"{vm.name} holds the disks of {timezone.localtime(point.created):%Y-%m-%d %H:%M} again; it is off.")
-    return {"vm": vm.name, "moref": vm.moref, "bytes": written, "overwritten": [d.label for d in disks]}
+    # ---- the three kinds ----
 
+    def to_new_vm(self, target: dict[str, Any]) -> RestoreResult:
+        """A new VM with the captured hardware, its disks written from the point (deleted again if
+        anything fails or the job is cancelled)."""
+        created = self._create_vm(target)
+        for warning in created.warnings:
+            self.ctx.log(warning, level="warning")
+        disks = [
+            DiskTarget(d.source_key, d.label, created.datacenter, d.datastore, d.flat_path)
+            for d in created.disks
+            if d.source_key in self.indexes
+        ]
+        try:
+            written = self._write_and_check(disks)
+        except BaseException:
+            self.ctx.log(f"Removing the half-restored {target['name']}.", level="warning")
+            vsphere.destroy_vm(self.conn, created.moref)
+            raise
+        self.ctx.log(f"{target['name']} is restored (powered off), instance UUID {created.instance_uuid}.")
+        return RestoreResult(target["name"], created.moref, written, warnings=tuple(created.warnings))
 
-def _one_disk(ctx, conn, point, source, indexes, target) -> dict[str, Any]:
-    """One disk of the point into a disk of an existing VM (same size or larger), which is powered off."""
-    vm = VirtualMachine.objects.select_related("datacenter").get(pk=target["vm_id"])
-    source_key = int(target["source_disk"])
-    if source_key not in indexes:
-        raise JobFailed(f"The point has no disk {source_key}.")
-    places = {place.key: place for place in vsphere.disk_layout(conn, vm.moref)}
-    place = places.get(int(target["disk_key"]))
-    if place is None:
-        raise JobFailed(f"{vm.name} no longer has that disk; nothing was changed.")
-    if place.capacity_bytes < indexes[source_key].image_size:
-        raise JobFailed(f"{place.label} of {vm.name} is smaller than the disk in the point; nothing was changed.")
-    if vsphere.list_snapshots(conn, vm.moref):
-        raise JobFailed(f"Refused: {vm.name} has snapshots; remove them first.")
-    match = _FLAT_FILE.match(place.flat_file or "")
-    if match is None:
-        raise JobFailed(f"{place.label} of {vm.name} is not a single flat file; it cannot be overwritten.")
-    _check_before_writing(ctx, point, source, indexes, [source_key])
-    ctx.log(f"Powering off {vm.name} (state: {vsphere.power_state(conn, vm.moref)}).")
-    vsphere.power_off(conn, vm.moref)
-    disk = DiskTarget(source_key, f"{place.label} of {vm.name}", datacenter_path(vm), match["datastore"], match["path"])
-    written = _write_and_check(ctx, conn, source, indexes, [disk])
-    return {"vm": vm.name, "moref": vm.moref, "bytes": written, "overwritten": [disk.label]}
+    def overwrite(self) -> RestoreResult:
+        """The point's disks over the original VM's, if it still has the disks it had then."""
+        vm = self.point.vm
+        disks = self._original_disks(vm)
+        self._check_and_power_off(vm, [d.source_key for d in disks])
+        written = self._write_and_check(disks)
+        when = timezone.localtime(self.point.created)
+        self.ctx.log(f"{vm.name} holds the disks of {when:%Y-%m-%d %H:%M} again; it is off.")
+        return RestoreResult(vm.name, vm.moref, written, overwritten=tuple(d.label for d in disks))
 
+    def one_disk(self, *, vm_id: int, source_key: int, disk_key: int) -> RestoreResult:
+        """One disk of the point into a disk of an existing VM (same size or larger), which is powered
+        off."""
+        vm = VirtualMachine.objects.select_related("datacenter").get(pk=vm_id)
+        if source_key not in self.indexes:
+            raise JobFailed(f"The point has no disk {source_key}.")
+        place = {place.key: place for place in vsphere.disk_layout(self.conn, vm.moref)}.get(disk_key)
+        if place is None:
+            raise JobFailed(f"{vm.name} no longer has that disk; nothing was changed.")
+        if place.capacity_bytes < self.indexes[source_key].image_size:
+            raise JobFailed(f"{place.label} of {vm.name} is smaller than the disk in the point; nothing was changed.")
+        if vsphere.list_snapshots(self.conn, vm.moref):
+            raise JobFailed(f"Refused: {vm.name} has snapshots; remove them first.")
+        disk = _existing_disk(vm, place, source_key, label=f"{place.label} of {vm.name}")
+        self._check_and_power_off(vm, [source_key])
+        written = self._write_and_check([disk])
+        return RestoreResult(vm.name, vm.moref, written, overwritten=(disk.label,))
 
-def _check_before_writing(
-    ctx: JobContext,
-    point: RecoveryPoint,
-    source: engine.TieredStore,
-    indexes: dict[int, engine.DiskIndex],
-    disk_keys: list[int],
-) -> None:
-    """Read and hash every chunk about to be written; refuse (JobFailed) before anything is changed
-    if one cannot be read, and record the damage on the point."""
-    ctx.log(f"Reading every chunk of {len(disk_keys)} disk(s) of the point before changing anything.")
-    try:
-        unreadable = point_check.find_unreadable_chunks(
-            source,
-            indexes,
-            disk_keys,
-            progress=lambda done, total: _check_progress(ctx, done, total),
-            should_cancel=ctx.cancel_requested,
+    # ---- before writing ----
+
+    def _create_vm(self, target: dict[str, Any]) -> vsphere.VmCreated:
+        folder = Folder.objects.get(pk=target["folder_id"])
+        pool = ResourcePool.objects.get(pk=target["pool_id"])
+        datastore = Datastore.objects.get(pk=target["datastore_id"])
+        host = Host.objects.get(pk=target["host_id"]) if target.get("host_id") else None
+        self.ctx.log(f"Creating {target['name']} in {folder.path} on {datastore.name} with the captured hardware.")
+        return vsphere.create_vm_from_config(
+            self.conn,
+            self.point.config,
+            name=target["name"],
+            folder_moref=folder.moref,
+            pool_moref=pool.moref,
+            datastore_name=datastore.name,
+            host_moref=host.moref if host else None,
         )
-    except point_check.CheckCancelled:
-        raise JobCancelled() from None
-    if not unreadable:
-        ctx.log("Every chunk of the point reads back intact.")
-        return
-    damaged = [chunk for chunk in unreadable if not chunk.archived]
-    labels = dict(point.disks.values_list("key", "label"))
-    first = (damaged or unreadable)[0]
-    where = f"chunk {first.digest.hex()} of {labels.get(first.disk_key) or f'disk {first.disk_key}'}"
-    where += f" cannot be read: {first.detail}"
-    if len(unreadable) > 1:
-        where += f"; {len(unreadable) - 1} more chunk(s) cannot be read either"
-    if damaged:
+
+    def _original_disks(self, vm: VirtualMachine) -> list[DiskTarget]:
+        """The files the point's disks are written to, refused unless the VM is the one backed up and
+        has the same disks, and no snapshots, as at the point."""
+        found = {info.moref: info for info in vsphere.fetch_vms(self.conn, [vm.moref])}
+        if vm.moref not in found or found[vm.moref].instance_uuid != vm.instance_uuid:
+            raise JobFailed(f"{vm.name} is no longer in vCenter; restore it as a new VM instead.")
+        current = vsphere.disk_layout(self.conn, vm.moref)
+        then = vsphere.layout_from_config(self.point.config)
+        differences = vsphere.layout_differences(then, current)
+        if differences:
+            raise JobFailed(f"Refused: the disks of {vm.name} changed since the point. " + " ".join(differences))
+        if vsphere.list_snapshots(self.conn, vm.moref):
+            raise JobFailed(f"Refused: {vm.name} has snapshots; remove them first, then restore over it.")
+        now = {place.position: place for place in current}
+        # A disk excluded from the backup is left as it is.
+        return [
+            _existing_disk(vm, now[place.position], place.key, label=place.label)
+            for place in then
+            if place.key in self.indexes
+        ]
+
+    def _check_and_power_off(self, vm: VirtualMachine, disk_keys: list[int]) -> None:
+        """Everything a restore over existing disks does before its first write, which cannot be
+        undone: every chunk to be written is read first, then the VM is powered off."""
+        self._check_before_writing(disk_keys)
+        self.ctx.log(f"Powering off {vm.name} (state: {vsphere.power_state(self.conn, vm.moref)}).")
+        vsphere.power_off(self.conn, vm.moref)
+
+    def _check_before_writing(self, disk_keys: list[int]) -> None:
+        """Read and hash every chunk about to be written; refuse (JobFailed) before anything is changed
+        if one cannot be read, and record the damage on the point."""
+        self.ctx.log(f"Reading every chunk of {len(disk_keys)} disk(s) of the point before changing anything.")
+        try:
+            unreadable = point_check.find_unreadable_chunks(
+                self.source,
+                self.indexes,
+                disk_keys,
+                progress=self._check_progress,
+                should_cancel=self.ctx.cancel_requested,
+            )
+        except point_check.CheckCancelled:
+            raise JobCancelled() from None
+        if not unreadable:
+            self.ctx.log("Every chunk of the point reads back intact.")
+            return
+        raise JobFailed(f"{self._refusal(unreadable)} {actions.intact_alternative(self.point)}")
+
+    def _check_progress(self, done: int, total: int) -> None:
+        if done == 0:
+            self.ctx.set_total(total, "chunks")
+        self.ctx.progress(done)
+
+    def _refusal(self, unreadable: list[point_check.UnreadableChunk]) -> str:
+        """Why the restore is refused, naming the first bad chunk; damaged chunks (not merely archived
+        ones) are recorded on the point."""
+        damaged = [chunk for chunk in unreadable if not chunk.archived]
+        labels = dict(self.point.disks.values_list("key", "label"))
+        first = (damaged or unreadable)[0]
+        where = f"chunk {first.digest.hex()} of {labels.get(first.disk_key) or f'disk {first.disk_key}'}"
+        where += f" cannot be read: {first.detail}"
+        if len(unreadable) > 1:
+            where += f"; {len(unreadable) - 1} more chunk(s) cannot be read either"
+        if not damaged:
+            return f"Refused: this recovery point cannot be read now ({where}); nothing was changed."
         found = f"{where[0].upper()}{where[1:]} (found by a restore's check before writing)."
-        entries = [entry for chunk in damaged for entry in _damage_entries(point, source, chunk)]
+        entries = [entry for chunk in damaged for entry in self._damage_entries(chunk)]
         for tier in sorted({entry["tier"] for entry in entries}):
             digests = [entry["digest"] for entry in entries if entry["tier"] == tier]
-            healing.mark_damaged(point, [found], tier, digests=digests, actor=actions.DAMAGE_FOUND_BY)
-        refusal = f"Refused: this recovery point is damaged ({where}); nothing was changed."
-    else:
-        refusal = f"Refused: this recovery point cannot be read now ({where}); nothing was changed."
-    raise JobFailed(f"{refusal} {actions.intact_alternative(point)}")
+            healing.mark_damaged(self.point, [found], tier, digests=digests, actor=actions.DAMAGE_FOUND_BY)
+        return f"Refused: this recovery point is damaged ({where}); nothing was changed."
 
+    def _damage_entries(self, chunk: point_check.UnreadableChunk) -> list[dict[str, str]]:
+        """Which copies are bad: TieredStore reads the local copy of a local point, and turns to the
+        vault's only when that copy is missing (or when there is no local store)."""
+        local = self.source.local is not None and self.point.local
+        vault_read = self.source.vault is not None and (not local or isinstance(chunk.error, engine.ChunkMissing))
+        tiers = (["local"] if local else []) + (["vault"] if vault_read else [])
+        return [{"digest": chunk.digest.hex(), "tier": tier} for tier in tiers or ["local"]]
 
-def _check_progress(ctx: JobContext, done: int, total: int) -> None:
-    if done == 0:
-        ctx.set_total(total, "chunks")
-    ctx.progress(done)
+    # ---- writing and reading back ----
 
+    def _write_and_check(self, disks: list[DiskTarget]) -> int:
+        """Write every disk, then read every disk back; returns the bytes written."""
+        total = sum(self.indexes[d.source_key].image_size for d in disks)
+        self.ctx.set_total(2 * total, "bytes")  # written, then read back
+        done = 0
+        for disk in disks:
+            self._write_disk(disk, done_before=done)
+            done += self.indexes[disk.source_key].image_size
+        for disk in disks:
+            self._check_disk(disk, done_before=done)
+            done += self.indexes[disk.source_key].image_size
+        self.ctx.progress(2 * total)
+        return total
 
-def _damage_entries(
-    point: RecoveryPoint, source: engine.TieredStore, chunk: point_check.UnreadableChunk
-) -> list[dict[str, str]]:
-    """Which copies are bad: TieredStore reads the local copy of a local point, and turns to the
-    vault's only when that copy is missing (or when there is no local store)."""
-    local = source.local is not None and point.local
-    vault_read = source.vault is not None and (not local or isinstance(chunk.error, engine.ChunkMissing))
-    tiers = (["local"] if local else []) + (["vault"] if vault_read else [])
-    return [{"digest": chunk.digest.hex(), "tier": tier} for tier in tiers or ["local"]]
-
-
-def _write_and_check(ctx, conn, source, indexes, disks: list[DiskTarget]) -> int:
-    total = sum(indexes[d.source_key].image_size for d in disks)
-    ctx.set_total(2 * total, "bytes")  # written, then read back
-    done = 0
-    for disk in disks:
-        index = indexes[disk.source_key]
-        ctx.log(f"Writing {disk.label} ({index.image_size / 2**20:,.0f} MiB) to [{disk.datastore}] {disk.path}.")
-        base = done
-        with engine.DiskReader(source, index) as reader:
+    def _write_disk(self, disk: DiskTarget, *, done_before: int) -> None:
+        index = self.indexes[disk.source_key]
+        self.ctx.log(f"Writing {disk.label} ({index.image_size / 2**20:,.0f} MiB) to [{disk.datastore}] {disk.path}.")
+        with engine.DiskReader(self.source, index) as reader:
             try:
                 vsphere.write_datastore_file(
-                    conn,
+                    self.conn,
                     disk.datacenter,
                     disk.datastore,
                     disk.path,
                     reader,
                     index.image_size,
-                    progress=lambda n, base=base: ctx.progress(base + n),
-                    should_cancel=ctx.cancel_requested,
+                    progress=lambda n: self.ctx.progress(done_before + n),
+                    should_cancel=self.ctx.cancel_requested,
                 )
             except vsphere.Cancelled:
                 raise JobCancelled() from None
-        done += index.image_size
-    for disk in disks:
-        _check_disk(ctx, conn, disk, indexes[disk.source_key], done)
-        done += indexes[disk.source_key].image_size
-    ctx.progress(2 * total)
-    return total
+
+    def _check_disk(self, disk: DiskTarget, *, done_before: int) -> None:
+        """Read the disk back from the datastore and compare every chunk with the point's digest."""
+        index = self.indexes[disk.source_key]
+        buffer = vsphere.read_buffer(index.chunk_size)
+        conn, size = self.conn, index.image_size
+        with vsphere.DatastoreFile(conn, disk.datacenter, disk.datastore, disk.path, size=size) as written:
+            for i in range(len(index)):
+                self.ctx.check_cancelled()
+                offset, length = index.extent(i)
+                view = buffer[:length]
+                if written.readinto(offset, view) != length:
+                    raise JobFailed(f"{disk.label} reads back shorter than the point: the restore is incomplete.")
+                expected = index.digest(i)
+                ok = bytes(view) == ZERO[:length] if expected is None else hashlib.sha256(view).digest() == expected
+                if not ok:
+                    raise JobFailed(f"{disk.label} differs from the point at byte {offset}: the restore is not exact.")
+                self.ctx.progress(done_before + offset + length)
+        self.ctx.log(f"{disk.label}: every chunk checked against the point.")
 
 
-def _check_disk(ctx, conn, disk: DiskTarget, index: engine.DiskIndex, base: int) -> None:
-    """Read the disk back from the datastore and compare every chunk with the point's digest."""
-    buffer = vsphere.read_buffer(index.chunk_size)
-    with vsphere.DatastoreFile(conn, disk.datacenter, disk.datastore, disk.path, size=index.image_size) as written:
-        for i in range(len(index)):
-            ctx.check_cancelled()
-            offset, length = index.extent(i)
-            view = buffer[:length]
-            if written.readinto(offset, view) != length:
-                raise JobFailed(f"{disk.label} reads back shorter than the point: the restore is incomplete.")
-            expected = index.digest(i)
-            ok = bytes(view) == ZERO[:length] if expected is None else hashlib.sha256(view).digest() == expected
-            if not ok:
-                raise JobFailed(f"{disk.label} differs from the point at byte {offset}: the restore is not exact.")
-            ctx.progress(base + offset + length)
-    ctx.log(f"{disk.label}: every chunk checked against the point.")
+def _existing_disk(vm: VirtualMachine, place: vsphere.DiskPlace, source_key: int, *, label: str) -> DiskTarget:
+    """Where a disk of the point is written over the existing disk `place` of `vm`: its flat file."""
+    match = _FLAT_FILE.match(place.flat_file or "")
+    if match is None:
+        raise JobFailed(f"{place.label} of {vm.name} is not a single flat file; it cannot be overwritten.")
+    return DiskTarget(source_key, label, datacenter_path(vm), match["datastore"], match["path"])
