@@ -1,16 +1,18 @@
-"""What the Vault page and `manage.py vault status` show: capacity, ratios, lag, damage, last GC and verify."""
+"""What the Vault page and `manage.py vault status` show: capacity, ratios, lag, damage, last GC and verify, and
+the status of an Azure Recovery Services vault beside them."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from jobs.models import JobRun
 from vault import actions
+from vault import recovery_services as rs
 from vault.engine import CHUNK_SIZE
 from vault.models import LOCAL_TIER, VAULT_TIER, RecoveryPoint, RecoveryPointDisk, VaultSettings, held_in
 from vault.storage import backend_for
@@ -126,3 +128,26 @@ def overview() -> VaultOverview:
 
 def recent_points(limit: int = 50) -> list[RecoveryPoint]:
     return list(RecoveryPoint.objects.select_related("vm").order_by("-created")[:limit])
+
+
+class RecoveryServicesPanel(TypedDict, total=False):
+    """The context of vault/_recovery_services.html (the view adds refresh_url)."""
+
+    not_configured: bool
+    status: rs.RecoveryServicesStatus
+    error: str  # one sentence: why the vault could not be read
+
+
+def recovery_services_panel() -> RecoveryServicesPanel:
+    """The configured Recovery Services vault's status, read now with the server's own Azure identity."""
+    config = VaultSettings.current()
+    panel: RecoveryServicesPanel = {"not_configured": not config.recovery_services_configured}
+    if config.recovery_services_configured:
+        try:
+            target = rs.RecoveryServicesConfig(
+                config.rs_subscription_id, config.rs_resource_group, config.rs_vault_name
+            )
+            panel["status"] = rs.read_with_default_credential(target)
+        except (ValueError, rs.RecoveryServicesError) as exc:  # names Azure refuses, or a failed read
+            panel["error"] = str(exc)
+    return panel

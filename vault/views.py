@@ -171,19 +171,5 @@ def delete_point(request: HttpRequest, pk: str) -> HttpResponse:
 
 @permission_required(VIEW, raise_exception=True)
 def recovery_services(request: HttpRequest) -> HttpResponse:
-    from azure.identity import DefaultAzureCredential
-
-    from vault import recovery_services as rs
-
-    config = VaultSettings.current()
-    context: dict = {"not_configured": not config.recovery_services_configured}
-    context["refresh_url"] = request.path
-    if config.recovery_services_configured:
-        try:
-            rs_config = rs.RecoveryServicesConfig(
-                config.rs_subscription_id, config.rs_resource_group, config.rs_vault_name
-            )
-            context["status"] = rs.fetch_status(rs_config, DefaultAzureCredential())
-        except (ValueError, rs.RecoveryServicesError) as exc:
-            context["error"] = str(exc)
+    context = {**queries.recovery_services_panel(), "refresh_url": request.path}
     return render(request, "vault/_recovery_services.html", context)

@@ -1,8 +1,9 @@
-"""The Recovery Services status reader, driven through the Azure SDK's own pipeline by a replay transport.
+"""The Recovery Services status reader, driven through the Azure SDK's own pipeline by a fake transport.
 
-Responses recorded in the shape Azure Resource Manager gives for the SDK's API version live in
-recorded/recovery_services/*.json (one request and its response per file). The transport answers only the
-requests a recording names and fails the test on any other; no request leaves the machine.
+The answers are hand-made responses in the shape Azure Resource Manager gives for the SDK's API version, written
+from the REST API reference, not recorded from a live vault: arm_responses/recovery_services/*.json (one request
+and its response per file). The transport answers only the requests a file names and fails the test on any
+other; no request leaves the machine.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from vault.recovery_services import (
     fetch_status,
 )
 
-RECORDED = Path(__file__).parent / "recorded" / "recovery_services"
+ARM_RESPONSES = Path(__file__).parent / "arm_responses" / "recovery_services"
 ARM_HOST = "management.azure.com"
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 # Looks like a JWT on purpose: the scrubbing of messages is tested against it.
@@ -45,10 +46,10 @@ CONFIG = RecoveryServicesConfig(
 HEALTHY = ("vault_config", "storage_config", "engines", "protected_items_page1", "protected_items_page2", "jobs")
 
 
-# --- replay transport -----------------------------------------------------------------------------------------
+# --- fake transport -------------------------------------------------------------------------------------------
 
 
-class RecordedResponse(HttpResponse):
+class CannedResponse(HttpResponse):
     """A complete, in-memory azure.core.rest.HttpResponse (the ABC azure-core documents for custom transports)."""
 
     def __init__(self, request, status: int, headers: dict[str, str], body) -> None:
@@ -138,9 +139,9 @@ class RecordedResponse(HttpResponse):
         yield self._content
 
 
-class ReplayTransport(HttpTransport):
-    """Answers requests from recordings matched by method, host, path (case-insensitive, as ARM's are) and
-    the exact set of query parameters ("*" in a recording: present with any value). Anything else fails."""
+class FakeArmTransport(HttpTransport):
+    """Answers requests from hand-made exchanges matched by method, host, path (case-insensitive, as ARM's are)
+    and the exact set of query parameters ("*" in a file: present with any value). Anything else fails."""
 
     def __init__(
         self,
@@ -150,18 +151,18 @@ class ReplayTransport(HttpTransport):
         fail_with: Exception | None = None,
     ):
         chosen = [(replace or {}).get(name, name) for name in names]
-        self.recordings = [json.loads((RECORDED / f"{name}.json").read_text()) for name in chosen]
+        self.exchanges = [json.loads((ARM_RESPONSES / f"{name}.json").read_text()) for name in chosen]
         if forbid_all:  # every request answered with ARM's 403, as for an identity without any role on the vault
-            forbidden = json.loads((RECORDED / "error_403_jobs.json").read_text())["response"]
-            for recording in self.recordings:
-                recording["response"] = forbidden
+            forbidden = json.loads((ARM_RESPONSES / "error_403_jobs.json").read_text())["response"]
+            for exchange in self.exchanges:
+                exchange["response"] = forbidden
         self.fail_with = fail_with
         self.requests = []  # every request the SDK sent, in order
         self.unexpected = []
         self.sleeps = []
 
-    def _matches(self, recording, request) -> bool:
-        wanted = recording["request"]
+    def _matches(self, exchange, request) -> bool:
+        wanted = exchange["request"]
         url = urlsplit(request.url)
         query = {key: values[0] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
         if request.method != wanted["method"] or url.hostname != wanted["host"] or url.scheme != "https":
@@ -174,12 +175,12 @@ class ReplayTransport(HttpTransport):
         self.requests.append(request)
         if self.fail_with is not None:
             raise self.fail_with
-        for recording in self.recordings:
-            if self._matches(recording, request):
-                answer = recording["response"]
-                return RecordedResponse(request, answer["status"], answer["headers"], answer["body"])
+        for exchange in self.exchanges:
+            if self._matches(exchange, request):
+                answer = exchange["response"]
+                return CannedResponse(request, answer["status"], answer["headers"], answer["body"])
         self.unexpected.append(f"{request.method} {request.url}")
-        raise AssertionError(f"unexpected request, no recording matches: {request.method} {request.url}")
+        raise AssertionError(f"unexpected request, no hand-made response matches: {request.method} {request.url}")
 
     def open(self) -> None:
         pass
@@ -219,15 +220,15 @@ class RefusingCredential:
         )
 
 
-def fetch(*names: str, credential=None, **replay):
-    transport = ReplayTransport(*names, **replay)
+def fetch(*names: str, credential=None, **answers):
+    transport = FakeArmTransport(*names, **answers)
     status = fetch_status(CONFIG, credential or FixedTokenCredential(), transport=transport, now=NOW)
     assert not transport.unexpected
     return status, transport
 
 
-def failure(*names: str, credential=None, **replay) -> tuple[str, ReplayTransport]:
-    transport = ReplayTransport(*names, **replay)
+def failure(*names: str, credential=None, **answers) -> tuple[str, FakeArmTransport]:
+    transport = FakeArmTransport(*names, **answers)
     with pytest.raises(RecoveryServicesError) as raised:
         fetch_status(CONFIG, credential or FixedTokenCredential(), transport=transport, now=NOW)
     message = str(raised.value)
@@ -456,8 +457,8 @@ def test_unreachable_resource_manager_is_reported_after_a_few_quick_retries():
     assert len(transport.requests) == 3  # the first try and two retries, not azure-core's default of ten
 
 
-def test_an_unrecorded_request_fails_loudly():
-    transport = ReplayTransport("vault_config")
+def test_a_request_without_a_hand_made_response_fails_loudly():
+    transport = FakeArmTransport("vault_config")
     with pytest.raises(AssertionError, match="unexpected request"):
         fetch_status(CONFIG, FixedTokenCredential(), transport=transport, now=NOW)
     assert transport.unexpected == [
