@@ -1,6 +1,6 @@
 """Permissions of the API: the same Django model permissions and `recovery.access` rules as the pages.
 
-Views name the permission they need explicitly (`HasPerm("protection.backup_now")`), never a role.
+Views name the permission they need explicitly (`HasPerm.of("protection.backup_now")`), never a role.
 """
 
 from __future__ import annotations
@@ -13,20 +13,14 @@ from recovery import access
 
 
 class HasPerm(BasePermission):
-    """The user holds one Django permission, e.g. `HasPerm("inventory.view_virtualmachine")`.
+    """The user holds one Django permission: `HasPerm.of("inventory.view_virtualmachine")` is the
+    class to list in `permission_classes` (DRF instantiates each entry per request)."""
 
-    Used as an instance in `permission_classes`: DRF calls each entry to get a permission object,
-    and calling an instance returns itself.
-    """
+    perm: str
 
-    def __init__(self, perm: str) -> None:
-        self.perm = perm
-
-    def __call__(self) -> HasPerm:
-        return self
-
-    def __repr__(self) -> str:
-        return f"HasPerm({self.perm!r})"
+    @classmethod
+    def of(cls, perm: str) -> type[HasPerm]:
+        return type(f"HasPerm[{perm}]", (cls,), {"perm": perm})
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return bool(request.user and request.user.has_perm(self.perm))

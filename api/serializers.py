@@ -4,7 +4,7 @@ serializers that validate filters (a bad value is a 400 with the field's error, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -72,6 +72,10 @@ class VCenterSerializer(serializers.ModelSerializer):
         ]
 
 
+# A disk as vCenter describes it; a recovery point's disk records the same four fields.
+DISK_IDENTITY = ["key", "label", "capacity_bytes", "file_name"]
+
+
 class VirtualDiskSerializer(serializers.ModelSerializer):
     datastore = serializers.CharField(source="datastore.name", read_only=True, allow_null=True, default=None)
     protectable = serializers.BooleanField(read_only=True)
@@ -79,10 +83,7 @@ class VirtualDiskSerializer(serializers.ModelSerializer):
     class Meta:
         model = VirtualDisk
         fields = [
-            "key",
-            "label",
-            "capacity_bytes",
-            "file_name",
+            *DISK_IDENTITY,
             "datastore",
             "thin",
             "disk_mode",
@@ -196,7 +197,8 @@ class ExcludedDiskSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     vm = NamedRef(read_only=True)
     key = serializers.IntegerField(read_only=True)
-    label = serializers.CharField(read_only=True)
+    # The stubs see this declared field as Field.label; DRF's metaclass takes it off the class.
+    label = serializers.CharField(read_only=True)  # type: ignore[assignment]
 
 
 class ProtectionGroupDetailSerializer(ProtectionGroupSerializer):
@@ -212,7 +214,8 @@ class ProtectionGroupDetailSerializer(ProtectionGroupSerializer):
     @extend_schema_field(NamedRef(many=True))
     def get_members(self, group: ProtectionGroup) -> list[dict[str, Any]]:
         members = group.members.filter(removed_at__isnull=True).order_by("name")
-        return NamedRef(members, many=True).data
+        # many=True makes a ListSerializer, whose data is a list (the stubs know only Serializer.data)
+        return cast(list[dict[str, Any]], NamedRef(members, many=True).data)
 
 
 # Jobs -----------------------------------------------------------------------------------------------
@@ -292,10 +295,7 @@ class RecoveryPointDiskSerializer(serializers.ModelSerializer):
     class Meta:
         model = RecoveryPointDisk
         fields = [
-            "key",
-            "label",
-            "capacity_bytes",
-            "file_name",
+            *DISK_IDENTITY,
             "read_path",
             "read_reason",
             "bytes_read",
@@ -366,7 +366,8 @@ class VolumeSerializer(serializers.Serializer):
     size = serializers.IntegerField(read_only=True)
     partition_type = serializers.CharField(read_only=True)
     name = serializers.CharField(read_only=True, allow_null=True)
-    label = serializers.CharField(read_only=True, allow_null=True)
+    # The stubs see this declared field as Field.label; DRF's metaclass takes it off the class.
+    label = serializers.CharField(read_only=True, allow_null=True)  # type: ignore[assignment]
     fs_type = serializers.CharField(read_only=True, allow_null=True)
     browsable = serializers.BooleanField(read_only=True)
     reason = serializers.CharField(read_only=True, help_text="Why it cannot be browsed; empty when it can")
@@ -376,7 +377,8 @@ class DiskVolumesSerializer(serializers.Serializer):
     """One disk of a point (a `browse.DiskView`) and the volumes on it."""
 
     disk = serializers.IntegerField(source="disk.key", read_only=True, help_text="The `disk` parameter")
-    label = serializers.CharField(source="disk.label", read_only=True)
+    # The stubs see this declared field as Field.label; DRF's metaclass takes it off the class.
+    label = serializers.CharField(source="disk.label", read_only=True)  # type: ignore[assignment]
     capacity_bytes = serializers.IntegerField(source="disk.capacity_bytes", read_only=True)
     scheme = serializers.CharField(source="layout.scheme", read_only=True, allow_null=True, default=None)
     volumes = VolumeSerializer(source="layout.volumes", many=True, read_only=True, default=list)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -35,7 +35,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 @permission_required(VIEW, raise_exception=True)
-def export_csv(request: HttpRequest) -> HttpResponse:
+def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     """Every entry matching the page's filters, streamed."""
     rows = queries.entries(AuditFilterForm(request.GET).filters())
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")

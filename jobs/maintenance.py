@@ -141,7 +141,7 @@ def _predecessors_first(runs: Iterable[JobRun]) -> list[JobRun]:
         while step is not None and step.pk not in placed:
             lineage.append(step)
             placed.add(step.pk)
-            step = by_id.get(step.after_id)
+            step = by_id.get(step.after_id) if step.after_id is not None else None
         ordered.extend(reversed(lineage))
     return ordered
 

@@ -10,8 +10,10 @@ from django.utils.cache import patch_vary_headers
 
 def htmx_partial(request: HttpRequest) -> bool:
     """True when the request wants a fragment rather than a whole page."""
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.boosted
+    htmx = getattr(request, "htmx", None)  # set by django-htmx's middleware
+    if not htmx:
+        return False
+    return not htmx.boosted
 
 
 class VaryOnHtmxMiddleware:

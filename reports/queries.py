@@ -5,7 +5,7 @@ of the inventory (VMs, point aggregates per VM, the newest backup job per VM, RP
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +85,7 @@ class ProtectionReport:
         return totals
 
 
-def _point_figures() -> dict[int, dict[str, Any]]:
+def _point_figures() -> dict[int, Mapping[str, Any]]:
     """Per VM: the newest good point locally and in the vault, and how many points it has."""
     good = Q(damaged=False)
     rows = RecoveryPoint.objects.values("vm_id").annotate(
@@ -96,7 +96,7 @@ def _point_figures() -> dict[int, dict[str, Any]]:
     return {row["vm_id"]: row for row in rows}
 
 
-def _last_backup_jobs() -> dict[str, dict[str, Any]]:
+def _last_backup_jobs() -> dict[str, Mapping[str, Any]]:
     """The newest backup job of every VM, by VM id as text (one query with a window function)."""
     rows = (
         JobRun.objects.filter(kind=BACKUP_KIND, target_type=VM_TYPE)

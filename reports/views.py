@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
@@ -30,7 +30,7 @@ def protection(request: HttpRequest) -> HttpResponse:
 
 
 @permission_required(VIEW, raise_exception=True)
-def protection_csv(request: HttpRequest) -> HttpResponse:
+def protection_csv(request: HttpRequest) -> StreamingHttpResponse:
     report = queries.protection_report()
     stamp = timezone.localtime(report.generated).strftime("%Y%m%d-%H%M")
     return csv_response(f"protection-{stamp}.csv", queries.csv_header(), queries.csv_rows(report))
