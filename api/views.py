@@ -5,10 +5,11 @@ one started from a page or the command line."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
+from django.contrib.auth.models import User
 from django.db.models import Count, Q, QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -18,7 +19,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,7 +30,7 @@ from accounts.roles import user_roles
 from api import serializers as s
 from api.permissions import HasPerm, SeesRecoveryPoints
 from inventory.models import VCenter, VirtualMachine
-from inventory.queries import vm_queryset
+from inventory.queries import VmFilter, vm_queryset
 from jobs.models import JobRun
 from protection import actions as protection_actions
 from protection.models import ProtectionGroup
@@ -77,7 +80,7 @@ def _form_errors(form: Any) -> dict[str, list[str]]:
 class VCenterViewSet(viewsets.ReadOnlyModelViewSet):
     """vCenter connections (never their passwords)."""
 
-    permission_classes = [IsAuthenticated, HasPerm("inventory.view_vcenter")]
+    permission_classes = [IsAuthenticated, HasPerm.of("inventory.view_vcenter")]
     serializer_class = s.VCenterSerializer
     queryset = VCenter.objects.annotate(vm_count=Count("vms", filter=Q(vms__removed_at__isnull=True))).order_by("name")
 
@@ -92,7 +95,7 @@ class VCenterViewSet(viewsets.ReadOnlyModelViewSet):
 class VirtualMachineViewSet(viewsets.ReadOnlyModelViewSet):
     """VMs with the filters of the inventory page; one VM with its disks and protection group."""
 
-    permission_classes = [IsAuthenticated, HasPerm("inventory.view_virtualmachine")]
+    permission_classes = [IsAuthenticated, HasPerm.of("inventory.view_virtualmachine")]
     queryset = VirtualMachine.objects.all()
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
@@ -106,7 +109,7 @@ class VirtualMachineViewSet(viewsets.ReadOnlyModelViewSet):
             ).prefetch_related("disks__datastore")
         query = _query(s.VMFilterSerializer, self.request)
         only_removed = query.get("protection") == "removed"
-        vms = vm_queryset(
+        filters = VmFilter(
             search=query.get("search"),
             vcenter_id=query.get("vcenter"),
             folder_id=query.get("folder"),
@@ -114,8 +117,8 @@ class VirtualMachineViewSet(viewsets.ReadOnlyModelViewSet):
             power_state=query.get("power_state"),
             protection=None if only_removed else query.get("protection"),
             include_removed=only_removed or query["include_removed"],
-            sort=query["sort"],
         )
+        vms = vm_queryset(filters, query["sort"])
         if only_removed:
             vms = vms.filter(removed_at__isnull=False)
         return vms.select_related(*related)
@@ -131,7 +134,7 @@ class VirtualMachineViewSet(viewsets.ReadOnlyModelViewSet):
 class ProtectionGroupViewSet(viewsets.ReadOnlyModelViewSet):
     """Protection groups with their policies; one group with its selection and members."""
 
-    permission_classes = [IsAuthenticated, HasPerm("protection.view_protectiongroup")]
+    permission_classes = [IsAuthenticated, HasPerm.of("protection.view_protectiongroup")]
     queryset = ProtectionGroup.objects.all()
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
@@ -158,7 +161,7 @@ class ProtectionGroupViewSet(viewsets.ReadOnlyModelViewSet):
 class JobRunViewSet(viewsets.ReadOnlyModelViewSet):
     """Background jobs, newest first; one job with its progress and log."""
 
-    permission_classes = [IsAuthenticated, HasPerm("jobs.view_jobrun")]
+    permission_classes = [IsAuthenticated, HasPerm.of("jobs.view_jobrun")]
     queryset = JobRun.objects.all()
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
@@ -182,11 +185,14 @@ class JobRunViewSet(viewsets.ReadOnlyModelViewSet):
 class IgnoreAccept(BaseContentNegotiation):
     """Downloads are bytes whatever the client accepts; errors are still JSON."""
 
-    def select_parser(self, request: Any, parsers: list[Any]) -> Any:
-        return parsers[0]
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers))
 
-    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
-        return renderers[0], renderers[0].media_type
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 @contextmanager
@@ -306,7 +312,7 @@ class RecoveryPointViewSet(viewsets.ReadOnlyModelViewSet):
         detail=True,
         methods=["post"],
         url_path="restore-vm",
-        permission_classes=[IsAuthenticated, HasPerm("recovery.restore_vms")],
+        permission_classes=[IsAuthenticated, HasPerm.of("recovery.restore_vms")],
     )
     def restore_vm(self, request: Request, pk: str) -> Response:
         """Restore the whole VM as a new VM, or over the original (fields of the Restore VM page)."""
@@ -328,7 +334,7 @@ class RecoveryPointViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class BackupView(APIView):
-    permission_classes = [IsAuthenticated, HasPerm("protection.backup_now")]
+    permission_classes = [IsAuthenticated, HasPerm.of("protection.backup_now")]
 
     @extend_schema(
         request=s.BackupRequestSerializer,
@@ -358,7 +364,7 @@ class MeView(APIView):
     @extend_schema(responses={200: s.MeSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
         """Who the token belongs to, their roles, and whether they have a token (never the token)."""
-        user = request.user
+        user = cast(User, request.user)  # DEFAULT_PERMISSION_CLASSES lets only authenticated users in
         body = {
             "username": user.get_username(),
             "roles": user_roles(user),

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
-from inventory.actions import ConnectionParams, normalise_thumbprint
+from inventory.actions import normalise_thumbprint
+from inventory.connection import ConnectionParams
 from inventory.models import VCenter
-from inventory.queries import PROTECTION_FILTERS, SORTS
+from inventory.queries import PROTECTION_FILTERS, SORTS, VmFilter
 
 
 class VCenterForm(forms.Form):
@@ -28,7 +31,10 @@ class VCenterForm(forms.Form):
     )
     plain_http = forms.BooleanField(required=False, label="Plain HTTP (simulator only)")
 
-    def __init__(self, *args, instance: VCenter | None = None, **kwargs) -> None:
+    # Set by the view when the server's certificate is not trusted: the page offers to pin it.
+    untrusted_thumbprint = ""
+
+    def __init__(self, *args: Any, instance: VCenter | None = None, **kwargs: Any) -> None:
         self.instance = instance
         super().__init__(*args, **kwargs)
         if instance is None:
@@ -65,7 +71,7 @@ class VCenterForm(forms.Form):
         )
 
     @classmethod
-    def initial_for(cls, vc: VCenter) -> dict:
+    def initial_for(cls, vc: VCenter) -> dict[str, Any]:
         return {
             "name": vc.name,
             "host": vc.host,
@@ -91,3 +97,19 @@ class VMFilterForm(forms.Form):
     )
     sort = forms.ChoiceField(required=False, choices=[(s, s) for s in SORTS], widget=forms.HiddenInput)
     removed = forms.BooleanField(required=False, label="include removed")
+
+    def vm_filter(self) -> VmFilter:
+        """The filters from a valid form; an invalid one filters nothing (the page shows its errors)."""
+        data = self.cleaned_data if self.is_valid() else {}
+        return VmFilter(
+            search=data.get("q"),
+            vcenter_id=data["vcenter"].pk if data.get("vcenter") else None,
+            folder_id=data.get("folder"),
+            power_state=data.get("power"),
+            protection=data.get("protection"),
+            include_removed=bool(data.get("removed")),
+        )
+
+    def sort_order(self) -> str:
+        """One of queries.SORTS; by name unless the form asks otherwise."""
+        return (self.cleaned_data.get("sort") if self.is_valid() else None) or "name"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import Count, Q, QuerySet
 
 from inventory.models import Datacenter, Folder, VirtualMachine
@@ -19,37 +21,43 @@ SORTS = {
 PROTECTION_FILTERS = ("protected", "unprotected", "do_not_protect", "removed")
 
 
-def vm_queryset(
-    *,
-    search: str | None = None,
-    vcenter_id: int | None = None,
-    vcenter_name: str | None = None,
-    folder_id: int | None = None,
-    folder_path: str | None = None,
-    power_state: str | None = None,
-    protection: str | None = None,
-    include_removed: bool = False,
-    sort: str = "name",
-) -> QuerySet[VirtualMachine]:
+@dataclass(frozen=True)
+class VmFilter:
+    """Which VMs to list: the filters of the inventory page, the API and `manage.py vms` (each fills
+    the ones it offers; an empty one does not filter)."""
+
+    search: str | None = None  # in the name or path, or the exact instance UUID
+    vcenter_id: int | None = None
+    vcenter_name: str | None = None
+    folder_id: int | None = None  # the folder and its subfolders
+    folder_path: str | None = None  # "DC/Production": the folder and its subfolders
+    power_state: str | None = None
+    protection: str | None = None  # one of PROTECTION_FILTERS
+    include_removed: bool = False
+
+
+def vm_queryset(filters: VmFilter, sort: str = "name") -> QuerySet[VirtualMachine]:
+    """The VMs matching `filters`, ordered by one of SORTS (an unknown one sorts by name)."""
+    search, protection = filters.search, filters.protection
     vms = VirtualMachine.objects.all()
     if protection == "removed":  # VMs deleted in vCenter that keep their recovery points
         vms = vms.filter(removed_at__isnull=False)
-    elif not include_removed:
+    elif not filters.include_removed:
         vms = vms.filter(removed_at__isnull=True)
     if search:
         vms = vms.filter(Q(name__icontains=search) | Q(path__icontains=search) | Q(instance_uuid__iexact=search))
-    if vcenter_id:
-        vms = vms.filter(vcenter_id=vcenter_id)
-    if vcenter_name:
-        vms = vms.filter(vcenter__name=vcenter_name)
-    if folder_id:
-        folder = Folder.objects.filter(pk=folder_id).first()
+    if filters.vcenter_id:
+        vms = vms.filter(vcenter_id=filters.vcenter_id)
+    if filters.vcenter_name:
+        vms = vms.filter(vcenter__name=filters.vcenter_name)
+    if filters.folder_id:
+        folder = Folder.objects.filter(pk=filters.folder_id).first()
         vms = vms.filter(folder.subtree_filter("folder__")) if folder else vms.none()
-    if folder_path:
-        path = folder_path.strip("/")
+    if filters.folder_path:
+        path = filters.folder_path.strip("/")
         vms = vms.filter(Q(folder__path=path) | Q(folder__path__startswith=path + "/"))
-    if power_state:
-        vms = vms.filter(power_state=power_state)
+    if filters.power_state:
+        vms = vms.filter(power_state=filters.power_state)
     if protection == "protected":
         vms = vms.filter(protection_group__isnull=False)
     elif protection == "unprotected":
@@ -60,7 +68,7 @@ def vm_queryset(
 
 
 def unprotected_count() -> int:
-    return vm_queryset(protection="unprotected").count()
+    return vm_queryset(VmFilter(protection="unprotected")).count()
 
 
 def folder_tree() -> list[dict]:

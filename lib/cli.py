@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import OutputWrapper
@@ -18,3 +19,18 @@ def print_table(stdout: OutputWrapper, headers: list[str], rows: list[list[Any]]
     stdout.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in cells:
         stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def print_rows(
+    stdout: OutputWrapper,
+    rows: list[dict[str, Any]],
+    *,
+    as_json: bool,
+    headers: list[str],
+    cells: Callable[[dict[str, Any]], list[Any]],
+) -> None:
+    """A listing command's output: every field of the rows as JSON, or the table `cells` picks from each."""
+    if as_json:
+        print_json(stdout, rows)
+    else:
+        print_table(stdout, headers, [cells(row) for row in rows])

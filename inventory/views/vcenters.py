@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from inventory import actions
 from inventory import vcenter as vsphere
+from inventory.connection import ConnectionParams
 from inventory.forms import VCenterForm
 from inventory.models import VCenter
 
@@ -42,13 +43,13 @@ def _save(request: HttpRequest, form: VCenterForm, instance: VCenter | None) -> 
     return None
 
 
-def _posted(request: HttpRequest):
+def _posted(request: HttpRequest) -> QueryDict | None:
     """The POST data, with the thumbprint the administrator chose to pin when they pressed "Pin"."""
     if request.method != "POST":
         return None
     data = request.POST.copy()
-    if data.get("pin_thumbprint"):
-        data["thumbprint"] = data["pin_thumbprint"]
+    if pinned := data.get("pin_thumbprint"):
+        data["thumbprint"] = pinned
     return data
 
 
@@ -73,7 +74,7 @@ def vcenter_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("inventory.change_vcenter", raise_exception=True)
 def vcenter_test(request: HttpRequest, pk: int) -> HttpResponse:
     vc = get_object_or_404(VCenter, pk=pk)
-    params = actions.ConnectionParams.of(vc)
+    params = ConnectionParams.of(vc)
     try:
         report, error = actions.test_connection(params), None
     except vsphere.VCenterError as exc:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 
 from inventory.forms import VMFilterForm
@@ -19,26 +21,19 @@ PAGE_SIZE = 50
 @permission_required("inventory.view_virtualmachine", raise_exception=True)
 def index(request: HttpRequest) -> HttpResponse:
     form = VMFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
-    vms = vm_queryset(
-        search=filters.get("q"),
-        vcenter_id=filters["vcenter"].pk if filters.get("vcenter") else None,
-        folder_id=filters.get("folder"),
-        power_state=filters.get("power"),
-        protection=filters.get("protection"),
-        include_removed=bool(filters.get("removed")),
-        sort=filters.get("sort") or "name",
-    ).select_related("protection_group", "vcenter")
+    filters = form.vm_filter()
+    sort = form.sort_order()
+    vms = vm_queryset(filters, sort).select_related("protection_group", "vcenter")
     page = Paginator(vms, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     context = {
         "form": form,
         "page": page,
-        "sort": filters.get("sort") or "name",
+        "sort": sort,
         "query": query.urlencode(),
         "query_without_sort": _without(query, "sort"),
-        "selected_folder": Folder.objects.filter(pk=filters.get("folder")).first() if filters.get("folder") else None,
+        "selected_folder": Folder.objects.filter(pk=filters.folder_id).first() if filters.folder_id else None,
     }
     if htmx_partial(request):
         return render(request, "inventory/index.html#vm-list", context)
@@ -50,7 +45,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "inventory/index.html", context)
 
 
-def _without(query, key: str) -> str:
+def _without(query: QueryDict, key: str) -> str:
     copy = query.copy()
     copy.pop(key, None)
     return copy.urlencode()
@@ -72,7 +67,7 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
         else []
     )
     points = vm.recovery_points.prefetch_related("disks")[:50]
-    jobs = []
+    jobs: Iterable[JobRun] = []
     if request.user.has_perm("jobs.view_jobrun"):
         jobs = JobRun.objects.filter(target_type="inventory.virtualmachine", target_id=str(vm.pk)).defer("log")[:5]
     context = {"vm": vm, "history": history, "points": points, "jobs": jobs}

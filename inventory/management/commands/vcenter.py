@@ -9,8 +9,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inventory import actions
 from inventory import vcenter as vsphere
+from inventory.connection import ConnectionParams
 from inventory.models import VCenter
-from lib.cli import print_json, print_table
+from lib.cli import print_rows
 
 
 class Command(BaseCommand):
@@ -43,7 +44,7 @@ class Command(BaseCommand):
         if not password:
             raise CommandError("No password on stdin.")
         try:
-            params = actions.ConnectionParams(
+            params = ConnectionParams(
                 name=options["name"],
                 host=options["host"],
                 port=options["port"],
@@ -80,21 +81,17 @@ class Command(BaseCommand):
             }
             for vc in VCenter.objects.all()
         ]
-        if options["json"]:
-            print_json(self.stdout, rows)
-        else:
-            print_table(
-                self.stdout,
-                ["NAME", "ADDRESS", "USER", "SECURITY", "VMS", "LAST SYNC"],
-                [
-                    [r["name"], r["address"], r["user"], r["security"], r["vms"], r["last_sync"] or "never"]
-                    for r in rows
-                ],
-            )
+        print_rows(
+            self.stdout,
+            rows,
+            as_json=options["json"],
+            headers=["NAME", "ADDRESS", "USER", "SECURITY", "VMS", "LAST SYNC"],
+            cells=lambda r: [r["name"], r["address"], r["user"], r["security"], r["vms"], r["last_sync"] or "never"],
+        )
 
     def do_test(self, options: dict[str, Any]) -> None:
         vc = _get(options["name"])
-        params = actions.ConnectionParams.of(vc)
+        params = ConnectionParams.of(vc)
         try:
             report = actions.test_connection(params)
         except vsphere.VCenterError as exc:

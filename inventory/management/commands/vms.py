@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from inventory.queries import vm_queryset
-from lib.cli import print_json, print_table
+from inventory.queries import VmFilter, vm_queryset
+from lib.cli import print_rows
 
 
 class Command(BaseCommand):
@@ -21,12 +21,13 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        vms = vm_queryset(
+        filters = VmFilter(
             folder_path=options["folder"],
             vcenter_name=options["vcenter"],
             search=options["search"],
-            protection="unprotected" if options["unprotected"] else "",
-        ).select_related("vcenter", "protection_group")
+            protection="unprotected" if options["unprotected"] else None,
+        )
+        vms = vm_queryset(filters).select_related("vcenter", "protection_group")
         rows = [
             {
                 "name": vm.name,
@@ -38,11 +39,10 @@ class Command(BaseCommand):
             }
             for vm in vms
         ]
-        if options["json"]:
-            print_json(self.stdout, rows)
-            return
-        print_table(
+        print_rows(
             self.stdout,
-            ["NAME", "PATH", "POWER", "GROUP"],
-            [[r["name"], r["path"], r["power_state"], r["group"] or "-"] for r in rows],
+            rows,
+            as_json=options["json"],
+            headers=["NAME", "PATH", "POWER", "GROUP"],
+            cells=lambda r: [r["name"], r["path"], r["power_state"], r["group"] or "-"],
         )
