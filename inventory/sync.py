@@ -9,9 +9,11 @@ group membership (auto-detect) in its receiver, so that commits or rolls back wi
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from django.db import models, transaction
 from django.db.models import Value
@@ -34,6 +36,7 @@ from inventory.signals import announce_vms_changed
 
 logger = logging.getLogger(__name__)
 BATCH = 1000
+M = TypeVar("M", bound=models.Model)
 
 
 @dataclass
@@ -46,15 +49,63 @@ class SyncResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _upsert(model: type[models.Model], rows: Sequence[models.Model], unique: list[str], update: list[str]) -> None:
+class _Placed(Protocol):
+    """An object inside a datacenter as vcenter reports it (cluster, host, pool, datastore)."""
+
+    @property
+    def moref(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def datacenter_moref(self) -> str: ...
+
+
+BY_MOREF = ["vcenter", "moref"]
+PLACED_FIELDS = ["name", "datacenter"]
+
+
+def _upsert(model: type[M], rows: Sequence[M], unique: list[str], update: list[str]) -> None:
     if rows:
-        model.objects.bulk_create(
+        model._default_manager.bulk_create(
             rows, update_conflicts=True, unique_fields=unique, update_fields=update, batch_size=BATCH
         )
 
 
 def _pk_map(model: type[models.Model], vcenter: VCenter) -> dict[str, int]:
-    return dict(model.objects.filter(vcenter=vcenter).values_list("moref", "pk"))
+    return dict(model._default_manager.filter(vcenter=vcenter).values_list("moref", "pk"))
+
+
+def _placed(vcenter: VCenter, obj: _Placed, datacenters: dict[str, int]) -> dict[str, Any]:
+    """The fields of every object inside a datacenter (its model's row takes them as keywords)."""
+    return {
+        "vcenter": vcenter,
+        "moref": obj.moref,
+        "name": obj.name,
+        "datacenter_id": datacenters[obj.datacenter_moref],
+    }
+
+
+@dataclass(frozen=True)
+class _Maps:
+    """What VM and disk rows point at, by moref: the containers' primary keys and the folders' paths."""
+
+    datacenter: dict[str, int]
+    folder: dict[str, int]
+    host: dict[str, int]
+    pool: dict[str, int]
+    datastore: dict[str, int]
+    folder_path: dict[str, str]
+
+    @classmethod
+    def read(cls, vcenter: VCenter, folder_paths: dict[str, str]) -> _Maps:
+        return cls(
+            datacenter=_pk_map(Datacenter, vcenter),
+            folder=_pk_map(Folder, vcenter),
+            host=_pk_map(Host, vcenter),
+            pool=_pk_map(ResourcePool, vcenter),
+            datastore=_pk_map(Datastore, vcenter),
+            folder_path=folder_paths,
+        )
 
 
 def not_protectable_reason(disk: vsphere.DiskInfo) -> str:
@@ -87,82 +138,65 @@ def _folder_paths(folders: Iterable[vsphere.FolderInfo], datacenter_names: dict[
     return paths
 
 
-def _sync_containers(vcenter: VCenter, inv: vsphere.Inventory) -> dict[str, dict[str, int]]:
-    """Datacenters, folders, clusters, hosts, pools and datastores; returns moref→pk maps."""
+def _sync_containers(vcenter: VCenter, inv: vsphere.Inventory) -> _Maps:
+    """Datacenters, folders, clusters, hosts, pools and datastores; returns what VMs point at."""
     _upsert(
         Datacenter,
         [Datacenter(vcenter=vcenter, moref=d.moref, name=d.name) for d in inv.datacenters],
-        ["vcenter", "moref"],
+        BY_MOREF,
         ["name"],
     )
     dcs = _pk_map(Datacenter, vcenter)
     folder_paths = _sync_folders(vcenter, inv.folders, {d.moref: d.name for d in inv.datacenters})
+    clusters = [Cluster(**_placed(vcenter, c, dcs)) for c in inv.clusters if c.datacenter_moref in dcs]
+    _upsert(Cluster, clusters, BY_MOREF, PLACED_FIELDS)
+    _sync_hosts(vcenter, inv.hosts, dcs)
+    _sync_resource_pools(vcenter, inv.resource_pools, dcs)
+    _sync_datastores(vcenter, inv.datastores, dcs)
+    _delete_vanished_containers(vcenter, inv)
+    return _Maps.read(vcenter, folder_paths)
 
-    _upsert(
-        Cluster,
-        [
-            Cluster(vcenter=vcenter, moref=c.moref, name=c.name, datacenter_id=dcs[c.datacenter_moref])
-            for c in inv.clusters
-            if c.datacenter_moref in dcs
-        ],
-        ["vcenter", "moref"],
-        ["name", "datacenter"],
-    )
+
+def _sync_hosts(vcenter: VCenter, hosts: Iterable[vsphere.HostInfo], dcs: dict[str, int]) -> None:
     clusters = _pk_map(Cluster, vcenter)
-    _upsert(
-        Host,
-        [
-            Host(
-                vcenter=vcenter,
-                moref=h.moref,
-                name=h.name,
-                datacenter_id=dcs[h.datacenter_moref],
-                cluster_id=clusters.get(h.cluster_moref or ""),
-                connection_state=h.connection_state,
-            )
-            for h in inv.hosts
-            if h.datacenter_moref in dcs
-        ],
-        ["vcenter", "moref"],
-        ["name", "datacenter", "cluster", "connection_state"],
-    )
-    _upsert(
-        ResourcePool,
-        [
-            ResourcePool(
-                vcenter=vcenter,
-                moref=p.moref,
-                name=p.name,
-                datacenter_id=dcs[p.datacenter_moref],
-                parent_moref=p.parent_moref or "",
-                owner_moref=p.owner_moref or "",
-            )
-            for p in inv.resource_pools
-            if p.datacenter_moref in dcs
-        ],
-        ["vcenter", "moref"],
-        ["name", "datacenter", "parent_moref", "owner_moref"],
-    )
-    _upsert(
-        Datastore,
-        [
-            Datastore(
-                vcenter=vcenter,
-                moref=d.moref,
-                name=d.name,
-                datacenter_id=dcs[d.datacenter_moref],
-                capacity_bytes=d.capacity_bytes,
-                free_bytes=d.free_bytes,
-                type=d.type,
-                url=d.url,
-            )
-            for d in inv.datastores
-            if d.datacenter_moref in dcs
-        ],
-        ["vcenter", "moref"],
-        ["name", "datacenter", "capacity_bytes", "free_bytes", "type", "url"],
-    )
-    # Objects gone from a complete inventory are deleted; VMs pointing at them keep a NULL.
+    rows = [
+        Host(
+            **_placed(vcenter, h, dcs),
+            cluster_id=clusters.get(h.cluster_moref or ""),
+            connection_state=h.connection_state,
+        )
+        for h in hosts
+        if h.datacenter_moref in dcs
+    ]
+    _upsert(Host, rows, BY_MOREF, [*PLACED_FIELDS, "cluster", "connection_state"])
+
+
+def _sync_resource_pools(vcenter: VCenter, pools: Iterable[vsphere.ResourcePoolInfo], dcs: dict[str, int]) -> None:
+    rows = [
+        ResourcePool(**_placed(vcenter, p, dcs), parent_moref=p.parent_moref or "", owner_moref=p.owner_moref or "")
+        for p in pools
+        if p.datacenter_moref in dcs
+    ]
+    _upsert(ResourcePool, rows, BY_MOREF, [*PLACED_FIELDS, "parent_moref", "owner_moref"])
+
+
+def _sync_datastores(vcenter: VCenter, datastores: Iterable[vsphere.DatastoreInfo], dcs: dict[str, int]) -> None:
+    rows = [
+        Datastore(
+            **_placed(vcenter, d, dcs),
+            capacity_bytes=d.capacity_bytes,
+            free_bytes=d.free_bytes,
+            type=d.type,
+            url=d.url,
+        )
+        for d in datastores
+        if d.datacenter_moref in dcs
+    ]
+    _upsert(Datastore, rows, BY_MOREF, [*PLACED_FIELDS, "capacity_bytes", "free_bytes", "type", "url"])
+
+
+def _delete_vanished_containers(vcenter: VCenter, inv: vsphere.Inventory) -> None:
+    """Objects gone from a complete inventory are deleted; VMs pointing at them keep a NULL."""
     for model, seen in (
         (Cluster, inv.clusters),
         (Host, inv.hosts),
@@ -170,14 +204,6 @@ def _sync_containers(vcenter: VCenter, inv: vsphere.Inventory) -> dict[str, dict
         (Datastore, inv.datastores),
     ):
         model.objects.filter(vcenter=vcenter).exclude(moref__in=[o.moref for o in seen]).delete()
-    return {
-        "datacenter": dcs,
-        "folder": _pk_map(Folder, vcenter),
-        "host": _pk_map(Host, vcenter),
-        "pool": _pk_map(ResourcePool, vcenter),
-        "datastore": _pk_map(Datastore, vcenter),
-        "folder_path": folder_paths,
-    }
 
 
 VM_FIELDS = [
@@ -202,8 +228,9 @@ VM_FIELDS = [
 ]
 
 
-def _unique_vms(vms: Iterable[vsphere.VmInfo], result: SyncResult) -> list[vsphere.VmInfo]:
-    """VMs with an instance UUID, each UUID once (an inaccessible VM reports no config)."""
+def _unique_vms(vms: Iterable[vsphere.VmInfo], result: SyncResult) -> dict[str, vsphere.VmInfo]:
+    """VMs by instance UUID, each UUID once; those without one are skipped (an inaccessible VM
+    reports no config)."""
     seen: dict[str, vsphere.VmInfo] = {}
     for vm in vms:
         if not vm.instance_uuid:
@@ -212,77 +239,80 @@ def _unique_vms(vms: Iterable[vsphere.VmInfo], result: SyncResult) -> list[vsphe
             result.warnings.append(f"VMs {seen[vm.instance_uuid].name!r} and {vm.name!r} share an instance UUID.")
         else:
             seen[vm.instance_uuid] = vm
-    return list(seen.values())
+    return seen
 
 
-def _sync_vms(vcenter: VCenter, vms: list[vsphere.VmInfo], maps: dict[str, dict]) -> list[int]:
-    """Upsert VMs and their disks; returns the VMs' primary keys."""
-    now = timezone.now()
-    rows = []
-    for vm in vms:
-        folder_path = maps["folder_path"].get(vm.folder_moref or "", "")
-        rows.append(
-            VirtualMachine(
-                vcenter=vcenter,
-                instance_uuid=vm.instance_uuid,
-                moref=vm.moref,
-                name=vm.name,
-                bios_uuid=vm.bios_uuid or "",
-                datacenter_id=maps["datacenter"].get(vm.datacenter_moref),
-                folder_id=maps["folder"].get(vm.folder_moref),
-                path=f"{folder_path}/{vm.name}" if folder_path else vm.name,
-                host_id=maps["host"].get(vm.host_moref or ""),
-                resource_pool_id=maps["pool"].get(vm.resource_pool_moref or ""),
-                power_state=vm.power_state or "",
-                guest_id=vm.guest_id or "",
-                guest_name=vm.guest_full_name or "",
-                num_cpu=vm.num_cpu or 0,
-                memory_mb=vm.memory_mb or 0,
-                snapshot_count=vm.snapshot_count,
-                cbt_enabled=bool(vm.cbt_enabled),
-                is_template=vm.is_template,
-                last_seen=now,
-                removed_at=None,
-            )
-        )
-    _upsert(VirtualMachine, rows, ["vcenter", "instance_uuid"], VM_FIELDS)
-    pks = dict(
-        VirtualMachine.objects.filter(vcenter=vcenter, instance_uuid__in=[vm.instance_uuid for vm in vms]).values_list(
-            "instance_uuid", "pk"
-        )
+def _vm_row(vcenter: VCenter, instance_uuid: str, vm: vsphere.VmInfo, maps: _Maps, now: dt.datetime) -> VirtualMachine:
+    folder_path = maps.folder_path.get(vm.folder_moref or "", "")
+    return VirtualMachine(
+        vcenter=vcenter,
+        instance_uuid=instance_uuid,
+        moref=vm.moref,
+        name=vm.name,
+        bios_uuid=vm.bios_uuid or "",
+        datacenter_id=maps.datacenter.get(vm.datacenter_moref or ""),
+        folder_id=maps.folder.get(vm.folder_moref or ""),
+        path=f"{folder_path}/{vm.name}" if folder_path else vm.name,
+        host_id=maps.host.get(vm.host_moref or ""),
+        resource_pool_id=maps.pool.get(vm.resource_pool_moref or ""),
+        power_state=vm.power_state or "",
+        guest_id=vm.guest_id or "",
+        guest_name=vm.guest_full_name or "",
+        num_cpu=vm.num_cpu or 0,
+        memory_mb=vm.memory_mb or 0,
+        snapshot_count=vm.snapshot_count,
+        cbt_enabled=bool(vm.cbt_enabled),
+        is_template=vm.is_template,
+        last_seen=now,
+        removed_at=None,
     )
-    disks = [
+
+
+def _sync_vms(vcenter: VCenter, vms: dict[str, vsphere.VmInfo], maps: _Maps) -> list[int]:
+    """Upsert VMs (by instance UUID) and their disks; returns the VMs' primary keys."""
+    now = timezone.now()
+    rows = [_vm_row(vcenter, uuid, vm, maps, now) for uuid, vm in vms.items()]
+    _upsert(VirtualMachine, rows, ["vcenter", "instance_uuid"], VM_FIELDS)
+    pks: dict[str, int] = dict(
+        VirtualMachine.objects.filter(vcenter=vcenter, instance_uuid__in=list(vms)).values_list("instance_uuid", "pk")
+    )
+    _sync_disks({pks[uuid]: vm.disks for uuid, vm in vms.items()}, maps)
+    return list(pks.values())
+
+
+def _sync_disks(disks_by_vm: dict[int, Sequence[vsphere.DiskInfo]], maps: _Maps) -> None:
+    """Upsert the disks of these VMs (by primary key) and delete those vCenter no longer lists."""
+    rows = [
         VirtualDisk(
-            vm_id=pks[vm.instance_uuid],
+            vm_id=vm_id,
             key=d.key,
             label=d.label,
             capacity_bytes=d.capacity_bytes,
             file_name=d.file_name,
-            datastore_id=maps["datastore"].get(d.datastore_moref or ""),
+            datastore_id=maps.datastore.get(d.datastore_moref or ""),
             thin=d.thin,
             disk_mode=d.disk_mode,
             backing=d.backing,
             not_protectable_reason=not_protectable_reason(d),
         )
-        for vm in vms
-        for d in vm.disks
+        for vm_id, disks in disks_by_vm.items()
+        for d in disks
     ]
     _upsert(
         VirtualDisk,
-        disks,
+        rows,
         ["vm", "key"],
         ["label", "capacity_bytes", "file_name", "datastore", "thin", "disk_mode", "backing", "not_protectable_reason"],
     )
     # A disk removed from a VM in vCenter goes; the VM's full device list was just read.
-    current = {(pks[vm.instance_uuid], d.key) for vm in vms for d in vm.disks}
+    current = {(vm_id, d.key) for vm_id, disks in disks_by_vm.items() for d in disks}
     stale = [
         pk
-        for pk, vm_id, key in VirtualDisk.objects.filter(vm_id__in=list(pks.values())).values_list("pk", "vm_id", "key")
+        for pk, vm_id, key in VirtualDisk.objects.filter(vm_id__in=list(disks_by_vm)).values_list("pk", "vm_id", "key")
         if (vm_id, key) not in current
     ]
     if stale:
         VirtualDisk.objects.filter(pk__in=stale).delete()
-    return list(pks.values())
 
 
 @transaction.atomic
@@ -294,13 +324,13 @@ def apply_inventory(vcenter: VCenter, inv: vsphere.Inventory) -> SyncResult:
     vms = _unique_vms(inv.vms, result)
     pks = _sync_vms(vcenter, vms, maps)
     result.vms_seen = len(vms)
-    result.vms_new = len({vm.instance_uuid for vm in vms} - known)
+    result.vms_new = len(vms.keys() - known)
     result.vms_removed = (
         VirtualMachine.objects.filter(vcenter=vcenter, removed_at__isnull=True)
         .exclude(pk__in=pks)
         .update(removed_at=timezone.now())
     )
-    result.folders = len(maps["folder_path"])
+    result.folders = len(maps.folder_path)
     vcenter.instance_uuid = inv.about.instance_uuid or vcenter.instance_uuid
     vcenter.version = inv.about.full_name or vcenter.version
     vcenter.last_sync, vcenter.last_sync_error = timezone.now(), ""
@@ -327,17 +357,10 @@ def apply_vm_changes(
         _sync_folders(vcenter, folders, dc_names)
         # A folder moved under (or out of) a protected folder moves its VMs with it.
         moved_by_folders = list(VirtualMachine.objects.filter(vcenter=vcenter).values_list("pk", flat=True))
-    maps = {
-        "datacenter": _pk_map(Datacenter, vcenter),
-        "folder": _pk_map(Folder, vcenter),
-        "host": _pk_map(Host, vcenter),
-        "pool": _pk_map(ResourcePool, vcenter),
-        "datastore": _pk_map(Datastore, vcenter),
-        "folder_path": dict(Folder.objects.filter(vcenter=vcenter).values_list("moref", "path")),
-    }
+    maps = _Maps.read(vcenter, dict(Folder.objects.filter(vcenter=vcenter).values_list("moref", "path")))
     vms = _unique_vms(changed, result)
     known = set(
-        VirtualMachine.objects.filter(vcenter=vcenter, instance_uuid__in=[vm.instance_uuid for vm in vms]).values_list(
+        VirtualMachine.objects.filter(vcenter=vcenter, instance_uuid__in=list(vms)).values_list(
             "instance_uuid", flat=True
         )
     )
@@ -347,7 +370,7 @@ def apply_vm_changes(
         result.vms_removed = VirtualMachine.objects.filter(
             vcenter=vcenter, moref__in=removed, removed_at__isnull=True
         ).update(removed_at=timezone.now())
-    result.vms_seen, result.vms_new = len(vms), len({vm.instance_uuid for vm in vms} - known)
+    result.vms_seen, result.vms_new = len(vms), len(vms.keys() - known)
     result.joined = announce_vms_changed(set(pks) | set(moved_by_folders))
     return result
 
