@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import transaction
@@ -11,37 +11,12 @@ from django.template.defaultfilters import pluralize
 
 from audit.actions import record
 from inventory import vcenter as vsphere
+from inventory.connection import SAVED_FIELDS, ConnectionParams, connect
 from inventory.models import VCenter, VirtualMachine
 from jobs import runner
 from jobs.models import JobRun
 
 SYNC_KIND = "inventory.sync"
-
-
-@dataclass(frozen=True)
-class ConnectionParams:
-    name: str
-    host: str
-    port: int
-    username: str
-    password: str
-    protocol: str = VCenter.Protocol.HTTPS
-    verify_tls: bool = True
-    thumbprint: str = ""
-
-    @classmethod
-    def of(cls, vc: VCenter) -> ConnectionParams:
-        """The saved connection's parameters, with its decrypted password (for testing it)."""
-        return cls(
-            name=vc.name,
-            host=vc.host,
-            port=vc.port,
-            username=vc.username,
-            password=vc.password,
-            protocol=vc.protocol,
-            verify_tls=vc.verify_tls,
-            thumbprint=vc.thumbprint,
-        )
 
 
 @dataclass(frozen=True)
@@ -67,16 +42,7 @@ def test_connection(params: ConnectionParams, *, timeout: float = 10.0) -> Conne
         thumbprint = vsphere.fetch_server_identity(
             params.host, params.port, timeout=min(timeout, 5.0)
         ).thumbprint_sha256
-    with vsphere.connect(
-        params.host,
-        params.port,
-        params.username,
-        params.password,
-        protocol=params.protocol,
-        verify_tls=params.verify_tls,
-        thumbprint=params.thumbprint or None,
-        timeout=timeout,
-    ) as conn:
+    with connect(params, timeout=timeout) as conn:
         return ConnectionReport(about=vsphere.about(conn), thumbprint=thumbprint)
 
 
@@ -84,17 +50,7 @@ def add_vcenter(user: Any, params: ConnectionParams) -> VCenter:
     """Test, then save a new connection. A connection that does not work is not saved."""
     report = test_connection(params)
     with transaction.atomic():
-        vc = VCenter(
-            name=params.name,
-            host=params.host,
-            port=params.port,
-            protocol=params.protocol,
-            username=params.username,
-            verify_tls=params.verify_tls,
-            thumbprint=params.thumbprint,
-            instance_uuid=report.about.instance_uuid,
-            version=report.about.full_name,
-        )
+        vc = VCenter(**_public(params), instance_uuid=report.about.instance_uuid, version=report.about.full_name)
         vc.password = params.password
         vc.save()
         record(user, "vcenter.create", target=vc, details=_public(params))
@@ -109,13 +65,13 @@ def update_vcenter(user: Any, vc: VCenter, params: ConnectionParams) -> VCenter:
     report = test_connection(tested)
     with transaction.atomic():
         before = _public_of(vc)
-        for field in ("name", "host", "port", "protocol", "username", "verify_tls", "thumbprint"):
+        for field in SAVED_FIELDS:
             setattr(vc, field, getattr(params, field))
         vc.password = password
         vc.instance_uuid, vc.version = report.about.instance_uuid, report.about.full_name
         vc.save()
         after = _public_of(vc)
-        changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+        changes: dict[str, Any] = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
         if params.password:
             changes["password"] = "changed"  # noqa: S105 (a marker, never the secret)
         record(user, "vcenter.update", target=vc, details=changes)
@@ -165,13 +121,16 @@ def enqueue_sync(vc: VCenter, user: Any = None) -> JobRun:
 
 def enqueue_all_syncs() -> int:
     """The scheduled safety net behind the live watcher (config/cron.py)."""
-    return sum(1 for vc in VCenter.objects.all() if enqueue_sync(vc))
+    vcenters = list(VCenter.objects.all())
+    for vc in vcenters:
+        enqueue_sync(vc)
+    return len(vcenters)
 
 
 def _public(params: ConnectionParams) -> dict[str, Any]:
-    return {k: v for k, v in asdict(params).items() if k != "password"}
+    """The parameters without the password: the fields a connection saves in the clear."""
+    return {field: getattr(params, field) for field in SAVED_FIELDS}
 
 
 def _public_of(vc: VCenter) -> dict[str, Any]:
-    fields = ("name", "host", "port", "protocol", "username", "verify_tls", "thumbprint")
-    return {field: getattr(vc, field) for field in fields}
+    return {field: getattr(vc, field) for field in SAVED_FIELDS}
