@@ -19,10 +19,10 @@ from django.template.defaultfilters import filesizeformat, pluralize
 from django.utils import timezone
 
 from alerts.models import Alert
-from audit.models import AuditEntry
 from inventory.models import VCenter, VirtualMachine
 from jobs.models import JobRun
-from protection.jobs import CLEANUP_KIND, LEFTOVERS_NOT_REMOVED, LEFTOVERS_REMOVED
+from protection.jobs import CLEANUP_KIND
+from protection.models import SnapshotCleanup
 from protection.rpo import rpo_states
 from protection.scheduling import BACKUP_KIND
 from vault.actions import replication_backlog
@@ -149,33 +149,25 @@ def rpo_breaches(now: dt.datetime) -> Iterable[Finding]:
 def leftover_snapshots(now: dt.datetime) -> Iterable[Finding]:
     """The snapshot cleanup (protection.cleanup_snapshots) found leftovers of ours on a VM, removed or not.
 
-    The cleanup writes an audit row per VM where it found some. The alert stays open until a cleanup
-    that started later succeeded on the VM's vCenter without writing a new row for it: a clean run
-    either checked the VM and found nothing, or vCenter reported no snapshots on it at all.
+    The cleanup keeps its newest outcome per VM where it found some (`SnapshotCleanup`). The alert stays
+    open until a cleanup that started later succeeded on the VM's vCenter without writing a new outcome
+    for it: a clean run either checked the VM and found nothing, or vCenter reported no snapshots on it.
     """
-    newest_ids = (
-        AuditEntry.objects.filter(action__in=(LEFTOVERS_REMOVED, LEFTOVERS_NOT_REMOVED), target_type=VM_TYPE)
-        .values("target_id")
-        .annotate(last=Max("pk"))
-        .values_list("last", flat=True)
-    )
-    entries = list(AuditEntry.objects.filter(pk__in=list(newest_ids)))
-    pks = [int(e.target_id) for e in entries if e.target_id.isdigit()]
-    vms = VirtualMachine.objects.filter(removed_at__isnull=True).in_bulk(pks)
-    last_clean = _last_clean_runs({vm.vcenter_id for vm in vms.values()})
+    outcomes = list(SnapshotCleanup.objects.filter(vm__removed_at__isnull=True).select_related("vm"))
+    last_clean = _last_clean_runs({outcome.vm.vcenter_id for outcome in outcomes})
     findings = []
-    for entry in entries:
-        vm = vms.get(int(entry.target_id)) if entry.target_id.isdigit() else None
-        # The entry's own cleanup started before it wrote the entry, so it never counts as "later".
-        if vm is None or (last_clean[vm.vcenter_id] and last_clean[vm.vcenter_id] > entry.created):
+    for outcome in outcomes:
+        vm, checked = outcome.vm, outcome.checked_at
+        # The outcome's own cleanup started before it wrote the outcome, so it never counts as "later".
+        clean_since = last_clean[vm.vcenter_id]
+        if clean_since and clean_since > checked:
             continue
-        job = entry.details.get("job")
-        if entry.action == LEFTOVERS_REMOVED:
-            count = entry.details.get("removed", 1)
+        if outcome.outcome == SnapshotCleanup.Outcome.REMOVED:
+            count = outcome.removed
             severity = Severity.WARNING
             title = f"Leftover backup snapshots were found on {vm.name}"
             detail = (
-                f"The cleanup of {when(entry.created)} removed {count} backup snapshot{pluralize(count)} that a "
+                f"The cleanup of {when(checked)} removed {count} backup snapshot{pluralize(count)} that a "
                 "backup left behind (a worker stopped, or vCenter did not remove it). It closes after a later "
                 "cleanup finds none."
             )
@@ -183,10 +175,10 @@ def leftover_snapshots(now: dt.datetime) -> Iterable[Finding]:
             severity = Severity.CRITICAL
             title = f"A leftover backup snapshot on {vm.name} could not be removed"
             detail = (
-                f"The cleanup of {when(entry.created)} could not check or remove our snapshots on {vm.name}: "
-                f"{entry.details.get('error') or 'no reason given'}. Snapshots left in place grow on the datastore."
+                f"The cleanup of {when(checked)} could not check or remove our snapshots on {vm.name}: "
+                f"{outcome.error or 'no reason given'}. Snapshots left in place grow on the datastore."
             )
-        findings.append(about_vm(Kind.ORPHANED_SNAPSHOT, vm, severity, title, detail, job_id=job))
+        findings.append(about_vm(Kind.ORPHANED_SNAPSHOT, vm, severity, title, detail, job_id=str(outcome.job)))
     return findings
 
 

@@ -172,9 +172,6 @@ class VirtualMachine(models.Model):
         "protection.ProtectionGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="members"
     )
     do_not_protect = models.BooleanField(default=False)
-    # The backup job currently working on this VM: claimed with a conditional UPDATE so two workers
-    # never back up the same VM at once (see protection/jobs.py).
-    backup_job = models.UUIDField(null=True, blank=True, editable=False)
     first_seen = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True, db_index=True)

@@ -7,15 +7,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from inventory.models import VirtualMachine
+from audit.actions import record
+from inventory.models import VCenter, VirtualMachine
 from jobs.models import JobRun
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed
 from protection import claims
-from protection.models import BackupSlot
+from protection.models import BackupSlot, SnapshotCleanup
 from protection.scheduling import BACKUP_KIND
 
 
@@ -68,7 +70,7 @@ def _wait_for_slot(ctx: JobContext) -> None:
 
 
 CLEANUP_KIND = "protection.cleanup_snapshots"
-# Audited per VM where the cleanup found leftovers, so alerts (alerts/conditions.py) can tell which VMs had them.
+# Audited per VM where the cleanup found leftovers or failed, next to its SnapshotCleanup row.
 LEFTOVERS_REMOVED = "protection.leftover_snapshots_removed"
 LEFTOVERS_NOT_REMOVED = "protection.leftover_snapshots_not_removed"
 CLEANUP_ACTOR = "snapshot cleanup"
@@ -77,10 +79,8 @@ CLEANUP_ACTOR = "snapshot cleanup"
 @job_kind(CLEANUP_KIND, title="Remove leftover backup snapshots", queue="maintenance")
 def cleanup_snapshots(ctx: JobContext, vcenter_id: int | None = None) -> dict[str, Any]:
     """Find our snapshots left by a killed worker or a lost connection, and remove them."""
-    from audit.actions import record
     from inventory import vcenter as vsphere
     from inventory.connection import open_connection
-    from inventory.models import VCenter
     from protection.backup import remove_orphan_snapshots
 
     vcenters = VCenter.objects.filter(pk=vcenter_id) if vcenter_id else VCenter.objects.all()
@@ -104,13 +104,32 @@ def cleanup_snapshots(ctx: JobContext, vcenter_id: int | None = None) -> dict[st
                     try:
                         found = remove_orphan_snapshots(conn, vm.moref, lambda msg, vm=vm: ctx.log(f"{vm.name}: {msg}"))
                     except vsphere.VCenterError as exc:
-                        record(CLEANUP_ACTOR, LEFTOVERS_NOT_REMOVED, target=vm, details={"job": job, "error": str(exc)})
+                        _record_cleanup(vm, job, SnapshotCleanup.Outcome.NOT_REMOVED, error=str(exc))
                         raise
                     if found:
-                        record(CLEANUP_ACTOR, LEFTOVERS_REMOVED, target=vm, details={"job": job, "removed": found})
+                        _record_cleanup(vm, job, SnapshotCleanup.Outcome.REMOVED, removed=found)
                     removed += found
         except vsphere.VCenterError as exc:
             failures.append(f"{vc.name}: {exc}")
     if failures:
         raise JobFailed("Could not check every vCenter: " + "; ".join(failures))
     return {"removed": removed}
+
+
+def _record_cleanup(vm: VirtualMachine, job: str, outcome: str, *, removed: int = 0, error: str = "") -> None:
+    """Keep what the cleanup did on the VM (read by the leftover-snapshots alert) and audit it, together."""
+    with transaction.atomic():
+        SnapshotCleanup.objects.update_or_create(
+            vm=vm,
+            defaults={
+                "job": job,
+                "checked_at": timezone.now(),
+                "outcome": outcome,
+                "removed": removed,
+                "error": error,
+            },
+        )
+        if outcome == SnapshotCleanup.Outcome.REMOVED:
+            record(CLEANUP_ACTOR, LEFTOVERS_REMOVED, target=vm, details={"job": job, "removed": removed})
+        else:
+            record(CLEANUP_ACTOR, LEFTOVERS_NOT_REMOVED, target=vm, details={"job": job, "error": error})

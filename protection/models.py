@@ -85,3 +85,45 @@ class BackupSlot(models.Model):
 
     def __str__(self) -> str:
         return f"backup slot {self.number}"
+
+
+class BackupClaim(models.Model):
+    """A VM's claim (protection/claims.py): the one job (a backup, or a restore writing over the VM's
+    disks) working on the VM now. The row is made the first time the VM is claimed and kept after;
+    `run_id` is the holder's JobRun id, NULL while the VM is free.
+
+    Taken with a conditional UPDATE (run_id IS NULL), so two workers never both hold it.
+    """
+
+    vm = models.OneToOneField(
+        "inventory.VirtualMachine", primary_key=True, on_delete=models.CASCADE, related_name="backup_claim"
+    )
+    run_id = models.UUIDField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"claim on VM {self.vm_id}"
+
+
+class SnapshotCleanup(models.Model):
+    """The newest outcome of the snapshot cleanup (protection.jobs.cleanup_snapshots) on a VM where it
+    had something to report: leftovers of ours it removed, or an error checking or removing them.
+
+    Written in the transaction of the cleanup's audit row; alerts/conditions.py reads it to open the
+    "leftover snapshots" alert, which a later successful cleanup of the VM's vCenter closes.
+    """
+
+    class Outcome(models.TextChoices):
+        REMOVED = "removed", "Leftover snapshots removed"
+        NOT_REMOVED = "not_removed", "Leftover snapshots not checked or not removed"
+
+    vm = models.OneToOneField(
+        "inventory.VirtualMachine", primary_key=True, on_delete=models.CASCADE, related_name="snapshot_cleanup"
+    )
+    job = models.UUIDField(help_text="The cleanup run that wrote this outcome.")
+    checked_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    removed = models.PositiveIntegerField(default=0, help_text="How many leftover snapshots were removed.")
+    error = models.TextField(blank=True, help_text="Why they could not be checked or removed.")
+
+    def __str__(self) -> str:
+        return f"snapshot cleanup of VM {self.vm_id}: {self.outcome}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inventory.models import VirtualMachine
+from protection.claims import release_claims_of
 from protection.membership import AUTO_DETECT, refresh_membership
 from protection.models import BackupSlot
 
@@ -14,7 +14,7 @@ def free_what_finalised_runs_held(sender: Any, run_ids: list[Any], **kwargs: Any
     """A run made final by the reaper or a cancel never reached its `finally`: give back its backup
     slot and its VM claim (a backup's or a restore's), so neither outlives the job."""
     BackupSlot.objects.filter(job__in=run_ids).update(job=None)
-    VirtualMachine.objects.filter(backup_job__in=run_ids).update(backup_job=None)
+    release_claims_of(run_ids)
 
 
 def refresh_membership_of_changed_vms(

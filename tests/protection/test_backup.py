@@ -11,7 +11,7 @@ import pytest
 from inventory import vcenter as vsphere
 from inventory.models import VirtualMachine
 from jobs.models import JobRun
-from protection import actions
+from protection import actions, claims
 from tests.protection.lab import protect_simulator
 from tools import diskimages
 from vault import engine
@@ -249,13 +249,12 @@ def test_with_changed_block_tracking_only_the_changed_areas_are_read(
 def test_two_backups_of_one_vm_never_run_at_once(lab, run_worker, django_capture_on_commit_callbacks):
     vm = VirtualMachine.objects.get(name="lnx-01")
     holder = JobRun.objects.create(kind="protection.backup", title="other", status=JobRun.Status.RUNNING)
-    VirtualMachine.objects.filter(pk=vm.pk).update(backup_job=holder.pk)
+    assert claims.claim_vm(vm.pk, holder.pk)
     run = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
     assert run.status == JobRun.Status.FAILED and "Another backup of lnx-01 is running" in run.error
     JobRun.objects.filter(pk=holder.pk).update(status=JobRun.Status.ERRORED)  # its worker died
     assert back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
-    vm.refresh_from_db()
-    assert vm.backup_job is None
+    assert claims.claim_holder_id(vm.pk) is None
 
 
 def test_a_vcenter_that_stops_answering_mid_read_fails_the_job_clearly(
@@ -278,7 +277,7 @@ def test_a_vcenter_that_stops_answering_mid_read_fails_the_job_clearly(
     assert not RecoveryPoint.objects.exists()
     assert engine.Store(settings.BACKUP_STORE_DIR).list_points() == []
     assert any("next inventory sync removes it" in line["msg"] for line in run.log)
-    assert VirtualMachine.objects.get(name="win-01").backup_job is None
+    assert claims.claim_holder_id(VirtualMachine.objects.get(name="win-01").pk) is None
 
 
 def test_an_independent_disk_is_skipped_with_a_visible_reason(lab, run_worker, django_capture_on_commit_callbacks):

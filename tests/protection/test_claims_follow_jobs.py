@@ -14,6 +14,7 @@ from django.utils import timezone
 from inventory.models import VirtualMachine
 from jobs.maintenance import reap_orphaned_runs
 from jobs.models import JobRun
+from protection import claims
 from protection.models import BackupSlot
 from protection.scheduling import BACKUP_KIND
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
@@ -40,7 +41,7 @@ def running_backup(vm: VirtualMachine, worker_pid: int) -> JobRun:
         started=timezone.now() - timedelta(seconds=30),
         worker=f"{socket.gethostname()}:{worker_pid}",
     )
-    VirtualMachine.objects.filter(pk=vm.pk).update(backup_job=run.pk)
+    assert claims.claim_vm(vm.pk, run.pk)
     return run
 
 
@@ -56,10 +57,10 @@ def test_a_reaped_backup_frees_its_backup_slot_and_vm_claim(redis_conn):
     dead.refresh_from_db()
     assert dead.status == Status.ERRORED
     assert BackupSlot.objects.get(number=1).job is None
-    assert VirtualMachine.objects.get(pk=dead_vm.pk).backup_job is None
+    assert claims.claim_holder_id(dead_vm.pk) is None
     # The live backup keeps what it holds.
     assert BackupSlot.objects.get(number=2).job == live.pk
-    assert VirtualMachine.objects.get(pk=live_vm.pk).backup_job == live.pk
+    assert claims.claim_holder_id(live_vm.pk) == live.pk
 
 
 def test_a_sync_whose_row_the_reaper_made_final_no_longer_blocks_the_next_sync(

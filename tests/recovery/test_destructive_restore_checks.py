@@ -17,6 +17,7 @@ from inventory import vcenter as vsphere
 from inventory.models import VirtualDisk, VirtualMachine
 from jobs.models import JobRun
 from jobs.runner import JobContext, JobFailed
+from protection import claims
 from protection import jobs as protection_jobs
 from protection.scheduling import BACKUP_KIND
 from recovery.models import Restore
@@ -111,7 +112,7 @@ def test_an_overwrite_from_a_damaged_point_is_refused_before_the_vm_is_touched_a
     assert damaged.damaged_chunks == [{"digest": bad.hex(), "tier": "local"}]
     assert AuditEntry.objects.filter(action="point.damaged", target_id=str(damaged.pk)).count() == 1
     assert Restore.objects.get(kind="vm").status == "failed"
-    assert VirtualMachine.objects.get(pk=vm.pk).backup_job is None
+    assert claims.claim_holder_id(vm.pk) is None
 
 
 def test_a_disk_restore_from_a_damaged_point_is_refused_before_the_target_is_touched(
@@ -136,7 +137,7 @@ def test_a_disk_restore_from_a_damaged_point_is_refused_before_the_target_is_tou
     assert disk_sha256(sim, target.vm.moref, position, target.capacity_bytes) == before
     point.refresh_from_db()
     assert point.damaged and point.damaged_chunks == [{"digest": bad.hex(), "tier": "local"}]
-    assert VirtualMachine.objects.get(pk=target.vm_id).backup_job is None
+    assert claims.claim_holder_id(target.vm_id) is None
 
 
 def test_an_overwrite_while_a_backup_of_the_vm_runs_fails_at_once_and_changes_nothing(
@@ -148,7 +149,7 @@ def test_an_overwrite_while_a_backup_of_the_vm_runs_fails_at_once_and_changes_no
     sim.write_disk_range("lnx-01", 0, 8 * MiB, b"changed since the point" * 1000)
     before = disk_sha256(sim, vm.moref, 0, capacity)
     backup = JobRun.objects.create(kind=BACKUP_KIND, title="Backup lnx-01", status=JobRun.Status.RUNNING)
-    VirtualMachine.objects.filter(pk=vm.pk).update(backup_job=backup.pk)
+    assert claims.claim_vm(vm.pk, backup.pk)
 
     run = run_restore(point, {"mode": "overwrite"}, run_worker, django_capture_on_commit_callbacks)
 
@@ -156,7 +157,7 @@ def test_an_overwrite_while_a_backup_of_the_vm_runs_fails_at_once_and_changes_no
     assert run.error == "A backup of lnx-01 is running; try again when it has finished."
     assert power_state(sim, vm) == "poweredOn"
     assert disk_sha256(sim, vm.moref, 0, capacity) == before
-    assert VirtualMachine.objects.get(pk=vm.pk).backup_job == backup.pk
+    assert claims.claim_holder_id(vm.pk) == backup.pk
 
 
 def test_an_overwrite_holds_the_vms_backup_claim_so_a_backup_started_meanwhile_is_refused(
@@ -169,7 +170,7 @@ def test_an_overwrite_holds_the_vms_backup_claim_so_a_backup_started_meanwhile_i
 
     def power_off_while_a_backup_tries_to_start(conn, moref):
         # The moment between the check and the first write: the restore must hold the VM by now.
-        seen["claim"] = VirtualMachine.objects.get(pk=vm.pk).backup_job
+        seen["claim"] = claims.claim_holder_id(vm.pk)
         seen["backup"] = try_a_backup(vm)
         real_power_off(conn, moref)
 
@@ -181,7 +182,7 @@ def test_an_overwrite_holds_the_vms_backup_claim_so_a_backup_started_meanwhile_i
     assert seen["backup"] == "A restore of lnx-01 is running; this one was not started."
     assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
     assert "Every chunk of the point reads back intact." in [line["msg"] for line in run.log]
-    assert VirtualMachine.objects.get(pk=vm.pk).backup_job is None  # released at the end
+    assert claims.claim_holder_id(vm.pk) is None  # released at the end
     monkeypatch.setattr(vsphere, "power_off", real_power_off)
     assert test_backup.back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
 
