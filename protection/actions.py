@@ -199,16 +199,7 @@ def save_group(
         if conflicts:
             raise SelectionConflict(conflicts[0])
         creating = group is None
-        before = (
-            {}
-            if creating
-            else {
-                "name": group.name,
-                "description": group.description,
-                **_selection_labels(Selection.of(group)),
-                **_policy_values(group.policy),
-            }
-        )
+        before = {} if group is None else _group_values(group)
         group = group or ProtectionGroup(created_by=user if getattr(user, "is_authenticated", False) else None)
         group.name, group.description = name, description
         group.save()
@@ -229,6 +220,16 @@ def save_group(
             record(user, "protection.group_update", target=group, details=_jsonable(changes))
         refresh_membership(actor=user)
     return group
+
+
+def _group_values(group: ProtectionGroup) -> dict[str, Any]:
+    """What a group's audit row compares: its name, description, selection and policy."""
+    return {
+        "name": group.name,
+        "description": group.description,
+        **_selection_labels(Selection.of(group)),
+        **_policy_values(group.policy),
+    }
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:

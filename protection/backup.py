@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.utils import timezone
@@ -24,7 +24,7 @@ from inventory.models import VirtualDisk, VirtualMachine
 from inventory.paths import datacenter_path
 from jobs.models import JobRun
 from jobs.runner import JobCancelled, JobContext, JobFailed
-from protection.models import Policy
+from protection.models import Policy, ProtectionGroup
 from vault import actions as vault_actions
 from vault import engine, healing
 from vault.models import RecoveryPoint, RecoveryPointDisk
@@ -156,7 +156,8 @@ def _read_plan(
 
 
 def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
-    policy = vm.protection_group.policy
+    # protection.jobs.backup checked that the VM is in the group it was queued for.
+    policy = cast(ProtectionGroup, vm.protection_group).policy
     disks = _disks_to_back_up(vm, ctx)
     st = store()
     previous, previous_point = _previous(vm, st)
@@ -177,7 +178,7 @@ def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
             results: list[DiskResult] = []
             try:
                 # The previous point is pinned as the base, so a prune cannot delete it meanwhile.
-                pending = st.begin_point(str(point_id), base=str(previous.pk) if previous_point else None)
+                pending = st.begin_point(str(point_id), base=previous_point.id if previous_point else None)
             except engine.PointNotFound:  # pruned just now: a full read instead (dedup still applies)
                 previous = previous_point = None
                 pending = st.begin_point(str(point_id))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from typing import Any, TypeVar
 from zoneinfo import available_timezones
 
 from django import forms
@@ -31,8 +32,9 @@ class GroupForm(forms.Form):
             raise forms.ValidationError("Another group already has this name.")
         return name
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if not self.errors and not data.get("folders") and not data.get("vms"):
             raise forms.ValidationError("Select at least one folder or VM.")
         return data
@@ -83,13 +85,15 @@ class PolicyForm(forms.ModelForm):
         return _range(self.cleaned_data.get("local_count"), 1, 448, "Keep between 1 and 448 points.")
 
     def clean_parallelism(self) -> int:
-        return _range(self.cleaned_data.get("parallelism"), 1, 16, "Back up 1 to 16 VMs at once.")
+        parallelism: int = self.cleaned_data["parallelism"]  # a required field: a number once it got here
+        return _range(parallelism, 1, 16, "Back up 1 to 16 VMs at once.")
 
     def clean_window_hours(self) -> int | None:
         return _range(self.cleaned_data.get("window_hours"), 1, 24, "The window is 1 to 24 hours, or empty.")
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if "schedule" in data and "timezone" in data:
             try:
                 data["schedule"] = str(parse_schedule(data["schedule"], data["timezone"]))
@@ -110,7 +114,11 @@ class PolicyForm(forms.ModelForm):
         return {name: self.cleaned_data[name] for name in self.Meta.fields}
 
 
-def _range(value: int | None, low: int, high: int, message: str) -> int | None:
+_Number = TypeVar("_Number", bound=int | None)
+
+
+def _range(value: _Number, low: int, high: int, message: str) -> _Number:
+    """The value as given, if it is empty or between low and high."""
     if value is not None and not low <= value <= high:
         raise forms.ValidationError(message)
     return value

@@ -7,8 +7,9 @@ the VM's own "do not protect" mark win over both. Joins and departures are audit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 
@@ -42,7 +43,7 @@ def _selections() -> list[_Selection]:
     ]
 
 
-def _covering_group(vm: dict, selections: list[_Selection]) -> tuple[_Selection | None, str]:
+def _covering_group(vm: Mapping[str, Any], selections: list[_Selection]) -> tuple[_Selection | None, str]:
     """The group covering one VM and why, from plain values (no queries)."""
     if vm["do_not_protect"]:
         return None, "marked do not protect"
@@ -69,7 +70,7 @@ def refresh_membership(*, vm_ids: Iterable[int] | None = None, actor: object = A
         vms = vms.filter(pk__in=list(vm_ids))
     rows = vms.values("pk", "name", "vcenter_id", "folder__path", "do_not_protect", "protection_group_id")
     by_group: dict[int | None, list[int]] = {}
-    changes: list[tuple[dict, _Selection | None, str]] = []
+    changes: list[tuple[Mapping[str, Any], _Selection | None, str]] = []
     for vm in rows.iterator(chunk_size=2000):
         selection, reason = _covering_group(vm, selections)
         wanted = selection.group_id if selection else None
@@ -87,7 +88,7 @@ def refresh_membership(*, vm_ids: Iterable[int] | None = None, actor: object = A
     return {"joined": joined, "left": len(changes) - joined}
 
 
-def _audit(actor: object, vm: dict, selection: _Selection | None, old_group: str | None, reason: str):
+def _audit(actor: object, vm: Mapping[str, Any], selection: _Selection | None, old_group: str | None, reason: str):
     target = VirtualMachine(pk=vm["pk"], name=vm["name"])
     if selection:
         return entry(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import cast
 
 from django.db.models import Max, Q
 from django.utils import timezone
 
 from inventory.models import VirtualMachine
-from protection.models import Policy
+from protection.models import Policy, ProtectionGroup
 
 DEFAULT_GRACE = dt.timedelta(hours=4)
 
@@ -61,7 +62,7 @@ def rpo_states(now: dt.datetime | None = None) -> dict[int, RpoState]:
     joined = _joined_at()
     states = {}
     for vm in vms:
-        group = vm.protection_group
+        group = cast(ProtectionGroup, vm.protection_group)  # the query keeps only VMs in a group
         policy = getattr(group, "policy", None)
         slot = due_slot(policy, now) if policy else None
         since = joined.get(vm.pk) or group.created

@@ -71,7 +71,8 @@ class Command(BaseCommand):
             data["local_days"] = None
         form = PolicyForm({k: ("" if v is None else v) for k, v in data.items() if v is not False})
         if not form.is_valid():
-            raise CommandError("; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()))
+            problems = (f"{name}: {' '.join(map(str, errors))}" for name, errors in form.errors.items())
+            raise CommandError("; ".join(problems))
         try:
             group = actions.save_group(
                 None,
