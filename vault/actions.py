@@ -210,7 +210,11 @@ def lock_point(user: Any, point: RecoveryPoint, until: dt.datetime) -> RecoveryP
         before = point.locked_until
         point.locked_until = until
         point.save(update_fields=["locked_until"])
-        details = {"vm": point.vm.name, "from": before.isoformat() if before else None, "until": until.isoformat()}
+        details: dict[str, Any] = {
+            "vm": point.vm.name,
+            "from": before.isoformat() if before else None,
+            "until": until.isoformat(),
+        }
         details["immutable_in_vault"] = lock_in_vault(point)
         record(user, "point.lock", target=point, details=details)
     return point
@@ -318,7 +322,7 @@ def plan_prune(now: dt.datetime | None = None) -> PrunePlan:
     for point in points:
         by_vm[point.vm_id].append(point)
     for vm_points in by_vm.values():
-        policy = next((p.group.policy for p in vm_points if p.group_id and hasattr(p.group, "policy")), None)
+        policy = next((p.group.policy for p in vm_points if p.group and hasattr(p.group, "policy")), None)
         if policy is None:
             plan.kept += len(vm_points)  # no policy any more: keep everything until someone decides
             continue

@@ -70,8 +70,9 @@ class VaultSettingsForm(forms.ModelForm):
             )
         return value
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         kind = data.get("kind")
         if kind == VaultSettings.Kind.DIRECTORY and not (data.get("directory") or "").startswith("/"):
             self.add_error("directory", "An absolute path to a directory this server can write.")
@@ -84,7 +85,7 @@ class VaultSettingsForm(forms.ModelForm):
                 )
             if auth != VaultSettings.Auth.DEFAULT_CREDENTIAL and not data.get("secret") and not stored:
                 self.add_error("secret", "Required for this kind of access.")
-        rs = [data.get("rs_subscription_id"), data.get("rs_resource_group"), data.get("rs_vault_name")]
+        rs = [data.get(name) or "" for name in ("rs_subscription_id", "rs_resource_group", "rs_vault_name")]
         if any(rs) and not all(rs):
             self.add_error("rs_vault_name", "Give subscription, resource group and vault name, or none of them.")
         elif all(rs):

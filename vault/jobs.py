@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from django.utils import timezone
@@ -56,6 +57,11 @@ def replicate(ctx: JobContext, point_ids: list[str]) -> dict[str, Any]:
             raise JobFailed(f"{_label(point)} is no longer in the local store, so it cannot be replicated.")
         ctx.log(f"{_label(point)}: replicating to {vault.description}.")
         ctx.set_total(None, "chunks")
+
+        def show_progress(done: int, total: int) -> None:
+            ctx.set_total(total, "chunks")  # the total is known once the point's indexes are read
+            ctx.progress(done)
+
         try:
             stats = engine.replicate_point(
                 st,
@@ -63,7 +69,7 @@ def replicate(ctx: JobContext, point_ids: list[str]) -> dict[str, Any]:
                 str(point.pk),
                 threads=config.upload_threads,
                 bytes_per_second=limit,
-                progress=lambda done, total: (ctx.set_total(total, "chunks"), ctx.progress(done)),
+                progress=show_progress,
                 should_cancel=ctx.cancel_requested,
                 meta={"replicated_at": timezone.now().isoformat()},
             )
@@ -264,6 +270,30 @@ def enqueue_maintenance(user: Any = None) -> list[Any]:
         previous = enqueue(kind, user=user, after=previous)
         runs.append(previous)
     return runs
+
+
+def enqueue_verify(
+    tier: str,
+    *,
+    user: Any = None,
+    vm_name: str | None = None,
+    points: Iterable[RecoveryPoint] | None = None,
+    target_label: str | None = None,
+    allow_empty: bool = False,
+) -> JobRun:
+    """Queue one verify of the points held in `tier`: all of them, one VM's, or those given (the page, `manage.py
+    verify` and `manage.py vault verify` all start one here). Raises VaultActionError when there is nothing to
+    verify, unless `allow_empty`: the Vault page's buttons always start a job, which reports it verified nothing."""
+    scope = RecoveryPoint.objects.in_tier(tier)
+    if vm_name:
+        scope = scope.filter(vm__name=vm_name)
+    if points is not None:
+        scope = scope.filter(pk__in=[point.pk for point in points])
+    ids = [str(pk) for pk in scope.values_list("pk", flat=True)]
+    if not ids and not allow_empty:
+        raise actions.VaultActionError(f"No recovery point to verify in the {tier} tier.")
+    label = target_label or f"{len(ids)} point(s)"
+    return enqueue(VERIFY_KIND, params={"point_ids": ids, "tier": tier}, user=user, target_label=label)
 
 
 def enqueue_lagging_replications() -> int:

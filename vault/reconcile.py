@@ -22,9 +22,9 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -341,18 +341,27 @@ def _why_not_adoptable(point_id: str, point: engine.Point | None, meta: dict[str
         return "its manifest's description of the backup is malformed"
     try:
         disks = {str(disk["key"]) for disk in meta["disks"] if all(k in disk for k in DISK_META_KEYS)}
-        created, completed = parse_datetime(meta["created"]), parse_datetime(meta["completed"])
+        times = _backup_times(meta)
     except (TypeError, ValueError, KeyError):
         return "its manifest's description of the backup is malformed"
-    if disks != set(point.disk_keys) or len(meta["disks"]) != len(disks) or not (created and completed):
+    if disks != set(point.disk_keys) or len(meta["disks"]) != len(disks) or times is None:
         return "its manifest's description of the backup does not match its disks"
     if not VirtualMachine.objects.filter(pk=meta["vm_id"], instance_uuid=meta["instance_uuid"]).exists():
         return "its VM is no longer in the inventory"
     return ""
 
 
-def _create_row(point_id: str, meta: dict[str, Any]) -> RecoveryPoint:
+def _backup_times(meta: dict[str, Any]) -> tuple[dt.datetime, dt.datetime] | None:
+    """(created, completed) of the backup the meta describes; None when either is not a date-time."""
     created, completed = parse_datetime(meta["created"]), parse_datetime(meta["completed"])
+    return (created, completed) if created and completed else None
+
+
+def _create_row(point_id: str, meta: dict[str, Any]) -> RecoveryPoint:
+    times = _backup_times(meta)
+    if times is None:  # _why_not_adoptable refuses such a point before any row is made
+        raise ValueError(f"point {point_id}: its manifest does not say when the backup ran")
+    created, completed = times
     row = RecoveryPoint.objects.create(
         id=uuid.UUID(point_id),
         vm=VirtualMachine.objects.get(pk=meta["vm_id"]),
@@ -383,9 +392,10 @@ def _existing(relation: str, pk: Any) -> Any:
     deleted group or job must not keep a point from being adopted."""
     if pk is None:
         return None
-    model = RecoveryPoint._meta.get_field(relation).related_model
+    # Both relations are foreign keys, so the related model is a class, never None or "self".
+    model = cast(type[models.Model], RecoveryPoint._meta.get_field(relation).related_model)
     try:
-        return pk if model.objects.filter(pk=pk).exists() else None
+        return pk if model._default_manager.filter(pk=pk).exists() else None
     except (TypeError, ValueError):
         return None
 
@@ -404,7 +414,7 @@ def _is_uuid(value: str) -> bool:
 
 def _published_at(store: engine.Store, point_id: str, point: engine.Point | None) -> dt.datetime | None:
     """When the point was committed: its manifest says so; for an unreadable one, its directory's time."""
-    stamp = point.manifest.get("committed_at") if point is not None else None
+    stamp = point.manifest.committed_at if point is not None else None
     if isinstance(stamp, str):
         parsed = parse_datetime(stamp.replace("Z", "+00:00"))
         if parsed is not None:

@@ -6,6 +6,7 @@ Views stay thin: check the permission, call an action or enqueue a job, respond.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -24,13 +25,15 @@ MANAGE = "vault.change_recoverypoint"
 CONFIGURE = "vault.change_vaultsettings"
 
 # What the maintenance buttons start: (job kind, params).
-MAINTENANCE = {
+MAINTENANCE: dict[str, tuple[str, dict[str, Any]]] = {
     "prune": (jobs.PRUNE_KIND, {}),
     "gc": (jobs.GC_KIND, {}),
     "tier": (jobs.TIER_KIND, {}),
     "usage": (jobs.USAGE_KIND, {}),
     "repair": (jobs.REPAIR_KIND, {}),
 }
+# The verify buttons: which tier each one checks.
+VERIFY_TIERS = {"verify": LOCAL_TIER, "verify-vault": VAULT_TIER}
 
 
 def _page(request: HttpRequest, **extra) -> HttpResponse:
@@ -106,21 +109,20 @@ def import_key(request: HttpRequest) -> HttpResponse:
 @permission_required(MANAGE, raise_exception=True)
 @require_POST
 def start(request: HttpRequest, task: str) -> HttpResponse:
-    if task == "replicate":
+    if task in VERIFY_TIERS:
+        run = jobs.enqueue_verify(VERIFY_TIERS[task], user=request.user, target_label="vault", allow_empty=True)
+    elif task == "replicate":
         backlog = actions.replication_backlog()
         if not backlog:
             messages.info(request, "Nothing waits for the vault.")
             return redirect("vault:index")
-        kind, params = actions.REPLICATE_KIND, {"point_ids": [str(p.pk) for p in backlog]}
-    elif task in ("verify", "verify-vault"):
-        tier = VAULT_TIER if task == "verify-vault" else LOCAL_TIER
-        ids = [str(pk) for pk in RecoveryPoint.objects.in_tier(tier).values_list("pk", flat=True)]
-        kind, params = jobs.VERIFY_KIND, {"point_ids": ids, "tier": tier}
+        params = {"point_ids": [str(p.pk) for p in backlog]}
+        run = runner.enqueue(actions.REPLICATE_KIND, params=params, user=request.user, target_label="vault")
     elif task in MAINTENANCE:
         kind, params = MAINTENANCE[task]
+        run = runner.enqueue(kind, params=params, user=request.user, target_label="vault")
     else:
         return HttpResponse(status=404)
-    run = runner.enqueue(kind, params=params, user=request.user, target_label="vault")
     return redirect("jobs:detail", run.pk)
 
 

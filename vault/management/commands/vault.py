@@ -16,6 +16,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from jobs import runner
 from jobs.cli import wait_for_job
+from jobs.models import JobRun
 from lib.cli import print_json, print_table
 from vault import actions, healing, jobs, queries
 from vault.models import LOCAL_TIER, VAULT_TIER, RecoveryPoint, VaultSettings
@@ -100,7 +101,7 @@ class Command(BaseCommand):
             print_json(self.stdout, info.as_dict())
             return
         ratio = lambda r: f"{r:.2f}x" if r else "—"  # noqa: E731
-        rows = [
+        rows: list[list[Any]] = [
             ["vault", info.description + (" (encrypted)" if info.config.encrypted else "")],
             ["local points", info.local_points],
             ["local store used", _mib(info.local_used_bytes)],
@@ -168,7 +169,9 @@ class Command(BaseCommand):
         return found
 
     def _start(self, kind: str, params: dict[str, Any], wait: bool, label: str) -> None:
-        run = runner.enqueue(kind, params=params, target_label=label)
+        self._follow(runner.enqueue(kind, params=params, target_label=label), wait)
+
+    def _follow(self, run: JobRun, wait: bool) -> None:
         self.stdout.write(f"{run.title}: job {run.pk}.")
         if wait:
             wait_for_job(self.stdout, run)
@@ -185,11 +188,8 @@ class Command(BaseCommand):
 
     def do_verify(self, options: dict[str, Any]) -> None:
         tier = VAULT_TIER if options["vault"] else LOCAL_TIER
-        points = self._points(options["points"], RecoveryPoint.objects.in_tier(tier))
-        if not points:
-            raise CommandError(f"No recovery point to verify in the {tier} tier.")
-        ids = [str(p.pk) for p in points]
-        self._start(jobs.VERIFY_KIND, {"point_ids": ids, "tier": tier}, options["wait"], f"{len(ids)} point(s)")
+        chosen = self._points(options["points"], []) if options["points"] else None  # None: every point in the tier
+        self._follow(jobs.enqueue_verify(tier, points=chosen), options["wait"])
 
     def do_repair(self, options: dict[str, Any]) -> None:
         known = healing.recorded_damage()

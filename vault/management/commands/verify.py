@@ -6,10 +6,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from jobs import runner
 from jobs.cli import wait_for_job
-from vault.jobs import VERIFY_KIND
-from vault.models import LOCAL_TIER, RecoveryPoint
+from vault.actions import VaultActionError
+from vault.jobs import enqueue_verify
+from vault.models import LOCAL_TIER
 
 
 class Command(BaseCommand):
@@ -20,13 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        points = RecoveryPoint.objects.in_tier(LOCAL_TIER)
-        if options["vm"]:
-            points = points.filter(vm__name=options["vm"])
-        ids = [str(pk) for pk in points.values_list("pk", flat=True)]
-        if not ids:
-            raise CommandError("No recovery point to verify.")
-        run = runner.enqueue(VERIFY_KIND, params={"point_ids": ids}, target_label=options["vm"] or "all VMs")
-        self.stdout.write(f"Verifying {len(ids)} point(s) (job {run.pk}).")
+        vm_name = options["vm"]
+        try:
+            run = enqueue_verify(LOCAL_TIER, vm_name=vm_name, target_label=vm_name or "all VMs")
+        except VaultActionError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Verifying {len(run.params['point_ids'])} point(s) (job {run.pk}).")
         if options["wait"]:
             wait_for_job(self.stdout, run)
