@@ -16,6 +16,11 @@ def sees_every_vm(user: Any) -> bool:
     return any(user.has_perm(perm) for perm in SEE_ALL)
 
 
+def lacks_grants(user: Any) -> bool:
+    """True for someone who sees only granted VMs and has no grant (the page says why it is empty)."""
+    return not sees_every_vm(user) and not RestoreGrant.objects.filter(user=user).exists()
+
+
 def visible_vms(user: Any) -> QuerySet[VirtualMachine]:
     """VMs whose recovery points `user` may list: all for administrators and auditors; for restore
     operators those in the protection groups and folders granted to them (none without a grant)."""

@@ -1,4 +1,5 @@
-"""One file out of a recovery point as an HTTP response, shared by the page and the JSON API.
+"""Downloads out of a recovery point as HTTP responses: one file (shared by the page and the JSON
+API), or a selection of files and folders as one zip.
 
 The bytes are streamed as read; the Restore row is completed with the bytes actually sent when the
 stream ends (or is cut off), and the content type never lets a browser render restored content as
@@ -8,15 +9,16 @@ one of our pages.
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from django.http import StreamingHttpResponse
 
-from recovery import actions
+from recovery import actions, browse
 from recovery import filesystems as fs
 from recovery.models import Restore
+from recovery.zipstream import ZipItem, stream_zip
 from vault.models import RecoveryPoint
 
 PIECE = 1024 * 1024
@@ -43,6 +45,31 @@ def pieces(stream: BinaryIO, restore: Restore) -> Iterator[bytes]:
         error = ""
     finally:
         stream.close()
+        actions.finish_restore(restore, bytes_done=sent, error=error)
+
+
+def zip_response(user: Any, point: RecoveryPoint, items: list[browse.Item]) -> StreamingHttpResponse:
+    """Record the download of a selection (Restore row + audit entry) and stream it as one zip, its
+    folders walked as the archive is written."""
+    restore = actions.start_file_restore(user, point, [str(i) for i in items], planned_bytes=0)
+    entries = (zip_item for zip_item, _size in browse.expand(point, items))  # lazy: read while sent
+    response = StreamingHttpResponse(zip_pieces(entries, restore), content_type="application/zip")
+    response["Content-Disposition"] = attachment(f"{point.vm.name}-{point.created:%Y%m%d-%H%M}.zip")
+    return response
+
+
+def zip_pieces(entries: Iterable[ZipItem], restore: Restore) -> Iterator[bytes]:
+    """The archive's bytes; the Restore row counts the bytes of the files sent whole, not of the zip."""
+    sent, error = 0, "download interrupted"
+
+    def count(_name: str, size: int) -> None:
+        nonlocal sent
+        sent += size
+
+    try:
+        yield from stream_zip(entries, on_file=count)
+        error = ""
+    finally:
         actions.finish_restore(restore, bytes_done=sent, error=error)
 
 

@@ -7,13 +7,14 @@ the same answer as the page), and every download is recorded through `recovery.a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -22,7 +23,6 @@ from recovery import access, actions, browse, downloads
 from recovery import filesystems as fs
 from recovery.forms import GrantForm, RestoreVmForm
 from recovery.models import RestoreGrant
-from recovery.zipstream import stream_zip
 from vault.models import RecoveryPoint
 
 BASKET = "recovery-basket"  # session key: {point id: [item strings]}
@@ -33,7 +33,7 @@ def _require_any_view(request: HttpRequest) -> None:
         raise PermissionDenied
 
 
-def _point_for(request: HttpRequest, pk, *, download: bool = False) -> RecoveryPoint:
+def _point_for(request: HttpRequest, pk: UUID, *, download: bool = False) -> RecoveryPoint:
     point = get_object_or_404(RecoveryPoint.objects.select_related("vm"), pk=pk)
     allowed = access.can_download if download else access.can_browse
     if not allowed(request.user, point.vm):
@@ -52,8 +52,8 @@ def index(request: HttpRequest) -> HttpResponse:
         .select_related("vcenter")
         .order_by("name")
     )
-    no_grants = not access.sees_every_vm(request.user) and not request.user.restore_grants.exists()
-    return render(request, "recovery/index.html", {"vms": vms, "q": query, "no_grants": no_grants})
+    context = {"vms": vms, "q": query, "no_grants": access.lacks_grants(request.user)}
+    return render(request, "recovery/index.html", context)
 
 
 def vm_points(request: HttpRequest, vm_id: int) -> HttpResponse:
@@ -65,7 +65,7 @@ def vm_points(request: HttpRequest, vm_id: int) -> HttpResponse:
     )
 
 
-def point_detail(request: HttpRequest, pk) -> HttpResponse:
+def point_detail(request: HttpRequest, pk: UUID) -> HttpResponse:
     point = _point_for(request, pk)
     try:
         disks = browse.disk_views(point)
@@ -77,7 +77,7 @@ def point_detail(request: HttpRequest, pk) -> HttpResponse:
     return render(request, "recovery/point.html", context)
 
 
-def folder(request: HttpRequest, pk, disk: int, volume: int) -> HttpResponse:
+def folder(request: HttpRequest, pk: UUID, disk: int, volume: int) -> HttpResponse:
     point = _point_for(request, pk)
     path = request.GET.get("path", "/") or "/"
     context = {"point": point, "disk": disk, "volume_index": volume, "path": path, "basket": _basket(request, point)}
@@ -104,7 +104,7 @@ def _crumbs(path: str) -> list[tuple[str, str]]:
     return crumbs
 
 
-def download(request: HttpRequest, pk, disk: int, volume: int) -> StreamingHttpResponse:
+def download(request: HttpRequest, pk: UUID, disk: int, volume: int) -> StreamingHttpResponse:
     point = _point_for(request, pk, download=True)
     path = request.GET.get("path", "")
     try:
@@ -130,7 +130,7 @@ def _basket(request: HttpRequest, point: RecoveryPoint) -> list[str]:
 
 
 @require_POST
-def select(request: HttpRequest, pk) -> HttpResponse:
+def select(request: HttpRequest, pk: UUID) -> HttpResponse:
     point = _point_for(request, pk, download=True)
     try:
         item = str(browse.Item.parse(request.POST.get("item", "")))
@@ -148,7 +148,7 @@ def select(request: HttpRequest, pk) -> HttpResponse:
 
 
 @require_POST
-def download_zip(request: HttpRequest, pk) -> StreamingHttpResponse:
+def download_zip(request: HttpRequest, pk: UUID) -> HttpResponseBase:
     point = _point_for(request, pk, download=True)
     chosen = request.POST.getlist("item") or _basket(request, point)
     try:
@@ -158,28 +158,10 @@ def download_zip(request: HttpRequest, pk) -> StreamingHttpResponse:
     if not items:
         messages.error(request, "Select files or folders first.")
         return redirect("recovery:point", point.pk)
-    restore = actions.start_file_restore(request.user, point, [str(i) for i in items], planned_bytes=0)
-    totals = {"bytes": 0}
-
-    def on_file(_name: str, size: int) -> None:
-        totals["bytes"] += size
-
-    def generate() -> Iterator[bytes]:
-        error = "download interrupted"
-        try:
-            entries = (zip_item for zip_item, _size in browse.expand(point, items))
-            yield from stream_zip(entries, on_file=on_file)
-            error = ""
-        finally:
-            actions.finish_restore(restore, bytes_done=totals["bytes"], error=error)
-
-    name = f"{point.vm.name}-{point.created:%Y%m%d-%H%M}.zip"
-    response = StreamingHttpResponse(generate(), content_type="application/zip")
-    response["Content-Disposition"] = downloads.attachment(name)
-    return response
+    return downloads.zip_response(request.user, point, items)
 
 
-def search(request: HttpRequest, pk) -> HttpResponse:
+def search(request: HttpRequest, pk: UUID) -> HttpResponse:
     point = _point_for(request, pk)
     query = request.GET.get("q", "").strip()
     context = {"point": point, "q": query, "results": [], "can_download": access.can_download(request.user, point.vm)}
@@ -195,7 +177,7 @@ def search(request: HttpRequest, pk) -> HttpResponse:
     return render(request, template, context)
 
 
-def versions(request: HttpRequest, pk, disk: int, volume: int) -> HttpResponse:
+def versions(request: HttpRequest, pk: UUID, disk: int, volume: int) -> HttpResponse:
     point = _point_for(request, pk)
     path = request.GET.get("path", "")
     try:
@@ -213,7 +195,7 @@ def versions(request: HttpRequest, pk, disk: int, volume: int) -> HttpResponse:
 
 
 @permission_required("recovery.restore_vms", raise_exception=True)
-def restore_vm(request: HttpRequest, pk) -> HttpResponse:
+def restore_vm(request: HttpRequest, pk: UUID) -> HttpResponse:
     point = get_object_or_404(RecoveryPoint.objects.select_related("vm__vcenter"), pk=pk)
     form = RestoreVmForm(request.POST or None, point=point)
     if request.method == "POST" and form.is_valid():
