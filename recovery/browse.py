@@ -50,6 +50,15 @@ class DiskView:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class OtherVersion:
+    """The same path in another point of the VM: its entry, or a note saying why there is none."""
+
+    point: RecoveryPoint
+    entry: fs.Entry | None = None
+    note: str = ""
+
+
 def _source(point: RecoveryPoint) -> engine.TieredStore:
     source = tiered_store()
     if not point.local and source.vault is not None:
@@ -87,7 +96,7 @@ def open_filesystem(point: RecoveryPoint, disk_key: int, volume: int) -> fs.File
 
 
 def search(point: RecoveryPoint, pattern: str, limit: int = 200) -> list[tuple[DiskView, fs.Volume, fs.Entry]]:
-    found = []
+    found: list[tuple[DiskView, fs.Volume, fs.Entry]] = []
     for view in disk_views(point):
         if view.layout is None:
             continue
@@ -100,20 +109,19 @@ def search(point: RecoveryPoint, pattern: str, limit: int = 200) -> list[tuple[D
     return found
 
 
-def other_versions(point: RecoveryPoint, disk_key: int, volume: int, path: str, limit: int = 30) -> list[dict]:
+def other_versions(point: RecoveryPoint, disk_key: int, volume: int, path: str, limit: int = 30) -> list[OtherVersion]:
     """The same path in the VM's other points (newest first): size and time, or absent."""
-    rows = []
     points = RecoveryPoint.objects.filter(vm=point.vm, disks__key=disk_key).order_by("-created")[:limit]
-    for other in points:
-        row = {"point": other, "entry": None, "note": ""}
-        try:
-            row["entry"] = open_filesystem(other, disk_key, volume).stat(path)
-        except fs.NotFound:
-            row["note"] = "not in this point"
-        except (fs.FileSystemError, PointUnavailable) as exc:
-            row["note"] = str(exc)
-        rows.append(row)
-    return rows
+    return [_version_in(other, disk_key, volume, path) for other in points]
+
+
+def _version_in(point: RecoveryPoint, disk_key: int, volume: int, path: str) -> OtherVersion:
+    try:
+        return OtherVersion(point, open_filesystem(point, disk_key, volume).stat(path))
+    except fs.NotFound:
+        return OtherVersion(point, note="not in this point")
+    except (fs.FileSystemError, PointUnavailable) as exc:
+        return OtherVersion(point, note=str(exc))
 
 
 def expand(point: RecoveryPoint, items: list[Item]) -> Iterator[tuple[ZipItem, int]]:

@@ -1,13 +1,42 @@
-"""The whole-VM restore form: a new VM elsewhere, or over the original after a typed confirmation."""
+"""The whole-VM restore form (a new VM elsewhere, or over the original after a typed confirmation),
+and the form granting a restore operator a protection group or a folder."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
 
 from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualDisk, VirtualMachine
+from protection.models import ProtectionGroup
 from vault.models import RecoveryPoint
+
+_Field = TypeVar("_Field", bound=forms.Field)
+
+
+def field_of(form: forms.BaseForm, name: str, kind: type[_Field]) -> _Field:
+    """The form's own copy of a declared field, as the class it was declared with (form.fields is
+    typed as holding plain Fields)."""
+    field = form.fields[name]
+    if not isinstance(field, kind):
+        raise TypeError(f"{name} is a {type(field).__name__}, not a {kind.__name__}")
+    return field
+
+
+def _set_queryset(form: forms.BaseForm, name: str, queryset: QuerySet[Any]) -> None:
+    field_of(form, name, forms.ModelChoiceField).queryset = queryset
+
+
+class _DatastoreField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Datastore) -> str:
+        return f"{obj.name} ({obj.free_bytes / 2**30:,.0f} GiB free)" if obj.capacity_bytes else obj.name
+
+
+class _TargetDiskField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: VirtualDisk) -> str:
+        return f"{obj.vm.name} — {obj.label} ({obj.capacity_bytes / 2**30:,.1f} GiB)"
 
 
 class RestoreVmForm(forms.Form):
@@ -21,10 +50,10 @@ class RestoreVmForm(forms.Form):
     name = forms.CharField(max_length=80, required=False, label="New VM name")
     folder = forms.ModelChoiceField(Folder.objects.none(), required=False)
     pool = forms.ModelChoiceField(ResourcePool.objects.none(), required=False, label="Resource pool")
-    datastore = forms.ModelChoiceField(Datastore.objects.none(), required=False)
+    datastore = _DatastoreField(Datastore.objects.none(), required=False)
     host = forms.ModelChoiceField(Host.objects.none(), required=False, label="Host (optional)")
     source_disk = forms.TypedChoiceField(coerce=int, required=False, label="Disk of the point")
-    target_disk = forms.ModelChoiceField(VirtualDisk.objects.none(), required=False, label="Replace this disk")
+    target_disk = _TargetDiskField(VirtualDisk.objects.none(), required=False, label="Replace this disk")
     confirm = forms.CharField(
         required=False,
         label="Type the name of the VM that will be overwritten to confirm",
@@ -36,29 +65,21 @@ class RestoreVmForm(forms.Form):
         self.point = point
         vm = point.vm
         same_dc = {"vcenter_id": vm.vcenter_id, "datacenter_id": vm.datacenter_id}
-        self.fields["folder"].queryset = Folder.objects.filter(removed_at__isnull=True, **same_dc)
-        self.fields["pool"].queryset = ResourcePool.objects.filter(**same_dc).order_by("name")
-        self.fields["datastore"].queryset = Datastore.objects.filter(**same_dc).order_by("name")
-        self.fields["host"].queryset = Host.objects.filter(**same_dc).order_by("name")
+        _set_queryset(self, "folder", Folder.objects.filter(removed_at__isnull=True, **same_dc))
+        _set_queryset(self, "pool", ResourcePool.objects.filter(**same_dc).order_by("name"))
+        _set_queryset(self, "datastore", Datastore.objects.filter(**same_dc).order_by("name"))
+        _set_queryset(self, "host", Host.objects.filter(**same_dc).order_by("name"))
         self.fields["name"].initial = f"{vm.name}-restored"
-        self.fields["source_disk"].choices = [
+        field_of(self, "source_disk", forms.ChoiceField).choices = [
             (d.key, f"{d.label} ({d.capacity_bytes / 2**30:,.1f} GiB)") for d in point.disks.all()
         ]
-        self.fields["target_disk"].queryset = (
-            VirtualDisk.objects.filter(vm__vcenter_id=vm.vcenter_id, vm__removed_at__isnull=True)
-            .select_related("vm")
-            .order_by("vm__name", "key")
-        )
-        self.fields["target_disk"].label_from_instance = lambda d: (
-            f"{d.vm.name} — {d.label} ({d.capacity_bytes / 2**30:,.1f} GiB)"
-        )
+        disks = VirtualDisk.objects.filter(vm__vcenter_id=vm.vcenter_id, vm__removed_at__isnull=True)
+        _set_queryset(self, "target_disk", disks.select_related("vm").order_by("vm__name", "key"))
         self.fields["folder"].initial = vm.folder_id
-        self.fields["datastore"].label_from_instance = lambda ds: (
-            f"{ds.name} ({ds.free_bytes / 2**30:,.0f} GiB free)" if ds.capacity_bytes else ds.name
-        )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("mode") == "disk":
             return self._clean_disk(data)
         if data.get("mode") == "overwrite":
@@ -80,7 +101,8 @@ class RestoreVmForm(forms.Form):
         return data
 
     def _clean_disk(self, data: dict[str, Any]) -> dict[str, Any]:
-        source = self.point.disks.filter(key=data.get("source_disk")).first()
+        source_key = data.get("source_disk")
+        source = None if source_key is None else self.point.disks.filter(key=source_key).first()
         target = data.get("target_disk")
         if source is None:
             self.add_error("source_disk", "Choose a disk of the point.")
@@ -112,28 +134,28 @@ class RestoreVmForm(forms.Form):
 
 
 class GrantForm(forms.Form):
-    user = forms.ModelChoiceField(queryset=None, label="Restore operator")  # set in __init__
-    group = forms.ModelChoiceField(queryset=None, required=False, label="Protection group")
-    folder = forms.ModelChoiceField(queryset=None, required=False, label="or a folder (with its subfolders)")
+    # The querysets are set in __init__.
+    user: forms.ModelChoiceField[User] = forms.ModelChoiceField(queryset=None, label="Restore operator")
+    group: forms.ModelChoiceField[ProtectionGroup] = forms.ModelChoiceField(
+        queryset=None, required=False, label="Protection group"
+    )
+    folder: forms.ModelChoiceField[Folder] = forms.ModelChoiceField(
+        queryset=None, required=False, label="or a folder (with its subfolders)"
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from django.contrib.auth import get_user_model
-        from django.db.models import Q
-
-        from protection.models import ProtectionGroup
-
         super().__init__(*args, **kwargs)
         perm = Q(groups__permissions__codename="browse_recoverypoints") | Q(
             user_permissions__codename="browse_recoverypoints"
         )
-        self.fields["user"].queryset = (
-            get_user_model().objects.filter(perm, is_active=True).distinct().order_by("username")
-        )
-        self.fields["group"].queryset = ProtectionGroup.objects.order_by("name")
-        self.fields["folder"].queryset = Folder.objects.filter(removed_at__isnull=True).order_by("path")
+        users = User.objects.filter(perm, is_active=True).distinct().order_by("username")
+        _set_queryset(self, "user", users)
+        _set_queryset(self, "group", ProtectionGroup.objects.order_by("name"))
+        _set_queryset(self, "folder", Folder.objects.filter(removed_at__isnull=True).order_by("path"))
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if bool(data.get("group")) == bool(data.get("folder")):
             raise forms.ValidationError("Choose a protection group or a folder (one of them).")
         return data

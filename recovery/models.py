@@ -65,5 +65,11 @@ class RestoreGrant(models.Model):
         ]
 
     def __str__(self) -> str:
-        scope = f"group {self.group}" if self.group_id else f"folder {self.folder.path if self.folder else '?'}"
-        return f"{self.user} may restore from {scope}"
+        return f"{self.user} may restore from {self.scope}"
+
+    @property
+    def scope(self) -> str:
+        """What the grant covers: "group NAME" or "folder PATH" (the constraint makes it one of them)."""
+        if self.group is not None:
+            return f"group {self.group.name}"
+        return f"folder {self.folder.path if self.folder is not None else '?'}"

@@ -54,6 +54,9 @@ class _Sink:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass  # zipfile never closes a file object it was given; part of the file protocol it declares
+
     def drain(self) -> bytes:
         out = b"".join(self._parts)
         self._parts.clear()

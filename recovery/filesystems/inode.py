@@ -19,6 +19,8 @@ def _uid_owner(uid: int) -> tuple[str, str | None]:
 class InodeFileSystem(FileSystem):
     """ext and XFS; nodes are dissect INodes. Names compare exactly, as the kernel does."""
 
+    _fs: Any  # dissect's ExtFS or XFS, opened by the subclass
+
     def _root_node(self) -> Any:
         return self._fs.root
 

@@ -30,8 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list"]:
             rows = [
-                [g.user.get_username(), f"group {g.group.name}" if g.group else f"folder {g.folder.path}"]
-                for g in RestoreGrant.objects.select_related("user", "group", "folder")
+                [g.user.get_username(), g.scope] for g in RestoreGrant.objects.select_related("user", "group", "folder")
             ]
             print_table(self.stdout, ["USER", "MAY RESTORE FILES FROM"], rows)
             return

@@ -10,6 +10,7 @@ from lib.cli import print_json, print_table
 from recovery import browse
 from recovery import filesystems as fs
 from recovery.management.commands._points import find_point, parse_item
+from vault.models import RecoveryPoint
 
 
 class Command(BaseCommand):
@@ -23,10 +24,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         point = find_point(options["vm"], options["point"])
-        if not options["path"]:
+        if options["path"]:
+            self._list_folder(point, options["path"], as_json=options["json"])
+        else:
+            self._list_volumes(point, as_json=options["json"])
+
+    def _list_volumes(self, point: RecoveryPoint, *, as_json: bool) -> None:
+        volumes = [(view.disk.key, volume) for view in browse.disk_views(point) for volume in _volumes_of(view)]
+        if as_json:
             rows = [
                 {
-                    "disk": view.disk.key,
+                    "disk": disk,
                     "volume": volume.index,
                     "label": volume.label,
                     "fs": volume.fs_type,
@@ -34,37 +42,32 @@ class Command(BaseCommand):
                     "browsable": volume.browsable,
                     "reason": volume.reason,
                 }
-                for view in browse.disk_views(point)
-                for volume in (view.layout.volumes if view.layout else [])
+                for disk, volume in volumes
             ]
-            if options["json"]:
-                print_json(self.stdout, rows)
-            else:
-                table = [
-                    [f"{r['disk']}:{r['volume']}:", r["label"] or "", r["fs"] or "", r["size"], r["reason"]]
-                    for r in rows
-                ]
-                print_table(self.stdout, ["VOLUME", "LABEL", "FS", "BYTES", "NOTE"], table)
+            print_json(self.stdout, rows)
             return
-        item = parse_item(point, options["path"])
+        table = [[f"{disk}:{v.index}:", v.label or "", v.fs_type or "", v.size, v.reason] for disk, v in volumes]
+        print_table(self.stdout, ["VOLUME", "LABEL", "FS", "BYTES", "NOTE"], table)
+
+    def _list_folder(self, point: RecoveryPoint, path: str, *, as_json: bool) -> None:
+        item = parse_item(point, path)
         try:
             entries = browse.open_filesystem(point, item.disk, item.volume).list_dir(item.path)
         except (fs.FileSystemError, browse.PointUnavailable) as exc:
             raise CommandError(str(exc)) from None
-        rows = [
-            {"name": e.name, "dir": e.is_dir, "size": e.size, "modified": e.modified, "owner": e.owner_display}
-            for e in entries
-        ]
-        if options["json"]:
+        if as_json:
+            rows = [
+                {"name": e.name, "dir": e.is_dir, "size": e.size, "modified": e.modified, "owner": e.owner_display}
+                for e in entries
+            ]
             print_json(self.stdout, rows)
             return
         table = [
-            [
-                r["name"] + ("/" if r["dir"] else ""),
-                "" if r["dir"] else r["size"],
-                r["modified"] or "",
-                r["owner"] or "",
-            ]
-            for r in rows
+            [e.name + ("/" if e.is_dir else ""), "" if e.is_dir else e.size, e.modified or "", e.owner_display or ""]
+            for e in entries
         ]
         print_table(self.stdout, ["NAME", "BYTES", "MODIFIED", "OWNER"], table)
+
+
+def _volumes_of(view: browse.DiskView) -> list[fs.Volume]:
+    return view.layout.volumes if view.layout else []

@@ -59,7 +59,9 @@ class Command(BaseCommand):
             }
         form = RestoreVmForm({k: v for k, v in data.items() if v is not None}, point=point)
         if not form.is_valid():
-            problems = [f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()]
+            problems = [
+                f"{field}: {' '.join(str(message) for message in errors)}" for field, errors in form.errors.items()
+            ]
             raise CommandError("; ".join(problems))
         run = actions.start_vm_restore(CLI_ACTOR, point, form.target())
         self.stdout.write(f"{run.title}: job {run.pk}.")
