@@ -4,6 +4,7 @@ message and changes nothing; the password is encrypted, never rendered, never in
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from django.core.management import call_command
@@ -142,26 +143,17 @@ def cli(*args, stdin: str = "") -> str:
     return out.getvalue()
 
 
+def cli_add(sim, *, password: str, pin: bool = True) -> str:
+    """`manage.py vcenter add lab` for the simulator, the password on stdin, its certificate pinned."""
+    pinned = ["--thumbprint", sim.thumbprint] if pin else []
+    args = ["--host", sim.host, "--port", str(sim.port), "--user", sim.username, "--password-stdin", *pinned]
+    return cli("vcenter", "add", "lab", *args, stdin=password + "\n")
+
+
 def test_the_command_line_adds_lists_tests_and_removes(tls_sim, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        out = cli(
-            "vcenter",
-            "add",
-            "lab",
-            "--host",
-            tls_sim.host,
-            "--port",
-            str(tls_sim.port),
-            "--user",
-            tls_sim.username,
-            "--password-stdin",
-            "--thumbprint",
-            tls_sim.thumbprint,
-            stdin=tls_sim.password + "\n",
-        )
+        out = cli_add(tls_sim, password=tls_sim.password)
     assert "Added lab" in out
-    import json
-
     (row,) = json.loads(cli("vcenter", "list", "--json"))
     assert row["name"] == "lab" and row["security"] == "pinned"
     assert "Certificate SHA-256" in cli("vcenter", "test", "lab")
@@ -171,33 +163,7 @@ def test_the_command_line_adds_lists_tests_and_removes(tls_sim, django_capture_o
 
 def test_the_command_line_refuses_a_wrong_password_and_an_untrusted_certificate(tls_sim):
     with pytest.raises(CommandError, match="rejected the user name or password"):
-        cli(
-            "vcenter",
-            "add",
-            "lab",
-            "--host",
-            tls_sim.host,
-            "--port",
-            str(tls_sim.port),
-            "--user",
-            tls_sim.username,
-            "--password-stdin",
-            "--thumbprint",
-            tls_sim.thumbprint,
-            stdin="wrong\n",
-        )
+        cli_add(tls_sim, password="wrong")
     with pytest.raises(CommandError, match=f"--thumbprint {tls_sim.thumbprint}"):
-        cli(
-            "vcenter",
-            "add",
-            "lab",
-            "--host",
-            tls_sim.host,
-            "--port",
-            str(tls_sim.port),
-            "--user",
-            tls_sim.username,
-            "--password-stdin",
-            stdin=tls_sim.password + "\n",
-        )
+        cli_add(tls_sim, password=tls_sim.password, pin=False)
     assert not VCenter.objects.exists()
