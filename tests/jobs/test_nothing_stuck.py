@@ -50,6 +50,14 @@ def chain_of(count: int, capture) -> list[JobRun]:
     return runs
 
 
+def chain_of_three_cancelling(position: int, capture, admin) -> list[JobRun]:
+    """Three chained jobs, the one at `position` cancelled before any of them runs."""
+    runs = chain_of(3, capture)
+    with capture(execute=True):
+        cancel_job(str(runs[position].pk), admin)
+    return runs
+
+
 def refreshed(*runs: JobRun) -> list[JobRun]:
     for run in runs:
         run.refresh_from_db()
@@ -158,9 +166,7 @@ def test_when_the_head_of_a_chain_is_errored_after_its_attempts_the_rest_run(
 def test_cancelling_the_first_job_of_a_chain_lets_the_other_two_run(
     django_capture_on_commit_callbacks, redis_conn, run_worker, admin
 ):
-    first, second, third = chain_of(3, django_capture_on_commit_callbacks)
-    with django_capture_on_commit_callbacks(execute=True):
-        cancel_job(str(first.pk), admin)
+    first, second, third = chain_of_three_cancelling(0, django_capture_on_commit_callbacks, admin)
 
     run_worker()
 
@@ -174,9 +180,7 @@ def test_cancelling_the_first_job_of_a_chain_lets_the_other_two_run(
 def test_cancelling_the_middle_job_of_a_chain_makes_the_last_wait_for_the_first(
     django_capture_on_commit_callbacks, redis_conn, run_worker, admin
 ):
-    first, second, third = chain_of(3, django_capture_on_commit_callbacks)
-    with django_capture_on_commit_callbacks(execute=True):
-        cancel_job(str(second.pk), admin)
+    first, second, third = chain_of_three_cancelling(1, django_capture_on_commit_callbacks, admin)
 
     # Still one job at a time in this lane: the third now waits for the first.
     (third,) = refreshed(third)
