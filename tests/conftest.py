@@ -1,29 +1,18 @@
-"""Shared fixtures: personas for the three roles, and real Redis with a real RQ worker."""
+"""Shared fixtures: personas for the three roles (and one without a role), clients logged in as them,
+and real Redis with a real RQ worker. What they are built from is in tests/factories/people.py."""
 
 from __future__ import annotations
 
 import django_rq
 import pytest
-from django.contrib.auth.models import Group
-from django.test import Client
+from django.conf import settings
 from rq import SimpleWorker
 
 from accounts.roles import AUDITOR, BACKUP_ADMIN, RESTORE_OPERATOR
+from tests.factories.people import client_fixture, create_test_user, session_client
 
 # tests.strict: under make test (VMB_STRICT_TESTS=1) a skip is a failure.
 pytest_plugins = ["tests.strict", "tests.fixtures.vcsim", "tests.fixtures.azurite"]
-
-PASSWORD = "correct horse battery staple"
-QUEUES = ("default", "backup", "restore", "maintenance", "vault")
-
-
-def create_test_user(username: str, role: str | None):
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model().objects.create_user(username=username, password=PASSWORD)
-    if role:
-        user.groups.add(Group.objects.get(name=role))
-    return user
 
 
 @pytest.fixture
@@ -50,30 +39,11 @@ def norole(db):
     return create_test_user("dave", None)
 
 
-def _client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def as_admin(admin) -> Client:
-    return _client_for(admin)
-
-
-@pytest.fixture
-def as_helpdesk(helpdesk) -> Client:
-    return _client_for(helpdesk)
-
-
-@pytest.fixture
-def as_auditor(auditor) -> Client:
-    return _client_for(auditor)
-
-
-@pytest.fixture
-def as_norole(norole) -> Client:
-    return _client_for(norole)
+# Clients with a logged-in session, as each persona (the pages).
+as_admin = client_fixture("admin", session_client)
+as_helpdesk = client_fixture("helpdesk", session_client)
+as_auditor = client_fixture("auditor", session_client)
+as_norole = client_fixture("norole", session_client)
 
 
 @pytest.fixture
@@ -90,7 +60,7 @@ def run_worker(redis_conn):
     """Run every queued job with a real RQ SimpleWorker in burst mode, in this process."""
 
     def work() -> None:
-        queues = [django_rq.get_queue(name) for name in QUEUES]
+        queues = [django_rq.get_queue(name) for name in settings.RQ_QUEUES]  # every queue workers serve
         SimpleWorker(queues, connection=redis_conn).work(burst=True, with_scheduler=False)
 
     return work

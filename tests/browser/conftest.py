@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from tools.services import terminate_processes
+
 # Playwright's sync API keeps an event loop in the test thread; Django's ORM calls there are still
 # ordinary blocking calls, so the async-safety guard does not apply.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -81,13 +83,9 @@ def start_worker(live_server, redis_conn):
         return proc
 
     yield start
+    terminate_processes([proc.pid for proc in processes], timeout=15)
     for proc in processes:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.wait()  # gone already: this reaps it
 
 
 # Screenshots of the main pages, kept as test artifacts (CI can collect the folder).

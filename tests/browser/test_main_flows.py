@@ -8,11 +8,8 @@ import hashlib
 
 import pytest
 
-from inventory import vcenter as vsphere
-from inventory.models import VCenter
-from inventory.sync import apply_inventory
-from tests.browser.test_jobs_page import log_in
-from tests.protection.test_backup import SPEC
+from tests.factories.people import log_in
+from tests.factories.protection import backup_lab_spec, register_simulator
 from tools import diskimages
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -23,14 +20,10 @@ def test_an_admin_protects_a_folder_backs_it_up_and_downloads_a_file(
     live_server, page, admin, vcsim_factory, start_worker, screenshot, settings, tmp_path
 ):
     settings.BACKUP_STORE_DIR = tmp_path / "store"
-    sim = vcsim_factory(SPEC, tls=True)
+    sim = vcsim_factory(backup_lab_spec(), tls=True)
     tree = {"home": {"bob": {"notes.txt": NOTES}}, "etc": {"hostname": "lnx-01\n"}}
     sim.upload_disk_image("lnx-01", 0, diskimages.build_ext4_disk(tree, size_mib=40))
-    vc = VCenter(name="lab", host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
-    vc.password = sim.password
-    vc.save()
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
-        apply_inventory(vc, vsphere.fetch_inventory(conn))
+    register_simulator(sim)
 
     log_in(page, live_server.url, "alice")
     page.locator("h1", has_text="Overview").wait_for()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.test_jobs_page import log_in
+from tests.factories.people import log_in
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

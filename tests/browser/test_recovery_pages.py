@@ -8,10 +8,10 @@ import pytest
 from django.utils import timezone
 
 from recovery.models import RestoreGrant
-from tests.browser.test_jobs_page import log_in
+from tests.factories.people import log_in
+from tests.factories.protection import protect_vms
+from tests.factories.recovery import BIG, WINDOWS, point_with_disks
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
-from tests.recovery.test_file_restore import BIG, WINDOWS, _point
 from tools import diskimages
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -22,7 +22,7 @@ def test_helpdesk_finds_a_file_by_name_and_downloads_it(live_server, page, helpd
     vc = create_test_vcenter()
     vm = create_test_vm(create_test_tree(vc, ["Prod"])["Prod"], "win-01")
     group = protect_vms("Prod", [vm])
-    point = _point(vm, group, {2000: diskimages.build_ntfs_disk(WINDOWS, size_mib=48)}, timezone.now())
+    point = point_with_disks(vm, group, {2000: diskimages.build_ntfs_disk(WINDOWS, size_mib=48)}, timezone.now())
     RestoreGrant.objects.create(user=helpdesk, group=group)
 
     log_in(page, live_server.url, "bob")

@@ -9,30 +9,13 @@ from dissect.ntfs import NTFS
 from dissect.volume.disk import Disk
 
 from inventory import vcenter
+from tests.factories.simulator import one_datacenter
 from tools import diskimages
 from tools.simulator import Simulator
 
-SPEC = {
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 1}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [
-                {
-                    "path": "Windows",
-                    "vms": [
-                        {
-                            "name": "file-server",
-                            "disks_mb": [48],
-                            "instance_uuid": "502e71fa-1b2c-4d3e-8f90-aabbccddeeff",
-                        }
-                    ],
-                }
-            ],
-        }
-    ]
-}
+SPEC = one_datacenter(
+    {"Windows": [{"name": "file-server", "disks_mb": [48], "instance_uuid": "502e71fa-1b2c-4d3e-8f90-aabbccddeeff"}]}
+)
 
 
 class DatastoreFile(io.RawIOBase):
@@ -75,7 +58,7 @@ def test_a_file_in_a_nested_ntfs_folder_reads_back_through_range_requests(vcsim_
     disk = manifest_vm["disks"][0]
     assert manifest_vm["instance_uuid"] == "502e71fa-1b2c-4d3e-8f90-aabbccddeeff"
 
-    with vcenter.connect(sim.host, sim.port, sim.username, sim.password, protocol="http") as conn:
+    with vcenter.connect(vcenter.Endpoint(sim.host, sim.port, protocol="http"), sim.username, sim.password) as conn:
         flat = DatastoreFile(conn, "DC", disk["datastore"], disk["flat_path"], disk["capacity_bytes"])
         reader = io.BufferedReader(flat, buffer_size=64 * 1024)
         (partition,) = Disk(reader).partitions

@@ -9,32 +9,24 @@ from collections.abc import Iterator
 import pytest
 
 from inventory import vcenter
+from inventory.vcenter.snapshots import merged_areas
+from tests.factories.simulator import one_datacenter
 from tests.fixtures.vcsim import connect_to
 from tools.simulator import Simulator
 
 KiB, MiB = 1024, 1024 * 1024
 BLOCK = 64 * KiB
 CAPACITY = 16 * MiB
-SPEC = {
-    "cbt_max_areas": 2,  # answers in parts, so query_changed_areas has to ask again
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 1}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [
-                {
-                    "path": "",
-                    "vms": [
-                        {"name": "cbt-01", "disks_mb": [16, 4], "power_on": True},
-                        {"name": "cbt-02", "disks_mb": [16]},
-                        {"name": "no-cbt", "disks_mb": [4]},
-                    ],
-                }
-            ],
-        }
-    ],
-}
+SPEC = one_datacenter(
+    {
+        "": [
+            {"name": "cbt-01", "disks_mb": [16, 4], "power_on": True},
+            {"name": "cbt-02", "disks_mb": [16]},
+            {"name": "no-cbt", "disks_mb": [4]},
+        ]
+    },
+    cbt_max_areas=2,  # answers in parts, so query_changed_areas has to ask again
+)
 CHANGE_ID = re.compile(r"^([0-9a-f]{2} ){7}[0-9a-f]{2}-([0-9a-f]{2} ){7}[0-9a-f]{2}/\d+$")
 
 
@@ -140,4 +132,4 @@ def test_write_disk_range_lays_the_disk_out_as_vsphere_does(sim: Simulator, conn
 
 def test_merged_areas_are_sorted_joined_and_cut_at_the_capacity() -> None:
     areas = [(BLOCK * 4, BLOCK), (0, BLOCK), (BLOCK, BLOCK), (BLOCK * 3, BLOCK * 2), (MiB - BLOCK, 2 * BLOCK)]
-    assert vcenter._merged(areas, MiB) == [(0, 2 * BLOCK), (3 * BLOCK, 2 * BLOCK), (MiB - BLOCK, BLOCK)]
+    assert merged_areas(areas, MiB) == [(0, 2 * BLOCK), (3 * BLOCK, 2 * BLOCK), (MiB - BLOCK, BLOCK)]

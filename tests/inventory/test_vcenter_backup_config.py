@@ -8,45 +8,31 @@ from collections.abc import Iterator
 import pytest
 
 from inventory import vcenter
+from tests.factories.simulator import one_datacenter
 from tests.fixtures.vcsim import connect_to
 from tools.simulator import Simulator
 
-SPEC = {
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 1}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [
-                {
-                    "path": "Prod/Web",
-                    "vms": [
-                        {
-                            "name": "web/01",  # escaped by vCenter: web%2f01
-                            "guest_id": "windows9Server64Guest",
-                            "cpus": 4,
-                            "memory_mb": 8192,
-                            "disks_mb": [16, 8],
-                            "nics": ["VM Network", "VM Network"],
-                            "cdrom": True,
-                            "annotation": "Web front end\nowner: team-web",
-                            "firmware": "efi",
-                            "instance_uuid": "50123456-1111-2222-3333-444455556666",
-                            "extra_config": {
-                                "disk.EnableUUID": "TRUE",
-                                "guestinfo.userdata": "I2Nsb3VkLWNvbmZpZwpwYXNzd29yZDogaHVudGVyMgo=",
-                                "guestinfo.metadata": "{}",
-                                "app.adminPassword": "hunter2",
-                                "scsi0:0.ctkEnabled": "TRUE",
-                                "sched.swap.derivedName": "/vmfs/volumes/x/web-01.vswp",
-                            },
-                        }
-                    ],
-                }
-            ],
-        }
-    ]
+WEB_01 = {
+    "name": "web/01",  # escaped by vCenter: web%2f01
+    "guest_id": "windows9Server64Guest",
+    "cpus": 4,
+    "memory_mb": 8192,
+    "disks_mb": [16, 8],
+    "nics": ["VM Network", "VM Network"],
+    "cdrom": True,
+    "annotation": "Web front end\nowner: team-web",
+    "firmware": "efi",
+    "instance_uuid": "50123456-1111-2222-3333-444455556666",
+    "extra_config": {
+        "disk.EnableUUID": "TRUE",
+        "guestinfo.userdata": "I2Nsb3VkLWNvbmZpZwpwYXNzd29yZDogaHVudGVyMgo=",
+        "guestinfo.metadata": "{}",
+        "app.adminPassword": "hunter2",
+        "scsi0:0.ctkEnabled": "TRUE",
+        "sched.swap.derivedName": "/vmfs/volumes/x/web-01.vswp",
+    },
 }
+SPEC = one_datacenter({"Prod/Web": [WEB_01]})
 KEYS = [
     "schema",
     "moref",

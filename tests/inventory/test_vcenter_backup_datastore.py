@@ -9,24 +9,14 @@ from collections.abc import Iterator
 import pytest
 
 from inventory import vcenter
+from tests.factories.simulator import one_datacenter
 from tests.fixtures.vcsim import connect_to
 from tools.diskimages import vmdk_descriptor
 from tools.simulator import Simulator
 
 MiB = 1024 * 1024
 CHUNK = vcenter.CHUNK_SIZE
-SPEC = {
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 1}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [
-                {"path": "", "vms": [{"name": "disk-vm", "disks_mb": [10]}, {"name": "fresh-vm", "disks_mb": [3]}]}
-            ],
-        }
-    ]
-}
+SPEC = one_datacenter({"": [{"name": "disk-vm", "disks_mb": [10]}, {"name": "fresh-vm", "disks_mb": [3]}]})
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +139,7 @@ def test_tls_reads_check_the_pinned_certificate(vcsim_factory, tmp_path) -> None
         assert bytes(buffer[: len(data) - CHUNK // 2]) == data[CHUNK // 2 :]
     wrong = "AA:" * 31 + "AA"
     with connect_to(sim) as conn, open_disk(sim, conn, size=10 * MiB) as disk:
-        conn.endpoint = vcenter._Endpoint(conn.endpoint.host, conn.endpoint.port, "https", True, wrong, 5.0)
+        conn.endpoint = vcenter.Endpoint(conn.endpoint.host, conn.endpoint.port, thumbprint=wrong, timeout=5.0)
         with pytest.raises(vcenter.ThumbprintMismatch):
             disk.readinto(0, bytearray(10))
 

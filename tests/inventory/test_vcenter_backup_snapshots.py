@@ -9,29 +9,21 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from inventory import vcenter
+from inventory.vcenter.snapshots import is_quiesce_failure
+from tests.factories.simulator import one_datacenter
 from tests.fixtures.vcsim import connect_to
 from tools.simulator import Simulator
 
-SPEC = {
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 1}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [
-                {
-                    "path": "Apps",
-                    "vms": [
-                        {"name": "app-01", "disks_mb": [8, 4], "power_on": True},
-                        {"name": "db-quiesce-fails", "disks_mb": [4], "power_on": True},
-                        {"name": "mail-01", "annotation": "Exchange: quiesce-fails since KB123", "disks_mb": [4]},
-                        {"name": "lonely", "disks_mb": [4]},
-                    ],
-                }
-            ],
-        }
-    ]
-}
+SPEC = one_datacenter(
+    {
+        "Apps": [
+            {"name": "app-01", "disks_mb": [8, 4], "power_on": True},
+            {"name": "db-quiesce-fails", "disks_mb": [4], "power_on": True},
+            {"name": "mail-01", "annotation": "Exchange: quiesce-fails since KB123", "disks_mb": [4]},
+            {"name": "lonely", "disks_mb": [4]},
+        ]
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -140,4 +132,4 @@ def test_quiesce_failed_is_a_vcenter_error_that_is_not_retryable() -> None:
     ],
 )
 def test_which_snapshot_faults_count_as_quiesce_failures(fault: str, message: str, quiesce_failure: bool) -> None:
-    assert vcenter._is_quiesce_failure(fault, message) is quiesce_failure
+    assert is_quiesce_failure(fault, message) is quiesce_failure

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from inventory import vcenter
-from tests.fixtures.vcsim import NON_LATIN_NAME, SCRIPT_NAME, SMALL_SPEC, connect_to
+from tests.factories.simulator import NON_LATIN_NAME, SCRIPT_NAME, SMALL_SPEC
+from tests.fixtures.vcsim import connect_to
 from tools.bench_specs import bulk_spec, bulk_vm_count
 from tools.simulator import Simulator
 
@@ -188,16 +189,17 @@ def test_create_move_rename_and_destroy(sim: Simulator, conn: vcenter.Connection
 
     vm = vcenter.create_vm(
         conn,
-        folder_moref=folder,
-        name=f"{odd} vm",
-        resource_pool_moref=pool.moref,
-        host_moref=None,
-        datastore_name="datastore1",
-        disks_mb=[4, 2],
-        guest_id="otherLinux64Guest",
-        num_cpu=2,
-        memory_mb=512,
-        instance_uuid=uuid,
+        vcenter.VmSpec(
+            folder_moref=folder,
+            name=f"{odd} vm",
+            resource_pool_moref=pool.moref,
+            datastore_name="datastore1",
+            disks_mb=[4, 2],
+            guest_id="otherLinux64Guest",
+            num_cpu=2,
+            memory_mb=512,
+            instance_uuid=uuid,
+        ),
     )
 
     created = vcenter.fetch_vms(conn, [vm])[0]

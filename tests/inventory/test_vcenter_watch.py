@@ -11,39 +11,28 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from inventory import vcenter
+from tests.factories.simulator import one_datacenter
 from tests.fixtures.vcsim import connect_to
 from tests.waiting import wait_until
 from tools.simulator import Simulator
 
 VCENTER_UUID = "5a1b2c3d-0000-4000-8000-0000000000aa"
-SPEC = {
-    "instance_uuid": VCENTER_UUID,
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 2}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [
-                {
-                    "path": "Apps",
-                    "vms": [
-                        {
-                            "name": "app-1",
-                            "disks_mb": [2],
-                            "power_on": True,
-                            "instance_uuid": "50000000-0000-4000-8000-000000000001",
-                        },
-                        {"name": "app-2", "disks_mb": [2], "instance_uuid": "50000000-0000-4000-8000-000000000002"},
-                    ],
-                },
-                {
-                    "path": "Archive",
-                    "vms": [{"name": "old-1", "instance_uuid": "50000000-0000-4000-8000-000000000003"}],
-                },
-            ],
-        }
-    ],
-}
+SPEC = one_datacenter(
+    {
+        "Apps": [
+            {
+                "name": "app-1",
+                "disks_mb": [2],
+                "power_on": True,
+                "instance_uuid": "50000000-0000-4000-8000-000000000001",
+            },
+            {"name": "app-2", "disks_mb": [2], "instance_uuid": "50000000-0000-4000-8000-000000000002"},
+        ],
+        "Archive": [{"name": "old-1", "instance_uuid": "50000000-0000-4000-8000-000000000003"}],
+    },
+    hosts=2,
+    instance_uuid=VCENTER_UUID,
+)
 SOON = 10.0  # seconds: vcsim batches changes every 250 ms
 
 
@@ -115,12 +104,13 @@ def test_rename_move_destroy_and_create_show_within_seconds(
     inv = vcenter.fetch_inventory(admin)
     new = vcenter.create_vm(
         admin,
-        folder_moref=archive.moref,
-        name="new-1",
-        resource_pool_moref=inv.resource_pools[0].moref,
-        host_moref=None,
-        datastore_name="ds1",
-        disks_mb=[1],
+        vcenter.VmSpec(
+            folder_moref=archive.moref,
+            name="new-1",
+            resource_pool_moref=inv.resource_pools[0].moref,
+            datastore_name="ds1",
+            disks_mb=[1],
+        ),
     )
     seen(watcher, lambda c: new in c.vms_changed)
 

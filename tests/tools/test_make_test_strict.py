@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories.images import TOOL_DIRS, TOOL_PACKAGES
 from tools import test as make_test
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,8 +184,6 @@ def packages_shipping(tool: str) -> set[str]:
 
 
 def test_each_tool_the_tests_run_comes_from_a_package_that_make_test_installs():
-    from tests.recovery.test_filesystems import TOOL_DIRS, TOOL_PACKAGES
-
     listing = [str(ROOT / "tools" / "system-packages.sh"), "test", "--list"]
     installed_by_make_test = set(subprocess.run(listing, capture_output=True, text=True, check=True).stdout.split())
     for tool, package in {**TOOL_PACKAGES, "chromium": "chromium"}.items():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools.test_run import processes_mentioning, wait_for_line
+from tests.tools.make_run import make_run_env, processes_mentioning, start_make_run, wait_for_line
 from tests.waiting import wait_until
 from tools.services import Postgres, free_port
 
@@ -32,24 +32,11 @@ def postgres_not_started_yet() -> Iterator[Postgres]:
     shutil.rmtree(postgres.directory, ignore_errors=True)
 
 
-def run_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DATA_DIR", "WORKERS"}}
-    return {**env, "DATA_DIR": str(tmp_path / "data"), "PORT": str(free_port()), "PYTHONUNBUFFERED": "1",
-            "DATABASE_URL": database_url, **extra}  # fmt: skip
-
-
-def start_make_run(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "tools/run.py"], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0,
-    )  # fmt: skip
-
-
 def test_make_run_waits_for_a_postgresql_that_starts_late_then_migrates(
     tmp_path: Path, postgres_not_started_yet: Postgres
 ) -> None:
     postgres = postgres_not_started_yet
-    proc = start_make_run(run_env(tmp_path, postgres.url("postgres")))
+    proc = start_make_run(make_run_env(tmp_path, DATABASE_URL=postgres.url("postgres")))
     try:
         wait_for_line(proc, "Redis keeps its queues in", 60)
         where = re.escape(f"127.0.0.1:{postgres.port}/postgres")
@@ -65,7 +52,7 @@ def test_make_run_waits_for_a_postgresql_that_starts_late_then_migrates(
 
 def test_make_run_says_in_one_sentence_when_the_database_never_answers(tmp_path: Path) -> None:
     nobody = f"postgres://postgres@127.0.0.1:{free_port()}/vmbackup"
-    env = run_env(tmp_path, nobody, START_TIMEOUT="3")
+    env = make_run_env(tmp_path, DATABASE_URL=nobody, START_TIMEOUT="3")
 
     result = subprocess.run(
         [sys.executable, "tools/run.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120

@@ -6,17 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.tools.test_run import log_in, processes_mentioning, wait_for_line
+from tests.tools.make_run import log_in, make_run_env, processes_mentioning, start_make_run, wait_for_line
 from tests.waiting import wait_until
-from tools.services import free_port, process_is_running
+from tools.services import process_is_running
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKERS = {"backup": "backup", "restore": "restore", "maintenance": "maintenance default", "vault": "vault default"}
 WORKERS_LINE = (
     r"Workers: backup ×2 \(backup\); restore ×1 \(restore\); maintenance ×1 \(maintenance, default\); "
@@ -26,8 +24,7 @@ WORKERS_LINE = (
 
 @pytest.fixture
 def run_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DATA_DIR", "WORKERS"}}
-    return {**env, "DATA_DIR": str(tmp_path / "data"), "PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+    return make_run_env(tmp_path)
 
 
 @pytest.fixture
@@ -36,10 +33,7 @@ def make_run(run_env: dict[str, str]) -> Iterator:
     started: list[subprocess.Popen] = []
 
     def start() -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "tools/run.py"], cwd=ROOT, env=run_env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0,
-        )  # fmt: skip
+        proc = start_make_run(run_env)
         started.append(proc)
         return proc
 
