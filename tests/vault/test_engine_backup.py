@@ -8,42 +8,11 @@ import random
 
 import pytest
 
-from tests.vault import (
-    CS,
-    DISK,
-    MIB,
-    MIXED_LAYOUT,
-    CountingSource,
-    backup,
-    build_image,
-    chunk_files,
-    index_of,
-    overwrite,
-    restored,
-    sha256,
-)
+from tests.vault import CS, DISK, MIB, backup, build_image, chunk_files, index_of, overwrite, restored, sha256
+from tests.vault.engine_helpers import counted_backup
 from tools import diskimages
-from vault.engine import (
-    DiskReader,
-    FileSource,
-    PointExists,
-    PointNotFound,
-    SourceError,
-    Store,
-    restore_disk,
-)
+from vault.engine import DiskReader, FileSource, PointExists, PointNotFound, SourceError, backup_disk, restore_disk
 from vault.engine.format import RAW, ZSTD
-
-
-@pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / "store")
-
-
-@pytest.fixture
-def mixed(tmp_path):
-    path = tmp_path / "disk.img"
-    return path, build_image(path, MIXED_LAYOUT)
 
 
 def test_round_trip_is_byte_identical(store, mixed, tmp_path):
@@ -141,13 +110,7 @@ def test_cbt_reads_only_changed_areas_and_yields_a_full_image(store, mixed):
     areas = [(CS + 100, 5000), (3 * CS - 2000, 4000)]  # chunks 1, 2 and 3
     changed = overwrite(path, data, areas)
     # a change CBT does not report is not read: proof that unchanged chunks are taken from p1
-    source = CountingSource(path)
-    try:
-        with store.begin_point("p2") as pending:
-            result = pending.add_disk(DISK, source, previous=index_of(store, "p1"), changed_areas=areas)
-            pending.commit({})
-    finally:
-        source.close()
+    result, source = counted_backup(store, "p2", path, previous="p1", changed_areas=areas)
 
     assert result.stats.path == "cbt"
     assert source.bytes_read == result.stats.bytes_read == 3 * CS
@@ -163,24 +126,11 @@ def test_cbt_reads_grown_area_and_empty_change_list_reads_nothing(store, tmp_pat
     backup(store, "p1", path)
     grown = data + random.Random(9).randbytes(CS)  # the old short last chunk is now full
     path.write_bytes(grown)
-    source = CountingSource(path)
-    try:
-        with store.begin_point("p2") as pending:
-            result = pending.add_disk(DISK, source, previous=index_of(store, "p1"), changed_areas=[])
-            pending.commit({})
-    finally:
-        source.close()
+    _result, source = counted_backup(store, "p2", path, previous="p1", changed_areas=[])
     assert sorted(set(source.offsets)) == [2 * CS, 3 * CS]
     assert restored(store, "p2") == grown
 
-    path.write_bytes(grown)
-    source = CountingSource(path)
-    try:
-        with store.begin_point("p3") as pending:
-            result = pending.add_disk(DISK, source, previous=index_of(store, "p2"), changed_areas=[])
-            pending.commit({})
-    finally:
-        source.close()
+    result, source = counted_backup(store, "p3", path, previous="p2", changed_areas=[])
     assert source.bytes_read == 0 and result.stats.chunks_reused == 4
     assert restored(store, "p3") == grown
 
@@ -233,7 +183,8 @@ def test_point_life_cycle(store, mixed):
     backup(store, "2026-11-25T03.00", path)
     point = store.open_point("2026-11-25T03.00")
     assert point.meta == {"vm": "test-vm"} and point.disk_keys == [DISK]
-    assert point.manifest["disks"][DISK]["stats"]["chunks_total"] == 7
+    assert point.manifest.disks[DISK].stats["chunks_total"] == 7
+    assert point.manifest.point_id == "2026-11-25T03.00" and point.manifest.committed_at
     assert store.list_points() == ["2026-11-25T03.00"]
     with pytest.raises(PointExists):
         store.begin_point("2026-11-25T03.00")
@@ -254,7 +205,7 @@ def test_point_life_cycle(store, mixed):
 def test_exception_in_with_block_aborts(store, mixed):
     path, _data = mixed
     with pytest.raises(RuntimeError), store.begin_point("p1") as pending, FileSource(path) as source:
-        pending.add_disk(DISK, source)
+        backup_disk(pending, DISK, source)
         raise RuntimeError("boom")
     assert store.list_points() == [] and chunk_files(store) == set()
     assert list(store.staging_dir.iterdir()) == []
@@ -265,7 +216,7 @@ def test_source_shorter_than_declared_is_an_error(store, mixed):
     source = FileSource(path)
     source.size += CS  # pretend the disk is larger than the file
     with pytest.raises(SourceError, match="source ended"), store.begin_point("p1") as pending:
-        pending.add_disk(DISK, source)
+        backup_disk(pending, DISK, source)
     source.close()
     assert store.list_points() == [] and chunk_files(store) == set()
 
@@ -273,10 +224,10 @@ def test_source_shorter_than_declared_is_an_error(store, mixed):
 def test_several_disks_in_one_point_share_chunks(store, mixed, tmp_path):
     path, data = mixed
     with store.begin_point("p1") as pending, FileSource(path) as a, FileSource(path) as b:
-        first = pending.add_disk("scsi0:0", a)
-        second = pending.add_disk("scsi0:1", b)
+        first = backup_disk(pending, "scsi0:0", a)
+        second = backup_disk(pending, "scsi0:1", b)
         with pytest.raises(ValueError):
-            pending.add_disk("scsi0:1", b)
+            backup_disk(pending, "scsi0:1", b)
         pending.commit({})
     assert second.stats.chunks_new == 0 and second.stats.chunks_reused == first.stats.chunks_new
     point = store.open_point("p1")

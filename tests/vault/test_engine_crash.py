@@ -23,7 +23,7 @@ from tests.vault import (
     restored,
 )
 from tests.waiting import wait_until
-from vault.engine import Cancelled, FileSource, Store, StoreFull, verify_point
+from vault.engine import Cancelled, FileSource, Monitor, Store, StoreFull, backup_disk, verify_point
 
 CRASH_LAYOUT = [("random", CS), ("text", CS), ("random", 2 * CS + 777)]
 STAGE_SECONDS = 60.0  # from "ready" to the stage: opening the store and staging two 4 MiB chunks
@@ -36,7 +36,7 @@ STAGE_SECONDS = 60.0  # from "ready" to the stage: opening the store and staging
 CHILD = r"""
 import os, sys, time
 from pathlib import Path
-from vault.engine import CHUNK_SIZE, FileSource, Store
+from vault.engine import CHUNK_SIZE, FileSource, Store, backup_disk
 
 print("ready", flush=True)
 root, image, stage = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -71,15 +71,10 @@ if stage == "moving":
 store = Store(root)
 previous = store.open_point("p1").index("scsi0:0")
 with store.begin_point("p2") as pending:
-    pending.add_disk("scsi0:0", SlowSource(image), previous=previous, threads=2)
+    backup_disk(pending, "scsi0:0", SlowSource(image), previous=previous, threads=2)
     pending.commit({})
 print("finished", flush=True)
 """
-
-
-@pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / "store")
 
 
 def _staged_files(store: Store) -> list[Path]:
@@ -141,9 +136,16 @@ def test_cancel_mid_disk_leaves_nothing(tmp_path, store):
         asked += 1
         return asked > 3
 
-    pending = store.begin_point("p2")  # no `with`: add_disk must clean up by itself
+    pending = store.begin_point("p2")  # no `with`: backup_disk must clean up by itself
     with FileSource(image) as source, pytest.raises(Cancelled, match="cancelled at byte"):
-        pending.add_disk(DISK, source, previous=index_of(store, "p1"), should_cancel=should_cancel, threads=2)
+        backup_disk(
+            pending,
+            DISK,
+            source,
+            previous=index_of(store, "p1"),
+            monitor=Monitor(should_cancel=should_cancel),
+            threads=2,
+        )
     assert pending.state == "aborted"
     assert store.list_points() == ["p1"]
     assert chunk_files(store) == before
@@ -155,7 +157,7 @@ def test_progress_reports_bytes_done(tmp_path, store):
     image = tmp_path / "disk.img"
     data = build_image(image, MIXED_LAYOUT)
     seen: list[int] = []
-    backup(store, "p1", image, progress=seen.append)
+    backup(store, "p1", image, monitor=Monitor(progress=seen.append))
     # called as chunks complete (several may complete together), always growing, ending at the size
     assert seen == sorted(seen) and seen[-1] == len(data) and len(seen) >= 2
 
@@ -200,11 +202,11 @@ def test_recover_leaves_a_running_backup_alone(tmp_path, store):
     image = tmp_path / "disk.img"
     data = build_image(image, MIXED_LAYOUT)
     with store.begin_point("p1") as pending, FileSource(image) as source:
-        pending.add_disk(DISK, source)
+        backup_disk(pending, DISK, source)
         other_worker = Store(store.root)  # e.g. a second RQ worker starting its own backup
         assert other_worker.recover() == 0
         with other_worker.begin_point("p2") as second, FileSource(image) as source2:
-            second.add_disk(DISK, source2)
+            backup_disk(second, DISK, source2)
             second.commit({})
         assert pending.staging.exists()
         pending.commit({})
@@ -220,7 +222,7 @@ def test_a_dropped_pending_point_is_swept(tmp_path, store):
     build_image(image, MIXED_LAYOUT)
     pending = store.begin_point("p1")
     with FileSource(image) as source:
-        pending.add_disk(DISK, source)
+        backup_disk(pending, DISK, source)
     del pending  # neither committed nor aborted, e.g. a bug in the caller
     gc.collect()
     assert store.recover() == 1

@@ -4,7 +4,6 @@ uploaded by replication. Real files, a directory vault and Azurite."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,14 @@ import pytest
 from tests.vault import (
     CS,
     DISK,
-    MIXED_LAYOUT,
     CountingSource,
     assert_chunks_trustworthy,
     backup,
-    build_image,
     index_of,
     overwrite,
     restored,
 )
+from tests.vault.engine_helpers import digest_of, replicated, restore_bytes
 from vault.engine import (
     ChunkCorrupt,
     ChunkQuarantined,
@@ -30,12 +28,13 @@ from vault.engine import (
     RemoteVault,
     Store,
     TieredStore,
+    UploadLimits,
+    backup_disk,
     collect_vault,
     generate_key,
     parse_key,
     repair_chunks,
     replicate_point,
-    restore_disk,
     verify_point,
 )
 from vault.engine.blobs import Backend, DirectoryBackend
@@ -43,25 +42,6 @@ from vault.engine.format import decode_chunk_file
 from vault.engine.repair import NO_GOOD_COPY
 
 TEXT_CHUNK, RANDOM_CHUNK, SHORT_CHUNK = 2, 5, 6  # chunks of MIXED_LAYOUT: zstd, raw, raw and short
-
-
-@pytest.fixture(params=["directory", "azure"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "directory":
-        (tmp_path / "vault").mkdir()
-        return DirectoryBackend(tmp_path / "vault")
-    return request.getfixturevalue("azure_backend")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
-
-
-@pytest.fixture
-def image(tmp_path: Path) -> tuple[Path, bytes]:
-    path = tmp_path / "disk.img"
-    return path, build_image(path, MIXED_LAYOUT)
 
 
 def flip_byte(path: Path) -> None:
@@ -77,24 +57,12 @@ def flip_vault_byte(vault: RemoteVault, digest: bytes) -> None:
     vault.backend.put(name, bytes(blob), overwrite=True)
 
 
-def digest_of(store: Store, point_id: str, chunk: int) -> bytes:
-    digest = index_of(store, point_id).digest(chunk)
-    assert digest is not None
-    return digest
-
-
 def backup_with(store: Store, point_id: str, source, **options) -> tuple[DiskBackup, set[bytes]]:
     """A one-disk backup; returns its result and the digests its commit repaired."""
     with store.begin_point(point_id) as pending:
-        result = pending.add_disk(DISK, source, **options)
+        result = backup_disk(pending, DISK, source, **options)
         pending.commit({"vm": "test-vm"})
     return result, pending.repaired
-
-
-def restore_bytes(source: Store | TieredStore | RemoteVault, point_id: str) -> bytes:
-    out = io.BytesIO()
-    restore_disk(source, source.open_point(point_id).index(DISK), out, threads=2)
-    return out.getvalue()
 
 
 # The local store --------------------------------------------------------------------------------
@@ -102,9 +70,9 @@ def restore_bytes(source: Store | TieredStore | RemoteVault, point_id: str) -> b
 
 @pytest.mark.parametrize("with_previous", [False, True], ids=["by-name", "through-previous-index"])
 def test_a_corrupt_chunk_is_moved_aside_by_verify_and_written_again_by_the_next_backup(
-    store: Store, image: tuple[Path, bytes], with_previous: bool
+    store: Store, mixed: tuple[Path, bytes], with_previous: bool
 ) -> None:
-    path, data = image
+    path, data = mixed
     backup(store, "p1", path)
     bad = digest_of(store, "p1", TEXT_CHUNK)
     flip_byte(store.chunk_path(bad))
@@ -132,9 +100,9 @@ def test_a_corrupt_chunk_is_moved_aside_by_verify_and_written_again_by_the_next_
 
 
 def test_the_cbt_path_reads_a_quarantined_chunk_even_where_nothing_changed(
-    store: Store, image: tuple[Path, bytes]
+    store: Store, mixed: tuple[Path, bytes]
 ) -> None:
-    path, data = image
+    path, data = mixed
     backup(store, "p1", path)
     bad = digest_of(store, "p1", TEXT_CHUNK)
     flip_byte(store.chunk_path(bad))
@@ -155,8 +123,8 @@ def test_the_cbt_path_reads_a_quarantined_chunk_even_where_nothing_changed(
     assert restored(store, "p1") == data and restored(store, "p2") == new_data
 
 
-def test_put_chunk_file_takes_only_bytes_that_match_the_digest(store: Store, image: tuple[Path, bytes]) -> None:
-    path, _data = image
+def test_put_chunk_file_takes_only_bytes_that_match_the_digest(store: Store, mixed: tuple[Path, bytes]) -> None:
+    path, _data = mixed
     backup(store, "p1", path)
     bad, other = digest_of(store, "p1", TEXT_CHUNK), digest_of(store, "p1", RANDOM_CHUNK)
     good_file = store.chunk_path(bad).read_bytes()
@@ -179,12 +147,10 @@ def test_put_chunk_file_takes_only_bytes_that_match_the_digest(store: Store, ima
 
 @pytest.mark.parametrize("found_by", ["the-restore", "an-earlier-verify"])
 def test_a_restore_meeting_a_corrupt_local_chunk_reads_the_vault_and_repairs_the_local_copy(
-    store: Store, backend: Backend, image: tuple[Path, bytes], found_by: str
+    store: Store, backend: Backend, mixed: tuple[Path, bytes], found_by: str
 ) -> None:
-    path, data = image
-    backup(store, "p1", path)
-    vault = RemoteVault(backend)
-    replicate_point(store, vault, "p1")
+    path, data = mixed
+    vault = replicated(store, backend, path)
     bad = digest_of(store, "p1", TEXT_CHUNK)
     flip_byte(store.chunk_path(bad))
     if found_by == "an-earlier-verify":
@@ -201,12 +167,10 @@ def test_a_restore_meeting_a_corrupt_local_chunk_reads_the_vault_and_repairs_the
 
 
 def test_a_corrupt_vault_chunk_is_uploaded_again_from_the_good_local_copy(
-    store: Store, backend: Backend, image: tuple[Path, bytes]
+    store: Store, backend: Backend, mixed: tuple[Path, bytes]
 ) -> None:
-    path, data = image
-    backup(store, "p1", path)
-    vault = RemoteVault(backend, parse_key(generate_key()))  # sealed blobs: damage shows as a SealError
-    replicate_point(store, vault, "p1")
+    path, data = mixed
+    vault = replicated(store, backend, path, parse_key(generate_key()))  # sealed blobs: damage shows as a SealError
     bad = digest_of(store, "p1", RANDOM_CHUNK)
     flip_vault_byte(vault, bad)
 
@@ -220,16 +184,16 @@ def test_a_corrupt_vault_chunk_is_uploaded_again_from_the_good_local_copy(
 
 
 def test_replication_checks_each_chunk_and_uploads_nothing_bad(
-    store: Store, backend: Backend, image: tuple[Path, bytes]
+    store: Store, backend: Backend, mixed: tuple[Path, bytes]
 ) -> None:
-    path, _data = image
+    path, _data = mixed
     backup(store, "p1", path)
     bad = digest_of(store, "p1", SHORT_CHUNK)
     flip_byte(store.chunk_path(bad))
     vault = RemoteVault(backend)
 
     with pytest.raises(ChunkCorrupt, match=bad.hex()) as caught:
-        replicate_point(store, vault, "p1", threads=2)
+        replicate_point(store, vault, "p1", limits=UploadLimits(threads=2))
 
     assert caught.value.digest == bad
     assert vault.list_points() == []
@@ -240,12 +204,10 @@ def test_replication_checks_each_chunk_and_uploads_nothing_bad(
 
 
 def test_a_corrupt_vault_chunk_found_by_verify_is_moved_aside_in_the_vault(
-    store: Store, backend: Backend, image: tuple[Path, bytes]
+    store: Store, backend: Backend, mixed: tuple[Path, bytes]
 ) -> None:
-    path, _data = image
-    backup(store, "p1", path)
-    vault = RemoteVault(backend)
-    replicate_point(store, vault, "p1")
+    path, _data = mixed
+    vault = replicated(store, backend, path)
     bad = digest_of(store, "p1", TEXT_CHUNK)
     flip_vault_byte(vault, bad)
 
@@ -258,9 +220,9 @@ def test_a_corrupt_vault_chunk_found_by_verify_is_moved_aside_in_the_vault(
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 def test_repair_chunks_fixes_each_tier_from_the_other_and_lists_what_it_cannot(
-    store: Store, tmp_path: Path, image: tuple[Path, bytes], encrypted: bool
+    store: Store, tmp_path: Path, mixed: tuple[Path, bytes], encrypted: bool
 ) -> None:
-    path, data = image
+    path, data = mixed
     backup(store, "p1", path)
     (tmp_path / "vault").mkdir()
     vault = RemoteVault(DirectoryBackend(tmp_path / "vault"), parse_key(generate_key()) if encrypted else None)
@@ -287,9 +249,9 @@ def test_repair_chunks_fixes_each_tier_from_the_other_and_lists_what_it_cannot(
 
 
 def test_vault_gc_keeps_quarantined_blobs_for_the_grace_period_and_never_counts_them_as_chunks(
-    store: Store, tmp_path: Path, image: tuple[Path, bytes]
+    store: Store, tmp_path: Path, mixed: tuple[Path, bytes]
 ) -> None:
-    path, _data = image
+    path, _data = mixed
     backup(store, "p1", path)
     (tmp_path / "vault").mkdir()
     backend = DirectoryBackend(tmp_path / "vault")

@@ -7,15 +7,13 @@ import io
 
 import pytest
 
-from tests.vault import MIXED_LAYOUT, backup, build_image, index_of
-from vault.engine import Cancelled, Store, restore_disk
+from tests.vault import backup, index_of
+from vault.engine import Cancelled, Monitor, restore_disk
 
 
 @pytest.fixture
-def point(tmp_path):
-    store = Store(tmp_path / "store")
-    image = tmp_path / "disk.img"
-    data = build_image(image, MIXED_LAYOUT)
+def point(store, mixed):
+    image, data = mixed
     backup(store, "p1", image)
     return store, index_of(store, "p1"), data
 
@@ -25,11 +23,11 @@ def test_a_restore_writes_the_exact_image_and_reports_progress_up_to_its_size(po
     store, index, data = point
     seen: list[int] = []
     if to == "file":
-        stats = restore_disk(store, index, tmp_path / "out.img", threads=2, progress=seen.append)
+        stats = restore_disk(store, index, tmp_path / "out.img", threads=2, monitor=Monitor(progress=seen.append))
         restored = (tmp_path / "out.img").read_bytes()
     else:
         out = io.BytesIO()
-        stats = restore_disk(store, index, out, threads=2, progress=seen.append)
+        stats = restore_disk(store, index, out, threads=2, monitor=Monitor(progress=seen.append))
         restored = out.getvalue()
     assert restored == data
     assert seen == sorted(seen) and seen[-1] == len(data) == stats.image_size
@@ -48,4 +46,4 @@ def test_a_cancelled_restore_stops_with_cancelled(point, tmp_path, to):
 
     dest = tmp_path / "out.img" if to == "file" else io.BytesIO()
     with pytest.raises(Cancelled, match="cancelled at byte"):
-        restore_disk(store, index, dest, threads=2, should_cancel=should_cancel)
+        restore_disk(store, index, dest, threads=2, monitor=Monitor(should_cancel=should_cancel))

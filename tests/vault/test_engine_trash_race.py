@@ -12,15 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.vault import CS, MIXED_LAYOUT, assert_chunks_trustworthy, backup, build_image, index_of
+from tests.vault.engine_helpers import digest_of
 from vault.engine import Store, collect_local, verify_point
 from vault.engine import fsutil as engine_fsutil
 
 LONG_AGO = (1_000_000, 1_000_000)  # an mtime far older than any grace period
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
 
 
 def unused_old_chunks(store: Store, tmp_path: Path) -> list[bytes]:
@@ -74,12 +70,9 @@ def test_recover_during_a_gc_sweep_never_loses_a_chunk_the_gc_puts_back(
     assert_chunks_trustworthy(store)
 
 
-def test_a_chunk_left_in_trash_by_a_crashed_gc_goes_back_into_chunks(store: Store, tmp_path: Path) -> None:
-    path = tmp_path / "disk.img"
-    build_image(path, MIXED_LAYOUT)
-    backup(store, "p1", path)
-    digest = index_of(store, "p1").digest(2)
-    assert digest is not None
+def test_a_chunk_left_in_trash_by_a_crashed_gc_goes_back_into_chunks(store: Store, mixed: tuple[Path, bytes]) -> None:
+    backup(store, "p1", mixed[0])
+    digest = digest_of(store, "p1", 2)
     # What a GC killed between its rename into trash/ and its second look leaves behind.
     os.rename(store.chunk_path(digest), store.trash_dir / f"gc-{digest.hex()}.dead")
 
@@ -150,12 +143,9 @@ def test_gc_keeps_quarantined_chunks_as_evidence_for_the_grace_period(store: Sto
     )
 
 
-def test_gc_keeps_an_old_quarantine_record_a_point_still_needs(store: Store, tmp_path: Path) -> None:
-    path = tmp_path / "disk.img"
-    build_image(path, MIXED_LAYOUT)
-    backup(store, "p1", path)
-    digest = index_of(store, "p1").digest(2)
-    assert digest is not None
+def test_gc_keeps_an_old_quarantine_record_a_point_still_needs(store: Store, mixed: tuple[Path, bytes]) -> None:
+    backup(store, "p1", mixed[0])
+    digest = digest_of(store, "p1", 2)
     store.quarantine_chunk(digest, "found corrupt by the test")
     for name in os.listdir(store.bad_dir):
         os.utime(store.bad_dir / name, LONG_AGO)

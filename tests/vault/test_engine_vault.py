@@ -3,7 +3,6 @@ beside running backups, and tiering. Each test runs against a directory vault an
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from tests.children import START_UP_SECONDS, Child
 from tests.vault import CS, DISK, MIB, MIXED_LAYOUT, backup, build_image, overwrite, sha256
+from tests.vault.engine_helpers import restore_bytes
 from tests.waiting import wait_until
 from vault.engine import (
     ARCHIVE,
@@ -22,9 +22,11 @@ from vault.engine import (
     RemoteVault,
     Store,
     TieredStore,
+    UploadLimits,
     VaultBusy,
     VaultKeyError,
     apply_tiering,
+    backup_disk,
     collect_local,
     collect_vault,
     ensure_readable,
@@ -32,7 +34,6 @@ from vault.engine import (
     leases,
     parse_key,
     replicate_point,
-    restore_disk,
     verify_point,
 )
 from vault.engine.blobs import DirectoryBackend
@@ -41,37 +42,12 @@ from vault.engine.replicate import RateLimit
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=["directory", "azure"])
-def backend(request, tmp_path):
-    if request.param == "directory":
-        (tmp_path / "vault").mkdir()
-        return DirectoryBackend(tmp_path / "vault")
-    return request.getfixturevalue("azure_backend")
-
-
-@pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / "store")
-
-
-@pytest.fixture
-def image(tmp_path):
-    path = tmp_path / "disk.img"
-    return path, build_image(path, MIXED_LAYOUT)
-
-
-def restore_bytes(source, point_id: str) -> bytes:
-    out = io.BytesIO()
-    restore_disk(source, source.open_point(point_id).index(DISK), out, threads=2)
-    return out.getvalue()
-
-
-def test_point_replicates_and_restores_from_the_vault_alone(store, backend, image, tmp_path):
-    path, data = image
+def test_point_replicates_and_restores_from_the_vault_alone(store, backend, mixed, tmp_path):
+    path, data = mixed
     backup(store, "p1", path)
     vault = RemoteVault(backend)
 
-    stats = replicate_point(store, vault, "p1", threads=3)
+    stats = replicate_point(store, vault, "p1", limits=UploadLimits(threads=3))
 
     assert stats.chunks == stats.chunks_uploaded == 4  # the mixed image has 4 distinct non-zero chunks
     assert vault.list_points() == ["p1"]
@@ -82,8 +58,8 @@ def test_point_replicates_and_restores_from_the_vault_alone(store, backend, imag
     assert tiered.vault_reads == 4 and tiered.local_reads == 0
 
 
-def test_second_point_uploads_only_new_chunks(store, backend, image):
-    path, data = image
+def test_second_point_uploads_only_new_chunks(store, backend, mixed):
+    path, data = mixed
     backup(store, "p1", path)
     vault = RemoteVault(backend)
     replicate_point(store, vault, "p1")
@@ -99,8 +75,8 @@ def test_second_point_uploads_only_new_chunks(store, backend, image):
     assert again.already_replicated and again.bytes_uploaded == 0
 
 
-def test_restore_mixes_local_and_vault_chunks(store, backend, image, tmp_path):
-    path, data = image
+def test_restore_mixes_local_and_vault_chunks(store, backend, mixed, tmp_path):
+    path, data = mixed
     backup(store, "p1", path)
     vault = RemoteVault(backend)
     replicate_point(store, vault, "p1")
@@ -115,7 +91,7 @@ def test_restore_mixes_local_and_vault_chunks(store, backend, image, tmp_path):
 KILL_SCRIPT = """
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
-from vault.engine import RemoteVault, Store, replicate_point
+from vault.engine import RemoteVault, Store, UploadLimits, replicate_point
 from vault.engine.blobs import DirectoryBackend
 
 kind, where, store_root = sys.argv[2], sys.argv[3], sys.argv[4]
@@ -136,13 +112,13 @@ def put(name, data, overwrite=False):
             time.sleep(600)
     return done
 backend.put = put
-replicate_point(Store(store_root), RemoteVault(backend), "p1", threads=1)
+replicate_point(Store(store_root), RemoteVault(backend), "p1", limits=UploadLimits(threads=1))
 print("finished", flush=True)
 """
 
 
-def test_replication_killed_halfway_resumes_without_resending(store, backend, image, tmp_path, request):
-    path, data = image
+def test_replication_killed_halfway_resumes_without_resending(store, backend, mixed, tmp_path, request):
+    path, data = mixed
     backup(store, "p1", path)
     if isinstance(backend, DirectoryBackend):
         args, env = ["directory", str(backend.root)], dict(os.environ)
@@ -161,8 +137,8 @@ def test_replication_killed_halfway_resumes_without_resending(store, backend, im
     assert sha256(restore_bytes(TieredStore(None, vault), "p1")) == sha256(data)
 
 
-def test_encrypted_vault_hides_digests_and_needs_its_key(store, backend, image):
-    path, data = image
+def test_encrypted_vault_hides_digests_and_needs_its_key(store, backend, mixed):
+    path, data = mixed
     backup(store, "p1", path)
     key = parse_key(generate_key())
     vault = RemoteVault(backend, key)
@@ -225,7 +201,7 @@ def test_gc_beside_a_running_backup_deletes_nothing_it_needs(store, tmp_path, fi
         try:
             with store.begin_point("p2", base="p1") as pending:
                 previous = store.open_point("p1").index(DISK)
-                pending.add_disk(DISK, GatedSource(path, gate, reached), previous=previous, threads=1)
+                backup_disk(pending, DISK, GatedSource(path, gate, reached), previous=previous, threads=1)
                 pending.commit({})
         except BaseException as exc:
             errors.append(exc)
@@ -261,7 +237,7 @@ def test_a_chunk_a_running_backup_found_is_kept_and_an_untouched_one_swept(store
     for digest in digests:
         os.utime(store.chunk_path(digest), (1_000_000, 1_000_000))  # last used long ago
     with store.begin_point("p1") as pending:
-        assert pending._found_in_store(digests[0])  # what a backup does when it meets that data again
+        assert pending.found_in_store(digests[0])  # what a backup does when it meets that data again
 
         report = collect_local(store, grace_seconds=0)
 
@@ -269,8 +245,8 @@ def test_a_chunk_a_running_backup_found_is_kept_and_an_untouched_one_swept(store
         assert store.has_chunk(digests[0]) and not store.has_chunk(digests[1])
 
 
-def test_gc_dry_run_reports_without_deleting(store, image, tmp_path):
-    path, _data = image
+def test_gc_dry_run_reports_without_deleting(store, mixed, tmp_path):
+    path, _data = mixed
     backup(store, "p1", path)
     other = tmp_path / "other.img"
     build_image(other, [("random", 2 * CS)], seed=3)
@@ -288,8 +264,8 @@ def test_gc_dry_run_reports_without_deleting(store, image, tmp_path):
     assert verify_point(store, "p1").ok
 
 
-def test_vault_gc_sweeps_unreferenced_chunks_and_waits_for_replications(store, backend, image, tmp_path):
-    path, data = image
+def test_vault_gc_sweeps_unreferenced_chunks_and_waits_for_replications(store, backend, mixed, tmp_path):
+    path, data = mixed
     backup(store, "p1", path)
     other = tmp_path / "other.img"
     build_image(other, [("random", 2 * CS)], seed=3)
@@ -309,8 +285,8 @@ def test_vault_gc_sweeps_unreferenced_chunks_and_waits_for_replications(store, b
     assert sha256(restore_bytes(TieredStore(None, vault), "p1")) == sha256(data)
 
 
-def test_tiering_archives_only_chunks_no_newer_point_needs(store, azure_backend, image):
-    path, data = image
+def test_tiering_archives_only_chunks_no_newer_point_needs(store, azure_backend, mixed):
+    path, data = mixed
     backup(store, "old", path)
     changed = overwrite(path, data, [(CS + 100, 4096)])
     backup(store, "new", path)

@@ -30,11 +30,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / "store")
-
-
-@pytest.fixture
 def point(tmp_path, store):
     image = tmp_path / "disk.img"
     data = build_image(image, MIXED_LAYOUT)

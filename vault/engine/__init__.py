@@ -42,7 +42,7 @@ Typical use:
     store = Store(root)
     with store.begin_point("vm-42.2026-11-25T0300") as pending, FileSource(image) as source:
         previous = store.open_point("vm-42.2026-11-24T0300").index("scsi0:0")  # after begin_point
-        result = pending.add_disk("scsi0:0", source, previous=previous, changed_areas=cbt_areas)
+        result = backup_disk(pending, "scsi0:0", source, previous=previous, changed_areas=cbt_areas)
         pending.commit({"vm": "vm-42", "change_id": "..."})
     index = store.open_point("vm-42.2026-11-25T0300").index("scsi0:0")
     restore_disk(store, index, "/tmp/disk.raw")     # or DiskReader(store, index) for dissect
@@ -56,7 +56,7 @@ through `TieredStore` (local first, then the vault), garbage-collected beside ru
 
 from __future__ import annotations
 
-from .backup import BackupStats, DiskBackup, backup_disk, chunks_to_read
+from .backup import backup_disk, chunks_to_read
 from .blobs import ARCHIVE, COLD, COOL, HOT, Backend, BackendError, BlobArchived, BlobInfo, BlobNotFound
 from .errors import (
     Cancelled,
@@ -73,14 +73,15 @@ from .errors import (
     StoreError,
     StoreFull,
 )
-from .format import CHUNK_SIZE, DiskIndex
+from .format import CHUNK_SIZE, DiskIndex, Manifest, ManifestDisk
 from .gc import GcReport, collect_local, collect_vault
 from .leases import VaultBusy
-from .pending import PendingPoint
+from .monitor import Monitor
+from .pending import BackupStats, DiskBackup, PendingPoint
 from .reader import DiskReader, RestoreStats, restore_disk
 from .remote import RemotePoint, RemoteVault, VaultKeyError
 from .repair import ChunkNote, RepairReport, repair_chunks
-from .replicate import ReplicationStats, replicate_point
+from .replicate import ReplicationStats, UploadLimits, replicate_point
 from .sealing import Sealer, SealError, generate_key, parse_key
 from .source import FileSource, Source
 from .store import Point, Store
@@ -101,6 +102,9 @@ __all__ = [
     "ChunkQuarantined",
     "ChunkRepair",
     "GcReport",
+    "Manifest",
+    "ManifestDisk",
+    "Monitor",
     "NeedsRehydration",
     "PointInUse",
     "RemotePoint",
@@ -111,6 +115,7 @@ __all__ = [
     "Sealer",
     "TieredStore",
     "TieringReport",
+    "UploadLimits",
     "VaultBusy",
     "VaultKeyError",
     "apply_tiering",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from azure.core import exceptions as azure_errors
-from azure.storage.blob import ContainerClient, ImmutabilityPolicy
+from azure.storage.blob import ContainerClient, ImmutabilityPolicy, RehydratePriority
 
 from .blobs import (
     HOT,
@@ -56,7 +56,9 @@ def default_credential() -> TokenCredential:
 
 
 def _code(err: azure_errors.HttpResponseError) -> str:
-    code = err.error_code
+    # The storage SDK sets error_code on the errors it raises (process_storage_error); azure-core's
+    # HttpResponseError does not declare it.
+    code = getattr(err, "error_code", None)
     return str(getattr(code, "value", code) or "")
 
 
@@ -299,7 +301,9 @@ class AzureBlobBackend:
         check_blob_name(name)
         check_tier(tier, rehydrate_priority)
         try:
-            self._client.get_blob_client(name).set_standard_blob_tier(tier, rehydrate_priority=rehydrate_priority)
+            self._client.get_blob_client(name).set_standard_blob_tier(
+                tier, rehydrate_priority=RehydratePriority(rehydrate_priority)
+            )
         except azure_errors.AzureError as err:
             raise self._error(err, f"moving to {tier}", name) from err
 

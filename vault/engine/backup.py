@@ -14,43 +14,15 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
 
-from .errors import Cancelled
 from .format import CHUNK_SIZE, DIGEST_SIZE, ZERO, ZERO_DIGEST, DiskIndex, chunk_count, encode_chunk
-from .pending import PendingPoint
+from .monitor import UNWATCHED, Monitor
+from .pending import BackupStats, DiskBackup, PendingPoint
 from .source import Source, read_exact
-from .store import check_name
 
 _ZERO, _REUSED, _NEW = 0, 1, 2
-
-
-@dataclass
-class BackupStats:
-    disk_key: str
-    path: Literal["cbt", "full"]  # "cbt": only changed areas were read
-    logical_bytes: int = 0  # the image size
-    bytes_read: int = 0  # bytes asked from the source
-    chunks_total: int = 0
-    chunks_new: int = 0  # stored by this backup
-    chunks_reused: int = 0  # already in the store (or earlier in this point), or unchanged per CBT
-    chunks_zero: int = 0  # all zeros: recorded in the index, never stored
-    chunks_repaired: int = 0  # of chunks_new: quarantined as corrupt (bad/) before, stored again here
-    bytes_stored_new: int = 0  # size of the new chunk files (header + payload)
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class DiskBackup:
-    disk_key: str
-    index: DiskIndex
-    stats: BackupStats
 
 
 def backup_disk(
@@ -60,11 +32,11 @@ def backup_disk(
     *,
     previous: DiskIndex | None = None,
     changed_areas: Iterable[tuple[int, int]] | None = None,
-    progress: Callable[[int], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
+    monitor: Monitor = UNWATCHED,
     threads: int | None = None,
 ) -> DiskBackup:
-    """Read `source` into `point` as disk `disk_key`; returns its index and statistics.
+    """Read `source` into `point` as disk `disk_key`; returns its index and statistics. The one way
+    to put a disk into a pending point.
 
     previous: the same disk's index in the last good point. Its digests count as "already stored"
         without a look at the disk, and with `changed_areas` it enables the CBT path. Pass its point
@@ -73,23 +45,19 @@ def backup_disk(
     changed_areas: (offset, length) pairs that changed since `previous` (vSphere changed block
         tracking, queried with the change id of that point). Only chunks overlapping one are read;
         the others take the previous digest. A disk that grew or shrank has its new tail read too.
-    progress: called with the bytes of this disk done so far, as chunks complete, and at the end.
-    should_cancel: checked before each chunk read; True raises Cancelled.
+    monitor: progress gets the bytes of this disk done so far, as chunks complete, and at the end;
+        should_cancel is asked before each chunk read (True raises Cancelled).
+    threads: the worker pool's size (default: one per core).
     Any exception (Cancelled, StoreFull, a source error) aborts the whole pending point, so a
     failed backup never leaves anything visible, even without a `with` block.
     """
-    point._check_open()
-    check_name("disk key", disk_key)
-    if disk_key in point.disks:
-        raise ValueError(f"disk {disk_key} is already in recovery point {point.point_id}")
+    point.start_disk(disk_key)
     try:
-        result = _DiskJob(point, disk_key, source, previous, changed_areas, threads or os.cpu_count() or 1).run(
-            progress, should_cancel
-        )
+        result = _DiskJob(point, disk_key, source, previous, changed_areas, threads or os.cpu_count() or 1).run(monitor)
     except BaseException:
         point.abort()
         raise
-    point._add(disk_key, result)
+    point.record_disk(result)
     return result
 
 
@@ -148,7 +116,7 @@ class _DiskJob:
             if not must_read[i] and digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] in self.bad:
                 must_read[i] = 1
 
-    def run(self, progress: Callable[[int], None] | None, should_cancel: Callable[[], bool] | None) -> DiskBackup:
+    def run(self, monitor: Monitor) -> DiskBackup:
         started = time.perf_counter()
         n = chunk_count(self.size)
         self.stats.chunks_total = n
@@ -164,26 +132,22 @@ class _DiskJob:
                     done += length
                     self._reuse_previous(i)
                     continue
-                if should_cancel is not None and should_cancel():
-                    raise Cancelled(f"backup of disk {self.stats.disk_key} cancelled at byte {offset}")
+                monitor.stop_if_cancelled(f"backup of disk {self.stats.disk_key} cancelled at byte {offset}")
                 if len(pending) >= 2 * self.threads:  # keep the pool busy, but bound what is queued
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     done += self._collect(finished)
-                    if progress is not None:
-                        progress(done)
+                    monitor.report(done)
                 pending.add(pool.submit(self._chunk, i, offset, length))
                 self.stats.bytes_read += length
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 done += self._collect(finished)
-                if progress is not None:
-                    progress(done)
+                monitor.report(done)
         finally:
             # On an error, queued chunks are dropped and running ones finish (at most one per thread)
             # before the caller aborts the point and deletes the staging directory under them.
             pool.shutdown(wait=True, cancel_futures=True)
-        if progress is not None:
-            progress(self.size)
+        monitor.report(self.size)
         self.stats.seconds = time.perf_counter() - started
         index = DiskIndex(self.size, CHUNK_SIZE, bytes(self.digests))
         return DiskBackup(self.stats.disk_key, index, self.stats)
@@ -230,6 +194,6 @@ class _DiskJob:
         if buf == ZERO if length == CHUNK_SIZE else ZERO.startswith(view):
             return i, _ZERO, ZERO_DIGEST, 0
         digest = hashlib.sha256(view).digest()
-        if digest in self.known or not self.point._claim(digest) or self.point._found_in_store(digest):
+        if digest in self.known or not self.point.claim(digest) or self.point.found_in_store(digest):
             return i, _REUSED, digest, 0
-        return i, _NEW, digest, self.point._stage_chunk(digest, encode_chunk(view))
+        return i, _NEW, digest, self.point.stage_chunk(digest, encode_chunk(view))

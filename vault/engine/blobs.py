@@ -260,7 +260,10 @@ class DirectoryBackend:
 
     def _read_tags(self, name: str) -> dict[str, str]:
         try:
-            return json.loads(self._tags_path(name).read_bytes())
+            tags = json.loads(self._tags_path(name).read_bytes())
+            if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+                raise ValueError("not an object of strings")
+            return tags
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as err:

@@ -10,19 +10,32 @@ Disk index (little endian), one per disk per recovery point:
     chunk count x 32-byte digests (32 zero bytes = an all-zero chunk, never stored)
     SHA-256 of everything above (32)
 The trailing checksum makes a torn or bit-rotted index an error instead of a wrong restore.
+
+Point manifest (`manifest.json`, the same document locally and in the vault), JSON with sorted keys:
+    {"format": 1, "point_id": ..., "committed_at": "YYYY-MM-DDTHH:MM:SSZ", "chunk_size": 4194304,
+     "disks": {<disk key>: {"index": "<disk key>.idx", "image_size": ..., "stats": {...}}},
+     "meta": {...the caller's...}}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import re
 import struct
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
-from .errors import ChunkCorrupt, CorruptIndex
+from .errors import ChunkCorrupt, CorruptIndex, CorruptPoint
+
+STORE_FORMAT = 1
+MANIFEST = "manifest.json"
 
 CHUNK_SIZE = 4 * 1024 * 1024
 DIGEST_SIZE = 32
@@ -39,7 +52,17 @@ INDEX_MAGIC = b"VMBIDX\r\n"  # the CR LF catches text-mode mangling, like PNG's 
 INDEX_VERSION = 1
 _HEADER = struct.Struct("<8sHHIQQ")
 
+# Point ids and disk keys become file names: no separators, no leading dot (dot names are ours).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
 _local = threading.local()
+
+
+def check_name(kind: str, value: str) -> str:
+    """`value` if it is safe as a file name (a point id, a disk key); ValueError if not."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ValueError(f"invalid {kind} {value!r}: use 1-128 letters, digits, '.', '_', ':' or '-', not first '.'")
+    return value
 
 
 def _compressor() -> zstandard.ZstdCompressor:
@@ -180,3 +203,84 @@ class DiskIndex:
 
 def chunk_count(image_size: int, chunk_size: int = CHUNK_SIZE) -> int:
     return -(-image_size // chunk_size)
+
+
+@dataclass(frozen=True)
+class ManifestDisk:
+    """One disk of a point, as its manifest records it."""
+
+    index: str  # the index file's name beside the manifest: "<disk key>.idx"
+    image_size: int
+    stats: dict[str, Any]  # backup.BackupStats.as_dict() of the backup that wrote it
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A point's manifest.json: written once by a backup's commit (and copied, with more `meta`, by
+    replication); a point exists once its manifest does. Top-level fields a hand-made manifest
+    lacks are None and left out again when it is written, so a manifest round-trips byte for byte."""
+
+    disks: Mapping[str, ManifestDisk]
+    meta: dict[str, Any] = field(default_factory=dict)  # the caller's, as given to commit()
+    point_id: str | None = None
+    committed_at: str | None = None  # UTC, "YYYY-MM-DDTHH:MM:SSZ"
+    format: int | None = STORE_FORMAT
+    chunk_size: int | None = CHUNK_SIZE
+
+    def to_json(self) -> bytes:
+        """The file's bytes. TypeError if `meta` is not JSON-serialisable (raised before any I/O)."""
+        document: dict[str, Any] = {
+            "disks": {key: dataclasses.asdict(disk) for key, disk in sorted(self.disks.items())},
+            "meta": self.meta,
+        }
+        for name in ("point_id", "committed_at", "format", "chunk_size"):
+            if getattr(self, name) is not None:
+                document[name] = getattr(self, name)
+        return json.dumps(document, indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, *, name: str = MANIFEST) -> Manifest:
+        """Parse a manifest; CorruptPoint (naming `name`) if it is not one."""
+        try:
+            document = json.loads(data)
+            if not isinstance(document, dict) or not isinstance(document.get("disks"), dict):
+                raise ValueError("not a manifest object")
+            disks = {str(key): _manifest_disk(entry) for key, entry in document["disks"].items()}
+            meta = document.get("meta", {})
+            if not isinstance(meta, dict):
+                raise ValueError("its meta is not an object")
+            return cls(
+                disks=disks,
+                meta=meta,
+                point_id=document.get("point_id"),
+                committed_at=document.get("committed_at"),
+                format=document.get("format"),
+                chunk_size=document.get("chunk_size"),
+            )
+        except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
+            raise CorruptPoint(f"{name} is unreadable: {err}") from err
+
+    def with_meta(self, more: Mapping[str, Any]) -> Manifest:
+        """The same manifest with `more` merged into its meta (replication records its time so)."""
+        return dataclasses.replace(self, meta={**self.meta, **more})
+
+
+def _manifest_disk(entry: object) -> ManifestDisk:
+    if not isinstance(entry, dict) or not isinstance(entry.get("index"), str):
+        raise ValueError(f"a disk entry names no index file: {entry!r}")
+    return ManifestDisk(index=entry["index"], image_size=entry.get("image_size", 0), stats=entry.get("stats", {}))
+
+
+class ManifestView:
+    """What a point's manifest says, for a local `store.Point` and a vault `remote.RemotePoint` alike."""
+
+    manifest: Manifest
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The dict the caller passed to commit() (plus what replication added)."""
+        return self.manifest.meta
+
+    @property
+    def disk_keys(self) -> list[str]:
+        return sorted(self.manifest.disks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +15,8 @@ _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _load_sync_file_range():  # -> Callable[[int], None] | None
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """glibc's sync_file_range(fd, offset, nbytes, flags), or None where there is none."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         func = libc.sync_file_range
@@ -95,6 +96,6 @@ def translate_full(root: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        if is_full_error(err):
+        if err.errno is not None and is_full_error(err):
             raise StoreFull(f"no space left for the backup store at {root}: {os.strerror(err.errno)}") from err
         raise

@@ -32,14 +32,15 @@ import datetime as dt
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import leases
-from .format import DiskIndex
+from .format import MANIFEST
 from .remote import BAD, CHUNKS, POINTS, RemoteVault
-from .store import GC_TRASH_PREFIX, MANIFEST, REASON_SUFFIX, Store
+from .store import GC_TRASH_PREFIX, REASON_SUFFIX, Store
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
 
@@ -95,7 +96,7 @@ def collect_local(store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS,
             _sweep_chunks(store, marked, cutoff, report)
     _sweep_bad(store, marked, started - grace_seconds, report)
     if not dry_run:
-        store._release(report.bytes_freed)
+        store.release(report.bytes_freed)
     report.seconds = time.time() - started
     return report
 
@@ -173,49 +174,82 @@ def collect_vault(
     started = time.time()
     report = GcReport("vault", dry_run=dry_run)
     vault.open()
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=grace_seconds)
+    sweep = _VaultSweep(vault, report, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=grace_seconds))
     with leases.collecting(vault.backend):
         published = set(vault.list_points())
-        marked: set[str] = set()
-        for point_id in sorted(published):
-            report.points += 1
-            point = vault.open_point(point_id)
-            for key in point.disk_keys:
-                index: DiskIndex = point.index(key)
-                marked |= {vault.chunk_name(d) for d in index.referenced()}
-        report.chunks_marked = len(marked)
-        present: set[str] = set()
-        for info in list(vault.backend.list(CHUNKS)):
-            report.chunks_seen += 1
-            if info.name in marked:
-                present.add(info.name)
-                continue
-            if info.modified >= cutoff:
-                report.chunks_kept_young += 1
-                present.add(info.name)
-                continue
-            report.chunks_swept += 1
-            report.bytes_freed += info.size
-            if not dry_run:
-                vault.backend.delete(info.name)
+        marked = _mark_vault(vault, published, report)
+        present = sweep.chunks(marked)
         # Quarantined blobs: evidence for the grace period, then gone once a good copy is back or
         # no point needs the chunk.
-        for info in list(vault.backend.list(BAD)):
-            chunk = CHUNKS + info.name[len(BAD) :].removesuffix(".why")
-            if info.modified < cutoff and (chunk in present or chunk not in marked):
-                report.bad_swept += 0 if info.name.endswith(".why") else 1
-                if not dry_run:
-                    vault.backend.delete(info.name)
+        sweep.blobs(BAD, lambda name: _bad_blob_done(name, present, marked), count_as="bad")
         # Indexes of points whose manifest never arrived (an interrupted replication).
-        for info in list(vault.backend.list(POINTS)):
-            point_id = info.name[len(POINTS) :].split("/", 1)[0]
-            if point_id not in published and info.modified < cutoff and not info.name.endswith("/" + MANIFEST):
-                report.other_blobs_swept += 1
-                if not dry_run:
-                    vault.backend.delete(info.name)
+        sweep.blobs(POINTS, lambda name: _unpublished(name, published))
         for name in leases.stale_markers(vault.backend):
             report.other_blobs_swept += 1
             if not dry_run:
                 vault.backend.delete(name)
     report.seconds = time.time() - started
     return report
+
+
+def _mark_vault(vault: RemoteVault, published: set[str], report: GcReport) -> set[str]:
+    """The blob names of every chunk a published point references."""
+    marked: set[str] = set()
+    for point_id in sorted(published):
+        report.points += 1
+        point = vault.open_point(point_id)
+        for key in point.disk_keys:
+            marked |= {vault.chunk_name(d) for d in point.index(key).referenced()}
+    report.chunks_marked = len(marked)
+    return marked
+
+
+def _bad_blob_done(name: str, present: set[str], marked: set[str]) -> bool:
+    chunk = CHUNKS + name[len(BAD) :].removesuffix(".why")
+    return chunk in present or chunk not in marked
+
+
+def _unpublished(name: str, published: set[str]) -> bool:
+    point_id = name[len(POINTS) :].split("/", 1)[0]
+    return point_id not in published and not name.endswith("/" + MANIFEST)
+
+
+class _VaultSweep:
+    """Deletes blobs last modified before `cutoff` (only counts them in a dry run)."""
+
+    def __init__(self, vault: RemoteVault, report: GcReport, cutoff: dt.datetime) -> None:
+        self.vault = vault
+        self.report = report
+        self.cutoff = cutoff
+
+    def chunks(self, marked: set[str]) -> set[str]:
+        """Sweep unmarked chunk blobs older than the cutoff; returns the chunk blobs that stay."""
+        present: set[str] = set()
+        for info in list(self.vault.backend.list(CHUNKS)):
+            self.report.chunks_seen += 1
+            if info.name in marked:
+                present.add(info.name)
+            elif info.modified >= self.cutoff:
+                self.report.chunks_kept_young += 1
+                present.add(info.name)
+            else:
+                self.report.chunks_swept += 1
+                self.report.bytes_freed += info.size
+                self._delete(info.name)
+        return present
+
+    def blobs(self, prefix: str, done: Callable[[str], bool], *, count_as: str = "other") -> None:
+        """Sweep blobs under `prefix` older than the cutoff for which `done(name)` holds. Counted
+        as quarantined chunks (`.why` notes not counted) or as other blobs."""
+        for info in list(self.vault.backend.list(prefix)):
+            if info.modified >= self.cutoff or not done(info.name):
+                continue
+            if count_as == "bad":
+                self.report.bad_swept += 0 if info.name.endswith(".why") else 1
+            else:
+                self.report.other_blobs_swept += 1
+            self._delete(info.name)
+
+    def _delete(self, name: str) -> None:
+        if not self.report.dry_run:
+            self.vault.backend.delete(name)

@@ -1,27 +1,69 @@
-"""A backup in progress: its staging directory, the chunks it stages, and the commit that publishes it."""
+"""A backup in progress: its staging directory, the chunks it stages, and the commit that publishes it.
+
+Imports point one way: `store.Store.begin_point` creates a PendingPoint, `backup.backup_disk` fills
+it through the staging API below (start_disk, claim, found_in_store, stage_chunk, record_disk), and
+this module imports neither; what it needs of its store is the `PointStore` protocol.
+"""
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol
 
 from . import fsutil
 from .errors import PointExists, StoreError
-from .format import CHUNK_SIZE, DiskIndex
-from .store import MANIFEST, STORE_FORMAT, Store
+from .format import CHUNK_SIZE, MANIFEST, STORE_FORMAT, DiskIndex, Manifest, ManifestDisk, check_name
 
-if TYPE_CHECKING:
-    from .backup import DiskBackup
-    from .source import Source
+
+class PointStore(Protocol):
+    """What a pending point uses of the store it belongs to (`store.Store`)."""
+
+    root: Path
+    chunks_dir: Path
+    points_dir: Path
+
+    def chunk_path(self, digest: bytes) -> Path: ...
+    def touch_chunk(self, digest: bytes) -> bool: ...
+    def bad_chunks(self) -> set[bytes]: ...
+    def mark_repaired(self, digests: Iterable[bytes]) -> set[bytes]: ...
+    def reserve(self, nbytes: int) -> None: ...
+    def release(self, nbytes: int) -> None: ...
+
+
+@dataclass
+class BackupStats:
+    disk_key: str
+    path: Literal["cbt", "full"]  # "cbt": only changed areas were read
+    logical_bytes: int = 0  # the image size
+    bytes_read: int = 0  # bytes asked from the source
+    chunks_total: int = 0
+    chunks_new: int = 0  # stored by this backup
+    chunks_reused: int = 0  # already in the store (or earlier in this point), or unchanged per CBT
+    chunks_zero: int = 0  # all zeros: recorded in the index, never stored
+    chunks_repaired: int = 0  # of chunks_new: quarantined as corrupt (bad/) before, stored again here
+    bytes_stored_new: int = 0  # size of the new chunk files (header + payload)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DiskBackup:
+    """One disk backed up into a point: its index and how the backup went."""
+
+    disk_key: str
+    index: DiskIndex
+    stats: BackupStats
 
 
 def _close_all(fds: tuple[int, ...]) -> None:
@@ -33,7 +75,7 @@ class PendingPoint:
     """A backup in progress. Chunks and indexes go to its staging directory; `commit()` makes them
     durable with one sync, moves the chunks into place and publishes the point with one rename."""
 
-    def __init__(self, store: Store, point_id: str, staging: Path, lock_fds: tuple[int, ...]) -> None:
+    def __init__(self, store: PointStore, point_id: str, staging: Path, lock_fds: tuple[int, ...]) -> None:
         self.store = store
         self.point_id = point_id
         self.staging = staging
@@ -59,50 +101,30 @@ class PendingPoint:
         if self.state == "open":
             self.abort()
 
-    def add_disk(
-        self,
-        disk_key: str,
-        source: Source,
-        *,
-        previous: DiskIndex | None = None,
-        changed_areas: Iterable[tuple[int, int]] | None = None,
-        progress: Callable[[int], None] | None = None,
-        should_cancel: Callable[[], bool] | None = None,
-        threads: int | None = None,
-    ) -> DiskBackup:
-        """Back up one disk into this point; see `backup.backup_disk`."""
-        from .backup import backup_disk  # backup imports this module
-
-        return backup_disk(
-            self,
-            disk_key,
-            source,
-            previous=previous,
-            changed_areas=changed_areas,
-            progress=progress,
-            should_cancel=should_cancel,
-            threads=threads,
-        )
-
     @property
     def disks(self) -> dict[str, DiskBackup]:
         return dict(self._disks)
 
-    # Used by backup_disk --------------------------------------------------------------------------
+    # Staging API, used by backup.backup_disk --------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self.state != "open":
-            raise StoreError(f"recovery point {self.point_id} is {self.state}")
+    def start_disk(self, disk_key: str) -> None:
+        """Check that `disk_key` may be backed up into this point: the point is open, the key is a
+        valid file name, and no disk of that key is in the point yet."""
+        self._check_open()
+        check_name("disk key", disk_key)
+        if disk_key in self._disks:
+            raise ValueError(f"disk {disk_key} is already in recovery point {self.point_id}")
 
-    def _claim(self, digest: bytes) -> bool:
-        """True when the caller is the first in this point to meet `digest` and must store it."""
+    def claim(self, digest: bytes) -> bool:
+        """True when the caller is the first in this point to meet `digest` and must store it
+        (thread-safe: backup threads race for the same chunk)."""
         with self._claims_lock:
             if digest in self._claims:
                 return False
             self._claims[digest] = 0
             return True
 
-    def _found_in_store(self, digest: bytes) -> bool:
+    def found_in_store(self, digest: bytes) -> bool:
         """Whether the store has the chunk already. A chunk seen this way may have been renamed into
         place by another backup that has not yet fsynced its directory, so commit fsyncs that
         directory too before publishing a point that relies on it."""
@@ -112,13 +134,13 @@ class PendingPoint:
             self._found_dirs.add(self.store.chunk_path(digest).parent)
         return True
 
-    def _stage_chunk(self, digest: bytes, pieces: list[bytes | memoryview]) -> int:
-        """Write a chunk file into staging. No temp name + rename here: the whole staging directory is
-        the temporary, nothing reads it but this backup, and a crash discards all of it."""
+    def stage_chunk(self, digest: bytes, pieces: list[bytes | memoryview]) -> int:
+        """Write a chunk file (the pieces of `format.encode_chunk`) into staging; returns its size.
+        StoreFull if the quota or the device has no room. No temp name + rename here: the whole
+        staging directory is the temporary, nothing reads it but this backup, and a crash discards
+        all of it."""
         size = sum(len(p) for p in pieces)
-        self.store._reserve(size)
-        with self._claims_lock:
-            self._reserved += size
+        self._reserve(size)
         with fsutil.translate_full(self.store.root):
             fd = os.open(self._chunk_dir / digest.hex(), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
@@ -130,27 +152,37 @@ class PendingPoint:
             self._claims[digest] = size
         return size
 
-    def _add(self, disk_key: str, backup: DiskBackup) -> None:
-        self._disks[disk_key] = backup
+    def record_disk(self, backup: DiskBackup) -> None:
+        """Add a finished disk to the point; its index is written at commit."""
+        self._disks[backup.disk_key] = backup
+
+    def _check_open(self) -> None:
+        if self.state != "open":
+            raise StoreError(f"recovery point {self.point_id} is {self.state}")
+
+    def _reserve(self, nbytes: int) -> None:
+        self.store.reserve(nbytes)
+        with self._claims_lock:
+            self._reserved += nbytes
 
     # Life cycle -----------------------------------------------------------------------------------
 
-    def commit(self, manifest: dict[str, Any] | None = None) -> Path:
-        """Make the point durable and visible; returns its directory. `manifest` (JSON-serialisable)
-        is kept as the point's `meta`. On any error the point is aborted and stays invisible."""
+    def commit(self, meta: dict[str, Any] | None = None) -> Path:
+        """Make the point durable and visible; returns its directory. `meta` (JSON-serialisable) is
+        kept as the manifest's `meta`. On any error the point is aborted and stays invisible."""
         self._check_open()
-        document = {
-            "format": STORE_FORMAT,
-            "point_id": self.point_id,
-            "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "chunk_size": CHUNK_SIZE,
-            "disks": {
-                key: {"index": f"{key}.idx", "image_size": b.index.image_size, "stats": b.stats.as_dict()}
+        manifest = Manifest(
+            point_id=self.point_id,
+            committed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            format=STORE_FORMAT,
+            chunk_size=CHUNK_SIZE,
+            disks={
+                key: ManifestDisk(index=f"{key}.idx", image_size=b.index.image_size, stats=b.stats.as_dict())
                 for key, b in sorted(self._disks.items())
             },
-            "meta": manifest or {},
-        }
-        encoded = json.dumps(document, indent=2, sort_keys=True).encode()  # TypeError before any I/O
+            meta=meta or {},
+        )
+        encoded = manifest.to_json()  # TypeError before any I/O
         try:
             with fsutil.translate_full(self.store.root):
                 final = self._publish(encoded)
@@ -166,13 +198,11 @@ class PendingPoint:
         files: list[Path] = []
         for key, backup in self._disks.items():
             data = backup.index.to_bytes()
-            self.store._reserve(len(data))
-            self._reserved += len(data)
+            self._reserve(len(data))
             path = self._point_dir / f"{key}.idx"
             path.write_bytes(data)
             files.append(path)
-        self.store._reserve(len(manifest))
-        self._reserved += len(manifest)
+        self._reserve(len(manifest))
         (self._point_dir / MANIFEST).write_bytes(manifest)
         files.append(self._point_dir / MANIFEST)
 
@@ -202,7 +232,7 @@ class PendingPoint:
             fsutil.fsync_dir(self.store.chunks_dir)
         # Good copies of quarantined chunks are durable in chunks/ now: their bad/ records can say so.
         if staged:
-            self.repaired = self.store._mark_repaired(set(staged) & self.store._bad_records())
+            self.repaired = self.store.mark_repaired(staged)
 
         final_point = self.store.points_dir / self.point_id
         try:
@@ -233,6 +263,6 @@ class PendingPoint:
             return
         self.state = "aborted"
         shutil.rmtree(self.staging, ignore_errors=True)
-        self.store._release(self._reserved)
+        self.store.release(self._reserved)
         self._reserved = 0
         self._release_locks()

@@ -7,14 +7,14 @@ import os
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import Cancelled
 from .format import ZERO, DiskIndex
+from .monitor import UNWATCHED, Monitor
 from .parallel import bounded_map
 from .store import Store
 
@@ -118,8 +118,7 @@ def restore_disk(
     dest: str | os.PathLike[str] | BinaryIO,
     *,
     threads: int | None = None,
-    progress: Callable[[int], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
+    monitor: Monitor = UNWATCHED,
     verify: bool = True,
     fsync: bool = False,
 ) -> RestoreStats:
@@ -128,108 +127,82 @@ def restore_disk(
     A path is created or truncated and written with pwrite from a thread pool; zero chunks become
     holes in a regular file (and are written as zeros to a block device). A file object (pipe,
     upload stream) is written strictly in order. `verify` re-hashes every chunk, so a damaged store
-    raises ChunkCorrupt instead of restoring bad data. On an error `dest` holds a partial image.
+    raises ChunkCorrupt instead of restoring bad data. `monitor` gets the bytes done so far and may
+    cancel before each chunk; `fsync` (paths only) makes the image durable before returning. On an
+    error `dest` holds a partial image.
     """
     started = time.perf_counter()
-    threads = max(1, threads or os.cpu_count() or 1)
+    restore = _Restore(store, index, max(1, threads or os.cpu_count() or 1), monitor, verify)
     if isinstance(dest, str | os.PathLike):
-        zero, read = _restore_to_path(store, index, Path(dest), threads, progress, should_cancel, verify, fsync)
+        restore.to_path(Path(dest), fsync=fsync)
     else:
-        zero, read = _restore_to_stream(store, index, dest, threads, progress, should_cancel, verify)
-    return RestoreStats(index.image_size, read, zero, time.perf_counter() - started)
+        restore.to_stream(dest)
+    return RestoreStats(index.image_size, restore.read, restore.zero, time.perf_counter() - started)
 
 
-def _restore_to_path(
-    store: Store,
-    index: DiskIndex,
-    path: Path,
-    threads: int,
-    progress: Callable[[int], None] | None,
-    should_cancel: Callable[[], bool] | None,
-    verify: bool,
-    fsync: bool,
-) -> tuple[int, int]:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        sparse = stat.S_ISREG(os.fstat(fd).st_mode)
-        if sparse:
-            os.ftruncate(fd, index.image_size)  # the holes are the zero chunks
+class _Restore:
+    """One image on its way out, to a path or a stream; counts its chunks as it goes."""
 
-        def restore_chunk(i: int) -> int:
-            offset, length = index.extent(i)
-            digest = index.digest(i)
-            data = _ZERO_VIEW[:length] if digest is None else store.read_chunk(digest, length, verify=verify)
-            _pwrite_all(fd, data, offset)
-            return length
+    def __init__(self, store: Store, index: DiskIndex, threads: int, monitor: Monitor, verify: bool) -> None:
+        self.store = store
+        self.index = index
+        self.threads = threads
+        self.monitor = monitor
+        self.verify = verify
+        self.read = self.zero = 0
+        self.skipped = 0  # bytes of zero chunks left as holes
 
-        zero = read = skipped = 0
+    def _load(self, i: int) -> memoryview:
+        """Runs in the pool: the plaintext of chunk `i` (zeros without I/O for a zero chunk)."""
+        digest = self.index.digest(i)
+        _offset, length = self.index.extent(i)
+        return _ZERO_VIEW[:length] if digest is None else self.store.read_chunk(digest, length, verify=self.verify)
 
-        def chunks_to_write() -> Iterator[int]:  # runs in this thread, as bounded_map asks for items
-            nonlocal zero, read, skipped
-            for i in range(len(index)):
-                if index.digest(i) is None:
-                    zero += 1
-                    if sparse:
-                        skipped += index.extent(i)[1]
-                        continue
-                else:
-                    read += 1
-                if should_cancel is not None and should_cancel():
-                    raise Cancelled(f"restore to {path} cancelled at byte {index.extent(i)[0]}")
-                yield i
-
-        written = 0
-        with ThreadPoolExecutor(threads, thread_name_prefix="vault-restore") as pool:
-            for length in bounded_map(pool, restore_chunk, chunks_to_write(), 2 * threads):
-                written += length
-                if progress is not None:
-                    progress(written + skipped)
-        if fsync:
-            os.fsync(fd)
-        if progress is not None:
-            progress(index.image_size)
-        return zero, read
-    finally:
-        os.close(fd)
-
-
-def _restore_to_stream(
-    store: Store,
-    index: DiskIndex,
-    out: BinaryIO,
-    threads: int,
-    progress: Callable[[int], None] | None,
-    should_cancel: Callable[[], bool] | None,
-    verify: bool,
-) -> tuple[int, int]:
-    def load(i: int) -> memoryview:
-        digest = index.digest(i)
-        _offset, length = index.extent(i)
-        return _ZERO_VIEW[:length] if digest is None else store.read_chunk(digest, length, verify=verify)
-
-    zero = read = 0
-
-    def chunks_in_order() -> Iterator[int]:  # runs in this thread, as bounded_map asks for items
-        nonlocal zero, read
-        for i in range(len(index)):
-            if should_cancel is not None and should_cancel():
-                raise Cancelled(f"restore cancelled at byte {index.extent(i)[0]}")
-            if index.digest(i) is None:
-                zero += 1
+    def _chunks(self, where: str, *, skip_zero: bool = False) -> Iterator[int]:
+        """The chunks to write, in order, counted; runs in this thread, as bounded_map asks for items.
+        Zero chunks are counted but not yielded when `skip_zero` (holes in a sparse file)."""
+        for i in range(len(self.index)):
+            if self.index.digest(i) is None:
+                self.zero += 1
+                if skip_zero:
+                    self.skipped += self.index.extent(i)[1]
+                    continue
             else:
-                read += 1
+                self.read += 1
+            self.monitor.stop_if_cancelled(f"restore{where} cancelled at byte {self.index.extent(i)[0]}")
             yield i
 
-    done = 0
-    with ThreadPoolExecutor(threads, thread_name_prefix="vault-restore") as pool:
-        # The window bounds how many decoded chunks wait here for their turn to be written.
-        for data in bounded_map(pool, load, chunks_in_order(), 2 * threads):
-            done += _write_stream(out, data)
-            if progress is not None:
-                progress(done)
-    if progress is not None:
-        progress(index.image_size)
-    return zero, read
+    def to_path(self, path: Path, *, fsync: bool) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            sparse = stat.S_ISREG(os.fstat(fd).st_mode)
+            if sparse:
+                os.ftruncate(fd, self.index.image_size)  # the holes are the zero chunks
+
+            def write(i: int) -> int:  # runs in the pool; writes land anywhere, so order does not matter
+                data = self._load(i)
+                _pwrite_all(fd, data, self.index.extent(i)[0])
+                return len(data)
+
+            written = 0
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="vault-restore") as pool:
+                for length in bounded_map(pool, write, self._chunks(f" to {path}", skip_zero=sparse), 2 * self.threads):
+                    written += length
+                    self.monitor.report(written + self.skipped)
+            if fsync:
+                os.fsync(fd)
+            self.monitor.report(self.index.image_size)
+        finally:
+            os.close(fd)
+
+    def to_stream(self, out: BinaryIO) -> None:
+        done = 0
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="vault-restore") as pool:
+            # The window bounds how many decoded chunks wait here for their turn to be written.
+            for data in bounded_map(pool, self._load, self._chunks(""), 2 * self.threads):
+                done += _write_stream(out, data)
+                self.monitor.report(done)
+        self.monitor.report(self.index.image_size)
 
 
 def _write_stream(out: BinaryIO, data: memoryview) -> int:

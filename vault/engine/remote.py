@@ -31,9 +31,17 @@ from typing import Any
 
 from .blobs import Backend, BackendError, BlobInfo, BlobNotFound
 from .errors import ChunkCorrupt, ChunkMissing, CorruptPoint, PointNotFound, StoreError
-from .format import CHUNK_SIZE, DiskIndex, decode_chunk, decode_chunk_file
+from .format import (
+    CHUNK_SIZE,
+    MANIFEST,
+    DiskIndex,
+    Manifest,
+    ManifestView,
+    check_name,
+    decode_chunk,
+    decode_chunk_file,
+)
 from .sealing import Sealer, SealError
-from .store import MANIFEST, ManifestView, check_name
 
 VAULT_FORMAT = 1
 CONFIG = "vault.json"
@@ -52,12 +60,12 @@ class RemotePoint(ManifestView):
 
     id: str
     vault: RemoteVault
-    manifest: dict[str, Any]
+    manifest: Manifest
     _indexes: dict[str, DiskIndex] = field(default_factory=dict)
 
     def index(self, disk_key: str) -> DiskIndex:
         if disk_key not in self._indexes:
-            if disk_key not in self.manifest["disks"]:
+            if disk_key not in self.manifest.disks:
                 raise KeyError(f"recovery point {self.id} has no disk {disk_key!r}")
             name = index_name(self.id, disk_key)
             try:
@@ -235,21 +243,14 @@ class RemoteVault:
             data = self.read_blob(name)
         except BlobNotFound as err:
             raise PointNotFound(f"no recovery point {point_id} in {self.description}") from err
-        try:
-            manifest = json.loads(data)
-            if not isinstance(manifest, dict) or not isinstance(manifest.get("disks"), dict):
-                raise ValueError("not a manifest object")
-        except ValueError as err:
-            raise CorruptPoint(f"{name} in {self.description} is unreadable: {err}") from err
-        return RemotePoint(point_id, self, manifest)
+        return RemotePoint(point_id, self, Manifest.from_json(data, name=f"{name} in {self.description}"))
 
-    def publish_point(self, point_id: str, manifest: dict[str, Any], indexes: dict[str, bytes]) -> None:
+    def publish_point(self, point_id: str, manifest: Manifest, indexes: dict[str, bytes]) -> None:
         """Indexes first, the manifest last: the point appears only once it is whole. Overwrites
         what an interrupted attempt left (same content, maybe sealed with another nonce)."""
         for key, data in sorted(indexes.items()):
             self.write_blob(index_name(point_id, key), data, overwrite=True)
-        document = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        self.write_blob(manifest_name(point_id), document, overwrite=True)
+        self.write_blob(manifest_name(point_id), manifest.to_json(), overwrite=True)
 
     def delete_point(self, point_id: str) -> None:
         """Manifest first (the point is gone at once), then its other blobs; chunks wait for GC."""

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from . import leases
 from .errors import Cancelled, ChunkCorrupt, StoreError
+from .format import DiskIndex
 from .parallel import bounded_map
 from .remote import RemoteVault
 from .store import Store
@@ -68,19 +69,28 @@ class RateLimit:
             time.sleep(wait)
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    """How hard a replication may push: `threads` uploads at once, within `bytes_per_second`
+    (None: unlimited) shared by all of them."""
+
+    threads: int = 4
+    bytes_per_second: float | None = None
+
+
 def replicate_point(
     store: Store,
     vault: RemoteVault,
     point_id: str,
     *,
-    threads: int = 4,
-    bytes_per_second: float | None = None,
+    limits: UploadLimits = UploadLimits(),
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> ReplicationStats:
-    """Replicate one committed local point. `progress(chunks_done, chunks_total)`; `meta` is merged
-    into the vault manifest's "meta" (e.g. the time of replication). Idempotent."""
+    """Replicate one committed local point. `progress(chunks_done, chunks_total)`; `should_cancel()`
+    is asked before each upload (True raises Cancelled); `meta` is merged into the vault manifest's
+    "meta" (e.g. the time of replication). Idempotent."""
     started = time.perf_counter()
     stats = ReplicationStats(point_id)
     vault.open(create=True)
@@ -88,60 +98,85 @@ def replicate_point(
     with leases.writing(vault.backend):
         if vault.has_point(point_id):
             stats.already_replicated = True
-            stats.seconds = time.perf_counter() - started
-            return stats
-        indexes = {key: point.index(key) for key in point.disk_keys}
-        needed: dict[str, bytes] = {}
-        for index in indexes.values():
+        else:
+            upload = _Upload(store, vault, point_id, limits, should_cancel)
+            indexes = {key: point.index(key) for key in point.disk_keys}
+            upload.chunks(indexes.values(), stats, progress)
+            vault.publish_point(
+                point_id,
+                point.manifest.with_meta(meta or {}),
+                {key: index.to_bytes() for key, index in indexes.items()},
+            )
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+class _Upload:
+    """Steps 1 to 3 of a replication: the chunks of a point's indexes, into the vault."""
+
+    def __init__(
+        self,
+        store: Store,
+        vault: RemoteVault,
+        point_id: str,
+        limits: UploadLimits,
+        should_cancel: Callable[[], bool] | None,
+    ) -> None:
+        self.store = store
+        self.vault = vault
+        self.point_id = point_id
+        self.threads = max(1, limits.threads)
+        self.rate = RateLimit(limits.bytes_per_second)
+        self.should_cancel = should_cancel
+        self.overwrite = False  # the second pass replaces blobs found damaged by the first verification
+
+    def chunks(
+        self, indexes: Iterable[DiskIndex], stats: ReplicationStats, progress: Callable[[int, int], None] | None
+    ) -> None:
+        """Upload what the vault lacks, verify, and upload once more what the check found missing."""
+        needed: dict[str, bytes] = {}  # vault blob name -> digest
+        for index in indexes:
             for digest in index.referenced():
-                needed[vault.chunk_name(digest)] = digest
+                needed[self.vault.chunk_name(digest)] = digest
         stats.chunks = len(needed)
-        present = vault.chunk_blobs()
+        present = self.vault.chunk_blobs()
         missing = [digest for name, digest in sorted(needed.items()) if name not in present]
         stats.chunks_present = stats.chunks - len(missing)
-        limit = RateLimit(bytes_per_second)
         done = stats.chunks_present
         if progress is not None:
             progress(done, stats.chunks)
-
-        overwrite = False  # the second pass replaces blobs found damaged by the first verification
-
-        def upload(digest: bytes) -> int:
-            if should_cancel is not None and should_cancel():
-                raise Cancelled(f"replication of {point_id} cancelled")
-            try:
-                # Decoded and hashed before it leaves: a corrupt local chunk is quarantined (the next
-                # backup stores it again) and never uploaded over a vault that may hold it whole.
-                data = store.read_chunk_file(digest)
-            except ChunkCorrupt as err:
-                raise ChunkCorrupt(
-                    f"replication of point {point_id} stopped, nothing bad was uploaded: {err}", digest
-                ) from err
-            limit.take(len(data))
-            return len(data) if vault.put_chunk(digest, data, overwrite=overwrite) else 0
-
         for attempt in range(2):
-            with ThreadPoolExecutor(max(1, threads), thread_name_prefix="vault-upload") as pool:
-                for sent in bounded_map(pool, upload, missing, 2 * max(1, threads)):
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="vault-upload") as pool:
+                for sent in bounded_map(pool, self._one, missing, 2 * self.threads):
                     stats.chunks_uploaded += 1 if sent else 0
                     stats.bytes_uploaded += sent
                     done += 1
                     if progress is not None:
                         progress(min(done, stats.chunks), stats.chunks)
-            missing = _unverified(store, vault, needed)
+            missing = _unverified(self.store, self.vault, needed)
             if not missing:
-                break
-            overwrite = True
+                return
+            self.overwrite = True
             if attempt:
                 raise StoreError(
-                    f"{len(missing)} chunk(s) of point {point_id} are still missing or the wrong size in "
-                    f"{vault.description} after upload (first: {missing[0].hex()})"
+                    f"{len(missing)} chunk(s) of point {self.point_id} are still missing or the wrong size in "
+                    f"{self.vault.description} after upload (first: {missing[0].hex()})"
                 )
-        manifest = dict(point.manifest)
-        manifest["meta"] = {**point.meta, **(meta or {})}
-        vault.publish_point(point_id, manifest, {key: index.to_bytes() for key, index in indexes.items()})
-    stats.seconds = time.perf_counter() - started
-    return stats
+
+    def _one(self, digest: bytes) -> int:
+        """Runs in the pool: upload one chunk; the bytes sent (0 if the vault had it meanwhile)."""
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled(f"replication of {self.point_id} cancelled")
+        try:
+            # Decoded and hashed before it leaves: a corrupt local chunk is quarantined (the next
+            # backup stores it again) and never uploaded over a vault that may hold it whole.
+            data = self.store.read_chunk_file(digest)
+        except ChunkCorrupt as err:
+            raise ChunkCorrupt(
+                f"replication of point {self.point_id} stopped, nothing bad was uploaded: {err}", digest
+            ) from err
+        self.rate.take(len(data))
+        return len(data) if self.vault.put_chunk(digest, data, overwrite=self.overwrite) else 0
 
 
 def _unverified(store: Store, vault: RemoteVault, needed: dict[str, bytes]) -> list[bytes]:

@@ -19,15 +19,13 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from . import fsutil
 from .errors import (
@@ -41,27 +39,25 @@ from .errors import (
     StoreError,
     StoreFull,
 )
-from .format import CHUNK_SIZE, DiskIndex, decode_chunk, decode_chunk_file
+from .format import (
+    CHUNK_SIZE,
+    MANIFEST,
+    STORE_FORMAT,
+    DiskIndex,
+    Manifest,
+    ManifestView,
+    check_name,
+    decode_chunk,
+    decode_chunk_file,
+)
+from .pending import PendingPoint
 
-if TYPE_CHECKING:
-    from .pending import PendingPoint
-
-STORE_FORMAT = 1
-MANIFEST = "manifest.json"
 BASE = "base"  # in a staging directory: the point a running backup builds on
 # In bad/: `<hex>` a quarantined chunk file, `<hex>.why` why, `<hex>.repaired` one whose good copy is back.
 REASON_SUFFIX = ".why"
 REPAIRED_SUFFIX = ".repaired"
 TRASH_LOCK = "trash.lock"
 GC_TRASH_PREFIX = "gc-"  # trash/gc-<hex>.<token>: a chunk the GC is sweeping (gc.py)
-# Point ids and disk keys become file names: no separators, no leading dot (dot names are ours).
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-
-
-def check_name(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ValueError(f"invalid {kind} {value!r}: use 1-128 letters, digits, '.', '_', ':' or '-', not first '.'")
-    return value
 
 
 def _lock(path: Path, operation: int) -> int:
@@ -225,11 +221,12 @@ class Store:
         except FileNotFoundError:
             return None
 
-    def _mark_repaired(self, digests: set[bytes]) -> set[bytes]:
-        """Called once good copies of `digests` are durable in chunks/: renames their bad/ records to
-        <hex>.repaired (kept as evidence until the GC's grace runs out); returns those it marked."""
+    def mark_repaired(self, digests: Iterable[bytes]) -> set[bytes]:
+        """Called once good copies of `digests` are durable in chunks/: renames the bad/ records of
+        those quarantined to <hex>.repaired (kept as evidence until the GC's grace runs out);
+        returns those it marked."""
         marked = set()
-        for digest in digests:
+        for digest in set(digests) & self._bad_records():
             name = digest.hex()
             with contextlib.suppress(FileNotFoundError):
                 os.replace(self.bad_dir / name, self.bad_dir / (name + REPAIRED_SUFFIX))
@@ -251,10 +248,10 @@ class Store:
         except (ChunkMissing, ChunkCorrupt):
             pass
         else:
-            self._mark_repaired({digest})
+            self.mark_repaired({digest})
             return False
         size = len(chunk_file)
-        self._reserve(size)
+        self.reserve(size)
         try:
             with fsutil.translate_full(self.root), self._private_staging(f"repair-{digest.hex()[:16]}") as staging:
                 temp = staging / digest.hex()
@@ -266,9 +263,9 @@ class Store:
                 if created:
                     fsutil.fsync_dir(self.chunks_dir)
         except BaseException:
-            self._release(size)
+            self.release(size)
             raise
-        self._mark_repaired({digest})
+        self.mark_repaired({digest})
         return True
 
     @contextlib.contextmanager
@@ -291,7 +288,7 @@ class Store:
         so an exception aborts it.
 
         `base` names the earlier point whose indexes this backup will reuse (`previous=` in
-        add_disk): it cannot be deleted while this backup runs, because the backup trusts that
+        backup_disk): it cannot be deleted while this backup runs, because the backup trusts that
         point's chunks to stay without checking each one (a GC would otherwise sweep them)."""
         check_name("point id", point_id)
         if base is not None:
@@ -317,8 +314,6 @@ class Store:
             except BaseException:
                 os.close(staging_lock)
                 raise
-        from .pending import PendingPoint  # pending.py builds on this module
-
         return PendingPoint(self, point_id, staging, (staging_lock,))
 
     def list_points(self) -> list[str]:
@@ -328,18 +323,12 @@ class Store:
         check_name("point id", point_id)
         path = self.points_dir / point_id
         try:
-            text = (path / MANIFEST).read_bytes()
+            data = (path / MANIFEST).read_bytes()
         except FileNotFoundError as err:
             if path.is_dir():
                 raise CorruptPoint(f"recovery point {point_id} has no {MANIFEST}") from err
             raise PointNotFound(f"no recovery point {point_id} in {self.root}") from err
-        try:
-            manifest = json.loads(text)
-            if not isinstance(manifest, dict) or not isinstance(manifest.get("disks"), dict):
-                raise ValueError("not a manifest object")
-        except ValueError as err:
-            raise CorruptPoint(f"{path / MANIFEST} is unreadable: {err}") from err
-        return Point(point_id, path, manifest)
+        return Point(point_id, path, Manifest.from_json(data, name=str(path / MANIFEST)))
 
     def delete_point(self, point_id: str) -> None:
         """Remove a point (one atomic rename, so it is never half-visible). Its chunks stay until a
@@ -361,7 +350,7 @@ class Store:
             fsutil.fsync_dir(self.points_dir)
             freed = sum(f.stat().st_size for f in doomed.iterdir())
             shutil.rmtree(doomed, ignore_errors=True)
-        self._release(freed)
+        self.release(freed)
 
     def iter_indexes(self) -> Iterator[tuple[str, str, DiskIndex]]:
         """(point id, disk key, index) for every committed disk: the roots of a mark-and-sweep GC."""
@@ -477,7 +466,8 @@ class Store:
                 self._used = total
             return self._used
 
-    def _reserve(self, nbytes: int) -> None:
+    def reserve(self, nbytes: int) -> None:
+        """Count `nbytes` about to be written against the quota; StoreFull if they would not fit."""
         if self.quota_bytes is None:
             return
         used = self.used_bytes()
@@ -490,7 +480,8 @@ class Store:
                 )
             self._used = used + nbytes
 
-    def _release(self, nbytes: int) -> None:
+    def release(self, nbytes: int) -> None:
+        """Give back `nbytes` counted by reserve() or freed by a deletion or a GC."""
         with self._used_lock:
             if self._used is not None:
                 self._used = max(0, self._used - nbytes)
@@ -516,32 +507,17 @@ class _Mutex:
         os.close(self.fd)
 
 
-class ManifestView:
-    """What a point's manifest says, for a local `Point` and a vault `RemotePoint` alike."""
-
-    manifest: dict[str, Any]
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """The dict the caller passed to commit()."""
-        return self.manifest.get("meta", {})
-
-    @property
-    def disk_keys(self) -> list[str]:
-        return sorted(self.manifest["disks"])
-
-
 @dataclass(frozen=True)
 class Point(ManifestView):
     """A committed recovery point: every disk in it is a full image (no chains to replay)."""
 
     id: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     def index(self, disk_key: str) -> DiskIndex:
         try:
-            entry = self.manifest["disks"][disk_key]
+            entry = self.manifest.disks[disk_key]
         except KeyError:
             raise KeyError(f"recovery point {self.id} has no disk {disk_key!r}") from None
-        return DiskIndex.load(self.path / check_name("index file", entry["index"]))
+        return DiskIndex.load(self.path / check_name("index file", entry.index))
