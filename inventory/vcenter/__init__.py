@@ -21,8 +21,9 @@ Habits that matter against vCenter (and its simulator, see tools/simulator.py):
 
 Modules (callers import from the package, `from inventory import vcenter as vsphere`, never from these):
   errors       VCenterError and its subclasses
-  connection   TLS (pinning, CA checks), connect(), Connection, fetch_server_identity(), about()
+  connection   TLS (pinning, CA checks), Endpoint, connect(), Connection, fetch_server_identity(), about()
   soap         PropertyCollector reads: small ones through pyVmomi, bulk ones as raw streamed SOAP
+  vmomi        build(): pyVmomi data objects with their stub types
   tasks        waiting for tasks
   names        escape_name / unescape_name (vCenter's %2f %5c %25)
   inventory    the inventory dataclasses, fetch_inventory / fetch_vms / fetch_folders / list_vms
@@ -30,9 +31,10 @@ Modules (callers import from the package, `from inventory import vcenter as vsph
   vms          folders and VMs created, renamed, moved, destroyed; disks added; power; change tracking
   vmconfig     vm_config(): a VM's configuration as a JSON-able document
   snapshots    snapshots, their disks and change ids, QueryChangedDiskAreas
-  datastore    datastore files through /folder: DatastoreFile, read_datastore_file, write_datastore_file
+  datastore    datastore files through /folder: DatastoreFile (ranged reads, write), read_datastore_file
   vmdk         VMDK descriptors
-  restore      what a full-VM restore needs: create_vm_from_config, disk layouts and their differences
+  restore      what a full-VM restore needs: create_vm_from_config
+  layouts      disk layouts and their differences (what must not have changed for an overwrite restore)
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .connection import (
     READ_TIMEOUT,
     AboutInfo,
     Connection,
+    Endpoint,
     MiB,
     ServerIdentity,
     about,
@@ -49,8 +52,7 @@ from .connection import (
     fetch_server_identity,
     normalize_thumbprint,
 )
-from .connection import _Endpoint as _Endpoint
-from .datastore import CHUNK_SIZE, DatastoreFile, read_buffer, read_datastore_file, write_datastore_file
+from .datastore import CHUNK_SIZE, DatastoreFile, read_buffer, read_datastore_file
 from .errors import (
     CREDENTIALS_REJECTED,
     SESSION_ENDED,
@@ -83,16 +85,9 @@ from .inventory import (
     fetch_vms,
     list_vms,
 )
+from .layouts import DiskPlace, disk_layout, layout_differences, layout_from_config
 from .names import MAX_NAME_LENGTH, check_vm_name, escape_name, unescape_name
-from .restore import (
-    CreatedDisk,
-    DiskPlace,
-    VmCreated,
-    create_vm_from_config,
-    disk_layout,
-    layout_differences,
-    layout_from_config,
-)
+from .restore import CreatedDisk, VmCreated, create_vm_from_config
 from .snapshots import (
     SnapshotInfo,
     create_snapshot,
@@ -102,12 +97,11 @@ from .snapshots import (
     snapshot_change_ids,
     snapshot_disks,
 )
-from .snapshots import _is_quiesce_failure as _is_quiesce_failure
-from .snapshots import _merged as _merged
 from .soap import PAGE_SIZE
 from .vmconfig import CONFIG_SCHEMA, vm_config
 from .vmdk import VmdkDescriptor, VmdkExtent, parse_vmdk_descriptor, read_vmdk_descriptor
 from .vms import (
+    VmSpec,
     add_disk,
     create_folder,
     create_vm,
@@ -128,6 +122,7 @@ __all__ = [
     "MiB",
     "AboutInfo",
     "Connection",
+    "Endpoint",
     "ServerIdentity",
     "about",
     "connect",
@@ -173,6 +168,7 @@ __all__ = [
     "ChangeSet",
     "ChangeWatcher",
     # changes to the inventory
+    "VmSpec",
     "create_folder",
     "create_vm",
     "destroy_vm",
@@ -198,7 +194,6 @@ __all__ = [
     "DatastoreFile",
     "read_buffer",
     "read_datastore_file",
-    "write_datastore_file",
     "VmdkDescriptor",
     "VmdkExtent",
     "parse_vmdk_descriptor",

@@ -1,5 +1,5 @@
 """TLS checks and vCenter sessions: connect() (pinned thumbprint, or CA and host name), Connection,
-fetch_server_identity(), and _translated(), which turns pyVmomi faults and socket errors into this
+fetch_server_identity(), and translated(), which turns pyVmomi faults and socket errors into this
 package's exceptions."""
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import urllib3
 from cryptography import x509
-from pyVmomi import SoapStubAdapter, vim, vmodl
-from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
+from pyVmomi import vim, vmodl
+from pyVmomi.SoapAdapter import SoapStubAdapter
+from pyVmomi.VmomiSupport import GetServiceVersions, ManagedObject, versionIdMap
 from urllib3.util.wait import wait_for_read
 
 from .errors import (
@@ -35,6 +36,12 @@ from .errors import (
     Unreachable,
     VCenterError,
 )
+from .vmomi import managed
+
+# pyVmomi's SOAP stub and its version list are unannotated (its stubs cover data and managed objects
+# only): called through Any, so the stub is Any wherever it flows.
+_SoapStubAdapter: Any = SoapStubAdapter
+_service_versions: Any = GetServiceVersions
 
 CONNECT_TIMEOUT = 10.0  # seconds: default for TCP connects, TLS handshakes and the API probe
 READ_TIMEOUT = 120.0  # seconds, for SOAP calls and datastore reads
@@ -124,15 +131,31 @@ def _unverified_context() -> ssl.SSLContext:
 
 
 @dataclass(frozen=True)
-class _Endpoint:
-    """Where vCenter is and how its TLS is checked: pin (normalised), else CA + host name if verify."""
+class Endpoint:
+    """Where vCenter is and how its TLS is checked: what connect() needs besides the credentials.
 
-    host: str
+    With thumbprint, the certificate's SHA-256 must equal it (no CA or host name check, the way to
+    trust a self-signed certificate), else ThumbprintMismatch; without, verify_tls checks CA and host
+    name against the system's CAs, else CertificateNotTrusted (carrying the thumbprint to show);
+    verify_tls=False checks nothing. protocol="http" is for the simulator only (the thumbprint is then
+    ignored). timeout bounds TCP connects, TLS handshakes and the API probe; later SOAP calls and
+    datastore reads may take up to READ_TIMEOUT.
+    """
+
+    host: str  # a name or an address; an IPv6 address may come in brackets, as in a URL
     port: int
-    protocol: str
-    verify: bool
-    pin: str | None
-    timeout: float
+    protocol: str = "https"
+    verify_tls: bool = True
+    thumbprint: str | None = None  # SHA-256; kept normalised ("AA:BB:..."), None over plain HTTP
+    timeout: float = CONNECT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("https", "http"):
+            raise ValueError(f"protocol must be https or http, not {self.protocol!r}")
+        # Normalised once here, so every check compares like with like (frozen: set as __init__ would).
+        pin = normalize_thumbprint(self.thumbprint) if self.thumbprint and self.protocol == "https" else None
+        object.__setattr__(self, "host", self.host.strip("[]"))
+        object.__setattr__(self, "thumbprint", pin)
 
     @property
     def where(self) -> str:
@@ -146,18 +169,19 @@ class _Endpoint:
         """For pyVmomi and http.client: a new context (urllib3 and pyVmomi may change theirs)."""
         if self.protocol == "http":
             return None
-        if self.pin:
-            return _PinnedContext(self.pin, self.where)
-        return ssl.create_default_context() if self.verify else _unverified_context()
+        if self.thumbprint:
+            return _PinnedContext(self.thumbprint, self.where)
+        return ssl.create_default_context() if self.verify_tls else _unverified_context()
 
     def pool(self) -> urllib3.PoolManager:
         """For the datastore API and the bulk SOAP reads: the same checks through urllib3."""
         if self.protocol == "http":
             return urllib3.PoolManager(maxsize=8)
-        if self.pin:  # urllib3 compares SHA-256 fingerprints itself, and then counts them as verified
-            return urllib3.PoolManager(maxsize=8, cert_reqs="CERT_NONE", assert_fingerprint=self.pin.replace(":", ""))
+        if self.thumbprint:  # urllib3 compares SHA-256 fingerprints itself, and then counts them as verified
+            fingerprint = self.thumbprint.replace(":", "")
+            return urllib3.PoolManager(maxsize=8, cert_reqs="CERT_NONE", assert_fingerprint=fingerprint)
         # urllib3's own context loads the system's CAs, as ssl.create_default_context() does.
-        return urllib3.PoolManager(maxsize=8, cert_reqs="CERT_REQUIRED" if self.verify else "CERT_NONE")
+        return urllib3.PoolManager(maxsize=8, cert_reqs="CERT_REQUIRED" if self.verify_tls else "CERT_NONE")
 
 
 def fetch_server_identity(host: str, port: int, timeout: float = 5.0) -> ServerIdentity:
@@ -181,8 +205,8 @@ def fetch_server_identity(host: str, port: int, timeout: float = 5.0) -> ServerI
 
 def _handshake(host: str, port: int, timeout: float, context: ssl.SSLContext) -> bytes:
     """The server's certificate (DER) after a TLS handshake with context."""
-    host = host.strip("[]")  # an IPv6 address may come as in a URL
-    where = _Endpoint(host, port, "https", False, None, timeout).where
+    endpoint = Endpoint(host, port, timeout=timeout)  # for its host without brackets, and where
+    host, where = endpoint.host, endpoint.where
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as raw,
@@ -194,7 +218,7 @@ def _handshake(host: str, port: int, timeout: float, context: ssl.SSLContext) ->
     except ssl.SSLError as exc:
         raise NotAVCenter(f"{where} answers, but not with TLS ({exc.reason or exc}): is it an HTTPS port?") from None
     except OSError as exc:
-        raise Unreachable(f"{where} cannot be reached ({_os_message(exc)})") from None
+        raise Unreachable(f"{where} cannot be reached ({os_message(exc)})") from None
     if not der:
         raise NotAVCenter(f"{where} presents no TLS certificate")
     return der
@@ -204,11 +228,11 @@ def _reason(exc: BaseException) -> str:
     """Why a connection failed, in a few words ("connection refused", "timed out", ...)."""
     cause = exc.__cause__ if isinstance(exc, urllib3.exceptions.NewConnectionError) else exc
     if isinstance(cause, OSError):
-        return _os_message(cause)
+        return os_message(cause)
     return str(exc) or type(exc).__name__
 
 
-def _os_message(exc: OSError) -> str:
+def os_message(exc: OSError) -> str:
     if isinstance(exc, socket.gaierror):
         return f"host name not resolved ({exc.strerror})"
     if isinstance(exc, TimeoutError):
@@ -216,17 +240,17 @@ def _os_message(exc: OSError) -> str:
     return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
-def _tls_failure(endpoint: _Endpoint, exc: BaseException) -> VCenterError:
+def _tls_failure(endpoint: Endpoint, exc: BaseException) -> VCenterError:
     """Name a failed TLS handshake: pin mismatch, untrusted certificate, or a dropped connection."""
     try:
         identity = fetch_server_identity(endpoint.host, endpoint.port, endpoint.timeout)
     except VCenterError as failure:
         return failure
     actual = identity.thumbprint_sha256
-    if endpoint.pin:
-        if actual != endpoint.pin:
-            return _mismatch(endpoint.where, endpoint.pin, actual)
-    elif endpoint.verify and not identity.trusted:
+    if endpoint.thumbprint:
+        if actual != endpoint.thumbprint:
+            return _mismatch(endpoint.where, endpoint.thumbprint, actual)
+    elif endpoint.verify_tls and not identity.trusted:
         reason = identity.trust_problem or "not trusted"
         return CertificateNotTrusted(
             f"{endpoint.where}: the TLS certificate is not trusted ({reason}); its SHA-256 thumbprint is "
@@ -240,33 +264,56 @@ def _tls_failure(endpoint: _Endpoint, exc: BaseException) -> VCenterError:
 # ---- connection ----
 
 
-class Connection:
+class ClosedOnExit:
+    """For classes with a close(): used as a context manager, the with block's end closes them."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+_Managed = TypeVar("_Managed", bound=ManagedObject)
+
+
+class Connection(ClosedOnExit):
     """A logged-in vCenter session; close() logs out. Use as a context manager.
 
     Thread-safe for calls from several threads (pyVmomi and urllib3 pool their HTTP connections).
     """
 
-    def __init__(self, si: vim.ServiceInstance, content: vim.ServiceInstanceContent, endpoint: _Endpoint) -> None:
+    def __init__(self, si: vim.ServiceInstance, content: vim.ServiceInstanceContent, endpoint: Endpoint) -> None:
         self.si = si
         self.content = content
         self.endpoint = endpoint
+        # Optional in pyVmomi's types (an ESXi host may lack them); connect() checked them already.
+        if content.sessionManager is None or content.viewManager is None:
+            raise NotAVCenter(f"{endpoint.where} is not a vCenter Server")
+        self.session_manager: vim.SessionManager = content.sessionManager
+        self.view_manager: vim.view.ViewManager = content.viewManager
         self.about = _about_info(content.about)
         self.base_url = endpoint.base_url  # "https://vc.example:443", for /sdk and /folder
-        self._pool = endpoint.pool()
+        self.pool = endpoint.pool()  # for the raw requests (datastore.py, soap.py)
         self._lock = threading.Lock()
         self._round_trips = 0
         stub = si._stub
         invoke, get_connection = stub.InvokeMethod, stub.GetConnection
 
         def counted(*args: Any, **kwargs: Any) -> Any:  # every pyVmomi SOAP call goes through here
-            self._count()
+            self.count_round_trip()
             return invoke(*args, **kwargs)
 
         def live_connection() -> http.client.HTTPConnection:
             # pyVmomi reuses pooled keep-alive connections blindly: one the server has closed (idle
             # timeout, restart) would fail the next call. An idle connection with something to read
             # has been closed (or is broken): close it, and http.client opens a new one (TLS checked).
-            conn = get_connection()
+            conn: http.client.HTTPConnection = get_connection()
             if conn.sock is not None and wait_for_read(conn.sock, timeout=0.0):
                 conn.close()
             return conn
@@ -278,32 +325,30 @@ class Connection:
         """SOAP requests sent on this connection so far (pyVmomi's and the bulk reads')."""
         return self._round_trips
 
-    def _count(self) -> None:
+    def count_round_trip(self) -> None:
+        """Count one more SOAP request (the raw bulk reads count theirs here too)."""
         with self._lock:
             self._round_trips += 1
 
-    def _cookie(self) -> str:
-        # /folder and /sdk accept the SOAP session's cookie, so raw requests need no second login.
+    def cookie(self) -> str:
+        """The session's cookie: /folder and /sdk accept it, so raw requests need no second login."""
         # pyVmomi keeps the raw Set-Cookie value; its first "name=value" pair is the cookie.
-        return self.si._stub.cookie.split(";", 1)[0].strip()
+        return str(self.si._stub.cookie).split(";", 1)[0].strip()
+
+    def ref(self, kind: type[_Managed], moref: str) -> _Managed:
+        """A reference to the managed object moref of this kind (vim.Folder, "group-v3") on this session:
+        no round trip, its methods call vCenter."""
+        return managed(kind, moref, self.si._stub)
 
     def close(self) -> None:
         with suppress(Exception):  # logging out of a dead session is not worth an error
-            self.content.sessionManager.Logout()
+            self.session_manager.Logout()
         self.si._stub.DropConnections()
-        self._pool.clear()
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        self.pool.clear()
 
 
 @contextmanager
-def _translated(endpoint: _Endpoint | None = None) -> Iterator[None]:
+def translated(endpoint: Endpoint | None = None) -> Iterator[None]:
     """Turn pyVmomi faults, TLS and socket errors into this package's exceptions (errors.py)."""
     place = endpoint.where if endpoint else "vCenter"
     try:
@@ -315,12 +360,12 @@ def _translated(endpoint: _Endpoint | None = None) -> Iterator[None]:
     except vim.fault.NotAuthenticated:
         raise Unreachable(f"{place}: {SESSION_ENDED}") from None
     except vim.fault.HostConnectFault as exc:
-        raise Unreachable(f"{place} cannot be reached ({exc.msg or 'connection failed'})") from exc
+        raise Unreachable(f"{place} cannot be reached ({fault_message(exc) or 'connection failed'})") from exc
     except vmodl.fault.ManagedObjectNotFound as exc:
         gone = getattr(exc.obj, "_moId", None) or "the object"
         raise NotFound(f"{place}: {gone} does not exist (any more)") from exc
     except vmodl.MethodFault as exc:
-        raise VCenterError(f"{place}: {_fault_name(exc)}: {exc.msg}") from exc
+        raise VCenterError(f"{place}: {fault_name(exc)}: {fault_message(exc)}") from exc
     except (ssl.SSLError, urllib3.exceptions.SSLError) as exc:
         if endpoint is None:
             raise Unreachable(f"{place} cannot be reached (TLS failed: {exc})") from exc
@@ -329,55 +374,43 @@ def _translated(endpoint: _Endpoint | None = None) -> Iterator[None]:
         raise Unreachable(f"{place} cannot be reached ({_reason(exc)})") from exc
 
 
-def _fault_name(fault: BaseException) -> str:
+def fault_name(fault: BaseException) -> str:
+    """ "InvalidLogin" for vim.fault.InvalidLogin."""
     return type(fault).__name__.rsplit(".", 1)[-1]
 
 
-def connect(
-    host: str,
-    port: int,
-    username: str,
-    password: str,
-    *,
-    protocol: str = "https",
-    verify_tls: bool = True,
-    thumbprint: str | None = None,
-    timeout: float = CONNECT_TIMEOUT,
-) -> Connection:
-    """Log in to vCenter (one Login: BadCredentials is never retried here, and should not be by callers).
+def fault_message(fault: BaseException) -> str:
+    """A pyVmomi fault's message (its msg, which pyVmomi's stubs leave out), "" when it has none."""
+    return str(getattr(fault, "msg", None) or "")
 
-    TLS: with thumbprint, the certificate's SHA-256 must equal it (no CA or host name check, the way to
-    trust a self-signed certificate), else ThumbprintMismatch; without, verify_tls checks CA and host
-    name against the system's CAs, else CertificateNotTrusted (carrying the thumbprint to show);
-    verify_tls=False checks nothing. protocol="http" is for the simulator only. timeout bounds the TCP
-    connect, the TLS handshake and the API probe; later SOAP calls may take up to READ_TIMEOUT.
-    """
-    if protocol not in ("https", "http"):
-        raise ValueError(f"protocol must be https or http, not {protocol!r}")
-    pin = normalize_thumbprint(thumbprint) if thumbprint and protocol == "https" else None
-    endpoint = _Endpoint(host.strip("[]"), port, protocol, verify_tls, pin, timeout)
+
+def connect(endpoint: Endpoint, username: str, password: str) -> Connection:
+    """Log in to vCenter (one Login: BadCredentials is never retried here, and should not be by callers),
+    with the TLS checks endpoint asks for (see Endpoint)."""
     version = _api_version(endpoint)
-    stub = SoapStubAdapter(
+    stub = _SoapStubAdapter(
         host=endpoint.host,
-        port=port if protocol == "https" else -port,  # pyVmomi's way of saying plain HTTP
+        port=endpoint.port if endpoint.protocol == "https" else -endpoint.port,  # pyVmomi's way of saying plain HTTP
         version=version,
         sslContext=endpoint.ssl_context(),
-        httpConnectionTimeout=max(READ_TIMEOUT, timeout),
+        httpConnectionTimeout=max(READ_TIMEOUT, endpoint.timeout),
     )
-    si = vim.ServiceInstance("ServiceInstance", stub)
+    si = managed(vim.ServiceInstance, "ServiceInstance", stub)
     try:
-        with _translated(endpoint):
+        with translated(endpoint):
             content = si.RetrieveContent()
-            if content.about.apiType != "VirtualCenter":  # checked before the password is sent
+            sessions = content.sessionManager
+            # Checked before the password is sent (an ESXi host answers the same API).
+            if content.about.apiType != "VirtualCenter" or sessions is None or content.viewManager is None:
                 raise NotAVCenter(f"{endpoint.where} is {content.about.fullName}, not a vCenter Server")
-            content.sessionManager.Login(username, password, None)
+            sessions.Login(username, password, None)
     except BaseException:
         stub.DropConnections()
         raise
     return Connection(si, content, endpoint)
 
 
-def _api_version(endpoint: _Endpoint) -> str:
+def _api_version(endpoint: Endpoint) -> str:
     """pyVmomi's newest API version the server offers, from /sdk/vimServiceVersions.xml.
 
     Also the first contact, with endpoint.timeout (pyVmomi's own probe has none): a closed port, a
@@ -391,8 +424,8 @@ def _api_version(endpoint: _Endpoint) -> str:
     else:
         http_conn = http.client.HTTPConnection(host, endpoint.port, timeout=endpoint.timeout)
     try:
-        with _translated(endpoint):
-            http_conn.connect()  # TLS problems and closed ports are named by _translated
+        with translated(endpoint):
+            http_conn.connect()  # TLS problems and closed ports are named by translated
             try:
                 http_conn.request("GET", "/sdk/vimServiceVersions.xml")
                 resp = http_conn.getresponse()
@@ -414,9 +447,9 @@ def _api_version(endpoint: _Endpoint) -> str:
         for version in [namespace.find("version"), *namespace.findall("priorVersions/version")]
         if version is not None and version.text
     }
-    for name in GetServiceVersions("vim25"):
+    for name in _service_versions("vim25"):
         if versionIdMap[name] in offered:
-            return name
+            return str(name)
     raise VCenterError(f"{where} offers no vSphere API version this program knows ({', '.join(sorted(offered))})")
 
 

@@ -1,5 +1,5 @@
 """Datastore files through vCenter's /folder HTTP API: ranged reads (read_datastore_file, DatastoreFile)
-and streamed writes (write_datastore_file)."""
+and streamed writes (DatastoreFile.write)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import mmap
 import re
 import threading
 from collections.abc import Callable
-from types import TracebackType
-from typing import BinaryIO, TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
 import urllib3
 from urllib3.util.wait import wait_for_read
 
-from .connection import READ_TIMEOUT, Connection, MiB, _Endpoint, _os_message, _translated
-from .errors import SESSION_ENDED, BadCredentials, Cancelled, NotFound, Unreachable, VCenterError
+from .connection import READ_TIMEOUT, ClosedOnExit, Connection, Endpoint, MiB, os_message, translated
+from .errors import Cancelled, NotFound, Unreachable, VCenterError, http_failure
 
 _T = TypeVar("_T")
 
@@ -37,10 +36,10 @@ def read_datastore_file(
         return b""
     query = urlencode({"dcPath": datacenter, "dsName": datastore}, quote_via=quote)
     url = f"{conn.base_url}/folder/{quote(path, safe='/')}?{query}"
-    headers = {"Range": f"bytes={offset}-{offset + length - 1}", "Cookie": conn._cookie()}
+    headers = {"Range": f"bytes={offset}-{offset + length - 1}", "Cookie": conn.cookie()}
     timeout = urllib3.Timeout(connect=conn.endpoint.timeout, read=READ_TIMEOUT)
-    with _translated(conn.endpoint):
-        resp = conn._pool.request("GET", url, headers=headers, preload_content=False, retries=False, timeout=timeout)
+    with translated(conn.endpoint):
+        resp = conn.pool.request("GET", url, headers=headers, preload_content=False, retries=False, timeout=timeout)
     try:
         return _ranged_body(conn, resp, datastore, path, offset, length)
     finally:
@@ -64,19 +63,13 @@ def _ranged_body(
                 return b""
             offset -= len(skipped)
         return _read_exactly(conn, resp, length)
-    if resp.status == 404:
-        raise NotFound(f"[{datastore}] {path} does not exist (HTTP 404)")
-    if resp.status in (401, 403):
-        raise BadCredentials(f"{conn.endpoint.where}: datastore access refused (HTTP {resp.status})")
-    if resp.status in (502, 503, 504):
-        raise Unreachable(f"{conn.endpoint.where}: HTTP {resp.status} for [{datastore}] {path}")
-    raise VCenterError(f"[{datastore}] {path}: HTTP {resp.status}")
+    raise datastore_failure(conn.endpoint.where, resp.status, f"[{datastore}] {path}", writing=False)
 
 
 def _read_exactly(conn: Connection, resp: urllib3.BaseHTTPResponse, length: int) -> bytes:
     """Up to length bytes of the body: fewer only at its end."""
     chunks, remaining = [], length
-    with _translated(conn.endpoint):
+    with translated(conn.endpoint):
         while remaining and (chunk := resp.read(remaining)):
             chunks.append(chunk)
             remaining -= len(chunk)
@@ -95,8 +88,9 @@ def read_buffer(size: int = CHUNK_SIZE) -> memoryview:
     return memoryview(mmap.mmap(-1, size))
 
 
-class DatastoreFile:
-    """A datastore file read by byte ranges through vCenter's /folder API, for whole disks.
+class DatastoreFile(ClosedOnExit):
+    """A datastore file read by byte ranges through vCenter's /folder API, for whole disks, or written
+    whole (write).
 
     Each readinto() is one GET with Range, read straight into the caller's buffer (no copy in Python).
     Connections are kept alive and reused (no TLS handshake per read), checked as the SOAP connection
@@ -140,6 +134,74 @@ class DatastoreFile:
         headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
         return self._request("GET", headers, lambda resp: self._ranged_into(resp, offset, view[:length]))
 
+    def write(
+        self,
+        source: ByteSource,
+        size: int,
+        *,
+        progress: Callable[[int], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> None:
+        """Create or replace the file with the next size bytes of source, streamed in one HTTP PUT (the
+        session's cookie, TLS checked as the SOAP connection is; on a connection of its own).
+
+        Memory stays at one CHUNK_SIZE buffer whatever the size: source is read (readinto when it has
+        it, so a pipe or a file both do) and sent a chunk at a time. progress(bytes sent) is called
+        after each chunk; should_cancel() before each, True raising Cancelled.
+
+        vCenter writes a file from one request only (the simulator's ranged PUTs are its own
+        extension), so a failed or cancelled write leaves a partial file: write it again whole.
+        Failures: NotFound (HTTP 404: no such datacenter or datastore, or a directory missing),
+        Unreachable (the connection refused or reset, HTTP 401: the session ended, 502-504),
+        VCenterError (HTTP 403: the user may not write datastore files; any other status), ValueError
+        when source ends before size bytes.
+        """
+        if size < 0:
+            raise ValueError("size must not be negative")
+        conn, name = self.conn, self.name
+        where = conn.endpoint.where
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+            "Cookie": conn.cookie(),
+        }
+        buffer = memoryview(bytearray(max(1, min(size, CHUNK_SIZE))))
+        http_conn = _http_connection(conn.endpoint)
+        sent = 0
+        try:
+            with translated(conn.endpoint):
+                http_conn.putrequest("PUT", self._target, skip_accept_encoding=True)
+                for header, value in headers.items():
+                    http_conn.putheader(header, value)
+                try:
+                    http_conn.endheaders()
+                    while sent < size:
+                        if should_cancel is not None and should_cancel():
+                            raise Cancelled(f"{name}: writing cancelled after {sent} of {size} bytes")
+                        n = _read_some(source, buffer[: min(len(buffer), size - sent)])
+                        if n == 0:
+                            raise ValueError(f"{name}: the source ended after {sent} of {size} bytes")
+                        http_conn.send(buffer[:n])
+                        sent += n
+                        if progress is not None:
+                            progress(sent)
+                except OSError as exc:
+                    # vCenter may have refused the request (404, 401, ...) and closed the connection before
+                    # the body was all sent: its answer says more than the broken pipe does.
+                    status = _early_status(http_conn)
+                    if status is None:
+                        raise Unreachable(
+                            f"{where}: the connection broke while writing {name} after {sent} of "
+                            f"{size} bytes ({os_message(exc)})"
+                        ) from None
+                    raise datastore_failure(where, status, name, writing=True) from None
+                resp = http_conn.getresponse()
+                resp.read(64 * 1024)
+            if not 200 <= resp.status < 300:
+                raise datastore_failure(where, resp.status, name, writing=True)
+        finally:
+            http_conn.close()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -147,24 +209,16 @@ class DatastoreFile:
         for http_conn in idle:
             http_conn.close()
 
-    def __enter__(self) -> DatastoreFile:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     # ---- HTTP ----
 
     def _request(self, method: str, headers: dict[str, str], handle: Callable[[http.client.HTTPResponse], _T]) -> _T:
         """Send one request on a pooled connection and handle its response; a kept-alive connection
         that the server closed meanwhile is replaced once (GET and HEAD may be repeated)."""
-        headers = {**headers, "Cookie": self.conn._cookie()}
+        headers = {**headers, "Cookie": self.conn.cookie()}
         for attempt in (1, 2):
             http_conn, reused = self._checkout()
             try:
-                with _translated(self.conn.endpoint):
+                with translated(self.conn.endpoint):
                     try:
                         http_conn.request(method, self._target, headers=headers)
                         resp = http_conn.getresponse()
@@ -251,14 +305,7 @@ class DatastoreFile:
         raise self._status_error(resp)
 
     def _status_error(self, resp: http.client.HTTPResponse) -> VCenterError:
-        where = self.conn.endpoint.where
-        if resp.status == 404:
-            return NotFound(f"{self.name} does not exist (HTTP 404)")
-        if resp.status in (401, 403):
-            return BadCredentials(f"{where}: datastore access refused (HTTP {resp.status})")
-        if resp.status in (502, 503, 504):
-            return Unreachable(f"{where}: HTTP {resp.status} for {self.name}")
-        return VCenterError(f"{self.name}: HTTP {resp.status}")
+        return datastore_failure(self.conn.endpoint.where, resp.status, self.name, writing=False)
 
 
 def _fill(resp: http.client.HTTPResponse, view: memoryview) -> int:
@@ -269,7 +316,7 @@ def _fill(resp: http.client.HTTPResponse, view: memoryview) -> int:
     return filled
 
 
-def _http_connection(endpoint: _Endpoint) -> http.client.HTTPConnection:
+def _http_connection(endpoint: Endpoint) -> http.client.HTTPConnection:
     """A connected http.client connection to vCenter, TLS checked as the SOAP connection is."""
     http_conn: http.client.HTTPConnection
     if endpoint.protocol == "https":
@@ -278,96 +325,22 @@ def _http_connection(endpoint: _Endpoint) -> http.client.HTTPConnection:
         )
     else:
         http_conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=endpoint.timeout)
-    with _translated(endpoint):
+    with translated(endpoint):
         http_conn.connect()
     assert http_conn.sock is not None
     http_conn.sock.settimeout(READ_TIMEOUT)  # connect and handshake had endpoint.timeout
     return http_conn
 
 
-def write_datastore_file(
-    conn: Connection,
-    datacenter: str,
-    datastore: str,
-    path: str,
-    source: BinaryIO,
-    size: int,
-    *,
-    progress: Callable[[int], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
-) -> None:
-    """Create or replace a datastore file with the next size bytes of source, streamed in one HTTP PUT
-    to vCenter's /folder API (the session's cookie, TLS checked as the SOAP connection is).
+class ByteSource(Protocol):
+    """What DatastoreFile.write reads from: a file or pipe opened "rb", io.BytesIO, a vault DiskReader."""
 
-    datacenter and datastore are names as vCenter has them (VmInfo.datacenter, DiskInfo.datastore_name,
-    VmCreated.datacenter); path is relative to the datastore ("web-01/web-01-flat.vmdk"). Memory stays
-    at one CHUNK_SIZE buffer whatever the size: source is read (readinto when it has it, so a pipe or a
-    file both do) and sent a chunk at a time. progress(bytes sent) is called after each chunk;
-    should_cancel() before each, True raising Cancelled.
-
-    vCenter writes a file from one request only (the simulator's ranged PUTs are its own extension), so
-    a failed or cancelled write leaves a partial file: write it again whole. Failures: NotFound (HTTP
-    404: no such datacenter or datastore, or a directory missing), Unreachable (the connection refused
-    or reset, HTTP 401: the session ended, 502-504), VCenterError (HTTP 403: the user may not write
-    datastore files; any other status), ValueError when source ends before size bytes.
-    """
-    if size < 0:
-        raise ValueError("size must not be negative")
-    name = f"[{datastore}] {path}"
-    where = conn.endpoint.where
-    query = urlencode({"dcPath": datacenter, "dsName": datastore}, quote_via=quote)
-    headers = {
-        "Content-Type": "application/octet-stream",
-        "Content-Length": str(size),
-        "Cookie": conn._cookie(),
-    }
-    buffer = memoryview(bytearray(max(1, min(size, CHUNK_SIZE))))
-    http_conn = _http_connection(conn.endpoint)
-    sent = 0
-    try:
-        with _translated(conn.endpoint):
-            http_conn.putrequest("PUT", f"/folder/{quote(path, safe='/')}?{query}", skip_accept_encoding=True)
-            for header, value in headers.items():
-                http_conn.putheader(header, value)
-            try:
-                http_conn.endheaders()
-                while sent < size:
-                    if should_cancel is not None and should_cancel():
-                        raise Cancelled(f"{name}: writing cancelled after {sent} of {size} bytes")
-                    n = _read_some(source, buffer[: min(len(buffer), size - sent)])
-                    if n == 0:
-                        raise ValueError(f"{name}: the source ended after {sent} of {size} bytes")
-                    http_conn.send(buffer[:n])
-                    sent += n
-                    if progress is not None:
-                        progress(sent)
-            except OSError as exc:
-                # vCenter may have refused the request (404, 401, ...) and closed the connection before
-                # the body was all sent: its answer says more than the broken pipe does.
-                status = _early_status(http_conn)
-                if status is None:
-                    raise Unreachable(
-                        f"{where}: the connection broke while writing {name} after {sent} of "
-                        f"{size} bytes ({_os_message(exc)})"
-                    ) from None
-                raise _write_failure(where, name, status) from None
-            resp = http_conn.getresponse()
-            resp.read(64 * 1024)
-        if not 200 <= resp.status < 300:
-            raise _write_failure(where, name, resp.status)
-    finally:
-        http_conn.close()
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
-def _read_some(source: BinaryIO, view: memoryview) -> int:
+def _read_some(source: ByteSource, view: memoryview) -> int:
     """Read into view what source has (at least one byte unless it ended); returns how many."""
-    readinto = getattr(source, "readinto", None)
-    if readinto is not None:
-        n = readinto(view)
-        return n or 0
-    data = source.read(len(view))
-    view[: len(data)] = data
-    return len(data)
+    return source.readinto(view) or 0
 
 
 def _early_status(http_conn: http.client.HTTPConnection) -> int | None:
@@ -380,15 +353,19 @@ def _early_status(http_conn: http.client.HTTPConnection) -> int | None:
         return None
 
 
-def _write_failure(where: str, name: str, status: int) -> VCenterError:
-    if status == 404:
+def datastore_failure(where: str, status: int, name: str, *, writing: bool) -> VCenterError:
+    """The exception for an HTTP error status of /folder, reading or writing the file name ("[ds1] a/b.vmdk").
+
+    404: NotFound; 403: the vCenter user lacks the datastore permission; anything else as for every raw
+    request (errors.http_failure: 401, the session ended; 502-504, Unreachable).
+    """
+    verb = "write" if writing else "read"
+    if status == 404 and writing:
         return NotFound(f"{name} cannot be written (HTTP 404): no such datacenter, datastore or directory")
-    if status == 401:
-        return Unreachable(f"{where}: {SESSION_ENDED} (HTTP 401 writing {name})")
+    if status == 404:
+        return NotFound(f"{name} does not exist (HTTP 404)")
     if status == 403:
         return VCenterError(
-            f"{where}: writing {name} was refused (HTTP 403): the vCenter user may not write datastore files"
+            f"{where}: {verb}ing {name} was refused (HTTP 403): the vCenter user may not {verb} datastore files"
         )
-    if status in (502, 503, 504):
-        return Unreachable(f"{where}: HTTP {status} writing {name}")
-    return VCenterError(f"{name}: HTTP {status} to a write")
+    return http_failure(where, status, f"{verb}ing {name}")

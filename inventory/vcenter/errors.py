@@ -84,5 +84,22 @@ class ConfigNotRestorable(VCenterError):
 
 
 class Cancelled(Exception):
-    """should_cancel() returned True during a long operation (write_datastore_file); what was written so
+    """should_cancel() returned True during a long operation (DatastoreFile.write); what was written so
     far stays. Not a VCenterError: a cancelled job is not a failed one."""
+
+
+def http_failure(where: str, status: int, request: str) -> VCenterError:
+    """The exception for an HTTP error status vCenter answered to one of this package's raw requests
+    (the /folder datastore API, the bulk SOAP reads); request completes the sentence ("reading
+    [ds1] web-01/web-01-flat.vmdk", "from /sdk").
+
+    401 means the session's cookie is no longer valid: the session ended, as SOAP's NotAuthenticated
+    says (Unreachable: reconnecting logs in again; the password was not sent, so it is not
+    BadCredentials). 502-504 come from a proxy in front of vCenter that had no answer (Unreachable).
+    Callers name what 403 and 404 mean for their request before falling back on this.
+    """
+    if status == 401:
+        return Unreachable(f"{where}: {SESSION_ENDED} (HTTP 401 {request})")
+    if status in (502, 503, 504):
+        return Unreachable(f"{where}: HTTP {status} {request}")
+    return VCenterError(f"{where}: HTTP {status} {request}")

@@ -12,21 +12,22 @@ from typing import Any
 
 from pyVmomi import vim
 
-from .connection import AboutInfo, Connection, _translated
+from .connection import AboutInfo, Connection, translated
 from .errors import VCenterError
 from .names import unescape_name
 from .soap import (
-    _V,
     PAGE_SIZE,
-    _int_text,
-    _objects_with_ancestors,
-    _property_specs,
-    _Raw,
-    _Ref,
-    _retrieve_raw,
-    _view_objects,
-    _xsi_type,
+    VIM25,
+    RawObject,
+    Ref,
+    int_text,
+    objects_with_ancestors,
+    property_specs,
+    retrieve_raw,
+    view_objects,
+    xsi_type,
 )
+from .vmomi import moref_of
 
 # Entity names below are shown to people: vCenter's %2f, %5c and %25 escapes are decoded.
 
@@ -146,8 +147,8 @@ class Inventory:
     round_trips: int  # SOAP requests this read took
 
 
-_DEVICES = "config.hardware.device"
-_VM_PROPERTIES = (
+DEVICES = "config.hardware.device"
+VM_PROPERTIES = (
     "name",
     "parent",
     "config.instanceUuid",
@@ -159,22 +160,22 @@ _VM_PROPERTIES = (
     "config.hardware.memoryMB",
     "config.changeTrackingEnabled",
     "config.changeVersion",
-    _DEVICES,
+    DEVICES,
     "runtime.powerState",
     "runtime.host",
     "resourcePool",
     "snapshot",
 )
-_FOLDER_PROPERTIES = ("name", "parent", "childType")
-_DATACENTER_PROPERTIES = ("name", "parent", "vmFolder")
+FOLDER_PROPERTIES = ("name", "parent", "childType")
+DATACENTER_PROPERTIES = ("name", "parent", "vmFolder")
 _INVENTORY_PROPERTIES: dict[str, Sequence[str]] = {
-    "Folder": _FOLDER_PROPERTIES,
-    "Datacenter": _DATACENTER_PROPERTIES,
+    "Folder": FOLDER_PROPERTIES,
+    "Datacenter": DATACENTER_PROPERTIES,
     "ComputeResource": ("name", "parent"),  # clusters too (a subtype)
     "HostSystem": ("name", "parent", "runtime.connectionState"),
     "ResourcePool": ("name", "parent", "owner"),  # vApps too
     "Datastore": ("name", "parent", "summary.capacity", "summary.freeSpace", "summary.type", "summary.url"),
-    "VirtualMachine": _VM_PROPERTIES,
+    "VirtualMachine": VM_PROPERTIES,
 }
 
 
@@ -189,10 +190,10 @@ def fetch_inventory(conn: Connection, *, page_size: int = PAGE_SIZE, with_disks:
     start = conn.round_trips
     properties = dict(_INVENTORY_PROPERTIES)
     if not with_disks:
-        properties["VirtualMachine"] = [p for p in _VM_PROPERTIES if p != _DEVICES]
-    builder = _InventoryBuilder()
+        properties["VirtualMachine"] = [p for p in VM_PROPERTIES if p != DEVICES]
+    builder = InventoryBuilder()
     with _container_view(conn, list(properties)) as view:
-        for raw in _retrieve_raw(conn, _property_specs(properties) + _view_objects(view), page_size):
+        for raw in retrieve_raw(conn, property_specs(properties) + view_objects(view), page_size):
             builder.add(raw)
     return builder.inventory(conn.about, round_trips=conn.round_trips - start)
 
@@ -203,10 +204,10 @@ def fetch_vms(conn: Connection, morefs: Iterable[str], *, page_size: int = PAGE_
     morefs = list(dict.fromkeys(morefs))
     if not morefs:
         return []
-    properties = {"VirtualMachine": _VM_PROPERTIES, "Folder": _FOLDER_PROPERTIES, "Datacenter": _DATACENTER_PROPERTIES}
-    spec = _property_specs(properties) + _objects_with_ancestors("VirtualMachine", morefs)
-    builder = _InventoryBuilder()
-    for raw in _retrieve_raw(
+    properties = {"VirtualMachine": VM_PROPERTIES, "Folder": FOLDER_PROPERTIES, "Datacenter": DATACENTER_PROPERTIES}
+    spec = property_specs(properties) + objects_with_ancestors("VirtualMachine", morefs)
+    builder = InventoryBuilder()
+    for raw in retrieve_raw(
         conn, spec + "<reportMissingObjectsInResults>true</reportMissingObjectsInResults>", page_size
     ):
         builder.add(raw)
@@ -215,10 +216,10 @@ def fetch_vms(conn: Connection, morefs: Iterable[str], *, page_size: int = PAGE_
 
 def fetch_folders(conn: Connection) -> tuple[FolderInfo, ...]:
     """Every VM folder of every datacenter (three round trips, whatever the number of VMs)."""
-    properties = {"Folder": _FOLDER_PROPERTIES, "Datacenter": _DATACENTER_PROPERTIES}
-    builder = _InventoryBuilder()
+    properties = {"Folder": FOLDER_PROPERTIES, "Datacenter": DATACENTER_PROPERTIES}
+    builder = InventoryBuilder()
     with _container_view(conn, list(properties)) as view:
-        for raw in _retrieve_raw(conn, _property_specs(properties) + _view_objects(view), PAGE_SIZE):
+        for raw in retrieve_raw(conn, property_specs(properties) + view_objects(view), PAGE_SIZE):
             builder.add(raw)
     return builder.inventory(conn.about, round_trips=0).folders
 
@@ -232,22 +233,22 @@ def list_vms(conn: Connection, *, with_disks: bool = True, page_size: int = PAGE
 def _container_view(conn: Connection, kinds: list[str]) -> Iterator[str]:
     """A recursive ContainerView of these types over the root folder; yields its moref."""
     content = conn.content
-    with _translated(conn.endpoint):
-        view = content.viewManager.CreateContainerView(content.rootFolder, [getattr(vim, k) for k in kinds], True)
+    with translated(conn.endpoint):
+        view = conn.view_manager.CreateContainerView(content.rootFolder, [getattr(vim, k) for k in kinds], True)
     try:
-        yield view._moId
+        yield moref_of(view)
     finally:
-        with suppress(VCenterError), _translated(conn.endpoint):  # a failed read already says why
+        with suppress(VCenterError), translated(conn.endpoint):  # a failed read already says why
             view.DestroyView()
 
 
-class _InventoryBuilder:
+class InventoryBuilder:
     """Collects objects as they stream in (VMs already reduced to plain values), then places each in
     its datacenter and folder by walking parents in memory."""
 
     def __init__(self) -> None:
         self.kind: dict[str, str] = {}
-        self.parent: dict[str, _Ref | None] = {}
+        self.parent: dict[str, Ref | None] = {}
         self.name: dict[str, str] = {}  # as vCenter stores it (escaped)
         self.child_types: dict[str, list[str]] = {}
         self.vm_folder: dict[str, str] = {}  # datacenter -> its root VM folder
@@ -257,7 +258,7 @@ class _InventoryBuilder:
         self._dc: dict[str, str | None] = {}
         self._path: dict[str, str] = {}
 
-    def add(self, raw: _Raw) -> None:
+    def add(self, raw: RawObject) -> None:
         if "name" not in raw.props:  # missing object (fetch_vms) or one without read permission
             return
         moref = raw.moref
@@ -369,7 +370,7 @@ class _InventoryBuilder:
             )
 
     def _vm(self, values: dict[str, Any]) -> VmInfo:
-        parent: _Ref | None = values.pop("parent")
+        parent: Ref | None = values.pop("parent")
         folder = parent.value if parent is not None and parent.type == "Folder" else None
         datacenter = self.datacenter(values["moref"])
         return VmInfo(
@@ -381,10 +382,10 @@ class _InventoryBuilder:
         )
 
 
-def _vm_values(raw: _Raw) -> dict[str, Any]:
+def _vm_values(raw: RawObject) -> dict[str, Any]:
     """A VM's own fields (all but where it sits), read from its elements before they are cleared."""
     host, pool = raw.ref("runtime.host"), raw.ref("resourcePool")
-    devices = raw.props.get(_DEVICES)
+    devices = raw.props.get(DEVICES)
     snapshot = raw.props.get("snapshot")
     return {
         "moref": raw.moref,
@@ -403,13 +404,13 @@ def _vm_values(raw: _Raw) -> dict[str, Any]:
         "snapshot_count": _snapshot_count(snapshot) if snapshot is not None else 0,
         "cbt_enabled": raw.flag("config.changeTrackingEnabled"),
         "change_version": raw.text("config.changeVersion"),
-        "disks": tuple(_disk_info(d) for d in devices if _xsi_type(d) == "VirtualDisk") if devices is not None else (),
+        "disks": tuple(disk_info(d) for d in devices if xsi_type(d) == "VirtualDisk") if devices is not None else (),
     }
 
 
 def _snapshot_count(info: ET.Element) -> int:
     """Nodes of a VirtualMachineSnapshotInfo's tree: each root and child list entry is one snapshot."""
-    nodes = (f"{_V}rootSnapshotList", f"{_V}childSnapshotList")
+    nodes = (f"{VIM25}rootSnapshotList", f"{VIM25}childSnapshotList")
     return sum(1 for element in info.iter() if element.tag in nodes)
 
 
@@ -423,29 +424,29 @@ _BACKINGS = {
 _RDM_MODES = {"physicalMode": "rdm_physical", "virtualMode": "rdm_virtual"}
 
 
-def _disk_info(disk: ET.Element) -> DiskInfo:
-    backing = disk.find(f"{_V}backing")
-    backing_type = _xsi_type(backing)
-    file_name = (backing.findtext(f"{_V}fileName") if backing is not None else None) or ""
+def disk_info(disk: ET.Element) -> DiskInfo:
+    backing = disk.find(f"{VIM25}backing")
+    backing_type = xsi_type(backing)
+    file_name = (backing.findtext(f"{VIM25}fileName") if backing is not None else None) or ""
     match = re.match(r"\[([^\]]*)\] ?(.*)", file_name)
-    datastore = backing.find(f"{_V}datastore") if backing is not None else None
-    thin = backing.findtext(f"{_V}thinProvisioned") if backing is not None else None
+    datastore = backing.find(f"{VIM25}datastore") if backing is not None else None
+    thin = backing.findtext(f"{VIM25}thinProvisioned") if backing is not None else None
     if backing_type == "VirtualDiskRawDiskMappingVer1BackingInfo":
-        kind = _RDM_MODES.get(backing.findtext(f"{_V}compatibilityMode") or "", "other")  # type: ignore[union-attr]
+        kind = _RDM_MODES.get(backing.findtext(f"{VIM25}compatibilityMode") or "", "other")  # type: ignore[union-attr]
     else:
         kind = _BACKINGS.get(backing_type, "other")
-    capacity = _int_text(disk, "capacityInBytes") or (_int_text(disk, "capacityInKB") or 0) * 1024
+    capacity = int_text(disk, "capacityInBytes") or (int_text(disk, "capacityInKB") or 0) * 1024
     return DiskInfo(
-        key=_int_text(disk, "key") or 0,
-        label=disk.findtext(f"{_V}deviceInfo/{_V}label") or "",
+        key=int_text(disk, "key") or 0,
+        label=disk.findtext(f"{VIM25}deviceInfo/{VIM25}label") or "",
         capacity_bytes=capacity,
         file_name=file_name,
         datastore_name=match.group(1) if match else "",
         datastore_moref=(datastore.text or None) if datastore is not None else None,
         path=match.group(2) if match else file_name,
         thin=None if thin is None or kind != "flat" else thin.strip() == "true",
-        disk_mode=(backing.findtext(f"{_V}diskMode") if backing is not None else None) or "",
+        disk_mode=(backing.findtext(f"{VIM25}diskMode") if backing is not None else None) or "",
         backing=kind,
-        controller_key=_int_text(disk, "controllerKey"),
-        unit_number=_int_text(disk, "unitNumber"),
+        controller_key=int_text(disk, "controllerKey"),
+        unit_number=int_text(disk, "unitNumber"),
     )

@@ -1,6 +1,6 @@
 """What a full-VM restore needs from vCenter beyond reads and writes of disks: a new VM recreated from
-a captured configuration (vm_config), and disk layouts, to refuse overwriting a VM whose disks
-changed since the point was taken."""
+a captured configuration (vm_config), create_vm_from_config. (Disk layouts, which an overwrite
+restore compares, are in layouts.py.)"""
 
 from __future__ import annotations
 
@@ -10,20 +10,29 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
-from xml.sax.saxutils import escape as xml_escape
 
 from pyVmomi import vim
 
-from .connection import Connection, _translated
+from .connection import Connection
 from .errors import AlreadyExists, ConfigNotRestorable, NotFound, VCenterError
+from .layouts import BUS_FAMILIES, layout_from_config
 from .names import check_vm_name, unescape_name
-from .soap import _REPORT_MISSING, PAGE_SIZE, _objects_with_ancestors, _property_specs, _read_one, _retrieve_raw
-from .tasks import _TaskFailed, _wait
-from .vmconfig import _NIC_TYPES, CONFIG_SCHEMA, vm_config
+from .soap import (
+    PAGE_SIZE,
+    REPORT_MISSING,
+    RawObject,
+    objects_with_ancestors,
+    one_object,
+    property_specs,
+    read_one,
+    retrieve_raw,
+    traversal,
+)
+from .tasks import TaskFailed
+from .vmconfig import CONFIG_SCHEMA, NIC_TYPES, vm_config
 from .vmdk import read_vmdk_descriptor
-from .vms import destroy_vm
-
-GiB = 1024 * 1024 * 1024
+from .vmomi import build
+from .vms import create_vm_task, destroy_vm
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class CreatedDisk:
     label: str  # "Hard disk 2", as the new VM names it
     capacity_bytes: int
     datastore: str  # the datastore's name
-    flat_path: str  # "web-01/web-01_1-flat.vmdk", relative to the datastore (write_datastore_file's path)
+    flat_path: str  # "web-01/web-01_1-flat.vmdk", relative to the datastore (DatastoreFile's path)
 
     @property
     def flat_file(self) -> str:
@@ -48,51 +57,11 @@ class VmCreated:
     moref: str
     instance_uuid: str  # a new one, never the configuration's
     name: str  # as shown (unescaped), the name asked for
-    datacenter: str  # as vCenter stores it (escaped): the datacenter argument of write_datastore_file
+    datacenter: str  # as vCenter stores it (escaped): the datacenter argument of DatastoreFile
     disks: tuple[CreatedDisk, ...]  # in the configuration's order (by source key)
     warnings: tuple[str, ...]  # what could not be recreated as captured, one sentence each
 
 
-@dataclass(frozen=True)
-class DiskPlace:
-    """Where a disk sits and how big it is: what must not have changed for an overwrite restore."""
-
-    key: int
-    label: str  # "Hard disk 2"
-    controller_type: str  # "VirtualLsiLogicSASController", "" when the controller is unknown
-    bus_number: int | None  # of the controller
-    unit_number: int | None
-    capacity_bytes: int
-    file_name: str  # "[ds1] web-01/web-01_1.vmdk", the descriptor
-    flat_file: str  # "[ds1] web-01/web-01_1-flat.vmdk": by vSphere's naming, beside the descriptor
-
-    @property
-    def position(self) -> str:
-        """ "SCSI 0:1", as the vSphere Client writes it."""
-        bus = "?" if self.bus_number is None else self.bus_number
-        unit = "?" if self.unit_number is None else self.unit_number
-        return f"{_BUS_FAMILIES.get(self.controller_type, 'controller')} {bus}:{unit}"
-
-
-# Storage controllers: the bus family a guest sees, and the names the vSphere Client shows.
-_BUS_FAMILIES = {
-    "VirtualLsiLogicSASController": "SCSI",
-    "VirtualLsiLogicController": "SCSI",
-    "ParaVirtualSCSIController": "SCSI",
-    "VirtualBusLogicController": "SCSI",
-    "VirtualAHCIController": "SATA",
-    "VirtualNVMEController": "NVMe",
-    "VirtualIDEController": "IDE",
-}
-_CONTROLLER_NAMES = {
-    "VirtualLsiLogicSASController": "LSI Logic SAS",
-    "VirtualLsiLogicController": "LSI Logic Parallel",
-    "ParaVirtualSCSIController": "VMware Paravirtual",
-    "VirtualBusLogicController": "BusLogic Parallel",
-    "VirtualAHCIController": "SATA (AHCI)",
-    "VirtualNVMEController": "NVMe",
-    "VirtualIDEController": "IDE",
-}
 _IDE_KEYS = {0: 200, 1: 201}  # every VM has these two IDE controllers, made with it
 _DISK_MODES = frozenset(
     {"persistent", "nonpersistent", "undoable", "independent_persistent", "independent_nonpersistent", "append"}
@@ -115,7 +84,7 @@ def create_vm_from_config(
     host_moref: str | None = None,
 ) -> VmCreated:
     """A new, powered-off VM with the hardware of a captured configuration (vm_config), for its disks'
-    bytes to be written to the returned flat files (write_datastore_file).
+    bytes to be written to the returned flat files (DatastoreFile.write).
 
     Recreated: guest OS, CPUs and cores per socket, memory, firmware, hardware version, annotation,
     extraConfig (but the original's identity: uuid.*, vc.uuid, vmci0.id); storage controllers of the
@@ -142,50 +111,23 @@ def create_vm_from_config(
     _check_config(config)
     where = conn.endpoint.where
     place = _placement(conn, folder_moref, pool_moref, host_moref)
+    name_taken = f"{where}: a VM named {name!r} already exists in the folder {place.folder_name!r}"
     if stored_name in place.vm_names:
-        raise AlreadyExists(f"{where}: a VM named {name!r} already exists in the folder {place.folder_name!r}")
+        raise AlreadyExists(name_taken)
     if datastore_name not in place.datastores:
         raise NotFound(
             f"{where}: there is no datastore {datastore_name!r} available to {place.compute_name!r} "
             f"(available: {', '.join(sorted(place.datastores)) or 'none'})"
         )
     warnings: list[str] = []
-    stub = conn.si._stub
-    instance_uuid = str(uuid.uuid4())
-    while instance_uuid.lower() == (config.get("instance_uuid") or "").lower():  # never, in practice
-        instance_uuid = str(uuid.uuid4())
-    spec = vim.vm.ConfigSpec(
-        name=stored_name,
-        guestId=config["guest_id"],
-        numCPUs=config["num_cpu"],
-        memoryMB=config["memory_mb"],
-        instanceUuid=instance_uuid,
-        files=vim.vm.FileInfo(vmPathName=f"[{datastore_name}]"),
-        deviceChange=_device_specs(conn, config, place, warnings),
-    )
-    if config.get("cores_per_socket"):
-        spec.numCoresPerSocket = config["cores_per_socket"]
-    if config.get("firmware"):
-        spec.firmware = config["firmware"]
-    if config.get("hardware_version"):
-        spec.version = config["hardware_version"]
-    if config.get("annotation"):
-        spec.annotation = config["annotation"]
-    extra = {k: v for k, v in (config.get("extra_config") or {}).items() if not _IDENTITY_EXTRA_CONFIG.search(k)}
-    if extra:
-        spec.extraConfig = [vim.option.OptionValue(key=k, value=v) for k, v in extra.items()]
-
-    folder = vim.Folder(folder_moref, stub)
-    host = vim.HostSystem(host_moref, stub) if host_moref else None
-    with _translated(conn.endpoint):
-        task = folder.CreateVM_Task(config=spec, pool=vim.ResourcePool(pool_moref, stub), host=host)
+    instance_uuid = _new_instance_uuid(config)
+    spec = _config_spec(config, stored_name, instance_uuid, datastore_name)
+    spec.deviceChange = _device_specs(conn, config, place, warnings)
     try:
-        moref = _wait(conn, task)._moId
-    except _TaskFailed as failure:
+        moref = create_vm_task(conn, spec, folder_moref, pool_moref, host_moref)
+    except TaskFailed as failure:
         if failure.fault_name in ("DuplicateName", "AlreadyExists"):
-            raise AlreadyExists(
-                f"{where}: a VM named {name!r} already exists in the folder {place.folder_name!r}"
-            ) from None
+            raise AlreadyExists(name_taken) from None
         raise
     try:
         created = vm_config(conn, moref)
@@ -207,6 +149,44 @@ def create_vm_from_config(
     )
 
 
+def _new_instance_uuid(config: dict[str, Any]) -> str:
+    """A new instance UUID, never the configuration's."""
+    instance_uuid = str(uuid.uuid4())
+    while instance_uuid.lower() == (config.get("instance_uuid") or "").lower():  # never, in practice
+        instance_uuid = str(uuid.uuid4())
+    return instance_uuid
+
+
+# ConfigSpec fields set from the configuration when it has a value: spec field -> vm_config key.
+_OPTIONAL_SPEC_FIELDS = {
+    "numCoresPerSocket": "cores_per_socket",
+    "firmware": "firmware",
+    "version": "hardware_version",
+    "annotation": "annotation",
+}
+
+
+def _config_spec(
+    config: dict[str, Any], stored_name: str, instance_uuid: str, datastore_name: str
+) -> vim.vm.ConfigSpec:
+    """The new VM's ConfigSpec but its devices: the configuration's hardware, a new identity, files on
+    datastore_name."""
+    spec = build(
+        vim.vm.ConfigSpec,
+        name=stored_name,
+        guestId=config["guest_id"],
+        numCPUs=config["num_cpu"],
+        memoryMB=config["memory_mb"],
+        instanceUuid=instance_uuid,
+        files=build(vim.vm.FileInfo, vmPathName=f"[{datastore_name}]"),
+        **{field: config[key] for field, key in _OPTIONAL_SPEC_FIELDS.items() if config.get(key)},
+    )
+    extra = {k: v for k, v in (config.get("extra_config") or {}).items() if not _IDENTITY_EXTRA_CONFIG.search(k)}
+    if extra:
+        spec.extraConfig = [build(vim.option.OptionValue, key=k, value=v) for k, v in extra.items()]
+    return spec
+
+
 def _check_config(config: dict[str, Any]) -> None:
     schema = config.get("schema")
     if not isinstance(schema, int) or schema > CONFIG_SCHEMA:
@@ -219,7 +199,7 @@ def _check_config(config: dict[str, Any]) -> None:
     controllers = {c["key"]: c for c in config.get("controllers") or []}
     for controller in controllers.values():
         kind = controller["type"]
-        if kind not in _BUS_FAMILIES or getattr(vim.vm.device, kind, None) is None:
+        if kind not in BUS_FAMILIES or getattr(vim.vm.device, kind, None) is None:
             raise ConfigNotRestorable(f"{controller['label'] or kind}: controllers of type {kind} cannot be created")
         if kind == "VirtualIDEController" and controller["bus_number"] not in _IDE_KEYS:
             raise ConfigNotRestorable(f"{controller['label']}: a VM has IDE buses 0 and 1 only")
@@ -247,14 +227,48 @@ class _Placement:
 
 def _placement(conn: Connection, folder_moref: str, pool_moref: str, host_moref: str | None) -> _Placement:
     where = conn.endpoint.where
-    spec = _property_specs(_PLACEMENT_PROPERTIES) + _objects_with_ancestors("Folder", [folder_moref], also=_CHILDREN)
-    spec += _object_and("ResourcePool", pool_moref, _POOL_OWNER)
+    spec = property_specs(_PLACEMENT_PROPERTIES) + objects_with_ancestors("Folder", [folder_moref], also=_CHILDREN)
+    spec += one_object("ResourcePool", pool_moref, _POOL_OWNER)
     if host_moref:
-        spec += _object_and("HostSystem", host_moref, _HOST_ACCESS)
-    objects: dict[str, tuple[str, dict[str, Any]]] = {}
-    for raw in _retrieve_raw(conn, spec + _REPORT_MISSING, PAGE_SIZE):
+        spec += one_object("HostSystem", host_moref, _HOST_ACCESS)
+    objects = _PlacementObjects(where)
+    for raw in retrieve_raw(conn, spec + REPORT_MISSING, PAGE_SIZE):
+        objects.add(raw)
+
+    folder = objects.get(folder_moref, "folder")
+    if "VirtualMachine" not in folder["childType"]:
+        raise VCenterError(f"{where}: {unescape_name(folder['name'])!r} ({folder_moref}) is not a VM folder")
+    pool = objects.get(pool_moref, "resource pool")
+    compute = access = objects.get(pool["owner"], "cluster")  # access: whose networks and datastores
+    if host_moref:
+        access = objects.get(host_moref, "host")
+        if access["parent"] != pool["owner"]:
+            raise VCenterError(
+                f"{where}: host {unescape_name(access['name'])!r} is not in {unescape_name(compute['name'])!r}, "
+                "the resource pool's cluster"
+            )
+    networks, portgroups = objects.networks(access["network"])
+    return _Placement(
+        folder_name=unescape_name(folder["name"]),
+        datacenter=objects.datacenter_above(folder_moref),
+        vm_names=objects.vm_names_in(folder_moref),
+        compute_name=unescape_name(access["name"]),
+        datastores=objects.names(access["datastore"]),
+        networks=networks,
+        portgroups=portgroups,
+    )
+
+
+class _PlacementObjects:
+    """The objects read for a placement, by moref: (type, values of _PLACEMENT_PROPERTIES)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.by_moref: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def add(self, raw: RawObject) -> None:
         if "name" not in raw.props and "key" not in raw.props:
-            continue  # missing (reported so) or unreadable
+            return  # missing (reported so) or unreadable
         values: dict[str, Any] = {"name": raw.text("name") or ""}
         for prop in ("parent", "owner"):
             ref = raw.ref(prop)
@@ -263,54 +277,47 @@ def _placement(conn: Connection, folder_moref: str, pool_moref: str, host_moref:
             values[prop] = raw.strings(prop)
         values["key"] = raw.text("key")
         values["switch"] = raw.text("config.distributedVirtualSwitch")
-        objects[raw.moref] = (raw.type, values)
+        self.by_moref[raw.moref] = (raw.type, values)
 
-    def get(moref: str | None, what: str) -> dict[str, Any]:
-        if moref is None or moref not in objects:
-            raise NotFound(f"{where}: {what} {moref} does not exist (any more)")
-        return objects[moref][1]
+    def get(self, moref: str | None, what: str) -> dict[str, Any]:
+        """The values of an object that must exist (NotFound otherwise); what names it ("folder")."""
+        if moref is None or moref not in self.by_moref:
+            raise NotFound(f"{self.where}: {what} {moref} does not exist (any more)")
+        return self.by_moref[moref][1]
 
-    folder = get(folder_moref, "folder")
-    if "VirtualMachine" not in folder["childType"]:
-        raise VCenterError(f"{where}: {unescape_name(folder['name'])!r} ({folder_moref}) is not a VM folder")
-    datacenter, above = "", folder["parent"]
-    while above in objects:
-        kind, values = objects[above]
-        if kind == "Datacenter":
-            datacenter = values["name"]
-            break
-        above = values["parent"]
-    pool = get(pool_moref, "resource pool")
-    compute = get(pool["owner"], "cluster")
-    access = compute
-    if host_moref:
-        access = get(host_moref, "host")
-        if access["parent"] != pool["owner"]:
-            raise VCenterError(
-                f"{where}: host {unescape_name(access['name'])!r} is not in {unescape_name(compute['name'])!r}, "
-                "the resource pool's cluster"
-            )
-    networks: dict[str, tuple[str, str, str]] = {}
-    portgroups: dict[str, tuple[str, str]] = {}
-    for moref in access["network"]:
-        if moref in objects:
-            kind, values = objects[moref]
-            networks.setdefault(unescape_name(values["name"]), (kind, moref, values["name"]))
-            if kind == "DistributedVirtualPortgroup" and values["key"] and values["switch"]:
-                portgroups[moref] = (values["key"], values["switch"])
-    return _Placement(
-        folder_name=unescape_name(folder["name"]),
-        datacenter=datacenter,
-        vm_names={
+    def datacenter_above(self, moref: str) -> str:
+        """The name (as stored) of the datacenter above an object, "" when it was not read."""
+        above = self.by_moref[moref][1]["parent"]
+        while above in self.by_moref:
+            kind, values = self.by_moref[above]
+            if kind == "Datacenter":
+                return str(values["name"])
+            above = values["parent"]
+        return ""
+
+    def names(self, morefs: list[str]) -> set[str]:
+        """The names (as shown) of these objects, those read."""
+        return {unescape_name(self.by_moref[m][1]["name"]) for m in morefs if m in self.by_moref}
+
+    def vm_names_in(self, folder_moref: str) -> set[str]:
+        """Names (as stored) of the VMs in a folder."""
+        return {
             values["name"]
-            for kind, values in objects.values()
+            for kind, values in self.by_moref.values()
             if kind == "VirtualMachine" and values["parent"] == folder_moref
-        },
-        compute_name=unescape_name((access if host_moref else compute)["name"]),
-        datastores={unescape_name(objects[m][1]["name"]) for m in access["datastore"] if m in objects},
-        networks=networks,
-        portgroups=portgroups,
-    )
+        }
+
+    def networks(self, morefs: list[str]) -> tuple[dict[str, tuple[str, str, str]], dict[str, tuple[str, str]]]:
+        """_Placement.networks and .portgroups, of these networks (those read)."""
+        networks: dict[str, tuple[str, str, str]] = {}
+        portgroups: dict[str, tuple[str, str]] = {}
+        for moref in morefs:
+            if moref in self.by_moref:
+                kind, values = self.by_moref[moref]
+                networks.setdefault(unescape_name(values["name"]), (kind, moref, values["name"]))
+                if kind == "DistributedVirtualPortgroup" and values["key"] and values["switch"]:
+                    portgroups[moref] = (values["key"], values["switch"])
+        return networks, portgroups
 
 
 _PLACEMENT_PROPERTIES: dict[str, Sequence[str]] = {
@@ -326,27 +333,15 @@ _PLACEMENT_PROPERTIES: dict[str, Sequence[str]] = {
 }
 
 
-def _traverse(name: str, kind: str, path: str, inner: str = "") -> str:
-    return (
-        f'<selectSet xsi:type="TraversalSpec"><name>{name}</name><type>{kind}</type><path>{path}</path>'
-        f"<skip>false</skip>{inner}</selectSet>"
-    )
-
-
-def _object_and(kind: str, moref: str, select: str) -> str:
-    """One object and those select reaches from it."""
-    return f'<objectSet><obj type="{kind}">{xml_escape(moref)}</obj><skip>false</skip>{select}</objectSet>'
-
-
-_CHILDREN = _traverse("children", "Folder", "childEntity")
-_POOL_OWNER = _traverse(
+_CHILDREN = traversal("children", "Folder", "childEntity")
+_POOL_OWNER = traversal(
     "owner",
     "ResourcePool",
     "owner",
-    _traverse("ownerNetworks", "ComputeResource", "network")
-    + _traverse("ownerDatastores", "ComputeResource", "datastore"),
+    traversal("ownerNetworks", "ComputeResource", "network")
+    + traversal("ownerDatastores", "ComputeResource", "datastore"),
 )
-_HOST_ACCESS = _traverse("hostNetworks", "HostSystem", "network") + _traverse(
+_HOST_ACCESS = traversal("hostNetworks", "HostSystem", "network") + traversal(
     "hostDatastores", "HostSystem", "datastore"
 )
 
@@ -363,13 +358,17 @@ def _device_specs(
         if kind == "VirtualIDEController":
             controller_keys[controller["key"]] = _IDE_KEYS[controller["bus_number"]]
             continue
-        new = getattr(device, kind)(
-            key=-100 - i, busNumber=controller["bus_number"] or 0, deviceInfo=_label(controller["label"])
-        )
-        if isinstance(new, device.VirtualSCSIController):
-            new.sharedBus = controller["sharing"] or "noSharing"
-        specs.append(device.VirtualDeviceSpec(operation="add", device=new))
-        controller_keys[controller["key"]] = new.key
+        controller_class = getattr(device, kind)  # checked by _check_config
+        fields = {
+            "key": -100 - i,
+            "busNumber": controller["bus_number"] or 0,
+            "deviceInfo": _label(controller["label"]),
+        }
+        if issubclass(controller_class, device.VirtualSCSIController):
+            fields["sharedBus"] = controller["sharing"] or "noSharing"
+        made: vim.vm.device.VirtualController = build(controller_class, **fields)
+        specs.append(build(device.VirtualDeviceSpec, operation="add", device=made))
+        controller_keys[controller["key"]] = made.key
 
     for i, disk in enumerate(config.get("disks") or []):
         if disk["backing"] not in ("flat", "sparse"):
@@ -379,7 +378,8 @@ def _device_specs(
             )
         capacity = disk["capacity_bytes"]
         mode = disk["disk_mode"] if disk["disk_mode"] in _DISK_MODES else "persistent"
-        new = device.VirtualDisk(
+        new = build(
+            device.VirtualDisk,
             key=-2000 - i,
             deviceInfo=_label(disk["label"]),
             controllerKey=controller_keys[disk["controller_key"]],
@@ -387,13 +387,13 @@ def _device_specs(
             capacityInKB=-(-capacity // 1024),
             capacityInBytes=capacity,
             # No file name: vCenter names the disk after the VM, in the VM's directory.
-            backing=device.VirtualDisk.FlatVer2BackingInfo(diskMode=mode, thinProvisioned=True, fileName=""),
+            backing=build(device.VirtualDisk.FlatVer2BackingInfo, diskMode=mode, thinProvisioned=True, fileName=""),
         )
-        specs.append(device.VirtualDeviceSpec(operation="add", fileOperation="create", device=new))
+        specs.append(build(device.VirtualDeviceSpec, operation="add", fileOperation="create", device=new))
 
     for i, nic in enumerate(config.get("nics") or []):
         if (new_nic := _nic_device(conn, nic, i, place, warnings)) is not None:
-            specs.append(device.VirtualDeviceSpec(operation="add", device=new_nic))
+            specs.append(build(device.VirtualDeviceSpec, operation="add", device=new_nic))
 
     for i, cdrom in enumerate(config.get("cdroms") or []):
         label = cdrom["label"] or f"CD/DVD drive {i + 1}"
@@ -401,21 +401,24 @@ def _device_specs(
         if controller_key is None or cdrom["unit_number"] is None:
             warnings.append(f"{label} is left out: its controller is not in the VM configuration")
             continue
-        new = device.VirtualCdrom(
+        drive = build(
+            device.VirtualCdrom,
             key=-3000 - i,
             deviceInfo=_label(cdrom["label"]),
             controllerKey=controller_key,
             unitNumber=cdrom["unit_number"],
-            backing=device.VirtualCdrom.RemotePassthroughBackingInfo(deviceName="", exclusive=False),
-            connectable=device.VirtualDevice.ConnectInfo(startConnected=False, connected=False, allowGuestControl=True),
+            backing=build(device.VirtualCdrom.RemotePassthroughBackingInfo, deviceName="", exclusive=False),
+            connectable=build(
+                device.VirtualDevice.ConnectInfo, startConnected=False, connected=False, allowGuestControl=True
+            ),
         )
-        specs.append(device.VirtualDeviceSpec(operation="add", device=new))
+        specs.append(build(device.VirtualDeviceSpec, operation="add", device=drive))
     return specs
 
 
 def _label(label: str | None) -> vim.Description | None:
     """The captured label, which vCenter replaces by its own ("Hard disk 2"); the simulator keeps it."""
-    return vim.Description(label=label, summary="") if label else None
+    return build(vim.Description, label=label, summary="") if label else None
 
 
 _BACKING_WORDS = {"rdm_physical": "raw device mapping (physical)", "rdm_virtual": "raw device mapping (virtual)"}
@@ -427,7 +430,7 @@ def _nic_device(
     device = vim.vm.device
     label = nic["label"] or f"Network adapter {index + 1}"
     kind = nic["type"]
-    if kind not in _NIC_TYPES or kind == "VirtualSriovEthernetCard" or getattr(device, kind, None) is None:
+    if kind not in NIC_TYPES or kind == "VirtualSriovEthernetCard" or getattr(device, kind, None) is None:
         warnings.append(f"{label} was a {kind or 'network'} adapter; it is recreated as a VMXNET 3 adapter")
         kind = "VirtualVmxnet3"
     network = nic["network"] or ""
@@ -447,24 +450,30 @@ def _nic_device(
     if nic["address_type"] == "manual" and nic["mac_address"]:
         warnings.append(f"{label} had the manual MAC address {nic['mac_address']}; it gets a new generated one")
     kind_of_network, moref, stored_network_name = found
-    stub = conn.si._stub
     backing: vim.vm.device.VirtualDevice.BackingInfo
     if kind_of_network == "DistributedVirtualPortgroup" and moref in place.portgroups:
         key, switch = place.portgroups[moref]
-        switch_uuid = _read_one(conn, vim.DistributedVirtualSwitch(switch, stub), ["uuid"]).get("uuid")
-        port = vim.dvs.PortConnection(portgroupKey=key, switchUuid=switch_uuid)
-        backing = device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(port=port)
+        switch_uuid = read_one(conn, conn.ref(vim.DistributedVirtualSwitch, switch), ["uuid"]).get("uuid")
+        port = build(vim.dvs.PortConnection, portgroupKey=key, switchUuid=switch_uuid)
+        backing = build(device.VirtualEthernetCard.DistributedVirtualPortBackingInfo, port=port)
     else:
-        backing = device.VirtualEthernetCard.NetworkBackingInfo(
-            deviceName=stored_network_name, network=vim.Network(moref, stub), useAutoDetect=False
+        backing = build(
+            device.VirtualEthernetCard.NetworkBackingInfo,
+            deviceName=stored_network_name,
+            network=conn.ref(vim.Network, moref),
+            useAutoDetect=False,
         )
-    return getattr(device, kind)(
+    card: vim.vm.device.VirtualEthernetCard = build(
+        getattr(device, kind),
         key=-4000 - index,
         deviceInfo=_label(nic["label"]),
         backing=backing,
         addressType="generated",
-        connectable=device.VirtualDevice.ConnectInfo(startConnected=connected, connected=False, allowGuestControl=True),
+        connectable=build(
+            device.VirtualDevice.ConnectInfo, startConnected=connected, connected=False, allowGuestControl=True
+        ),
     )
+    return card
 
 
 def _created_disks(conn: Connection, config: dict[str, Any], created: dict[str, Any]) -> tuple[CreatedDisk, ...]:
@@ -499,88 +508,3 @@ def _created_disks(conn: Connection, config: dict[str, Any], created: dict[str, 
             )
         )
     return tuple(out)
-
-
-# ---- disk layouts ----
-
-
-def disk_layout(conn: Connection, vm_moref: str) -> list[DiskPlace]:
-    """A VM's disks as they are now (one round trip), to compare with layout_from_config(the point's
-    configuration) through layout_differences. NotFound when the VM does not exist."""
-    return layout_from_config(vm_config(conn, vm_moref))
-
-
-def layout_from_config(config: dict[str, Any]) -> list[DiskPlace]:
-    """The disks of a configuration (vm_config), sorted by controller type, bus and unit."""
-    controllers = {c["key"]: c for c in config.get("controllers") or []}
-    places = []
-    for disk in config.get("disks") or []:
-        controller = controllers.get(disk["controller_key"]) or {}
-        file_name = disk["file_name"] or ""
-        places.append(
-            DiskPlace(
-                key=disk["key"],
-                label=disk["label"] or f"Disk {disk['key']}",
-                controller_type=controller.get("type") or "",
-                bus_number=controller.get("bus_number"),
-                unit_number=disk["unit_number"],
-                capacity_bytes=disk["capacity_bytes"] or 0,
-                file_name=file_name,
-                flat_file=re.sub(r"\.vmdk$", "-flat.vmdk", file_name) if file_name.endswith(".vmdk") else file_name,
-            )
-        )
-    return sorted(places, key=_place_order)
-
-
-def _place_order(place: DiskPlace) -> tuple[str, int, int, int]:
-    return (
-        _BUS_FAMILIES.get(place.controller_type, place.controller_type),
-        -1 if place.bus_number is None else place.bus_number,
-        -1 if place.unit_number is None else place.unit_number,
-        place.key,
-    )
-
-
-def layout_differences(before: Sequence[DiskPlace], now: Sequence[DiskPlace]) -> list[str]:
-    """What changed between two disk layouts (before: the point's, now: the VM's), one sentence each;
-    [] when the disks are the same: at the same places (bus family, bus and unit: what the guest sees),
-    of the same capacities, on controllers of the same types. Device keys and file names are not
-    compared: a disk moved to another datastore is still the same disk to the guest."""
-
-    def where(place: DiskPlace) -> tuple[str, int | None, int | None]:
-        return (_BUS_FAMILIES.get(place.controller_type, place.controller_type), place.bus_number, place.unit_number)
-
-    then = {where(p): p for p in before}
-    current = {where(p): p for p in now}
-    sentences = []
-    for position in sorted(then.keys() | current.keys(), key=lambda w: (w[0], w[1] or 0, w[2] or 0)):
-        old, new = then.get(position), current.get(position)
-        if new is None:
-            assert old is not None
-            sentences.append(f"{old.label} ({old.position}, {_size(old.capacity_bytes)}) was removed since the point")
-        elif old is None:
-            sentences.append(f"{new.label} ({new.position}, {_size(new.capacity_bytes)}) was added since the point")
-        else:
-            if new.capacity_bytes != old.capacity_bytes:
-                sentences.append(
-                    f"{new.label} is {_size(new.capacity_bytes)} now, {_size(old.capacity_bytes)} in the point"
-                )
-            if new.controller_type != old.controller_type:
-                sentences.append(
-                    f"{new.label} is on a {_controller_name(new.controller_type)} controller now, "
-                    f"{_controller_name(old.controller_type)} in the point"
-                )
-    return sentences
-
-
-def _controller_name(kind: str) -> str:
-    return _CONTROLLER_NAMES.get(kind, kind or "unknown")
-
-
-def _size(n: int) -> str:
-    """Exact and short: "48 GiB", "1536 MiB", else "10,737,418,752 bytes" (never rounded: two sizes that
-    differ never read the same)."""
-    for unit, name in ((GiB, "GiB"), (1024 * 1024, "MiB"), (1024, "KiB")):
-        if n >= unit and n % unit == 0:
-            return f"{n // unit} {name}"
-    return f"{n:,} bytes"

@@ -10,11 +10,12 @@ from typing import TypeVar
 
 from pyVmomi import vim, vmodl
 
-from .connection import Connection, _fault_name, _translated
+from .connection import Connection, fault_message, fault_name, translated
 from .errors import ChangeTrackingUnavailable, NotFound, QuiesceFailed, VCenterError
-from .inventory import _DEVICES, DiskInfo, _disk_info
-from .soap import _REPORT_MISSING, _V, _int_text, _object, _property_specs, _retrieve_raw, _xsi_type
-from .tasks import _TaskFailed, _wait
+from .inventory import DEVICES, DiskInfo, disk_info
+from .soap import REPORT_MISSING, VIM25, int_text, one_object, property_specs, retrieve_raw, xsi_type
+from .tasks import TaskFailed, wait_for_task
+from .vmomi import moref_of
 
 _T = TypeVar("_T")
 
@@ -38,13 +39,13 @@ def create_snapshot(conn: Connection, vm_moref: str, name: str, description: str
     With quiesce, a guest that cannot quiesce raises QuiesceFailed, so that a caller may fall back
     to a crash-consistent snapshot; other failures raise VCenterError.
     """
-    vm = vim.VirtualMachine(vm_moref, conn.si._stub)
-    with _translated(conn.endpoint):
+    vm = conn.ref(vim.VirtualMachine, vm_moref)
+    with translated(conn.endpoint):
         task = vm.CreateSnapshot_Task(name=name, description=description, memory=False, quiesce=quiesce)
     try:
-        return _wait(conn, task)._moId
-    except _TaskFailed as failure:
-        if quiesce and _is_quiesce_failure(failure.fault_name, failure.message):
+        return moref_of(wait_for_task(conn, task))
+    except TaskFailed as failure:
+        if quiesce and is_quiesce_failure(failure.fault_name, failure.message):
             where = conn.endpoint.where
             raise QuiesceFailed(f"{where}: the guest of {vm_moref} could not be quiesced: {failure}") from None
         raise
@@ -57,24 +58,24 @@ def create_snapshot(conn: Connection, vm_moref: str, name: str, description: str
 _QUIESCE_FAULTS = frozenset({"ApplicationQuiesceFault", "ToolsUnavailable"})
 
 
-def _is_quiesce_failure(fault_name: str, message: str) -> bool:
+def is_quiesce_failure(fault_name: str, message: str) -> bool:
     return fault_name in _QUIESCE_FAULTS or "quiesc" in message.lower()
 
 
 def remove_snapshot(conn: Connection, snapshot_moref: str) -> None:
     """Delete one snapshot (not its children), merging its changes into the parent disk."""
-    snapshot = vim.vm.Snapshot(snapshot_moref, conn.si._stub)
-    with _translated(conn.endpoint):
+    snapshot = conn.ref(vim.vm.Snapshot, snapshot_moref)
+    with translated(conn.endpoint):
         task = snapshot.RemoveSnapshot_Task(removeChildren=False, consolidate=True)
-    _wait(conn, task)
+    wait_for_task(conn, task)
 
 
 def list_snapshots(conn: Connection, vm_moref: str) -> list[SnapshotInfo]:
     """A VM's snapshots, the whole tree flattened (each parent before its children); [] when it has
     none. NotFound when the VM does not exist."""
-    spec = _property_specs({"VirtualMachine": ["name", "snapshot"]}) + _object("VirtualMachine", vm_moref)
+    spec = property_specs({"VirtualMachine": ["name", "snapshot"]}) + one_object("VirtualMachine", vm_moref)
     snapshots: list[SnapshotInfo] | None = None
-    for raw in _retrieve_raw(conn, spec + _REPORT_MISSING, 1):
+    for raw in retrieve_raw(conn, spec + REPORT_MISSING, 1):
         if "name" in raw.props:  # the VM exists; an unset snapshot property is simply left out
             info = raw.props.get("snapshot")
             snapshots = _snapshot_tree(info) if info is not None else []
@@ -84,28 +85,28 @@ def list_snapshots(conn: Connection, vm_moref: str) -> list[SnapshotInfo]:
 
 
 def _snapshot_tree(info: ET.Element) -> list[SnapshotInfo]:
-    current = info.findtext(f"{_V}currentSnapshot")
+    current = info.findtext(f"{VIM25}currentSnapshot")
     out: list[SnapshotInfo] = []
 
     def walk(node: ET.Element, parent: str | None) -> None:
-        moref = node.findtext(f"{_V}snapshot") or ""
+        moref = node.findtext(f"{VIM25}snapshot") or ""
         out.append(
             SnapshotInfo(
                 moref=moref,
-                name=node.findtext(f"{_V}name") or "",
-                description=node.findtext(f"{_V}description") or "",
-                created=_aware(node.findtext(f"{_V}createTime") or ""),
-                quiesced=(node.findtext(f"{_V}quiesced") or "").strip() == "true",
+                name=node.findtext(f"{VIM25}name") or "",
+                description=node.findtext(f"{VIM25}description") or "",
+                created=_aware(node.findtext(f"{VIM25}createTime") or ""),
+                quiesced=(node.findtext(f"{VIM25}quiesced") or "").strip() == "true",
                 parent_moref=parent,
-                id=_int_text(node, "id") or 0,
-                power_state=node.findtext(f"{_V}state") or "",
+                id=int_text(node, "id") or 0,
+                power_state=node.findtext(f"{VIM25}state") or "",
                 current=moref == current,
             )
         )
-        for child in node.iterfind(f"{_V}childSnapshotList"):
+        for child in node.iterfind(f"{VIM25}childSnapshotList"):
             walk(child, moref)
 
-    for root in info.iterfind(f"{_V}rootSnapshotList"):
+    for root in info.iterfind(f"{VIM25}rootSnapshotList"):
         walk(root, None)
     return out
 
@@ -123,7 +124,7 @@ def snapshot_disks(conn: Connection, snapshot_moref: str) -> tuple[DiskInfo, ...
     the frozen disks (the base, or the parent delta): the files to read for a backup of the snapshot.
     (vcsim 0.24.2 keeps one backing throughout.) NotFound when the snapshot does not exist.
     """
-    return _snapshot_devices(conn, snapshot_moref, lambda devices: tuple(_disk_info(d) for d in devices))
+    return _snapshot_devices(conn, snapshot_moref, lambda devices: tuple(disk_info(d) for d in devices))
 
 
 def snapshot_change_ids(conn: Connection, snapshot_moref: str) -> dict[int, str]:
@@ -134,9 +135,9 @@ def snapshot_change_ids(conn: Connection, snapshot_moref: str) -> dict[int, str]
     def change_ids(devices: list[ET.Element]) -> dict[int, str]:
         ids = {}
         for disk in devices:
-            change_id = disk.findtext(f"{_V}backing/{_V}changeId")
+            change_id = disk.findtext(f"{VIM25}backing/{VIM25}changeId")
             if change_id:
-                ids[_int_text(disk, "key") or 0] = change_id
+                ids[int_text(disk, "key") or 0] = change_id
         return ids
 
     return _snapshot_devices(conn, snapshot_moref, change_ids)
@@ -144,12 +145,12 @@ def snapshot_change_ids(conn: Connection, snapshot_moref: str) -> dict[int, str]
 
 def _snapshot_devices(conn: Connection, snapshot_moref: str, convert: Callable[[list[ET.Element]], _T]) -> _T:
     """convert(the snapshot's disks), read in one round trip."""
-    spec = _property_specs({"VirtualMachineSnapshot": [_DEVICES]}) + _object("VirtualMachineSnapshot", snapshot_moref)
+    spec = property_specs({"VirtualMachineSnapshot": [DEVICES]}) + one_object("VirtualMachineSnapshot", snapshot_moref)
     found: list[_T] = []
-    for raw in _retrieve_raw(conn, spec + _REPORT_MISSING, 1):
-        devices = raw.props.get(_DEVICES)
+    for raw in retrieve_raw(conn, spec + REPORT_MISSING, 1):
+        devices = raw.props.get(DEVICES)
         if devices is not None:  # elements are cleared after each object: convert them now
-            found.append(convert([d for d in devices if _xsi_type(d) == "VirtualDisk"]))
+            found.append(convert([d for d in devices if xsi_type(d) == "VirtualDisk"]))
     if not found:
         raise NotFound(f"{conn.endpoint.where}: snapshot {snapshot_moref} does not exist (any more)")
     return found[0]
@@ -166,24 +167,23 @@ def query_changed_areas(
     valid (tracking off or reset since, an unknown id) raises ChangeTrackingUnavailable: read the
     whole disk then.
     """
-    stub = conn.si._stub
-    vm, snapshot = vim.VirtualMachine(vm_moref, stub), vim.vm.Snapshot(snapshot_moref, stub)
+    vm, snapshot = conn.ref(vim.VirtualMachine, vm_moref), conn.ref(vim.vm.Snapshot, snapshot_moref)
     areas: list[tuple[int, int]] = []
     offset = 0
     while offset < capacity_bytes:
         info = _changed_areas_from(conn, vm, snapshot, disk_key, offset, change_id)
         areas.extend((area.start, area.length) for area in info.changedArea or [])
-        end = info.startOffset + info.length
+        end = int(info.startOffset) + int(info.length)
         if end <= offset:  # would ask the same question forever
             raise VCenterError(f"{conn.endpoint.where}: QueryChangedDiskAreas made no progress at offset {offset}")
         offset = end
-    return _merged(areas, capacity_bytes)
+    return merged_areas(areas, capacity_bytes)
 
 
 def _changed_areas_from(
     conn: Connection, vm: vim.VirtualMachine, snapshot: vim.vm.Snapshot, disk_key: int, offset: int, change_id: str
 ) -> vim.VirtualMachine.DiskChangeInfo:
-    with _translated(conn.endpoint):
+    with translated(conn.endpoint):
         try:
             return vm.QueryChangedDiskAreas(
                 snapshot=snapshot, deviceKey=disk_key, startOffset=offset, changeId=change_id
@@ -194,12 +194,12 @@ def _changed_areas_from(
             if isinstance(fault, vmodl.fault.InvalidArgument) and fault.invalidProperty not in (None, "", "changeId"):
                 raise
             raise ChangeTrackingUnavailable(
-                f"{conn.endpoint.where}: no changed areas of disk {disk_key} of {vm._moId} since "
-                f"change id {change_id!r} ({_fault_name(fault)}: {fault.msg}): read the whole disk"
+                f"{conn.endpoint.where}: no changed areas of disk {disk_key} of {moref_of(vm)} since "
+                f"change id {change_id!r} ({fault_name(fault)}: {fault_message(fault)}): read the whole disk"
             ) from None
 
 
-def _merged(areas: Iterable[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
+def merged_areas(areas: Iterable[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
     """Sorted areas with overlapping and touching ones joined, cut at limit."""
     out: list[tuple[int, int]] = []
     for start, length in sorted(areas):

@@ -10,29 +10,30 @@ from typing import Any
 from .connection import Connection
 from .errors import NotFound
 from .inventory import (
-    _DATACENTER_PROPERTIES,
-    _DEVICES,
-    _FOLDER_PROPERTIES,
-    _VM_PROPERTIES,
+    DATACENTER_PROPERTIES,
+    DEVICES,
+    FOLDER_PROPERTIES,
+    VM_PROPERTIES,
+    InventoryBuilder,
     VmInfo,
-    _disk_info,
-    _InventoryBuilder,
+    disk_info,
 )
 from .names import unescape_name
 from .soap import (
-    _REPORT_MISSING,
-    _V,
     PAGE_SIZE,
-    _int_text,
-    _objects_with_ancestors,
-    _property_specs,
-    _Raw,
-    _retrieve_raw,
-    _xsi_type,
+    REPORT_MISSING,
+    VIM25,
+    RawObject,
+    int_text,
+    objects_with_ancestors,
+    property_specs,
+    retrieve_raw,
+    traversal,
+    xsi_type,
 )
 
 _CONFIG_PROPERTIES = (
-    *_VM_PROPERTIES,
+    *VM_PROPERTIES,
     "config.firmware",
     "config.version",
     "config.hardware.numCoresPerSocket",
@@ -44,8 +45,8 @@ _CONFIG_PROPERTIES = (
 # and the folders and datacenter above it (for the folder path).
 _CONFIG_NEIGHBOURS: dict[str, Sequence[str]] = {
     "VirtualMachine": _CONFIG_PROPERTIES,
-    "Folder": _FOLDER_PROPERTIES,
-    "Datacenter": _DATACENTER_PROPERTIES,
+    "Folder": FOLDER_PROPERTIES,
+    "Datacenter": DATACENTER_PROPERTIES,
     "Network": ("name",),  # distributed port groups too (a subtype)
     "DistributedVirtualPortgroup": ("key",),
     "Datastore": ("name",),
@@ -62,7 +63,7 @@ _CONTROLLER_KINDS = {
     "VirtualNVMEController": "nvme",
     "VirtualIDEController": "ide",
 }
-_NIC_TYPES = frozenset(
+NIC_TYPES = frozenset(
     {
         "VirtualE1000",
         "VirtualE1000e",
@@ -115,13 +116,13 @@ def vm_config(conn: Connection, vm_moref: str) -> dict[str, Any]:
       extra_config: {key: value} sorted by key, without secrets and host-written state
         (see _SKIPPED_EXTRA_CONFIG).
     """
-    spec = _property_specs(_CONFIG_NEIGHBOURS) + _vm_and_neighbours(vm_moref) + _REPORT_MISSING
-    builder = _InventoryBuilder()
+    spec = property_specs(_CONFIG_NEIGHBOURS) + _vm_and_neighbours(vm_moref) + REPORT_MISSING
+    builder = InventoryBuilder()
     networks: dict[str, str] = {}  # moref -> name
     portgroups: dict[str, str] = {}  # distributed port group key -> moref
     datastores: dict[str, str] = {}  # name -> moref
     own: dict[str, Any] | None = None
-    for raw in _retrieve_raw(conn, spec, PAGE_SIZE):
+    for raw in retrieve_raw(conn, spec, PAGE_SIZE):
         name = unescape_name(raw.text("name") or "")
         if raw.type == "VirtualMachine" and "name" in raw.props:
             own = _config_values(raw)  # now: elements are cleared after each object
@@ -139,27 +140,23 @@ def vm_config(conn: Connection, vm_moref: str) -> dict[str, Any]:
 
 
 def _vm_and_neighbours(moref: str) -> str:
-    follow = "".join(
-        f'<selectSet xsi:type="TraversalSpec"><name>{path}</name><type>VirtualMachine</type>'
-        f"<path>{path}</path><skip>false</skip></selectSet>"
-        for path in ("network", "datastore")
-    )
-    return _objects_with_ancestors("VirtualMachine", [moref], also=follow)
+    follow = traversal("network", "VirtualMachine", "network") + traversal("datastore", "VirtualMachine", "datastore")
+    return objects_with_ancestors("VirtualMachine", [moref], also=follow)
 
 
-def _config_values(raw: _Raw) -> dict[str, Any]:
+def _config_values(raw: RawObject) -> dict[str, Any]:
     """What vm_config needs beyond VmInfo, read from the VM's elements while they exist."""
-    devices = list(raw.props.get(_DEVICES, []))
+    devices = list(raw.props.get(DEVICES, []))
     return {
         "firmware": raw.text("config.firmware"),
         "hardware_version": raw.text("config.version"),
         "cores_per_socket": raw.number("config.hardware.numCoresPerSocket") or None,
         "annotation": raw.text("config.annotation", ""),
         "vmx_path": raw.text("config.files.vmPathName"),
-        "controllers": [_controller(d) for d in devices if _xsi_type(d) in _CONTROLLER_KINDS],
-        "disks": [_disk_config(d) for d in devices if _xsi_type(d) == "VirtualDisk"],
-        "nics": [_nic(d) for d in devices if _xsi_type(d) in _NIC_TYPES or d.find(f"{_V}macAddress") is not None],
-        "cdroms": [_cdrom(d) for d in devices if _xsi_type(d) == "VirtualCdrom"],
+        "controllers": [_controller(d) for d in devices if xsi_type(d) in _CONTROLLER_KINDS],
+        "disks": [_disk_config(d) for d in devices if xsi_type(d) == "VirtualDisk"],
+        "nics": [_nic(d) for d in devices if xsi_type(d) in NIC_TYPES or d.find(f"{VIM25}macAddress") is not None],
+        "cdroms": [_cdrom(d) for d in devices if xsi_type(d) == "VirtualCdrom"],
         "extra_config": _extra_config(raw.props.get("config.extraConfig")),
     }
 
@@ -209,7 +206,7 @@ def _text(element: ET.Element | None, path: str) -> str | None:
     """The text at a "/"-separated path of vim25 elements, None when absent."""
     if element is None:
         return None
-    return element.findtext("/".join(f"{_V}{part}" for part in path.split("/")))
+    return element.findtext("/".join(f"{VIM25}{part}" for part in path.split("/")))
 
 
 def _flag(element: ET.Element | None, path: str) -> bool | None:
@@ -217,30 +214,33 @@ def _flag(element: ET.Element | None, path: str) -> bool | None:
     return None if text is None else text.strip() == "true"
 
 
+def _key_and_label(device: ET.Element) -> dict[str, Any]:
+    return {"key": int_text(device, "key") or 0, "label": _text(device, "deviceInfo/label") or ""}
+
+
 def _device_place(device: ET.Element) -> dict[str, Any]:
+    """Key, label, and the controller and unit it sits at."""
     return {
-        "key": _int_text(device, "key") or 0,
-        "label": _text(device, "deviceInfo/label") or "",
-        "controller_key": _int_text(device, "controllerKey"),
-        "unit_number": _int_text(device, "unitNumber"),
+        **_key_and_label(device),
+        "controller_key": int_text(device, "controllerKey"),
+        "unit_number": int_text(device, "unitNumber"),
     }
 
 
 def _controller(device: ET.Element) -> dict[str, Any]:
-    kind = _xsi_type(device)
+    kind = xsi_type(device)
     return {
         "type": kind,
         "kind": _CONTROLLER_KINDS[kind],
-        "key": _int_text(device, "key") or 0,
-        "label": _text(device, "deviceInfo/label") or "",
-        "bus_number": _int_text(device, "busNumber"),
+        **_key_and_label(device),
+        "bus_number": int_text(device, "busNumber"),
         "sharing": _text(device, "sharedBus"),
     }
 
 
 def _disk_config(device: ET.Element) -> dict[str, Any]:
-    disk = _disk_info(device)
-    backing = device.find(f"{_V}backing")
+    disk = disk_info(device)
+    backing = device.find(f"{VIM25}backing")
     return {
         "key": disk.key,
         "label": disk.label,
@@ -254,17 +254,17 @@ def _disk_config(device: ET.Element) -> dict[str, Any]:
         "thin": disk.thin,
         "disk_mode": disk.disk_mode,
         "backing": disk.backing,
-        "backing_type": _xsi_type(backing),
+        "backing_type": xsi_type(backing),
         "sharing": _text(backing, "sharing"),
         "uuid": _text(backing, "uuid"),
     }
 
 
 def _nic(device: ET.Element) -> dict[str, Any]:
-    backing = device.find(f"{_V}backing")
-    network = backing.find(f"{_V}network") if backing is not None else None
+    backing = device.find(f"{VIM25}backing")
+    network = backing.find(f"{VIM25}network") if backing is not None else None
     return {
-        "type": _xsi_type(device),
+        "type": xsi_type(device),
         **_device_place(device),
         "mac_address": _text(device, "macAddress"),
         "address_type": _text(device, "addressType"),
@@ -279,10 +279,10 @@ def _nic(device: ET.Element) -> dict[str, Any]:
 
 
 def _cdrom(device: ET.Element) -> dict[str, Any]:
-    backing = device.find(f"{_V}backing")
+    backing = device.find(f"{VIM25}backing")
     return {
         **_device_place(device),
-        "backing": _CDROM_BACKINGS.get(_xsi_type(backing), "other"),
+        "backing": _CDROM_BACKINGS.get(xsi_type(backing), "other"),
         "file_name": _text(backing, "fileName"),
         "device_name": _text(backing, "deviceName"),
         "connected": _flag(device, "connectable/connected"),
@@ -293,7 +293,7 @@ def _cdrom(device: ET.Element) -> dict[str, Any]:
 def _extra_config(options: ET.Element | None) -> dict[str, str]:
     values = {}
     for option in options if options is not None else []:
-        key = option.findtext(f"{_V}key") or ""
+        key = option.findtext(f"{VIM25}key") or ""
         if key and not _SKIPPED_EXTRA_CONFIG.search(key):
-            values[key] = option.findtext(f"{_V}value") or ""
+            values[key] = option.findtext(f"{VIM25}value") or ""
     return dict(sorted(values.items()))

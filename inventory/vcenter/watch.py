@@ -8,12 +8,12 @@ import time
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from types import TracebackType
 
 from pyVmomi import vim, vmodl
 
-from .connection import Connection, _translated
+from .connection import ClosedOnExit, Connection, translated
 from .errors import Unreachable, VCenterError
+from .vmomi import build, moref_of
 
 WAIT_SLICE = 60  # seconds: longest single WaitForUpdatesEx, well below READ_TIMEOUT (the socket timeout)
 
@@ -31,7 +31,7 @@ class ChangeSet:
     version: str
 
 
-class ChangeWatcher:
+class ChangeWatcher(ClosedOnExit):
     """Reports VMs and VM folders that change, through WaitForUpdatesEx on a PropertyCollector of its
     own (CreatePropertyCollector: other readers of the connection are not disturbed). Use as a
     context manager; close() destroys the collector and its view.
@@ -57,10 +57,10 @@ class ChangeWatcher:
         self.version = ""
         self._cancelled = threading.Event()
         content = conn.content
-        with _translated(conn.endpoint):
+        with translated(conn.endpoint):
             self._pc = content.propertyCollector.CreatePropertyCollector()
             try:
-                self._view = content.viewManager.CreateContainerView(
+                self._view = conn.view_manager.CreateContainerView(
                     content.rootFolder, [vim.VirtualMachine, vim.Folder], True
                 )
                 # One filter per type: vcsim 0.24.2 panics (and drops the connection) when a filter
@@ -76,15 +76,17 @@ class ChangeWatcher:
 
     def _filter(self, kind: type, properties: Sequence[str]) -> vmodl.query.PropertyCollector.FilterSpec:
         pcq = vmodl.query.PropertyCollector
-        return pcq.FilterSpec(
+        return build(
+            pcq.FilterSpec,
             objectSet=[
-                pcq.ObjectSpec(
+                build(
+                    pcq.ObjectSpec,
                     obj=self._view,
                     skip=True,
-                    selectSet=[pcq.TraversalSpec(name="view", type=vim.view.ContainerView, path="view")],
+                    selectSet=[build(pcq.TraversalSpec, name="view", type=vim.view.ContainerView, path="view")],
                 )
             ],
-            propSet=[pcq.PropertySpec(type=kind, pathSet=list(properties))],
+            propSet=[build(pcq.PropertySpec, type=kind, pathSet=list(properties))],
         )
 
     def _consume_initial(self) -> None:
@@ -111,14 +113,14 @@ class ChangeWatcher:
         """Make the wait() pending in another thread (or the next one) return None at once: for
         shutting down without waiting out maxWaitSeconds."""
         self._cancelled.set()
-        with suppress(VCenterError), _translated(self.conn.endpoint):
+        with suppress(VCenterError), translated(self.conn.endpoint):
             self._pc.CancelWaitForUpdates()
 
     def _wait_once(self, max_wait: int) -> vmodl.query.PropertyCollector.UpdateSet | None:
         # The HTTP read timeout (READ_TIMEOUT) is longer than max_wait (at most WAIT_SLICE): a server
         # that dies without closing the connection is noticed then, not never.
-        options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=max_wait)
-        with _translated(self.conn.endpoint):
+        options = build(vmodl.query.PropertyCollector.WaitOptions, maxWaitSeconds=max_wait)
+        with translated(self.conn.endpoint):
             try:
                 update = self._pc.WaitForUpdatesEx(version=self.version, options=options)
             except vmodl.fault.RequestCanceled:  # cancel()
@@ -138,14 +140,6 @@ class ChangeWatcher:
         with suppress(Exception):
             self._pc.DestroyPropertyCollector()
 
-    def __enter__(self) -> ChangeWatcher:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
 
 def _change_set(update: vmodl.query.PropertyCollector.UpdateSet) -> ChangeSet:
     seen: dict[str, set[str]] = {"enter": set(), "modify": set(), "leave": set()}
@@ -155,7 +149,7 @@ def _change_set(update: vmodl.query.PropertyCollector.UpdateSet) -> ChangeSet:
             if isinstance(object_update.obj, vim.Folder):
                 folders = True
             else:
-                seen[str(object_update.kind)].add(object_update.obj._moId)
+                seen[str(object_update.kind)].add(moref_of(object_update.obj))
     # A VM that left and entered was moved (vcsim reports a move so, in either order): it exists.
     # One that was modified and left (powered off, then destroyed) is gone: morefs are never reused.
     removed = seen["leave"] - seen["enter"]

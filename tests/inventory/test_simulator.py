@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from inventory import vcenter
-from tests.fixtures.vcsim import NON_LATIN_NAME, SCRIPT_NAME, SMALL_SPEC
+from tests.factories.simulator import NON_LATIN_NAME, SCRIPT_NAME, SMALL_SPEC
 from tools.simulator import Simulator
 
 MiB = 1024 * 1024
@@ -20,7 +20,9 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def conn(vcsim: Simulator) -> Iterator[vcenter.Connection]:
-    with vcenter.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, protocol="http") as c:
+    with vcenter.connect(
+        vcenter.Endpoint(vcsim.host, vcsim.port, protocol="http"), vcsim.username, vcsim.password
+    ) as c:
         yield c
 
 
@@ -108,9 +110,9 @@ def test_upload_refuses_an_image_larger_than_the_disk(vcsim: Simulator, tmp_path
 
 def test_wrong_password_is_bad_credentials(vcsim: Simulator) -> None:
     with pytest.raises(vcenter.BadCredentials):
-        vcenter.connect(vcsim.host, vcsim.port, vcsim.username, "wrong", protocol="http")
+        vcenter.connect(vcenter.Endpoint(vcsim.host, vcsim.port, protocol="http"), vcsim.username, "wrong")
     with pytest.raises(vcenter.BadCredentials):
-        vcenter.connect(vcsim.host, vcsim.port, "someone", vcsim.password, protocol="http")
+        vcenter.connect(vcenter.Endpoint(vcsim.host, vcsim.port, protocol="http"), "someone", vcsim.password)
 
 
 def test_closed_port_is_unreachable() -> None:
@@ -118,7 +120,7 @@ def test_closed_port_is_unreachable() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # free once closed, and nothing listens on it
     with pytest.raises(vcenter.Unreachable):
-        vcenter.connect("127.0.0.1", port, "user", "pass", protocol="http")
+        vcenter.connect(vcenter.Endpoint("127.0.0.1", port, protocol="http"), "user", "pass")
 
 
 def test_a_plain_web_server_is_not_a_vcenter() -> None:
@@ -133,7 +135,7 @@ def test_a_plain_web_server_is_not_a_vcenter() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with pytest.raises(vcenter.NotAVCenter):
-            vcenter.connect("127.0.0.1", server.server_port, "user", "pass", protocol="http")
+            vcenter.connect(vcenter.Endpoint("127.0.0.1", server.server_port, protocol="http"), "user", "pass")
     finally:
         server.shutdown()
         server.server_close()

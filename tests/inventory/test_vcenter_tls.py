@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from inventory import vcenter
-from tests.fixtures.vcsim import SMALL_SPEC, connect_to
+from tests.factories.simulator import SMALL_SPEC
+from tests.fixtures.vcsim import connect_to
 from tools.simulator import Simulator
 
 PASSWORD = "Kor3ct-h0rse!battery"  # distinctive, so a message quoting it would be caught
@@ -102,9 +103,9 @@ def test_datastore_reads_over_https_check_the_pin_too(sim: Simulator, tmp_path: 
 
 def test_plain_http_against_https_and_back_is_not_a_vcenter(sim: Simulator, vcsim: Simulator) -> None:
     with pytest.raises(vcenter.NotAVCenter):
-        vcenter.connect(sim.host, sim.port, sim.username, PASSWORD, protocol="http")
+        vcenter.connect(vcenter.Endpoint(sim.host, sim.port, protocol="http"), sim.username, PASSWORD)
     with pytest.raises(vcenter.NotAVCenter):
-        vcenter.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, verify_tls=False)
+        vcenter.connect(vcenter.Endpoint(vcsim.host, vcsim.port, verify_tls=False), vcsim.username, vcsim.password)
     with pytest.raises(vcenter.NotAVCenter):
         vcenter.fetch_server_identity(vcsim.host, vcsim.port)
 
@@ -116,8 +117,8 @@ def test_errors_are_one_line_without_the_password(sim: Simulator) -> None:
     failures = []
     for call in (
         lambda: connect_to(sim, password="wrong-" + PASSWORD),
-        lambda: vcenter.connect("127.0.0.1", closed_port, "user", PASSWORD),
-        lambda: vcenter.connect("no-such-host.invalid", 443, "user", PASSWORD, timeout=3),
+        lambda: vcenter.connect(vcenter.Endpoint("127.0.0.1", closed_port), "user", PASSWORD),
+        lambda: vcenter.connect(vcenter.Endpoint("no-such-host.invalid", 443, timeout=3), "user", PASSWORD),
     ):
         with pytest.raises(vcenter.VCenterError) as caught:
             call()
