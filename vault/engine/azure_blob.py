@@ -12,6 +12,7 @@ import functools
 import logging
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -187,40 +188,44 @@ class AzureBlobBackend:
         except azure_errors.AzureError:
             return False  # the read already failed; its error says enough
 
+    @contextmanager
+    def _translated(self, action: str, name: str | None = None) -> Iterator[None]:
+        """Turn the SDK's errors inside the block into BackendError (or BlobNotFound, BlobArchived)."""
+        try:
+            yield
+        except azure_errors.AzureError as err:
+            raise self._error(err, action, name) from err
+
     # -- the Backend interface
 
     def ensure_container(self) -> bool:
         """Create the container if it is missing; True if this call created it."""
-        try:
-            self._client.create_container()
-        except azure_errors.ResourceExistsError as err:
-            if _code(err) == "ContainerAlreadyExists":
-                return False
-            raise self._error(err, "creating the container") from err
-        except azure_errors.AzureError as err:
-            raise self._error(err, "creating the container") from err
+        with self._translated("creating the container"):
+            try:
+                self._client.create_container()
+            except azure_errors.ResourceExistsError as err:
+                if _code(err) == "ContainerAlreadyExists":
+                    return False
+                raise
         return True
 
     def put(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> bool:
         check_blob_name(name)
         if not isinstance(data, bytes):
             data = bytes(data)  # the SDK reads anything else as a stream, wrongly for memoryviews
-        try:
-            self._client.upload_blob(name, data, overwrite=overwrite, validate_content=True)
-        except (azure_errors.ResourceExistsError, azure_errors.ResourceModifiedError) as err:
-            if not overwrite:  # 409 BlobAlreadyExists (If-None-Match: *)
-                return False
-            raise self._error(err, "writing", name) from err
-        except azure_errors.AzureError as err:
-            raise self._error(err, "writing", name) from err
+        with self._translated("writing", name):
+            try:
+                self._client.upload_blob(name, data, overwrite=overwrite, validate_content=True)
+            except (azure_errors.ResourceExistsError, azure_errors.ResourceModifiedError):
+                if not overwrite:  # 409 BlobAlreadyExists (If-None-Match: *)
+                    return False
+                raise
         return True
 
     def get(self, name: str) -> bytes:
         check_blob_name(name)
-        try:
+        with self._translated("reading", name):
             return self._client.download_blob(name).readall()
-        except azure_errors.AzureError as err:
-            raise self._error(err, "reading", name) from err
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         check_blob_name(name)
@@ -228,14 +233,13 @@ class AzureBlobBackend:
         if length == 0:
             self.info(name)  # BlobNotFound as for any other read; the SDK refuses empty ranges
             return b""
-        try:
-            return self._client.download_blob(name, offset=offset, length=length).readall()
-        except azure_errors.HttpResponseError as err:
-            if err.status_code == 416:  # InvalidRange: the blob exists but ends before `offset`
-                return b""
-            raise self._error(err, "reading", name) from err
-        except azure_errors.AzureError as err:
-            raise self._error(err, "reading", name) from err
+        with self._translated("reading", name):
+            try:
+                return self._client.download_blob(name, offset=offset, length=length).readall()
+            except azure_errors.HttpResponseError as err:
+                if err.status_code == 416:  # InvalidRange: the blob exists but ends before `offset`
+                    return b""
+                raise
 
     def exists(self, name: str) -> bool:
         try:
@@ -246,19 +250,15 @@ class AzureBlobBackend:
 
     def _properties(self, name: str) -> Any:
         check_blob_name(name)
-        try:
+        with self._translated("reading the properties of", name):
             return self._client.get_blob_client(name).get_blob_properties()
-        except azure_errors.AzureError as err:
-            raise self._error(err, "reading the properties of", name) from err
 
     def info(self, name: str) -> BlobInfo:
         props = self._properties(name)
         tags: dict[str, str] = {}
         if props.tag_count:
-            try:
+            with self._translated("reading the tags of", name):
                 tags = self._client.get_blob_client(name).get_blob_tags()
-            except azure_errors.AzureError as err:
-                raise self._error(err, "reading the tags of", name) from err
         return self._info(props, tags)
 
     @staticmethod
@@ -277,57 +277,50 @@ class AzureBlobBackend:
             self._client.list_blobs(name_starts_with=prefix or None, include=["tags"], results_per_page=self.page_size)
         )
         while True:
-            try:
-                props = next(blobs)  # fetches the next page when this one is used up
-            except StopIteration:
+            with self._translated("listing", prefix):
+                props = next(blobs, None)  # fetches the next page when this one is used up
+            if props is None:
                 return
-            except azure_errors.AzureError as err:
-                raise self._error(err, "listing", prefix) from err
             yield self._info(props, props.tags)
 
     def delete(self, name: str) -> bool:
         check_blob_name(name)
-        try:
-            self._client.delete_blob(name)
-        except azure_errors.ResourceNotFoundError as err:
-            if _code(err) == "BlobNotFound":
-                return False
-            raise self._error(err, "deleting", name) from err
-        except azure_errors.AzureError as err:
-            raise self._error(err, "deleting", name) from err
+        with self._translated("deleting", name):
+            try:
+                self._client.delete_blob(name)
+            except azure_errors.ResourceNotFoundError as err:
+                if _code(err) == "BlobNotFound":
+                    return False
+                raise
         return True
 
     def set_tier(self, name: str, tier: str, *, rehydrate_priority: str = "Standard") -> None:
         check_blob_name(name)
         check_tier(tier, rehydrate_priority)
-        try:
+        with self._translated(f"moving to {tier}", name):
             self._client.get_blob_client(name).set_standard_blob_tier(
                 tier, rehydrate_priority=RehydratePriority(rehydrate_priority)
             )
-        except azure_errors.AzureError as err:
-            raise self._error(err, f"moving to {tier}", name) from err
 
     def set_tags(self, name: str, tags: dict[str, str]) -> None:
         check_blob_name(name)
         tags = check_tags(tags)
-        try:
+        with self._translated("tagging", name):
             self._client.get_blob_client(name).set_blob_tags(tags)
-        except azure_errors.AzureError as err:
-            raise self._error(err, "tagging", name) from err
 
     def set_immutable_until(self, name: str, until: dt.datetime) -> bool:
         check_blob_name(name)
         check_until(until)
         policy = ImmutabilityPolicy(expiry_time=until.astimezone(dt.UTC), policy_mode="Unlocked")
-        try:
-            self._client.get_blob_client(name).set_immutability_policy(policy)
-        except azure_errors.ResourceNotFoundError as err:
-            raise self._error(err, "locking", name) from err
-        except azure_errors.HttpResponseError as err:
-            # No version-level immutability on this account or container, no permission to set it,
-            # or an emulator without it (Azurite: 501): the vault's own retention lock still applies.
-            log.info("%s: immutability not available: %s", self._where("locking", name), _first_line(err.message))
-            return False
-        except azure_errors.AzureError as err:
-            raise self._error(err, "locking", name) from err
+        with self._translated("locking", name):
+            try:
+                self._client.get_blob_client(name).set_immutability_policy(policy)
+            except azure_errors.ResourceNotFoundError:
+                raise
+            except azure_errors.HttpResponseError as err:
+                # No version-level immutability on this account or container, no permission to set
+                # it, or an emulator without it (Azurite: 501): the vault's own retention lock still
+                # applies.
+                log.info("%s: immutability not available: %s", self._where("locking", name), _first_line(err.message))
+                return False
         return True

@@ -31,16 +31,7 @@ from typing import Any
 
 from .blobs import Backend, BackendError, BlobInfo, BlobNotFound
 from .errors import ChunkCorrupt, ChunkMissing, CorruptPoint, PointNotFound, StoreError
-from .format import (
-    CHUNK_SIZE,
-    MANIFEST,
-    DiskIndex,
-    Manifest,
-    ManifestView,
-    check_name,
-    decode_chunk,
-    decode_chunk_file,
-)
+from .format import CHUNK_SIZE, MANIFEST, DiskIndex, Manifest, ManifestView, check_name, decode_chunk, decode_chunk_file
 from .sealing import Sealer, SealError
 
 VAULT_FORMAT = 1
