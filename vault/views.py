@@ -6,6 +6,7 @@ Views stay thin: check the permission, call an action or enqueue a job, respond.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -146,13 +147,9 @@ def lock_point(request: HttpRequest, pk: str) -> HttpResponse:
         messages.error(request, "Give the date the lock ends.")
         return redirect("vault:index")
     until = timezone.make_aware(dt.datetime.combine(form.cleaned_data["until"], dt.time(0, 0)))
-    try:
-        actions.lock_point(request.user, point, until)
-    except actions.VaultActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"{point} is locked until {until:%Y-%m-%d}.")
-    return redirect("vault:index")
+    return _change_point(
+        request, point, lambda: actions.lock_point(request.user, point, until), done=f"is locked until {until:%Y-%m-%d}"
+    )
 
 
 @permission_required("vault.delete_recoverypoint", raise_exception=True)
@@ -162,12 +159,19 @@ def delete_point(request: HttpRequest, pk: str) -> HttpResponse:
     if request.POST.get("confirm", "").strip() != point.vm.name:
         messages.error(request, f"Not deleted: type the VM name ({point.vm.name}) to confirm.")
         return redirect("vault:index")
+    return _change_point(
+        request, point, lambda: actions.delete_point(request.user, point), done="deleted from every tier"
+    )
+
+
+def _change_point(request: HttpRequest, point: RecoveryPoint, change: Callable[[], object], done: str) -> HttpResponse:
+    """Make `change` to `point`, then back to the Vault page saying "<point> <done>." or why it was refused."""
     try:
-        actions.delete_point(request.user, point)
+        change()
     except actions.VaultActionError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"{point} deleted from every tier.")
+        messages.success(request, f"{point} {done}.")
     return redirect("vault:index")
 
 

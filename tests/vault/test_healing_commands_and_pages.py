@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,12 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from jobs import runner
 from jobs.models import JobRun
-from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
-from tests.protection.test_groups import POLICY
-from tests.vault import CS, DISK, build_image
+from tests.vault import DISK
+from tests.vault.app_points import back_up_point, protected_vm, replicate, use_directory_vault
 from tests.waiting import wait_until
 from vault import engine, healing, jobs
 from vault.models import RecoveryPoint, VaultSettings
-from vault.storage import local_store, remote_vault, tiered_store
+from vault.storage import local_store, tiered_store
 
 NOW = timezone.now()
 
@@ -34,21 +31,10 @@ NOW = timezone.now()
 def make_point(settings, tmp_path):
     """A VM in a protection group, and a way to give it real recovery points (store point + row)."""
     settings.BACKUP_STORE_DIR = tmp_path / "store"
-    folders = create_test_tree(create_test_vcenter(), ["Prod"])
-    vm = create_test_vm(folders["Prod"], "app-01")
-    group = protect_vms("Prod", [vm], {**POLICY, "local_days": None, "local_count": 5})
+    vm, group = protected_vm(local_count=5)
 
     def make(created: dt.datetime = NOW, seed: int = 0, **fields) -> RecoveryPoint:
-        image = tmp_path / f"img-{seed}"
-        data = build_image(image, [("random", 2 * CS), ("text", CS)], seed=seed)
-        point_id = uuid.uuid4()
-        with local_store().begin_point(str(point_id)) as pending, engine.FileSource(image) as source:
-            pending.add_disk(DISK, source)
-            pending.commit({"vm": vm.name})
-        return RecoveryPoint.objects.create(
-            id=point_id, vm=vm, group=group, created=created, completed=created, consistency="crash",
-            logical_bytes=len(data), **fields,
-        )  # fmt: skip
+        return back_up_point(vm, group, tmp_path / f"img-{seed}", created, seed, **fields)[0]
 
     return make
 
@@ -115,12 +101,9 @@ def test_vault_repair_wait_lists_a_chunk_that_cannot_be_repaired(make_point, run
 def test_vault_repair_copies_back_chunks_from_the_vault_corrupt_or_missing(
     make_point, run_worker, tmp_path, django_capture_on_commit_callbacks
 ):
-    root = tmp_path / "vault"
-    root.mkdir()
-    VaultSettings.objects.update_or_create(pk=1, defaults={"kind": "directory", "directory": str(root)})
+    use_directory_vault(tmp_path / "vault")
     point = make_point()
-    engine.replicate_point(local_store(), remote_vault(), str(point.pk))
-    RecoveryPoint.objects.filter(pk=point.pk).update(vault_status=RecoveryPoint.VaultStatus.REPLICATED)
+    replicate(point)
     corrupt, missing, _ = chunk_files(point)
     originals = {path: path.read_bytes() for path in (corrupt, missing)}
     flip_a_byte(corrupt)
@@ -239,12 +222,9 @@ def test_verify_says_why_a_vault_it_cannot_use_repaired_nothing(
 
 @pytest.mark.django_db
 def test_a_restore_that_heals_a_chunk_from_the_vault_marks_the_point_repaired(make_point, tmp_path):
-    root = tmp_path / "vault"
-    root.mkdir()
-    VaultSettings.objects.update_or_create(pk=1, defaults={"kind": "directory", "directory": str(root)})
+    use_directory_vault(tmp_path / "vault")
     point = make_point()
-    engine.replicate_point(local_store(), remote_vault(), str(point.pk))
-    RecoveryPoint.objects.filter(pk=point.pk).update(vault_status=RecoveryPoint.VaultStatus.REPLICATED)
+    replicate(point)
     bad = chunk_files(point)[1]
     original = bad.read_bytes()
     flip_a_byte(bad)

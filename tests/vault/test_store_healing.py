@@ -13,10 +13,12 @@ from inventory.models import VirtualMachine
 from jobs import runner
 from jobs.models import JobRun
 from protection import actions as protection_actions
-from tests.protection.lab import prod_spec, protect_simulator
+from tests.factories.protection import protect_simulator
+from tests.factories.simulator import prod_spec
+from tests.vault.app_points import use_directory_vault
 from tools import diskimages
 from vault import actions, engine, healing
-from vault.models import RecoveryPoint, VaultSettings
+from vault.models import RecoveryPoint
 from vault.storage import local_store, remote_vault
 
 pytestmark = pytest.mark.django_db
@@ -36,10 +38,7 @@ def lab(vcsim_factory, settings, tmp_path):
 
 @pytest.fixture
 def directory_vault(tmp_path) -> Path:
-    root = tmp_path / "vault"
-    root.mkdir()
-    VaultSettings.objects.update_or_create(pk=1, defaults={"kind": "directory", "directory": str(root)})
-    return root
+    return use_directory_vault(tmp_path / "vault")
 
 
 @pytest.fixture

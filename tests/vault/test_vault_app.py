@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -18,10 +17,8 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from jobs.models import JobRun
-from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
-from tests.protection.test_groups import POLICY
-from tests.vault import CS, DISK, build_image
+from tests.vault import CS, DISK
+from tests.vault.app_points import back_up_point, protected_vm, use_directory_vault
 from vault import actions, engine
 from vault.models import RecoveryPoint, VaultSettings
 from vault.storage import local_store, tiered_store
@@ -38,39 +35,19 @@ def store_dir(settings, tmp_path):
 
 @pytest.fixture
 def directory_vault(tmp_path):
-    root = tmp_path / "vault"
-    root.mkdir()
-    VaultSettings.objects.update_or_create(pk=1, defaults={"kind": "directory", "directory": str(root)})
-    return root
+    return use_directory_vault(tmp_path / "vault")
 
 
 @pytest.fixture
 def lab(store_dir, tmp_path):
     """A VM in a protection group, and a way to give it recovery points at chosen times."""
-    vc = create_test_vcenter()
-    folders = create_test_tree(vc, ["Prod"])
-    vm = create_test_vm(folders["Prod"], "app-01")
-    group = protect_vms("Prod", [vm], {**POLICY, "local_days": None, "local_count": 2})
+    vm, group = protected_vm(local_count=2)
     images: dict[str, bytes] = {}
 
     def make_point(created: dt.datetime, seed: int = 0, **fields) -> RecoveryPoint:
-        image = tmp_path / f"img-{seed}"
-        images_data = build_image(image, [("random", 2 * CS), ("text", CS)], seed=seed)
-        point_id = uuid.uuid4()
-        with local_store().begin_point(str(point_id)) as pending, engine.FileSource(image) as source:
-            pending.add_disk(DISK, source)
-            pending.commit({"vm": vm.name})
-        images[str(point_id)] = images_data
-        return RecoveryPoint.objects.create(
-            id=point_id,
-            vm=vm,
-            group=group,
-            created=created,
-            completed=created,
-            consistency="crash",
-            logical_bytes=len(images_data),
-            **fields,
-        )
+        point, images_data = back_up_point(vm, group, tmp_path / f"img-{seed}", created, seed, **fields)
+        images[str(point.pk)] = images_data
+        return point
 
     return vm, group, make_point, images
 
