@@ -11,14 +11,20 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from .format import ZERO, DiskIndex
 from .monitor import UNWATCHED, Monitor
 from .parallel import bounded_map
-from .store import Store
 
 _ZERO_VIEW = memoryview(ZERO)  # slicing a memoryview does not copy; slicing bytes would
+
+
+class ChunkReader(Protocol):
+    """Where an image's chunks come from: the local `Store`, the vault (`RemoteVault`), or both
+    (`TieredStore`). Each checks what it returns against the digest when `verify`."""
+
+    def read_chunk(self, digest: bytes, length: int, *, verify: bool = True) -> memoryview: ...
 
 
 class DiskReader(io.RawIOBase):
@@ -27,7 +33,7 @@ class DiskReader(io.RawIOBase):
     `cache_chunks` chunks used are kept decoded, because file system parsers re-read metadata near
     what they just read. Not thread-safe (no file object is)."""
 
-    def __init__(self, store: Store, index: DiskIndex, *, cache_chunks: int = 8, verify: bool = True) -> None:
+    def __init__(self, store: ChunkReader, index: DiskIndex, *, cache_chunks: int = 8, verify: bool = True) -> None:
         super().__init__()
         self._store = store
         self._index = index
@@ -113,7 +119,7 @@ class RestoreStats:
 
 
 def restore_disk(
-    store: Store,
+    store: ChunkReader,
     index: DiskIndex,
     dest: str | os.PathLike[str] | BinaryIO,
     *,
@@ -143,7 +149,7 @@ def restore_disk(
 class _Restore:
     """One image on its way out, to a path or a stream; counts its chunks as it goes."""
 
-    def __init__(self, store: Store, index: DiskIndex, threads: int, monitor: Monitor, verify: bool) -> None:
+    def __init__(self, store: ChunkReader, index: DiskIndex, threads: int, monitor: Monitor, verify: bool) -> None:
         self.store = store
         self.index = index
         self.threads = threads

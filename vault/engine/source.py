@@ -16,7 +16,10 @@ from .errors import SourceError
 
 @runtime_checkable
 class Source(Protocol):
-    size: int
+    @property
+    def size(self) -> int:
+        """The image's size in bytes (only read: a source may compute it, e.g. with a HEAD request)."""
+        ...
 
     def readinto(self, offset: int, buffer: memoryview) -> int: ...
 
