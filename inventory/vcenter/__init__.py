@@ -20,10 +20,10 @@ Habits that matter against vCenter (and its simulator, see tools/simulator.py):
   connections, and each 4 MiB range read straight into the caller's (page-aligned) buffer.
 
 Modules (callers import from the package, `from inventory import vcenter as vsphere`, never from these):
-  errors       VCenterError and its subclasses
+  errors       VCenterError and its subclasses; http_failure (an HTTP status as one of them)
   connection   TLS (pinning, CA checks), Endpoint, connect(), Connection, fetch_server_identity(), about()
   soap         PropertyCollector reads: small ones through pyVmomi, bulk ones as raw streamed SOAP
-  vmomi        build(): pyVmomi data objects with their stub types
+  vmomi        build(), managed(): pyVmomi objects typed as their stubs say
   tasks        waiting for tasks
   names        escape_name / unescape_name (vCenter's %2f %5c %25)
   inventory    the inventory dataclasses, fetch_inventory / fetch_vms / fetch_folders / list_vms

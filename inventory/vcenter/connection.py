@@ -1,6 +1,6 @@
-"""TLS checks and vCenter sessions: connect() (pinned thumbprint, or CA and host name), Connection,
-fetch_server_identity(), and translated(), which turns pyVmomi faults and socket errors into this
-package's exceptions."""
+"""TLS checks and vCenter sessions: Endpoint (where, and how TLS is checked: pinned thumbprint, or CA
+and host name), connect(), Connection, fetch_server_identity(), and translated(), which turns pyVmomi
+faults and socket errors into this package's exceptions."""
 
 from __future__ import annotations
 
@@ -334,6 +334,10 @@ class Connection(ClosedOnExit):
         """The session's cookie: /folder and /sdk accept it, so raw requests need no second login."""
         # pyVmomi keeps the raw Set-Cookie value; its first "name=value" pair is the cookie.
         return str(self.si._stub.cookie).split(";", 1)[0].strip()
+
+    def soap_action(self) -> str:
+        """The SOAPAction header pyVmomi sends (its API version id), for raw requests to /sdk."""
+        return str(self.si._stub.versionId)
 
     def ref(self, kind: type[_Managed], moref: str) -> _Managed:
         """A reference to the managed object moref of this kind (vim.Folder, "group-v3") on this session:

@@ -17,6 +17,7 @@ from .errors import VCenterError
 from .names import unescape_name
 from .soap import (
     PAGE_SIZE,
+    REPORT_MISSING,
     VIM25,
     RawObject,
     Ref,
@@ -207,9 +208,7 @@ def fetch_vms(conn: Connection, morefs: Iterable[str], *, page_size: int = PAGE_
     properties = {"VirtualMachine": VM_PROPERTIES, "Folder": FOLDER_PROPERTIES, "Datacenter": DATACENTER_PROPERTIES}
     spec = property_specs(properties) + objects_with_ancestors("VirtualMachine", morefs)
     builder = InventoryBuilder()
-    for raw in retrieve_raw(
-        conn, spec + "<reportMissingObjectsInResults>true</reportMissingObjectsInResults>", page_size
-    ):
+    for raw in retrieve_raw(conn, spec + REPORT_MISSING, page_size):
         builder.add(raw)
     return list(builder.inventory(conn.about, round_trips=0).vms)
 

@@ -178,7 +178,7 @@ def _soap_objects(conn: Connection, request: bytes) -> Generator[RawObject, None
     endpoint = conn.endpoint
     headers = {
         "Content-Type": "text/xml; charset=utf-8",
-        "SOAPAction": conn.si._stub.versionId,
+        "SOAPAction": conn.soap_action(),
         "Cookie": conn.cookie(),
         "Accept-Encoding": "gzip, deflate",  # a 1000-VM page is ~4 MB of XML
     }

@@ -23,7 +23,8 @@ class TaskFailed(VCenterError):
 
 
 def wait_for_task(conn: Connection, task: vim.Task, timeout: float = 3600.0) -> Any:
-    """Poll a task's state, error and result only (never the whole task.info, see the package's doc)."""
+    """Poll a task's state, error and result only (never the whole task.info, see the package's doc);
+    returns info.result as pyVmomi gives it (untyped: the new VM for CreateVM_Task, None for most)."""
     deadline, delay = time.monotonic() + timeout, 0.05
     while True:
         props = read_one(conn, task, ["info.state", "info.error", "info.result"])

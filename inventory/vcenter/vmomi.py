@@ -1,9 +1,11 @@
-"""Typed construction of pyVmomi data objects.
+"""Typed construction of pyVmomi objects.
 
-pyVmomi ships type stubs for its data objects (ConfigSpec, VirtualDisk, FilterSpec, ...) but its
-DataObject constructor is unannotated, so `vim.vm.ConfigSpec(name=...)` is an untyped call. build()
-makes the same call through a type variable: the result has the stub's type, so a misspelt field read
-later is caught. (Unknown keyword arguments are still only caught by pyVmomi, at run time.)
+pyVmomi ships type stubs for its data objects (ConfigSpec, VirtualDisk, FilterSpec, ...) and managed
+objects (Folder, VirtualMachine, ...), but their constructors are unannotated, so
+`vim.vm.ConfigSpec(name=...)` is an untyped call. build() and managed() make the same calls through a
+type variable: the result has the stub's type, so a misspelt field read later is caught. (Unknown
+keyword arguments are still only caught by pyVmomi, at run time.) Methods of managed objects are not
+in the stubs: what they return is Any.
 """
 
 from __future__ import annotations
