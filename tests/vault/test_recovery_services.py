@@ -22,6 +22,7 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpResponse
 from django.template.loader import render_to_string
 
+from vault.models import VaultSettings as VaultSettingsRow  # the product's row, not the Azure vault's settings
 from vault.recovery_services import (
     API_VERSION,
     BackupJob,
@@ -518,3 +519,55 @@ def test_status_words_are_labelled_for_unknown_values_too():
         "On (always on, cannot be turned off), deleted backup data kept 30 days"
     )
     assert VaultSettings(soft_delete_state="Disabled").soft_delete_label == "Off"
+
+
+# --- the Vault page's panel (vault.queries.recovery_services_panel behind the view) ---------------------------
+
+
+def configure_panel(subscription: str = CONFIG.subscription_id) -> None:
+    VaultSettingsRow.objects.update_or_create(
+        pk=1,
+        defaults={
+            "rs_subscription_id": subscription,
+            "rs_resource_group": CONFIG.resource_group,
+            "rs_vault_name": CONFIG.vault_name,
+        },
+    )
+
+
+@pytest.mark.django_db
+def test_the_page_panel_says_not_configured_without_asking_azure(as_auditor, monkeypatch):
+    monkeypatch.setattr("vault.recovery_services.default_credential", lambda: pytest.fail("no credential needed"))
+    html = as_auditor.get("/vault/recovery-services/").content.decode()
+    assert "No Recovery Services vault connected" in html
+    assert "Refresh" not in html
+
+
+@pytest.mark.django_db
+def test_the_page_panel_reads_the_configured_vault_with_the_servers_credential(as_auditor, monkeypatch):
+    configure_panel()
+    transport = FakeArmTransport(*HEALTHY)
+    credentials = []
+
+    def server_credential():
+        credentials.append(FixedTokenCredential())
+        return credentials[-1]
+
+    real_fetch = fetch_status
+    monkeypatch.setattr("vault.recovery_services.default_credential", server_credential)
+    monkeypatch.setattr(
+        "vault.recovery_services.fetch_status",
+        lambda config, credential: real_fetch(config, credential, transport=transport),
+    )
+    html = as_auditor.get("/vault/recovery-services/").content.decode()
+    assert "mabs01.contoso.local" in html and "Geo-redundant (GRS)" in html
+    assert 'hx-get="/vault/recovery-services/"' in html
+    assert len(credentials) == 1 and credentials[0].scopes and TOKEN not in html
+
+
+@pytest.mark.django_db
+def test_the_page_panel_shows_why_stored_names_cannot_be_read(as_auditor, monkeypatch):
+    configure_panel(subscription="not-a-guid")
+    monkeypatch.setattr("vault.recovery_services.default_credential", lambda: pytest.fail("no read with bad names"))
+    html = as_auditor.get("/vault/recovery-services/").content.decode()
+    assert "Could not read the vault." in html and "subscription ID must be a GUID" in html
