@@ -5,7 +5,6 @@ VMs and a byte flipped in a real chunk file."""
 
 from __future__ import annotations
 
-import copy
 import random
 
 import pytest
@@ -21,9 +20,9 @@ from protection import claims
 from protection import jobs as protection_jobs
 from protection.scheduling import BACKUP_KIND
 from recovery.models import Restore
-from tests.protection import test_backup
-from tests.protection.lab import protect_simulator
-from tests.recovery.test_vm_restore import connect, disk_sha256, run_restore
+from tests.factories.protection import backup_lab_spec, protect_simulator
+from tests.factories.recovery import disk_sha256
+from tests.fixtures.vcsim import connect_to
 from vault import engine
 from vault.models import RecoveryPoint
 
@@ -31,18 +30,11 @@ pytestmark = pytest.mark.django_db
 MiB = 1024 * 1024
 
 
-def _powered_on_spec() -> dict:
-    spec = copy.deepcopy(test_backup.SPEC)
-    for vm in spec["datacenters"][0]["folders"][0]["vms"]:
-        vm["power_on"] = True
-    return spec
-
-
 @pytest.fixture
 def lab(vcsim_factory, settings, tmp_path):
-    """test_backup's lab, with its VMs running: a restore that powers one off is visible."""
+    """The backup lab (tests.factories.protection), with its VMs running: a restore that powers one off is visible."""
     settings.BACKUP_STORE_DIR = tmp_path / "store"
-    sim = vcsim_factory(_powered_on_spec(), tls=True)
+    sim = vcsim_factory(backup_lab_spec(power_on=True), tls=True)
     for (name, index), image in _images().items():
         sim.upload_disk_image(name, index, image)
     protect_simulator(sim, parallelism=1)
@@ -56,12 +48,6 @@ def _images() -> dict:
         ("win-01", 1): diskimages.build_ext4_disk({"data.txt": "data disk\n"}, size_mib=40, label="data"),
         ("lnx-01", 0): diskimages.build_ext4_disk(diskimages.sample_linux_tree(), size_mib=40),
     }
-
-
-def back_up(name: str, run_worker, capture) -> RecoveryPoint:
-    run = test_backup.back_up(name, run_worker, capture)
-    assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
-    return RecoveryPoint.objects.filter(vm__name=name).order_by("-created").first()
 
 
 def digests(point: RecoveryPoint) -> set[bytes]:
@@ -78,7 +64,7 @@ def flip_a_byte(digest: bytes) -> None:
 
 
 def power_state(sim, vm: VirtualMachine) -> str:
-    with connect(sim) as conn:
+    with connect_to(sim) as conn:
         return vsphere.power_state(conn, vm.moref)
 
 
@@ -87,19 +73,19 @@ def taken(point: RecoveryPoint) -> str:
 
 
 def test_an_overwrite_from_a_damaged_point_is_refused_before_the_vm_is_touched_and_names_the_intact_point(
-    lab, run_worker, django_capture_on_commit_callbacks
+    lab, backed_up, restored
 ):
     sim = lab
-    intact = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    intact = backed_up("lnx-01")
     sim.write_disk_range("lnx-01", 0, 8 * MiB, random.Random(3).randbytes(MiB))
-    damaged = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    damaged = backed_up("lnx-01")
     bad = sorted(digests(damaged) - digests(intact))[0]
     flip_a_byte(bad)
     vm, capacity = damaged.vm, damaged.disks.get().capacity_bytes
     before = disk_sha256(sim, vm.moref, 0, capacity)
     assert power_state(sim, vm) == "poweredOn"
 
-    run = run_restore(damaged, {"mode": "overwrite"}, run_worker, django_capture_on_commit_callbacks)
+    run = restored(damaged, {"mode": "overwrite"})
 
     assert run.status == JobRun.Status.FAILED, (run.error, run.traceback)
     assert run.error.startswith(f"Refused: this recovery point is damaged (chunk {bad.hex()} of ")
@@ -115,11 +101,9 @@ def test_an_overwrite_from_a_damaged_point_is_refused_before_the_vm_is_touched_a
     assert claims.claim_holder_id(vm.pk) is None
 
 
-def test_a_disk_restore_from_a_damaged_point_is_refused_before_the_target_is_touched(
-    lab, run_worker, django_capture_on_commit_callbacks
-):
+def test_a_disk_restore_from_a_damaged_point_is_refused_before_the_target_is_touched(lab, backed_up, restored):
     sim = lab
-    point = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    point = backed_up("lnx-01")
     bad = sorted(digests(point))[0]
     flip_a_byte(bad)
     source = point.disks.get()
@@ -128,7 +112,7 @@ def test_a_disk_restore_from_a_damaged_point_is_refused_before_the_target_is_tou
     before = disk_sha256(sim, target.vm.moref, position, target.capacity_bytes)
     disk_mode = {"mode": "disk", "source_disk": source.key, "vm_id": target.vm_id, "disk_key": target.key}
 
-    run = run_restore(point, disk_mode, run_worker, django_capture_on_commit_callbacks)
+    run = restored(point, disk_mode)
 
     assert run.status == JobRun.Status.FAILED, (run.error, run.traceback)
     assert run.error.startswith(f"Refused: this recovery point is damaged (chunk {bad.hex()} of ")
@@ -140,18 +124,16 @@ def test_a_disk_restore_from_a_damaged_point_is_refused_before_the_target_is_tou
     assert claims.claim_holder_id(target.vm_id) is None
 
 
-def test_an_overwrite_while_a_backup_of_the_vm_runs_fails_at_once_and_changes_nothing(
-    lab, run_worker, django_capture_on_commit_callbacks
-):
+def test_an_overwrite_while_a_backup_of_the_vm_runs_fails_at_once_and_changes_nothing(lab, backed_up, restored):
     sim = lab
-    point = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    point = backed_up("lnx-01")
     vm, capacity = point.vm, point.disks.get().capacity_bytes
     sim.write_disk_range("lnx-01", 0, 8 * MiB, b"changed since the point" * 1000)
     before = disk_sha256(sim, vm.moref, 0, capacity)
     backup = JobRun.objects.create(kind=BACKUP_KIND, title="Backup lnx-01", status=JobRun.Status.RUNNING)
     assert claims.claim_vm(vm.pk, backup.pk)
 
-    run = run_restore(point, {"mode": "overwrite"}, run_worker, django_capture_on_commit_callbacks)
+    run = restored(point, {"mode": "overwrite"})
 
     assert run.status == JobRun.Status.FAILED, (run.error, run.traceback)
     assert run.error == "A backup of lnx-01 is running; try again when it has finished."
@@ -161,9 +143,9 @@ def test_an_overwrite_while_a_backup_of_the_vm_runs_fails_at_once_and_changes_no
 
 
 def test_an_overwrite_holds_the_vms_backup_claim_so_a_backup_started_meanwhile_is_refused(
-    lab, run_worker, django_capture_on_commit_callbacks, monkeypatch
+    lab, backed_up, restored, monkeypatch
 ):
-    point = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
+    point = backed_up("lnx-01")
     vm = point.vm
     seen: dict = {}
     real_power_off = vsphere.power_off
@@ -176,7 +158,7 @@ def test_an_overwrite_holds_the_vms_backup_claim_so_a_backup_started_meanwhile_i
 
     monkeypatch.setattr(vsphere, "power_off", power_off_while_a_backup_tries_to_start)
 
-    run = run_restore(point, {"mode": "overwrite"}, run_worker, django_capture_on_commit_callbacks)
+    run = restored(point, {"mode": "overwrite"})
 
     assert seen["claim"] == run.pk
     assert seen["backup"] == "A restore of lnx-01 is running; this one was not started."
@@ -184,7 +166,7 @@ def test_an_overwrite_holds_the_vms_backup_claim_so_a_backup_started_meanwhile_i
     assert "Every chunk of the point reads back intact." in [line["msg"] for line in run.log]
     assert claims.claim_holder_id(vm.pk) is None  # released at the end
     monkeypatch.setattr(vsphere, "power_off", real_power_off)
-    assert test_backup.back_up("lnx-01", run_worker, django_capture_on_commit_callbacks).status == "succeeded"
+    backed_up("lnx-01")
 
 
 def try_a_backup(vm: VirtualMachine) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import uuid
 import zipfile
 
 import pytest
@@ -13,54 +12,13 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from recovery.models import Restore, RestoreGrant
+from tests.factories.protection import protect_vms
+from tests.factories.recovery import BIG, LINUX, WINDOWS, point_with_disks
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
 from tools import diskimages
-from vault import engine
-from vault.models import RecoveryPoint, RecoveryPointDisk
-from vault.storage import local_store
+from vault.models import RecoveryPoint
 
 pytestmark = pytest.mark.django_db
-
-BIG = bytes(range(256)) * (5 * 4096)  # 5 MiB, not all zero
-WINDOWS = {
-    "Users": {
-        "alice": {
-            "Documents": {
-                "Überweisung Zoë.txt": "Betrag: 42 €\r\n",
-                "議事録.txt": "会議\r\n",
-                "big.bin": BIG,
-                "empty.txt": b"",
-                "Reports": {"q1.csv": "a,b\r\n1,2\r\n", "Deep": {"q2.csv": "c\r\n"}},
-            },
-            "Desktop": {"todo.txt": "restore tests\r\n"},
-        }
-    },
-}
-LINUX = {"etc": {"hostname": "web01\n"}, "home": {"bob": {"notes.txt": "TODO\n", "gone.txt": "old\n"}}}
-
-
-def _point(vm, group, images: dict[int, object], created) -> RecoveryPoint:
-    point_id = uuid.uuid4()
-    with local_store().begin_point(str(point_id)) as pending:
-        for key, image in images.items():
-            with engine.FileSource(image) as source:
-                pending.add_disk(str(key), source)
-        pending.commit({"vm": vm.name})
-    point = RecoveryPoint.objects.create(
-        id=point_id, vm=vm, group=group, created=created, completed=created, consistency="crash"
-    )
-    for key, image in images.items():
-        RecoveryPointDisk.objects.create(
-            point=point,
-            key=key,
-            label=f"Hard disk {key - 1999}",
-            capacity_bytes=image.stat().st_size,
-            file_name="x.vmdk",
-            read_path="full",
-            read_reason="",
-        )
-    return point
 
 
 @pytest.fixture
@@ -74,8 +32,8 @@ def lab(settings, tmp_path):
     finance = protect_vms("Finance", [lnx])
     ntfs = diskimages.build_ntfs_disk(WINDOWS, size_mib=48)
     ext4 = diskimages.build_ext4_disk(LINUX, size_mib=40)
-    win_point = _point(win, prod, {2000: ntfs, 2001: ext4}, timezone.now())
-    lnx_point = _point(lnx, finance, {2000: ext4}, timezone.now())
+    win_point = point_with_disks(win, prod, {2000: ntfs, 2001: ext4}, timezone.now())
+    lnx_point = point_with_disks(lnx, finance, {2000: ext4}, timezone.now())
     return {
         "win": win,
         "lnx": lnx,
@@ -165,7 +123,7 @@ def test_a_file_deleted_later_is_found_in_the_earlier_point_through_other_versio
     later = diskimages.build_ext4_disk(later_tree, size_mib=40)
     earlier = lab["win_point"]
     RecoveryPoint.objects.filter(pk=earlier.pk).update(created=timezone.now() - timezone.timedelta(days=1))
-    newer = _point(lab["win"], lab["prod"], {2001: later}, timezone.now())
+    newer = point_with_disks(lab["win"], lab["prod"], {2001: later}, timezone.now())
 
     page = body(as_helpdesk.get(f"/recovery/points/{newer.pk}/2001/1/versions/", {"path": "/home/bob/gone.txt"}))
 
@@ -178,7 +136,7 @@ def test_a_corrupted_volume_shows_its_reason_and_the_page_still_works(granted, a
     data = bytearray(granted["ext4"].read_bytes())
     data[1024 * 1024 : 1024 * 1024 + 8192] = b"\xa5" * 8192  # the partition's first sectors (superblock)
     bad.write_bytes(bytes(data))
-    point = _point(granted["win"], granted["prod"], {2000: bad}, timezone.now())
+    point = point_with_disks(granted["win"], granted["prod"], {2000: bad}, timezone.now())
     page = body(as_helpdesk.get(f"/recovery/points/{point.pk}/"))
     assert "not browsable" in page and "unknown file system" in page
 

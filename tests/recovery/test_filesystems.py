@@ -25,8 +25,9 @@ from recovery.filesystems import (
     open_disk,
     sid_name,
 )
+from tests.factories.images import TOOL_DIRS, TOOL_PACKAGES
 from tools import diskimages
-from vault.engine import DiskReader, FileSource, Store
+from vault.engine import DiskReader, FileSource, Store, backup_disk
 
 MIB = 1024 * 1024
 PART_START = diskimages.PARTITION_START
@@ -35,10 +36,6 @@ FIXED = datetime.fromtimestamp(diskimages.FIXED_TIME, UTC)
 BIG = random.Random(2024).randbytes(5 * MIB + 12345)
 GERMAN = "Überweisung Zoë.txt"
 JAPANESE = "報告書 2024年.txt"
-TOOL_DIRS = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-# The tools these tests run themselves, besides those tools/diskimages runs; all in make test's list
-# (tools/system-packages.sh).
-TOOL_PACKAGES = {**diskimages.TOOL_PACKAGES, "mkfs.xfs": "xfsprogs", "ntfssecaudit": "ntfs-3g"}
 
 
 def sha256(data: bytes) -> str:
@@ -671,7 +668,7 @@ def _lvm_physical_volume(*, vg: str, pv_uuid: str, extent_sectors: int, logical_
 def test_browsing_a_recovery_point_through_disk_reader(ntfs_image, tmp_path):
     store = Store(tmp_path / "store")
     with store.begin_point("vm-1.2024-01-15T0930") as pending, FileSource(ntfs_image) as source:
-        pending.add_disk("scsi0:0", source)
+        backup_disk(pending, "scsi0:0", source)
         pending.commit({})
     reader = DiskReader(store, store.open_point("vm-1.2024-01-15T0930").index("scsi0:0"))
 

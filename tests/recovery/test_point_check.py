@@ -11,7 +11,7 @@ import pytest
 
 from recovery.point_check import CheckCancelled, find_unreadable_chunks
 from tests.vault import CS
-from vault.engine import FileSource, Store, TieredStore
+from vault.engine import FileSource, Store, TieredStore, backup_disk
 
 FIRST, SECOND = 2000, 2001
 
@@ -28,7 +28,7 @@ def store(tmp_path: Path) -> Store:
             path = tmp_path / f"{key}.img"
             path.write_bytes(data)
             with FileSource(path) as source:
-                pending.add_disk(str(key), source)
+                backup_disk(pending, str(key), source)
         pending.commit({"vm": "test-vm"})
     return st
 
