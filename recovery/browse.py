@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO, cast
 
 from recovery import filesystems as fs
 from recovery.zipstream import ZipItem
@@ -75,7 +76,15 @@ def open_layout(point: RecoveryPoint, disk_key: int) -> fs.DiskLayout:
         index = source.open_point(str(point.pk)).index(str(disk_key))
     except (engine.StoreError, engine.BackendError, KeyError) as exc:
         raise PointUnavailable(f"Disk {disk_key} of this recovery point cannot be read: {exc}") from None
-    return fs.open_disk(engine.DiskReader(source, index, cache_chunks=16), index.image_size)
+    return fs.open_disk(disk_file(source, index, cache_chunks=16), index.image_size)
+
+
+def disk_file(source: engine.TieredStore, index: engine.DiskIndex, *, cache_chunks: int = 8) -> BinaryIO:
+    """A disk of a point as a read-only, seekable binary file whose chunks are read as needed."""
+    reader = engine.DiskReader(source, index, cache_chunks=cache_chunks)
+    # A DiskReader is an io.RawIOBase, a binary file object; typing.BinaryIO is a nominal class the io
+    # classes do not derive from, so mypy cannot see that it is one.
+    return cast(BinaryIO, reader)
 
 
 def disk_views(point: RecoveryPoint) -> list[DiskView]:

@@ -329,11 +329,7 @@ class _Restorer:
         self.ctx.log(f"Writing {disk.label} ({index.image_size / 2**20:,.0f} MiB) to [{disk.datastore}] {disk.path}.")
         with engine.DiskReader(self.source, index) as reader:
             try:
-                vsphere.write_datastore_file(
-                    self.conn,
-                    disk.datacenter,
-                    disk.datastore,
-                    disk.path,
+                vsphere.DatastoreFile(self.conn, disk.datacenter, disk.datastore, disk.path).write(
                     reader,
                     index.image_size,
                     progress=lambda n: self.ctx.progress(done_before + n),
