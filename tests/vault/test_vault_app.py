@@ -320,6 +320,29 @@ def test_verify_of_vault_copies_marks_the_point(lab, directory_vault, run_worker
     assert not point.damaged and point.repaired_at and point.damage[0].startswith("vault:")
 
 
+def test_every_verify_entry_point_queues_the_points_held_in_its_tier(lab, as_admin):
+    vm, group, make_point, images = lab
+    older, newer = make_point(NOW - dt.timedelta(days=1), seed=1), make_point(NOW, seed=2)
+    out = io.StringIO()
+
+    call_command("verify", "app-01", stdout=out)
+    call_command("vault", "verify", str(newer.pk)[:8], stdout=io.StringIO())
+    page = as_admin.post("/vault/start/verify/")
+    with pytest.raises(CommandError, match="No recovery point to verify in the vault tier"):
+        call_command("vault", "verify", "--vault", stdout=io.StringIO())
+    vault_page = as_admin.post("/vault/start/verify-vault/")  # the button always starts one, even with nothing
+
+    runs = list(JobRun.objects.filter(kind="vault.verify").order_by("created"))
+    assert [(run.params["tier"], sorted(run.params["point_ids"]), run.target_label) for run in runs] == [
+        ("local", sorted([str(older.pk), str(newer.pk)]), "app-01"),
+        ("local", [str(newer.pk)], "1 point(s)"),
+        ("local", sorted([str(older.pk), str(newer.pk)]), "vault"),
+        ("vault", [], "vault"),
+    ]
+    assert out.getvalue().startswith("Verifying 2 point(s) (job ")
+    assert page.url == f"/jobs/{runs[2].pk}/" and vault_page.url == f"/jobs/{runs[3].pk}/"
+
+
 def test_vault_page_shows_where_each_point_is(
     lab, directory_vault, as_admin, run_worker, django_capture_on_commit_callbacks
 ):
