@@ -1,9 +1,11 @@
 """Fixtures for the recovery tests: a VM of the backup lab backed up now, and a whole-VM restore run
-as the page starts it (both through a real worker)."""
+as the page starts it (both through a real worker); the NTFS, ext4 and FAT images the file system
+tests read (built once, cached in .cache/diskimages)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,8 @@ import pytest
 from jobs.models import JobRun
 from tests.factories.protection import back_up
 from tests.factories.recovery import run_restore
+from tests.recovery.disk_images import build, fat_tree, linux_tree, windows_tree
+from tools import diskimages
 from vault.models import RecoveryPoint
 
 
@@ -36,3 +40,18 @@ def restored(run_worker: Callable[[], None], django_capture_on_commit_callbacks:
         return run_restore(point, target, run_worker, django_capture_on_commit_callbacks, user)
 
     return restore
+
+
+@pytest.fixture(scope="module")
+def ntfs_image() -> Path:
+    return build(diskimages.build_ntfs_disk, windows_tree(), size_mib=40, label="Windows")
+
+
+@pytest.fixture(scope="module")
+def ext4_image() -> Path:
+    return build(diskimages.build_ext4_disk, linux_tree(), size_mib=40, label="web01-root")
+
+
+@pytest.fixture(scope="module")
+def fat_image() -> Path:
+    return build(diskimages.build_fat_disk, fat_tree(), size_mib=40, label="ESP")
