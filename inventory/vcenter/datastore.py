@@ -20,6 +20,12 @@ from .errors import Cancelled, NotFound, Unreachable, VCenterError, http_failure
 _T = TypeVar("_T")
 
 
+def _folder_target(datacenter: str, datastore: str, path: str) -> str:
+    """The /folder request target of a datastore file ("/folder/web-01/web-01.vmdk?dcPath=DC&dsName=ds1")."""
+    query = urlencode({"dcPath": datacenter, "dsName": datastore}, quote_via=quote)
+    return f"/folder/{quote(path, safe='/')}?{query}"
+
+
 def read_datastore_file(
     conn: Connection, datacenter: str, datastore: str, path: str, offset: int, length: int
 ) -> bytes:
@@ -34,8 +40,7 @@ def read_datastore_file(
         raise ValueError("offset and length must not be negative")
     if length == 0:
         return b""
-    query = urlencode({"dcPath": datacenter, "dsName": datastore}, quote_via=quote)
-    url = f"{conn.base_url}/folder/{quote(path, safe='/')}?{query}"
+    url = conn.base_url + _folder_target(datacenter, datastore, path)
     headers = {"Range": f"bytes={offset}-{offset + length - 1}", "Cookie": conn.cookie()}
     timeout = urllib3.Timeout(connect=conn.endpoint.timeout, read=READ_TIMEOUT)
     with translated(conn.endpoint):
@@ -106,8 +111,7 @@ class DatastoreFile(ClosedOnExit):
     ) -> None:
         self.conn = conn
         self.name = f"[{datastore}] {path}"
-        query = urlencode({"dcPath": datacenter, "dsName": datastore}, quote_via=quote)
-        self._target = f"/folder/{quote(path, safe='/')}?{query}"
+        self._target = _folder_target(datacenter, datastore, path)
         self._size = size
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
