@@ -70,6 +70,16 @@ def _form_errors(form: Any) -> dict[str, list[str]]:
     return {("non_field_errors" if name == "__all__" else name): list(errors) for name, errors in form.errors.items()}
 
 
+class ListAndDetailViewSet(viewsets.ReadOnlyModelViewSet):
+    """Summaries in the list, one object in more detail: `detail_serializer_class` answers retrieve,
+    `serializer_class` every other action."""
+
+    detail_serializer_class: type[serializers.BaseSerializer]
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return self.detail_serializer_class if self.action == "retrieve" else super().get_serializer_class()
+
+
 # Inventory --------------------------------------------------------------------------------------------
 
 
@@ -92,14 +102,13 @@ class VCenterViewSet(viewsets.ReadOnlyModelViewSet):
     ),
     retrieve=extend_schema(responses={200: s.VirtualMachineDetailSerializer, **ERRORS, **NOT_FOUND}),
 )
-class VirtualMachineViewSet(viewsets.ReadOnlyModelViewSet):
+class VirtualMachineViewSet(ListAndDetailViewSet):
     """VMs with the filters of the inventory page; one VM with its disks and protection group."""
 
     permission_classes = [IsAuthenticated, HasPerm.of("inventory.view_virtualmachine")]
     queryset = VirtualMachine.objects.all()
-
-    def get_serializer_class(self) -> type[serializers.Serializer]:
-        return s.VirtualMachineDetailSerializer if self.action == "retrieve" else s.VirtualMachineSerializer
+    serializer_class = s.VirtualMachineSerializer
+    detail_serializer_class = s.VirtualMachineDetailSerializer
 
     def get_queryset(self) -> QuerySet[VirtualMachine]:
         related = ("vcenter", "folder", "protection_group")
@@ -131,14 +140,13 @@ class VirtualMachineViewSet(viewsets.ReadOnlyModelViewSet):
     list=extend_schema(responses={200: s.ProtectionGroupSerializer(many=True), **ERRORS}),
     retrieve=extend_schema(responses={200: s.ProtectionGroupDetailSerializer, **ERRORS, **NOT_FOUND}),
 )
-class ProtectionGroupViewSet(viewsets.ReadOnlyModelViewSet):
+class ProtectionGroupViewSet(ListAndDetailViewSet):
     """Protection groups with their policies; one group with its selection and members."""
 
     permission_classes = [IsAuthenticated, HasPerm.of("protection.view_protectiongroup")]
     queryset = ProtectionGroup.objects.all()
-
-    def get_serializer_class(self) -> type[serializers.Serializer]:
-        return s.ProtectionGroupDetailSerializer if self.action == "retrieve" else s.ProtectionGroupSerializer
+    serializer_class = s.ProtectionGroupSerializer
+    detail_serializer_class = s.ProtectionGroupDetailSerializer
 
     def get_queryset(self) -> QuerySet[ProtectionGroup]:
         groups = ProtectionGroup.objects.select_related("policy").annotate(
@@ -158,14 +166,13 @@ class ProtectionGroupViewSet(viewsets.ReadOnlyModelViewSet):
     ),
     retrieve=extend_schema(responses={200: s.JobRunDetailSerializer, **ERRORS, **NOT_FOUND}),
 )
-class JobRunViewSet(viewsets.ReadOnlyModelViewSet):
+class JobRunViewSet(ListAndDetailViewSet):
     """Background jobs, newest first; one job with its progress and log."""
 
     permission_classes = [IsAuthenticated, HasPerm.of("jobs.view_jobrun")]
     queryset = JobRun.objects.all()
-
-    def get_serializer_class(self) -> type[serializers.Serializer]:
-        return s.JobRunDetailSerializer if self.action == "retrieve" else s.JobRunSerializer
+    serializer_class = s.JobRunSerializer
+    detail_serializer_class = s.JobRunDetailSerializer
 
     def get_queryset(self) -> QuerySet[JobRun]:
         runs = JobRun.objects.select_related("created_by").order_by("-created")
@@ -215,15 +222,14 @@ def _filesystem_errors() -> Iterator[None]:
     ),
     retrieve=extend_schema(responses={200: s.RecoveryPointDetailSerializer, **ERRORS, **NOT_FOUND}),
 )
-class RecoveryPointViewSet(viewsets.ReadOnlyModelViewSet):
+class RecoveryPointViewSet(ListAndDetailViewSet):
     """Recovery points of the VMs the user may see (`recovery.access.visible_vms`): every VM for
     administrators and auditors, the granted VMs for restore operators. Others' points are 404."""
 
     permission_classes = [IsAuthenticated, SeesRecoveryPoints]
     queryset = RecoveryPoint.objects.all()
-
-    def get_serializer_class(self) -> type[serializers.Serializer]:
-        return s.RecoveryPointDetailSerializer if self.action == "retrieve" else s.RecoveryPointSerializer
+    serializer_class = s.RecoveryPointSerializer
+    detail_serializer_class = s.RecoveryPointDetailSerializer
 
     def get_queryset(self) -> QuerySet[RecoveryPoint]:
         points = RecoveryPoint.objects.select_related("vm", "group").order_by("-created")
