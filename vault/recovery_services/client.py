@@ -101,7 +101,7 @@ class _Sections:
     errors: dict[str, str] = field(default_factory=dict)
     truncated: list[str] = field(default_factory=list)  # sections cut at MAX_ROWS
 
-    def one(self, name: str, read: Callable[[], Any]) -> Any:
+    def resource(self, name: str, read: Callable[[], Any]) -> Any:
         """A single resource's properties, or None if the identity may not read this section."""
         try:
             return read()
@@ -113,11 +113,11 @@ class _Sections:
         """Up to MAX_ROWS converted rows of a list (following nextLink), or [] if the identity may not read it."""
         rows: list[_T] = []
         try:
-            for resource in pages():
+            for entry in pages():
                 if len(rows) >= MAX_ROWS:
                     self.truncated.append(name)
                     break
-                rows.append(convert(resource))
+                rows.append(convert(entry))
         except HttpResponseError as exc:
             self._forgive_forbidden(name, exc)
             return []
@@ -133,8 +133,8 @@ class _Sections:
 def _read_sections(client: RecoveryServicesBackupClient, config: RecoveryServicesConfig, jobs_filter: str) -> _Sections:
     vault, group = config.vault_name, config.resource_group
     read = _Sections()
-    read.settings = read.one("settings", lambda: client.backup_resource_vault_configs.get(vault, group).properties)
-    read.storage = read.one(
+    read.settings = read.resource("settings", lambda: client.backup_resource_vault_configs.get(vault, group).properties)
+    read.storage = read.resource(
         "redundancy", lambda: client.backup_resource_storage_configs_non_crr.get(vault, group).properties
     )
     read.engines = read.rows("engines", lambda: client.backup_engines.list(vault, group), from_sdk.backup_engine)
