@@ -4,14 +4,13 @@ implementation (tools/vcsim/main.go); no database."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from inventory import vcenter
 from inventory.vcenter.snapshots import merged_areas
 from tests.factories.simulator import one_datacenter
-from tests.fixtures.vcsim import connect_to
+from tests.fixtures.vcsim import simulator_for_module
 from tools.simulator import Simulator
 
 KiB, MiB = 1024, 1024 * 1024
@@ -30,16 +29,7 @@ SPEC = one_datacenter(
 CHANGE_ID = re.compile(r"^([0-9a-f]{2} ){7}[0-9a-f]{2}-([0-9a-f]{2} ){7}[0-9a-f]{2}/\d+$")
 
 
-@pytest.fixture(scope="module")
-def sim(vcsim_binary, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with Simulator.start(SPEC, workdir=tmp_path_factory.mktemp("vcsim"), binary=vcsim_binary) as running:
-        yield running
-
-
-@pytest.fixture
-def conn(sim: Simulator) -> Iterator[vcenter.Connection]:
-    with connect_to(sim) as connection:
-        yield connection
+sim = simulator_for_module(SPEC)
 
 
 def blocks(offset: int, length: int) -> tuple[int, int]:

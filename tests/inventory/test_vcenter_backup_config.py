@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from inventory import vcenter
 from tests.factories.simulator import one_datacenter
-from tests.fixtures.vcsim import connect_to
+from tests.fixtures.vcsim import connect_to, simulator_for_module
 from tools.simulator import Simulator
 
 WEB_01 = {
@@ -65,10 +64,7 @@ KEYS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sim(vcsim_binary, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with Simulator.start(SPEC, workdir=tmp_path_factory.mktemp("vcsim"), binary=vcsim_binary) as running:
-        yield running
+sim = simulator_for_module(SPEC)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 
 import pytest
 
 from inventory import vcenter
 from tests.factories.simulator import one_datacenter
-from tests.fixtures.vcsim import connect_to
+from tests.fixtures.vcsim import connect_to, simulator_for_module
 from tools.diskimages import vmdk_descriptor
 from tools.simulator import Simulator
 
@@ -19,10 +18,7 @@ CHUNK = vcenter.CHUNK_SIZE
 SPEC = one_datacenter({"": [{"name": "disk-vm", "disks_mb": [10]}, {"name": "fresh-vm", "disks_mb": [3]}]})
 
 
-@pytest.fixture(scope="module")
-def sim(vcsim_binary, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with Simulator.start(SPEC, workdir=tmp_path_factory.mktemp("vcsim"), binary=vcsim_binary) as running:
-        yield running
+sim = simulator_for_module(SPEC)
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +29,6 @@ def image(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path.write_bytes(data)
     sim.upload_disk_image("disk-vm", 0, path)
     return data
-
-
-@pytest.fixture
-def conn(sim: Simulator) -> Iterator[vcenter.Connection]:
-    with connect_to(sim) as connection:
-        yield connection
 
 
 def open_disk(sim: Simulator, conn: vcenter.Connection, **kwargs) -> vcenter.DatastoreFile:

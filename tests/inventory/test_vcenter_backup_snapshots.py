@@ -3,7 +3,6 @@ against the simulator; no database)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from inventory import vcenter
 from inventory.vcenter.snapshots import is_quiesce_failure
 from tests.factories.simulator import one_datacenter
-from tests.fixtures.vcsim import connect_to
+from tests.fixtures.vcsim import simulator_for_module
 from tools.simulator import Simulator
 
 SPEC = one_datacenter(
@@ -26,17 +25,7 @@ SPEC = one_datacenter(
 )
 
 
-@pytest.fixture(scope="module")
-def sim(vcsim_binary, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    # One simulator for the module: each test uses VMs of its own.
-    with Simulator.start(SPEC, workdir=tmp_path_factory.mktemp("vcsim"), binary=vcsim_binary) as running:
-        yield running
-
-
-@pytest.fixture
-def conn(sim: Simulator) -> Iterator[vcenter.Connection]:
-    with connect_to(sim) as connection:
-        yield connection
+sim = simulator_for_module(SPEC)
 
 
 def test_a_vm_without_snapshots_has_an_empty_list_and_the_connection_survives(

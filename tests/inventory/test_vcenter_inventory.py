@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,12 +20,6 @@ SPEC = {**SMALL_SPEC, "instance_uuid": VCENTER_UUID}
 @pytest.fixture
 def sim(vcsim_factory) -> Simulator:
     return vcsim_factory(SPEC)
-
-
-@pytest.fixture
-def conn(sim: Simulator) -> Iterator[vcenter.Connection]:
-    with connect_to(sim) as c:
-        yield c
 
 
 def test_inventory_matches_the_spec(sim: Simulator, conn: vcenter.Connection) -> None:
