@@ -7,6 +7,7 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from audit.models import AuditEntry
 from inventory import vcenter as vsphere
@@ -113,6 +114,17 @@ def test_restore_vm_command_and_a_name_that_exists_is_refused(
     run_worker()
     assert JobRun.objects.get(kind="recovery.restore_vm").status == "succeeded"
     assert AuditEntry.objects.filter(action="restore.vm", actor_name="command line").exists()
+
+
+def test_restore_vm_command_over_the_original_asks_for_the_vms_name_unless_yes(lab, backed_up, monkeypatch):
+    backed_up("lnx-01")
+    monkeypatch.setattr("builtins.input", lambda _prompt: "lnx-02")
+    with pytest.raises(CommandError, match="Not confirmed; nothing was changed."):
+        call_command("restore-vm", "lnx-01", "--overwrite", stdout=io.StringIO())
+    assert not JobRun.objects.filter(kind="recovery.restore_vm").exists()
+
+    call_command("restore-vm", "lnx-01", "--overwrite", "--yes", stdout=io.StringIO())
+    assert JobRun.objects.get(kind="recovery.restore_vm").params["target"] == {"mode": "overwrite"}
 
 
 def test_one_disk_of_a_point_is_restored_into_an_existing_vms_disk(

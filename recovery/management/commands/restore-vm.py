@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import QuerySet
 
-from inventory.models import Datastore, Folder, Host, ResourcePool
+from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualMachine
 from jobs.cli import wait_for_job
 from recovery import actions
 from recovery.forms import RestoreVmForm
@@ -31,32 +32,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         point = find_point(options["vm"], options["point"])
-        vm = point.vm
-        if options["overwrite"]:
-            if not options["yes"]:
-                answer = input(f"{vm.name} will be powered off and its disks overwritten. Type its name: ")
-                if answer.strip() != vm.name:
-                    raise CommandError("Not confirmed; nothing was changed.")
-            data = {"mode": "overwrite", "confirm": vm.name}
-        else:
-            place = {"vcenter_id": vm.vcenter_id, "datacenter_id": vm.datacenter_id}
-
-            def pick(model, field: str, value: str | None) -> Any:
-                if not value:
-                    return None
-                found = list(model.objects.filter(**place, **{field: value})[:2])
-                if len(found) != 1:
-                    raise CommandError(f"{value!r}: {'no' if not found else 'more than one'} {model.__name__}.")
-                return found[0].pk
-
-            data = {
-                "mode": "new",
-                "name": options["name"] or "",
-                "folder": pick(Folder, "path", options["folder"]),
-                "pool": pick(ResourcePool, "name", options["pool"]),
-                "datastore": pick(Datastore, "name", options["datastore"]),
-                "host": pick(Host, "name", options["host"]),
-            }
+        data = (
+            _overwrite_data(point.vm, confirmed=options["yes"])
+            if options["overwrite"]
+            else _new_vm_data(point.vm, options)
+        )
         form = RestoreVmForm({k: v for k, v in data.items() if v is not None}, point=point)
         if not form.is_valid():
             problems = [
@@ -67,3 +47,35 @@ class Command(BaseCommand):
         self.stdout.write(f"{run.title}: job {run.pk}.")
         if options["wait"]:
             wait_for_job(self.stdout, run)
+
+
+def _overwrite_data(vm: VirtualMachine, *, confirmed: bool) -> dict[str, Any]:
+    """The form's data for a restore over the VM, once its name is typed (unless --yes)."""
+    if not confirmed:
+        answer = input(f"{vm.name} will be powered off and its disks overwritten. Type its name: ")
+        if answer.strip() != vm.name:
+            raise CommandError("Not confirmed; nothing was changed.")
+    return {"mode": "overwrite", "confirm": vm.name}
+
+
+def _new_vm_data(vm: VirtualMachine, options: dict[str, Any]) -> dict[str, Any]:
+    """The form's data for a new VM, its places named on the command line (in the VM's datacenter)."""
+    place = {"vcenter_id": vm.vcenter_id, "datacenter_id": vm.datacenter_id}
+    return {
+        "mode": "new",
+        "name": options["name"] or "",
+        "folder": _pick(Folder.objects.filter(**place), "path", options["folder"]),
+        "pool": _pick(ResourcePool.objects.filter(**place), "name", options["pool"]),
+        "datastore": _pick(Datastore.objects.filter(**place), "name", options["datastore"]),
+        "host": _pick(Host.objects.filter(**place), "name", options["host"]),
+    }
+
+
+def _pick(candidates: QuerySet[Any], field: str, value: str | None) -> int | None:
+    """The primary key of the one candidate whose `field` is `value` (None when no value was given)."""
+    if not value:
+        return None
+    found = list(candidates.filter(**{field: value})[:2])
+    if len(found) != 1:
+        raise CommandError(f"{value!r}: {'no' if not found else 'more than one'} {candidates.model.__name__}.")
+    return found[0].pk
