@@ -12,6 +12,7 @@ from inventory import vcenter as vsphere
 from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection import actions, claims
+from tests.fixtures.vcsim import connect_to
 from tests.protection.lab import protect_simulator
 from tools import diskimages
 from vault import engine
@@ -103,7 +104,7 @@ def test_a_backup_is_byte_identical_and_the_snapshot_is_gone(
             images[("win-01", index)], disk.capacity_bytes
         )
     assert run.progress_done == run.progress_total == 88 * MiB
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+    with connect_to(sim) as conn:
         assert vsphere.list_snapshots(conn, point.vm.moref) == []
 
 
@@ -138,11 +139,11 @@ def test_a_second_backup_after_changing_a_file_stores_only_the_changed_chunks(
 def test_a_vm_with_a_user_snapshot_is_backed_up_and_keeps_it(lab, run_worker, django_capture_on_commit_callbacks):
     sim, *_ = lab
     vm = VirtualMachine.objects.get(name="lnx-01")
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+    with connect_to(sim) as conn:
         vsphere.create_snapshot(conn, vm.moref, "before patching", "the administrator's own", quiesce=False)
     run = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
     assert run.status == JobRun.Status.SUCCEEDED, run.error
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+    with connect_to(sim) as conn:
         assert [s.name for s in vsphere.list_snapshots(conn, vm.moref)] == ["before patching"]
 
 
@@ -185,7 +186,7 @@ def test_leftover_backup_snapshots_are_removed_and_others_kept(lab, run_worker, 
     sim, vc, *_ = lab
     vm = VirtualMachine.objects.get(name="lnx-01")
     running = JobRun.objects.create(kind="protection.backup", title="x", status=JobRun.Status.RUNNING)
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+    with connect_to(sim) as conn:
         vsphere.create_snapshot(
             conn, vm.moref, SNAPSHOT_NAME, f"{SNAPSHOT_TAG} job=0b9a0000-0000-0000-0000-000000000000", False
         )
@@ -197,7 +198,7 @@ def test_leftover_backup_snapshots_are_removed_and_others_kept(lab, run_worker, 
     run_worker()
     run.refresh_from_db()
     assert run.status == JobRun.Status.SUCCEEDED and run.result == {"removed": 1}
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+    with connect_to(sim) as conn:
         left = sorted(s.description for s in vsphere.list_snapshots(conn, vm.moref))
     assert left == sorted([f"{SNAPSHOT_TAG} job={running.pk}", "an administrator's snapshot with our name"])
 
@@ -217,7 +218,7 @@ def test_a_full_store_fails_cleanly_and_keeps_earlier_points(
     (disk,) = first.disks.all()
     assert restored_sha256(first, disk.key, tmp_path)  # still restorable
     sim = lab[0]
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+    with connect_to(sim) as conn:
         assert vsphere.list_snapshots(conn, VirtualMachine.objects.get(name="win-01").moref) == []
 
 
@@ -226,7 +227,7 @@ def test_with_changed_block_tracking_only_the_changed_areas_are_read(
 ):
     sim, *_ = lab
     vm = VirtualMachine.objects.get(name="lnx-01")
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+    with connect_to(sim) as conn:
         vsphere.enable_change_tracking(conn, vm.moref)
     first = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
     assert first.status == "succeeded", first.error
@@ -336,7 +337,7 @@ def test_cancel_mid_disk_stops_cleans_up_and_writes_nothing(
 
 def snapshots_of(sim, vm_name: str) -> list[str]:
     vm = VirtualMachine.objects.get(name=vm_name)
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+    with connect_to(sim) as conn:
         return [s.name for s in vsphere.list_snapshots(conn, vm.moref)]
 
 

@@ -20,6 +20,7 @@ from inventory import vcenter as vsphere
 from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection import actions
+from tests.fixtures.vcsim import connect_to
 from tests.protection.lab import protect_simulator
 from tests.waiting import wait_until
 from tools.services import process_environment, processes_where, terminate_processes
@@ -74,8 +75,18 @@ def worker() -> Iterator[Callable[..., subprocess.Popen]]:
     terminate_processes(processes_where(lambda pid: mark in process_environment(pid)))
 
 
+def worker_environment(store_dir: Path) -> dict[str, str]:
+    """This process's environment for a worker of its own: the test database and the given store."""
+    db = connection.settings_dict
+    return {
+        **os.environ,
+        "STORE_DIR": str(store_dir),
+        "DATABASE_URL": f"postgres://{db['USER']}:@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+
+
 def snapshots(sim, vm) -> list[str]:
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+    with connect_to(sim) as conn:
         return [s.name for s in vsphere.list_snapshots(conn, vm.moref)]
 
 
@@ -94,12 +105,7 @@ def test_a_killed_worker_leaves_nothing_partial_and_the_next_backup_succeeds(
     sim.upload_disk_image("big", 0, image)
     protect_simulator(sim)
     vm = VirtualMachine.objects.get(name="big")
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "STORE_DIR": str(store_dir),
-        "DATABASE_URL": f"postgres://{db['USER']}:@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-    }
+    env = worker_environment(store_dir)
 
     (run,) = actions.backup_now(None, vm=vm)
     proc = worker(env, burst=False)
@@ -157,12 +163,7 @@ def test_backup_wait_prints_the_recovery_point(vcsim_factory, redis_conn, tmp_pa
     }
     sim = vcsim_factory(spec, tls=True)
     protect_simulator(sim)
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "STORE_DIR": str(tmp_path / "store"),
-        "DATABASE_URL": f"postgres://{db['USER']}:@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-    }
+    env = worker_environment(tmp_path / "store")
     proc = worker(env, burst=False)
     try:
         result = subprocess.run(
