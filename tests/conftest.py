@@ -9,35 +9,16 @@ from django.conf import settings
 from rq import SimpleWorker
 
 from accounts.roles import AUDITOR, BACKUP_ADMIN, RESTORE_OPERATOR
-from tests.factories.people import client_fixture, create_test_user, session_client
+from tests.factories.people import client_fixture, persona_fixture, session_client
 
 # tests.strict: under make test (VMB_STRICT_TESTS=1) a skip is a failure.
 pytest_plugins = ["tests.strict", "tests.fixtures.vcsim", "tests.fixtures.azurite"]
 
-
-@pytest.fixture
-def admin(db):
-    """Alice, backup administrator."""
-    return create_test_user("alice", BACKUP_ADMIN)
-
-
-@pytest.fixture
-def helpdesk(db):
-    """Bob, restore operator (helpdesk)."""
-    return create_test_user("bob", RESTORE_OPERATOR)
-
-
-@pytest.fixture
-def auditor(db):
-    """Carol, auditor (read-only)."""
-    return create_test_user("carol", AUDITOR)
-
-
-@pytest.fixture
-def norole(db):
-    """Dave, logged in but holding no role."""
-    return create_test_user("dave", None)
-
+# The personas: one user for each role, and one without a role.
+admin = persona_fixture("alice", BACKUP_ADMIN, "Alice, backup administrator.")
+helpdesk = persona_fixture("bob", RESTORE_OPERATOR, "Bob, restore operator (helpdesk).")
+auditor = persona_fixture("carol", AUDITOR, "Carol, auditor (read-only).")
+norole = persona_fixture("dave", None, "Dave, logged in but holding no role.")
 
 # Clients with a logged-in session, as each persona (the pages).
 as_admin = client_fixture("admin", session_client)

@@ -27,6 +27,16 @@ def create_test_user(username: str, role: str | None) -> AbstractBaseUser:
     return user
 
 
+def persona_fixture(username: str, role: str | None, description: str) -> Any:
+    """A fixture creating this persona (with the database), described in `pytest --fixtures` by `description`."""
+
+    def persona(db: None) -> AbstractBaseUser:
+        return create_test_user(username, role)
+
+    persona.__doc__ = description
+    return pytest.fixture(persona)
+
+
 def session_client(user: AbstractBaseUser) -> Client:
     """A test client with a logged-in session, as the browser has after the login page."""
     client = Client()
@@ -43,11 +53,11 @@ def client_fixture(persona: str, make_client: Callable[[AbstractBaseUser], Clien
     """A fixture giving make_client(user) (session_client, token_client) for the user of the persona
     fixture named `persona` (admin, helpdesk, auditor, norole)."""
 
-    @pytest.fixture
     def client(request: pytest.FixtureRequest) -> Client:
         return make_client(request.getfixturevalue(persona))
 
-    return client
+    client.__doc__ = f"{make_client.__name__}({persona})"
+    return pytest.fixture(client)
 
 
 def log_in(page: Page, base_url: str, username: str) -> None:
