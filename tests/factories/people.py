@@ -7,8 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from api.actions import create_token
@@ -19,9 +18,9 @@ if TYPE_CHECKING:
 PASSWORD = "correct horse battery staple"
 
 
-def create_test_user(username: str, role: str | None) -> AbstractBaseUser:
+def create_test_user(username: str, role: str | None) -> User:
     """A user with PASSWORD in this role's group (none: logged in, but allowed nothing)."""
-    user = get_user_model().objects.create_user(username=username, password=PASSWORD)
+    user = User.objects.create_user(username=username, password=PASSWORD)
     if role:
         user.groups.add(Group.objects.get(name=role))
     return user
@@ -30,26 +29,26 @@ def create_test_user(username: str, role: str | None) -> AbstractBaseUser:
 def persona_fixture(username: str, role: str | None, description: str) -> Any:
     """A fixture creating this persona (with the database), described in `pytest --fixtures` by `description`."""
 
-    def persona(db: None) -> AbstractBaseUser:
+    def persona(db: None) -> User:
         return create_test_user(username, role)
 
     persona.__doc__ = description
     return pytest.fixture(persona)
 
 
-def session_client(user: AbstractBaseUser) -> Client:
+def session_client(user: User) -> Client:
     """A test client with a logged-in session, as the browser has after the login page."""
     client = Client()
     client.force_login(user)
     return client
 
 
-def token_client(user: AbstractBaseUser) -> Client:
+def token_client(user: User) -> Client:
     """A client that sends `Authorization: Token <key>` and no session cookie, as a script does."""
     return Client(headers={"Authorization": f"Token {create_token(None, user)}"})
 
 
-def client_fixture(persona: str, make_client: Callable[[AbstractBaseUser], Client]) -> Any:
+def client_fixture(persona: str, make_client: Callable[[User], Client]) -> Any:
     """A fixture giving make_client(user) (session_client, token_client) for the user of the persona
     fixture named `persona` (admin, helpdesk, auditor, norole)."""
 

@@ -47,7 +47,7 @@ def protect_vms(name: str, vms: list[VirtualMachine], policy: dict[str, Any] | N
 
 def register_simulator(sim: Simulator, name: str = "lab") -> VCenter:
     """The simulator as a vCenter (its certificate pinned), its inventory synced."""
-    vc = VCenter(name=name, host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint)
+    vc = VCenter(name=name, host=sim.host, port=sim.port, username=sim.username, thumbprint=sim.thumbprint or "")
     vc.password = sim.password
     vc.save()
     with connect_to(sim) as conn:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from inventory import vcenter as vsphere
 from inventory.models import VirtualMachine
@@ -74,7 +74,7 @@ def run_restore(
     target: dict[str, Any],
     run_worker: Callable[[], None],
     capture: Callable[..., Any],
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> JobRun:
     """Start a whole-VM restore of `point` to `target`, as the page does, and run its job;
     `capture` is django_capture_on_commit_callbacks, so the job is queued."""

@@ -36,6 +36,7 @@ def start_make_run(env: dict[str, str]) -> subprocess.Popen:
 def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float) -> re.Match:
     """The first output line matching `pattern`; the test fails, showing the output, if none comes in time.
     (A line is read whole, so `timeout` is checked between lines.)"""
+    assert proc.stdout is not None, "start the process with its output piped (start_make_run does)"
     deadline = time.monotonic() + timeout
     seen = []
     while time.monotonic() < deadline:
