@@ -270,13 +270,15 @@ class _SnapshotDisks:
         self.ctx.log(f"{disk.label}: {reason}")
         size = disk.capacity_bytes
         with vsphere.DatastoreFile(self.conn, datacenter, captured.datastore_name, flat, size=size) as source:
-            result = pending.add_disk(
+            result = engine.backup_disk(
+                pending,
                 str(disk.key),
                 source,
                 previous=previous_index,
                 changed_areas=areas,
-                progress=lambda n: self.ctx.progress(done_before + n),
-                should_cancel=self.ctx.cancel_requested,
+                monitor=engine.Monitor(
+                    progress=lambda n: self.ctx.progress(done_before + n), should_cancel=self.ctx.cancel_requested
+                ),
             )
         return DiskResult(disk, captured.file_name, change_id, reason, result)
 

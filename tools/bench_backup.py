@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tools import imagegen  # noqa: E402
-from vault.engine import FileSource, Store, restore_disk  # noqa: E402
+from vault.engine import FileSource, Store, backup_disk, restore_disk  # noqa: E402
 
 DISK = "disk0"
 
@@ -87,7 +87,7 @@ def file_sha256(path: Path) -> str:
 def engine_backup(store: Store, point: str, image: Path, **options) -> Callable[[], str]:
     def work() -> str:
         with store.begin_point(point) as pending, FileSource(image) as source:
-            s = pending.add_disk(DISK, source, **options).stats
+            s = backup_disk(pending, DISK, source, **options).stats
             pending.commit({"bench": True})
         return (
             f"{s.path}: read {s.bytes_read / 1e6:.0f} MB, chunks new {s.chunks_new} reused {s.chunks_reused} "

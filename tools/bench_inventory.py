@@ -58,7 +58,7 @@ def sync(vc_name: str, sim: Simulator) -> dict[str, float]:
     vc.password = sim.password
     vc.save()
     started = time.perf_counter()
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, protocol="http") as conn:
+    with vsphere.connect(vsphere.Endpoint(sim.host, sim.port, protocol="http"), sim.username, sim.password) as conn:
         inventory = vsphere.fetch_inventory(conn)
     read = time.perf_counter() - started
     with counting_queries() as queries:

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from inventory import vcenter as vsphere  # noqa: E402
 from recovery import filesystems as fs  # noqa: E402
 from tools import diskimages, imagegen  # noqa: E402
-from tools.simulator import Simulator  # noqa: E402
-from vault.engine import DiskReader, FileSource, Store, TieredStore  # noqa: E402
+from tools.simulator import Simulator, one_vm_spec  # noqa: E402
+from vault.engine import DiskReader, FileSource, Store, TieredStore, backup_disk  # noqa: E402
 
 MIB = 1024 * 1024
 BIG = "/Data/big-database.bak"
@@ -41,7 +41,7 @@ BIG = "/Data/big-database.bak"
 
 def backup(store: Store, point: str, image: Path) -> None:
     with store.begin_point(point) as pending, FileSource(image) as source:
-        pending.add_disk("disk0", source)
+        backup_disk(pending, "disk0", source)
         pending.commit({})
 
 
@@ -83,32 +83,25 @@ def timed(args: list[str]) -> float:
 
 def through_simulator(work: Path, store: Store, image: Path, reps: int) -> tuple[float, float]:
     size_mib = image.stat().st_size // MIB
-    spec = {
-        "datacenters": [
-            {
-                "name": "DC",
-                "clusters": [{"name": "C", "hosts": 1}],
-                "datastores": [{"name": "ds1"}],
-                "folders": [{"path": "", "vms": [{"name": "bench", "disks_mb": [size_mib]}]}],
-            }
-        ]
-    }
+    spec = one_vm_spec("bench", [size_mib])
     ours, raw = [], []
     with Simulator.start(spec, workdir=work / "sim", tls=True) as sim:
         disk = sim.vm("bench")["disks"][0]
         index = store.open_point("disk1g").index("disk0")
-        with vsphere.connect(sim.host, sim.port, sim.username, sim.password, thumbprint=sim.thumbprint) as conn:
+        with vsphere.connect(
+            vsphere.Endpoint(sim.host, sim.port, thumbprint=sim.thumbprint), sim.username, sim.password
+        ) as conn:
             for _ in range(reps):
                 started = time.perf_counter()
                 with DiskReader(TieredStore(store, None), index) as reader:
-                    vsphere.write_datastore_file(
-                        conn, "DC", disk["datastore"], disk["flat_path"], reader, index.image_size
+                    vsphere.DatastoreFile(conn, "DC", disk["datastore"], disk["flat_path"]).write(
+                        reader, index.image_size
                     )
                 ours.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 with open(image, "rb") as plain:
-                    vsphere.write_datastore_file(
-                        conn, "DC", disk["datastore"], disk["flat_path"], plain, index.image_size
+                    vsphere.DatastoreFile(conn, "DC", disk["datastore"], disk["flat_path"]).write(
+                        plain, index.image_size
                     )
                 raw.append(time.perf_counter() - started)
     size = image.stat().st_size / 1e6

@@ -32,7 +32,7 @@ from azure.storage.blob import ContainerClient  # noqa: E402
 
 from tools import imagegen  # noqa: E402
 from tools.services import Azurite  # noqa: E402
-from vault.engine import FileSource, RemoteVault, Store, replicate_point  # noqa: E402
+from vault.engine import FileSource, RemoteVault, Store, UploadLimits, backup_disk, replicate_point  # noqa: E402
 from vault.engine.azure_blob import AzureBlobBackend  # noqa: E402
 from vault.engine.blobs import DirectoryBackend  # noqa: E402
 
@@ -41,7 +41,7 @@ DISK = "disk0"
 
 def backup(store: Store, point: str, image: Path, **options) -> None:
     with store.begin_point(point) as pending, FileSource(image) as source:
-        pending.add_disk(DISK, source, **options)
+        backup_disk(pending, DISK, source, **options)
         pending.commit({})
 
 
@@ -103,8 +103,8 @@ def main() -> None:
                     backend = DirectoryBackend(root)
                 vault = RemoteVault(backend)
                 subprocess.run(["sync"], check=True)
-                first = replicate_point(store, vault, "full", threads=args.threads)
-                second = replicate_point(store, vault, "incr", threads=args.threads)
+                first = replicate_point(store, vault, "full", limits=UploadLimits(threads=args.threads))
+                second = replicate_point(store, vault, "incr", limits=UploadLimits(threads=args.threads))
                 full.append(first.seconds)
                 incr.append(second.seconds)
                 incr_bytes.append(second.bytes_uploaded)

@@ -82,6 +82,21 @@ def escape_name(name: str) -> str:
     return name.replace("%", "%25").replace("/", "%2f").replace("\\", "%5c")
 
 
+def one_vm_spec(vm_name: str, disks_mb: list[int], *, datastore: str = "ds1") -> dict[str, Any]:
+    """The smallest inventory that holds one VM: datacenter DC, cluster C with one host, one datastore,
+    the VM with these disk sizes (MiB) at the top of the VM folder. Benchmarks and tests start from it."""
+    return {
+        "datacenters": [
+            {
+                "name": "DC",
+                "clusters": [{"name": "C", "hosts": 1}],
+                "datastores": [{"name": datastore}],
+                "folders": [{"path": "", "vms": [{"name": vm_name, "disks_mb": disks_mb}]}],
+            }
+        ]
+    }
+
+
 class Simulator:
     """A running simulator process; stop() (or leaving the with block) ends it."""
 

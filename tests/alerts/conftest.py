@@ -1,21 +1,17 @@
-"""Alerts: a protected VM, backup job rows, settings for both channels, and a real webhook receiver."""
+"""Alerts: a protected VM, settings for both channels, and a real webhook receiver (job rows: tests.factories.jobs)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.utils import timezone
 
 from alerts import conditions
-from jobs.models import JobRun
+from tests.factories.protection import POLICY, protect_vms
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
-from tests.protection.test_groups import POLICY
 
 WEBHOOK_SECRET = "a-webhook-secret-of-32-characters"
 RECIPIENTS = ["backup-team@example.com", "oncall@example.com"]
@@ -97,22 +93,3 @@ def vm(db):
     vm = create_test_vm(folders["Prod"], "app-01")
     protect_vms("Prod", [vm], {**POLICY, "schedule": "daily 22:00"})
     return vm
-
-
-def backup_run(vm, status: str, *, error: str = "", finished: dt.datetime | None = None) -> JobRun:
-    """A finished backup job row as protection.jobs.backup leaves it."""
-    finished = finished or timezone.now()
-    return JobRun.objects.create(
-        kind="protection.backup",
-        title=f"Backup of {vm.name}",
-        queue="backup",
-        target_type="inventory.virtualmachine",
-        target_id=str(vm.pk),
-        target_label=vm.name,
-        params={"vm_id": vm.pk, "group_id": vm.protection_group_id, "slot": None, "window_end": None},
-        status=status,
-        error=error,
-        created=finished - dt.timedelta(minutes=5),
-        started=finished - dt.timedelta(minutes=4),
-        finished=finished,
-    )

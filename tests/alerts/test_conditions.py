@@ -15,7 +15,8 @@ from inventory import vcenter as vsphere
 from inventory.models import VirtualMachine
 from jobs import runner
 from jobs.models import JobRun
-from tests.alerts.conftest import REAL_STORE_USAGE, backup_run
+from tests.alerts.conftest import REAL_STORE_USAGE
+from tests.factories.jobs import backup_run
 from tests.inventory.factories import create_test_vm
 from vault.models import RecoveryPoint, VaultSettings
 

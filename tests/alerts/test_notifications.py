@@ -16,7 +16,8 @@ from alerts.evaluation import evaluate
 from alerts.models import Alert
 from audit.models import AuditEntry
 from jobs.models import JobRun
-from tests.alerts.conftest import RECIPIENTS, WEBHOOK_SECRET, backup_run
+from tests.alerts.conftest import RECIPIENTS, WEBHOOK_SECRET
+from tests.factories.jobs import backup_run
 
 pytestmark = pytest.mark.django_db
 Status = JobRun.Status

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.config.test_env import django_check
+from tests.factories.settings import django_check
 
 
 def test_a_short_webhook_secret_is_refused(tmp_path):

@@ -6,15 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
-from api.actions import create_token
-from protection import actions as protection_actions
 from recovery.models import RestoreGrant
+from tests.factories.people import client_fixture, token_client
+from tests.factories.protection import protect_folders, protect_vms
+from tests.factories.recovery import LINUX, WINDOWS, point_with_disks
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.test_groups import POLICY
-from tests.recovery.test_file_restore import LINUX, WINDOWS, _point
 from tools import diskimages
 from vault.models import RecoveryPoint, RecoveryPointDisk
 
@@ -25,29 +23,11 @@ def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def token_client(user) -> Client:
-    """A client that sends `Authorization: Token <key>` and no session cookie, as a script does."""
-    return Client(headers={"Authorization": f"Token {create_token(None, user)}"})
-
-
-@pytest.fixture
-def api_admin(admin) -> Client:
-    return token_client(admin)
-
-
-@pytest.fixture
-def api_helpdesk(helpdesk) -> Client:
-    return token_client(helpdesk)
-
-
-@pytest.fixture
-def api_auditor(auditor) -> Client:
-    return token_client(auditor)
-
-
-@pytest.fixture
-def api_norole(norole) -> Client:
-    return token_client(norole)
+# Clients with a real token, as each persona.
+api_admin = client_fixture("admin", token_client)
+api_helpdesk = client_fixture("helpdesk", token_client)
+api_auditor = client_fixture("auditor", token_client)
+api_norole = client_fixture("norole", token_client)
 
 
 @pytest.fixture
@@ -62,14 +42,7 @@ def inventory(db):
         "dev-01": create_test_vm(folders["Dev"], "dev-01"),
         "dev-02": create_test_vm(folders["Dev"], "dev-02", do_not_protect=True),
     }
-    group = protection_actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="Production",
-        selection=protection_actions.Selection(folder_ids=[folders["Prod"].pk]),
-        policy_values=POLICY,
-    )
+    group = protect_folders("Prod", [folders["Prod"]], description="Production")
     for vm in vms.values():
         vm.refresh_from_db()
     return {"vc": vc, "folders": folders, "vms": vms, "group": group}
@@ -87,14 +60,7 @@ def plain_point(vm, group, created, **fields) -> RecoveryPoint:
 
 @pytest.fixture
 def dev_group(inventory):
-    return protection_actions.save_group(
-        None,
-        group=None,
-        name="Dev",
-        description="",
-        selection=protection_actions.Selection(vm_ids=[inventory["vms"]["dev-01"].pk]),
-        policy_values=POLICY,
-    )
+    return protect_vms("Dev", [inventory["vms"]["dev-01"]])
 
 
 @pytest.fixture
@@ -124,4 +90,4 @@ def disks(settings, tmp_path, inventory, helpdesk):
     RestoreGrant.objects.create(user=helpdesk, group=inventory["group"])
     ntfs = diskimages.build_ntfs_disk(WINDOWS, size_mib=48)
     ext4 = diskimages.build_ext4_disk(LINUX, size_mib=40)
-    return _point(inventory["vms"]["web-01"], inventory["group"], {2000: ntfs, 2001: ext4}, timezone.now())
+    return point_with_disks(inventory["vms"]["web-01"], inventory["group"], {2000: ntfs, 2001: ext4}, timezone.now())

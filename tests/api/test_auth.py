@@ -12,7 +12,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from audit.models import AuditEntry
-from tests.api.conftest import token_client
+from tests.factories.people import token_client
 
 pytestmark = pytest.mark.django_db
 

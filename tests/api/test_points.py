@@ -14,7 +14,7 @@ from audit.models import AuditEntry
 from inventory.models import Datastore, ResourcePool
 from jobs.models import JobRun
 from recovery.models import Restore, RestoreGrant
-from tests.recovery.test_file_restore import BIG
+from tests.factories.recovery import BIG
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from accounts.roles import AUDITOR, RESTORE_OPERATOR
 from audit.models import AuditEntry
-from tests.conftest import PASSWORD
+from tests.factories.people import PASSWORD
 
 pytestmark = pytest.mark.django_db
 WRONG = "Tr0ub4dor&3-not-the-password"

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from config.env import ConfigError, parse_database_url, secret_from_file
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def django_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG", "SECRET_KEY"}}
-    return subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT, env={**base, "DATA_DIR": str(tmp_path), **env}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+from tests.factories.settings import django_check
 
 
 def test_postgres_urls_are_parsed():

@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import JobRun
+from tests.factories.protection import protect_vms
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
 from vault.models import RecoveryPoint, StorageSample, VaultSettings
 from vault.usage import record_storage_sample
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from audit.models import AuditEntry
 from inventory.models import VCenter, VirtualMachine
-from tests.protection.test_backup import back_up, make_lab
+from tests.factories.protection import back_up, start_backup_lab
 from vault.models import RecoveryPoint
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ REFUSAL = (
 
 @pytest.fixture
 def lab(vcsim_factory, settings, tmp_path):
-    return make_lab(vcsim_factory, settings, tmp_path)
+    return start_backup_lab(vcsim_factory, settings, tmp_path)
 
 
 def test_a_vcenter_whose_vms_have_points_is_kept_by_the_page_and_the_command_with_a_sentence(

@@ -11,7 +11,7 @@ import pytest
 from inventory import vcenter as vsphere
 from inventory.models import Datacenter, Folder, VCenter, VirtualDisk, VirtualMachine
 from inventory.sync import apply_inventory
-from tests.fixtures.vcsim import NON_LATIN_NAME, SCRIPT_NAME, SMALL_SPEC
+from tests.factories.simulator import NON_LATIN_NAME, SCRIPT_NAME, SMALL_SPEC
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ def register(sim, name: str = "sim") -> VCenter:
 
 
 def full_sync(vc: VCenter, sim) -> None:
-    with vsphere.connect(sim.host, sim.port, sim.username, sim.password, protocol="http") as conn:
+    with vsphere.connect(vsphere.Endpoint(sim.host, sim.port, protocol="http"), sim.username, sim.password) as conn:
         apply_inventory(vc, vsphere.fetch_inventory(conn))
 
 
@@ -63,7 +63,9 @@ def test_renamed_moved_and_deleted_vms_keep_their_identity(vcsim):
     full_sync(vc, vcsim)
     web = VirtualMachine.objects.get(name="web-01")
     gone = VirtualMachine.objects.get(name="root-vm")
-    with vsphere.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, protocol="http") as conn:
+    with vsphere.connect(
+        vsphere.Endpoint(vcsim.host, vcsim.port, protocol="http"), vcsim.username, vcsim.password
+    ) as conn:
         finance = Folder.objects.get(path="DC-East/Finance").moref
         vsphere.rename_vm(conn, web.moref, "web-01-renamed")
         vsphere.move_vm(conn, web.moref, finance)
@@ -81,7 +83,9 @@ def test_a_sync_that_fails_part_way_changes_nothing(vcsim, monkeypatch):
     vc = register(vcsim)
     full_sync(vc, vcsim)
     before = sorted(VirtualMachine.objects.values_list("pk", "name", "removed_at", "folder_id"))
-    with vsphere.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, protocol="http") as conn:
+    with vsphere.connect(
+        vsphere.Endpoint(vcsim.host, vcsim.port, protocol="http"), vcsim.username, vcsim.password
+    ) as conn:
         inventory = vsphere.fetch_inventory(conn)
     half = copy.copy(inventory)
     object.__setattr__(half, "vms", inventory.vms[:2])

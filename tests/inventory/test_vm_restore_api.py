@@ -8,64 +8,46 @@ import dataclasses
 import hashlib
 import io
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from inventory import vcenter
-from tests.fixtures.vcsim import NON_LATIN_NAME, connect_to
+from tests.factories.simulator import NON_LATIN_NAME, one_datacenter
+from tests.fixtures.vcsim import connect_to, simulator_for_module
 from tools.simulator import Simulator
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 ORIGINAL_UUID = "50000000-0000-0000-0000-00000000a001"
-SPEC = {
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 2}],
-            "datastores": [{"name": "ds1"}, {"name": "ds2"}],
-            "folders": [
-                {
-                    "path": "Prod",
-                    "vms": [
-                        {
-                            "name": "db-01",
-                            "guest_id": "otherLinux64Guest",
-                            "cpus": 4,
-                            "memory_mb": 2048,
-                            "power_on": True,
-                            "disks_mb": [48, 40],
-                            "nics": ["VM Network"],
-                            "cdrom": True,
-                            "firmware": "efi",
-                            "annotation": "the orders database",
-                            "extra_config": {"disk.EnableUUID": "TRUE"},
-                            "instance_uuid": ORIGINAL_UUID,
-                        },
-                        {"name": "app-01", "disks_mb": [16, 8]},
-                        {"name": "taken/name 100%", "disks_mb": [1]},
-                    ],
-                },
-                {"path": "Restored"},
-            ],
-        }
-    ]
-}
-
-
-@pytest.fixture(scope="module")
-def sim(vcsim_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with Simulator.start(SPEC, workdir=tmp_path_factory.mktemp("vcsim"), binary=vcsim_binary, tls=True) as running:
-        yield running
-
-
-@pytest.fixture
-def conn(sim: Simulator) -> Iterator[vcenter.Connection]:
-    with connect_to(sim) as connection:
-        yield connection
+SPEC = one_datacenter(
+    {
+        "Prod": [
+            {
+                "name": "db-01",
+                "guest_id": "otherLinux64Guest",
+                "cpus": 4,
+                "memory_mb": 2048,
+                "power_on": True,
+                "disks_mb": [48, 40],
+                "nics": ["VM Network"],
+                "cdrom": True,
+                "firmware": "efi",
+                "annotation": "the orders database",
+                "extra_config": {"disk.EnableUUID": "TRUE"},
+                "instance_uuid": ORIGINAL_UUID,
+            },
+            {"name": "app-01", "disks_mb": [16, 8]},
+            {"name": "taken/name 100%", "disks_mb": [1]},
+        ],
+        "Restored": [],
+    },
+    hosts=2,
+    datastores=("ds1", "ds2"),
+)
+sim = simulator_for_module(SPEC, tls=True)
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +151,8 @@ def test_an_image_written_to_a_new_disk_reads_back_byte_identical(
     sent: list[int] = []
 
     with image.open("rb") as source:
-        vcenter.write_datastore_file(
-            conn, made.datacenter, disk.datastore, disk.flat_path, source, disk.capacity_bytes, progress=sent.append
+        vcenter.DatastoreFile(conn, made.datacenter, disk.datastore, disk.flat_path).write(
+            source, disk.capacity_bytes, progress=sent.append
         )
 
     expected = hashlib.sha256(image.read_bytes()).hexdigest()
@@ -189,9 +171,9 @@ def test_writing_to_a_datastore_that_does_not_exist_is_not_found(
     size = 8 * MiB  # more than the server reads of a request it refuses: it answers before the end
 
     with pytest.raises(vcenter.NotFound, match=r"\[ds9\] .*HTTP 404"):
-        vcenter.write_datastore_file(conn, made.datacenter, "ds9", path, io.BytesIO(bytes(size)), size)
+        vcenter.DatastoreFile(conn, made.datacenter, "ds9", path).write(io.BytesIO(bytes(size)), size)
     with pytest.raises(vcenter.NotFound, match="HTTP 404"):
-        vcenter.write_datastore_file(conn, "DC-9", "ds2", path, io.BytesIO(bytes(size)), size)
+        vcenter.DatastoreFile(conn, "DC-9", "ds2", path).write(io.BytesIO(bytes(size)), size)
 
 
 def test_a_write_stops_when_cancelled_or_when_the_source_runs_short(
@@ -206,18 +188,14 @@ def test_a_write_stops_when_cancelled_or_when_the_source_runs_short(
         return len(asked) > 2
 
     with pytest.raises(vcenter.Cancelled, match=f"after {2 * vcenter.CHUNK_SIZE} of {40 * MiB} bytes"):
-        vcenter.write_datastore_file(
-            conn,
-            made.datacenter,
-            disk.datastore,
-            disk.flat_path,
+        vcenter.DatastoreFile(conn, made.datacenter, disk.datastore, disk.flat_path).write(
             io.BytesIO(bytes(40 * MiB)),
             40 * MiB,
             should_cancel=cancel_after_two_chunks,
         )
     with pytest.raises(ValueError, match=f"source ended after {MiB} of {2 * MiB} bytes"):
-        vcenter.write_datastore_file(
-            conn, made.datacenter, disk.datastore, disk.flat_path, io.BytesIO(bytes(MiB)), 2 * MiB
+        vcenter.DatastoreFile(conn, made.datacenter, disk.datastore, disk.flat_path).write(
+            io.BytesIO(bytes(MiB)), 2 * MiB
         )
 
 
@@ -230,8 +208,8 @@ def test_a_write_cut_off_by_vcenter_going_away_is_unreachable(vcsim_factory: Cal
             sim.stop()
 
         with pytest.raises(vcenter.Unreachable, match=r"broke while writing \[ds1\] .* after \d+ of 16777216 bytes"):
-            vcenter.write_datastore_file(
-                conn, "DC", "ds1", disk["flat_path"], io.BytesIO(bytes(16 * MiB)), 16 * MiB, progress=stop_vcenter
+            vcenter.DatastoreFile(conn, "DC", "ds1", disk["flat_path"]).write(
+                io.BytesIO(bytes(16 * MiB)), 16 * MiB, progress=stop_vcenter
             )
 
 
@@ -268,7 +246,7 @@ def test_hostile_names_read_back_as_given_and_their_disks_take_bytes(
     assert vm.name == made.name == name
     disk = made.disks[0]
     data = random.Random(name).randbytes(64 * 1024)
-    vcenter.write_datastore_file(conn, made.datacenter, disk.datastore, disk.flat_path, io.BytesIO(data), len(data))
+    vcenter.DatastoreFile(conn, made.datacenter, disk.datastore, disk.flat_path).write(io.BytesIO(data), len(data))
     assert vcenter.read_datastore_file(conn, made.datacenter, disk.datastore, disk.flat_path, 0, MiB) == data
 
 

@@ -53,7 +53,9 @@ def _register(sim: Any) -> VCenter:
 def test_a_full_sync_announces_every_vm_it_wrote_inside_its_own_transaction(vcsim, announcements):
     # transaction=True: no test-wide atomic block, so `in_transaction` is the sync's own transaction.
     vc = _register(vcsim)
-    with vcenter.connect(vcsim.host, vcsim.port, vcsim.username, vcsim.password, protocol="http") as conn:
+    with vcenter.connect(
+        vcenter.Endpoint(vcsim.host, vcsim.port, protocol="http"), vcsim.username, vcsim.password
+    ) as conn:
         apply_inventory(vc, vcenter.fetch_inventory(conn))
     assert announcements.calls == [
         {

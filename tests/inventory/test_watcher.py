@@ -14,7 +14,7 @@ from inventory import vcenter as vsphere
 from inventory.models import Folder, ResourcePool, VCenter, VirtualMachine
 from inventory.watcher import VCenterWatcher
 from protection.models import ProtectionGroup
-from tests.fixtures.vcsim import SMALL_SPEC
+from tests.factories.simulator import SMALL_SPEC
 from tests.waiting import wait_until
 from tools.services import free_port
 
@@ -54,7 +54,7 @@ def watch():
 
 
 def connect(sim) -> vsphere.Connection:
-    return vsphere.connect(sim.host, sim.port, sim.username, sim.password, protocol="http")
+    return vsphere.connect(vsphere.Endpoint(sim.host, sim.port, protocol="http"), sim.username, sim.password)
 
 
 def test_rename_move_and_delete_show_within_ten_seconds(vcsim, watch):
@@ -83,12 +83,13 @@ def test_a_vm_created_in_a_protected_folder_joins_the_group_by_itself(vcsim, wat
     with connect(vcsim) as conn:
         vsphere.create_vm(
             conn,
-            folder_moref=web.moref,
-            name="web-new",
-            resource_pool_moref=pool.moref,
-            host_moref=None,
-            datastore_name="datastore1",
-            disks_mb=[4],
+            vsphere.VmSpec(
+                folder_moref=web.moref,
+                name="web-new",
+                resource_pool_moref=pool.moref,
+                datastore_name="datastore1",
+                disks_mb=[4],
+            ),
         )
     eventually(lambda: VirtualMachine.objects.filter(name="web-new", protection_group=group).exists(), "auto-join")
     vm = VirtualMachine.objects.get(name="web-new")

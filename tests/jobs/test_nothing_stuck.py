@@ -14,6 +14,7 @@ from pathlib import Path
 import django_rq
 import pytest
 import redis
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
@@ -23,7 +24,6 @@ from jobs import maintenance, runner
 from jobs import worker as worker_module
 from jobs.actions import cancel_job
 from jobs.models import JobRun
-from tests.conftest import QUEUES
 from tests.jobs import stuck_kinds  # noqa: F401  (registers the test job kinds)
 
 Status = JobRun.Status
@@ -291,7 +291,7 @@ def test_a_starting_worker_queues_every_start_up_job_and_skips_an_unknown_kind(r
     class InProcessCleaningWorker(SimpleWorker, worker_module.CleaningWorker):
         """The production start-up path (CleaningWorker.work), running jobs in this process (SimpleWorker)."""
 
-    queues = [django_rq.get_queue(name) for name in QUEUES]
+    queues = [django_rq.get_queue(name) for name in settings.RQ_QUEUES]
     InProcessCleaningWorker(queues, connection=redis_conn).work(burst=True, with_scheduler=False)
 
     run = JobRun.objects.get(kind="test.noop")

@@ -11,9 +11,10 @@ import pytest
 from inventory import vcenter as vsphere
 from inventory.models import VirtualMachine
 from jobs.models import JobRun
-from protection import actions, claims
+from protection import claims
+from tests.factories.protection import back_up, padded_sha256, protect_simulator, start_backup_lab
+from tests.factories.simulator import prod_spec
 from tests.fixtures.vcsim import connect_to
-from tests.protection.lab import protect_simulator
 from tools import diskimages
 from vault import engine
 from vault.models import RecoveryPoint
@@ -21,63 +22,10 @@ from vault.models import RecoveryPoint
 pytestmark = pytest.mark.django_db
 MiB = 1024 * 1024
 
-SPEC = {
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 1}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [
-                {
-                    "path": "Prod",
-                    "vms": [
-                        {
-                            "name": "win-01",
-                            "disks_mb": [48, 40],
-                            "instance_uuid": "50000000-0000-0000-0000-00000000a001",
-                        },
-                        {"name": "lnx-01", "disks_mb": [40], "instance_uuid": "50000000-0000-0000-0000-00000000a002"},
-                    ],
-                }
-            ],
-        }
-    ]
-}
-
-
-def padded_sha256(image: Path, capacity: int) -> str:
-    digest = hashlib.sha256(image.read_bytes())
-    digest.update(bytes(capacity - image.stat().st_size))
-    return digest.hexdigest()
-
 
 @pytest.fixture
 def lab(vcsim_factory, settings, tmp_path):
-    return make_lab(vcsim_factory, settings, tmp_path)
-
-
-def make_lab(vcsim_factory, settings, tmp_path):
-    """The simulator with SPEC's VMs, real NTFS/ext4 images on their disks, and DC/Prod protected."""
-    settings.BACKUP_STORE_DIR = tmp_path / "store"
-    sim = vcsim_factory(SPEC, tls=True)
-    images = {
-        ("win-01", 0): diskimages.build_ntfs_disk(diskimages.sample_windows_tree(), size_mib=48),
-        ("win-01", 1): diskimages.build_ext4_disk({"data.txt": "data disk\n"}, size_mib=40, label="data"),
-        ("lnx-01", 0): diskimages.build_ext4_disk(diskimages.sample_linux_tree(), size_mib=40),
-    }
-    for (name, index), image in images.items():
-        sim.upload_disk_image(name, index, image)
-    vc, group = protect_simulator(sim, parallelism=1)
-    return sim, vc, group, images
-
-
-def back_up(vm_name, run_worker, capture) -> JobRun:
-    vm = VirtualMachine.objects.get(name=vm_name)
-    with capture(execute=True):
-        (run,) = actions.backup_now(None, vm=vm)
-    run_worker()
-    run.refresh_from_db()
-    return run
+    return start_backup_lab(vcsim_factory, settings, tmp_path)
 
 
 def restored_sha256(point: RecoveryPoint, key: int, tmp_path: Path) -> str:
@@ -366,16 +314,7 @@ def test_the_global_limit_makes_a_backup_wait_for_a_free_slot(
     assert BackupSlot.objects.get(number=1).job is None
 
 
-QUIESCE_SPEC = {
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 1}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [{"path": "Prod", "vms": [{"name": "db-quiesce-fails", "disks_mb": [8]}]}],
-        }
-    ]
-}
+QUIESCE_SPEC = prod_spec({"name": "db-quiesce-fails", "disks_mb": [8]})
 
 
 @pytest.mark.parametrize("fallback", [True, False])

@@ -20,8 +20,9 @@ from inventory import vcenter as vsphere
 from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection import actions
+from tests.factories.protection import protect_simulator
+from tests.factories.simulator import prod_spec
 from tests.fixtures.vcsim import connect_to
-from tests.protection.lab import protect_simulator
 from tests.waiting import wait_until
 from tools.services import process_environment, processes_where, terminate_processes
 from vault import engine
@@ -30,16 +31,7 @@ from vault.models import RecoveryPoint
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
-SPEC = {
-    "datacenters": [
-        {
-            "name": "DC",
-            "clusters": [{"name": "C", "hosts": 1}],
-            "datastores": [{"name": "ds1"}],
-            "folders": [{"path": "Prod", "vms": [{"name": "big", "disks_mb": [768]}]}],
-        }
-    ]
-}
+SPEC = prod_spec({"name": "big", "disks_mb": [768]})
 
 
 @pytest.fixture
@@ -151,17 +143,7 @@ def test_a_killed_worker_leaves_nothing_partial_and_the_next_backup_succeeds(
 def test_backup_wait_prints_the_recovery_point(vcsim_factory, redis_conn, tmp_path, worker):
     if connection.vendor != "postgresql":
         pytest.skip("worker processes need a shared database server")
-    spec = {
-        "datacenters": [
-            {
-                "name": "DC",
-                "clusters": [{"name": "C", "hosts": 1}],
-                "datastores": [{"name": "ds1"}],
-                "folders": [{"path": "Prod", "vms": [{"name": "small", "disks_mb": [16]}]}],
-            }
-        ]
-    }
-    sim = vcsim_factory(spec, tls=True)
+    sim = vcsim_factory(prod_spec({"name": "small", "disks_mb": [16]}), tls=True)
     protect_simulator(sim)
     env = worker_environment(tmp_path / "store")
     proc = worker(env, burst=False)

@@ -9,11 +9,10 @@ from audit.models import AuditEntry
 from inventory.models import VirtualMachine
 from protection import actions
 from protection.models import ProtectionGroup
+from tests.factories.protection import POLICY
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
 
 pytestmark = pytest.mark.django_db
-
-POLICY = actions.default_policy_values()  # daily 22:00 UTC, application-consistent, 14 days, GFS 14/8/12/3
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ import pytest
 from django.utils import timezone
 
 from protection.rpo import rpo_states
+from tests.factories.protection import POLICY, protect_vms
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
-from tests.protection.test_groups import POLICY
 from vault.models import RecoveryPoint
 
 pytestmark = pytest.mark.django_db

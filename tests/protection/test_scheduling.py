@@ -19,8 +19,8 @@ from jobs.models import JobRun
 from protection import actions
 from protection.models import Policy
 from protection.scheduling import BACKUP_KIND, tick
+from tests.factories.protection import protect_folders
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.test_groups import POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,14 +29,7 @@ def make_group(vm_count: int = 3, **policy):
     folders = create_test_tree(create_test_vcenter(), ["Prod"])
     for n in range(vm_count):
         create_test_vm(folders["Prod"], f"vm-{n}")
-    return actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=actions.Selection(folder_ids=[folders["Prod"].pk]),
-        policy_values={**POLICY, **policy},
-    )
+    return protect_folders("Prod", [folders["Prod"]], **policy)
 
 
 def make_due(group, days: int = 3) -> None:

@@ -17,14 +17,12 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from inventory.models import VirtualMachine
 from jobs.models import JobRun
-from protection import actions
 from protection.membership import refresh_membership
 from protection.models import ProtectionGroup
 from protection.scheduling import BACKUP_KIND
 from reports.queries import protection_report
+from tests.factories.protection import protect_folders, protect_vms
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
-from tests.protection.test_groups import POLICY
 from vault.models import RecoveryPoint
 
 pytestmark = pytest.mark.django_db
@@ -77,14 +75,7 @@ def lab():
         "old": create_test_vm(folders["Prod"], "old-01", removed_at=timezone.now()),
         "gone": create_test_vm(folders["Prod"], "gone-01", removed_at=timezone.now()),
     }
-    group = actions.save_group(
-        None,
-        group=None,
-        name="Prod",
-        description="",
-        selection=actions.Selection(folder_ids=[folders["Prod"].pk]),
-        policy_values={**POLICY, "schedule": "daily 22:00"},
-    )
+    group = protect_folders("Prod", [folders["Prod"]], schedule="daily 22:00")
     # The group and its members are three days old, so yesterday's slot is due for both.
     three_days_ago = timezone.now() - dt.timedelta(days=3)
     ProtectionGroup.objects.filter(pk=group.pk).update(created=three_days_ago)

@@ -11,7 +11,7 @@ import random
 import threading
 from pathlib import Path
 
-from vault.engine import CHUNK_SIZE, DiskBackup, DiskIndex, FileSource, Store, restore_disk
+from vault.engine import CHUNK_SIZE, DiskBackup, DiskIndex, FileSource, Store, backup_disk, restore_disk
 
 MIB = 1024 * 1024
 CS = CHUNK_SIZE
@@ -93,7 +93,7 @@ class CountingSource:
 
 def backup(store: Store, point_id: str, image: Path, **options) -> DiskBackup:
     with store.begin_point(point_id) as pending, FileSource(image) as source:
-        result = pending.add_disk(DISK, source, **options)
+        result = backup_disk(pending, DISK, source, **options)
         pending.commit({"vm": "test-vm"})
     return result
 

@@ -33,7 +33,7 @@ def publish_store_point(
     manifest meta committed with it. Returns the point id."""
     point_id = point_id or str(uuid.uuid4())
     with local_store().begin_point(point_id) as pending, engine.FileSource(image) as source:
-        result = pending.add_disk(str(DISK_KEY), source)
+        result = engine.backup_disk(pending, str(DISK_KEY), source)
         pending.commit(meta(result))
     return point_id
 

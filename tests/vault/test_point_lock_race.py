@@ -13,8 +13,8 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from tests.factories.protection import protect_vms
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
 from tests.vault.pointlab import point_with_row, small_image
 from tests.waiting import wait_until
 from vault import actions

@@ -10,9 +10,8 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import JobRun
+from tests.factories.protection import POLICY, protect_vms
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
-from tests.protection.test_groups import POLICY
 from tests.vault.pointlab import point_with_row, small_image
 from vault import actions
 from vault.jobs import enqueue_lagging_replications

@@ -13,8 +13,8 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from jobs.models import JobRun
 from jobs.runner import enqueue
+from tests.factories.protection import protect_vms
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
 from tests.vault.pointlab import (
     DISK_KEY,
     backup_meta,

@@ -13,7 +13,8 @@ from django.utils import timezone
 from inventory.models import VirtualMachine
 from jobs.models import JobRun
 from protection import actions
-from tests.protection.lab import prod_spec, protect_simulator
+from tests.factories.protection import protect_simulator
+from tests.factories.simulator import prod_spec
 from tests.vault import CS, build_image
 from vault.models import RecoveryPoint, RecoveryPointDisk
 from vault.reconcile import reconcile

@@ -8,9 +8,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from tests.factories.protection import POLICY, protect_vms
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
-from tests.protection.lab import protect_vms
-from tests.protection.test_groups import POLICY
 from tests.vault.pointlab import point_with_row, small_image
 from vault import actions
 from vault.models import RecoveryPoint, VaultSettings

@@ -171,6 +171,27 @@ def _wanted(indexes: Iterable[Any]) -> dict[bytes, int]:
     return wanted
 
 
+def _points_and_chunks(
+    tier: Any, unreadable_errors: tuple[type[Exception], ...]
+) -> tuple[dict[str, set[bytes]], dict[bytes, int], set[str]]:
+    """Each point of a tier (local store or vault) with the chunks it needs, every chunk wanted with its
+    length, and the points whose indexes cannot be read at all."""
+    points: dict[str, set[bytes]] = {}
+    wanted: dict[bytes, int] = {}
+    unreadable: set[str] = set()
+    for point_id in tier.list_points():
+        try:
+            point = tier.open_point(point_id)
+            needed = _wanted([point.index(key) for key in point.disk_keys])
+        except unreadable_errors:
+            unreadable.add(point_id)
+            points[point_id] = set()
+            continue
+        points[point_id] = set(needed)
+        wanted.update(needed)
+    return points, wanted, unreadable
+
+
 def local_chunk_ok(store: Any, digest: bytes, length: int) -> bool:
     """The store's own decode-and-hash check on the chunk file, without moving anything aside."""
     from vault.engine.errors import ChunkError
@@ -200,20 +221,7 @@ def check_local() -> TierCheck:
     from vault.storage import local_store
 
     store = local_store()
-    points: dict[str, set[bytes]] = {}
-    wanted: dict[bytes, int] = {}
-    unreadable = set()
-    for point_id in store.list_points():
-        try:
-            point = store.open_point(point_id)
-            indexes = [point.index(key) for key in point.disk_keys]
-        except engine.StoreError:
-            unreadable.add(point_id)
-            points[point_id] = set()
-            continue
-        needed = _wanted(indexes)
-        points[point_id] = set(needed)
-        wanted.update(needed)
+    points, wanted, unreadable = _points_and_chunks(store, (engine.StoreError,))
     with ThreadPoolExecutor(2) as pool:
         verdicts = pool.map(lambda item: (item[0], local_chunk_ok(store, *item)), wanted.items())
         bad = {digest for digest, ok in verdicts if not ok}
@@ -236,19 +244,7 @@ class VaultChecker:
         if vault is None:
             return None
         vault.open(create=True)
-        points: dict[str, set[bytes]] = {}
-        wanted: dict[bytes, int] = {}
-        unreadable = set()
-        for point_id in vault.list_points():
-            try:
-                point = vault.open_point(point_id)
-                needed = _wanted(point.index(key) for key in point.disk_keys)
-            except (engine.StoreError, engine.BackendError):
-                unreadable.add(point_id)
-                points[point_id] = set()
-                continue
-            points[point_id] = set(needed)
-            wanted.update(needed)
+        points, wanted, unreadable = _points_and_chunks(vault, (engine.StoreError, engine.BackendError))
         listing = vault.chunk_blobs()
         bad = set()
 
@@ -272,6 +268,23 @@ class VaultChecker:
                 if not ok:
                     bad.add(digest)
         return TierCheck(points, bad, unreadable)
+
+
+def _rows_not_restorable(rows: dict[str, Any], local: TierCheck, vault: TierCheck | None, figures: Figures) -> set[str]:
+    """A row the product shows as restorable must have its store point (and its vault copy, when it
+    says it is in the vault), old or new; the ids of those that do not, each with a note."""
+    from vault.models import RecoveryPoint
+
+    lost: set[str] = set()
+    for pid, row in rows.items():
+        if row.local and pid not in local.points:
+            lost.add(pid)
+            figures.notes.append(f"row {pid[:8]} has no store point")
+        in_vault = row.vault_status == RecoveryPoint.VaultStatus.REPLICATED
+        if in_vault and vault is not None and not vault.point_ok(pid):
+            lost.add(pid)
+            figures.notes.append(f"row {pid[:8]} says it is in the vault, but its vault copy is not whole")
+    return lost
 
 
 # Snapshots --------------------------------------------------------------------------------------
@@ -349,24 +362,14 @@ class Measurer:
         rows = {str(r.pk): r for r in retrying(lambda: list(RecoveryPoint.objects.all()), "reading points")}
         local = check_local()
         vault = self.vault.check()
-        lost: set[str] = set()
         removed_on_purpose = removed_on_purpose or set()
-        for pid in before.local - removed_on_purpose:
-            if pid not in rows or not local.point_ok(pid):
-                lost.add(pid)
-        for pid in before.vault - removed_on_purpose:
-            if pid not in rows or vault is None or not vault.point_ok(pid):
-                lost.add(pid)
-        # A row the product shows as restorable must have its store point (and its vault copy, when
-        # it says it is in the vault), old or new.
-        for pid, row in rows.items():
-            if row.local and pid not in local.points:
-                lost.add(pid)
-                figures.notes.append(f"row {pid[:8]} has no store point")
-            in_vault = row.vault_status == RecoveryPoint.VaultStatus.REPLICATED
-            if in_vault and vault is not None and not vault.point_ok(pid):
-                lost.add(pid)
-                figures.notes.append(f"row {pid[:8]} says it is in the vault, but its vault copy is not whole")
+        lost = {pid for pid in before.local - removed_on_purpose if pid not in rows or not local.point_ok(pid)}
+        lost |= {
+            pid
+            for pid in before.vault - removed_on_purpose
+            if pid not in rows or vault is None or not vault.point_ok(pid)
+        }
+        lost |= _rows_not_restorable(rows, local, vault, figures)
         figures.points_lost += len(lost)
         if lost:
             figures.notes.append("points lost: " + ", ".join(sorted(p[:8] for p in lost)))
