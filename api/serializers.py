@@ -446,15 +446,27 @@ class BackupStartedSerializer(serializers.Serializer):
     jobs = JobRunSerializer(many=True, help_text="Empty when every backup asked for is already queued or running")
 
 
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
+class PlacementRef(serializers.Field):
+    """A restore target: its id (GET /api/v1/vms/{id}/placement/) or its inventory path."""
+
+
 class RestoreVmRequestSerializer(serializers.Serializer):
     """For the schema only: the request is validated by recovery.forms.RestoreVmForm, as on the page."""
 
     mode = serializers.ChoiceField(choices=RestoreVmForm.MODES, default="new")
     name = serializers.CharField(required=False, max_length=80, help_text="New VM name (mode new)")
-    folder = serializers.IntegerField(required=False, help_text="Folder id in the VM's datacenter (mode new)")
-    pool = serializers.IntegerField(required=False, help_text="Resource pool id (mode new)")
-    datastore = serializers.IntegerField(required=False, help_text="Datastore id (mode new)")
-    host = serializers.IntegerField(required=False, help_text="Host id (optional)")
+    folder = PlacementRef(required=False, help_text="Folder id or path, e.g. DC/vm/Restored (mode new)")
+    pool = PlacementRef(required=False, help_text="Resource pool id or path, e.g. DC/host/Cluster/Resources")
+    datastore = PlacementRef(required=False, help_text="Datastore id or path, e.g. DC/datastore/ds1 (mode new)")
+    host = PlacementRef(required=False, help_text="Host id or path (optional)")
+    networks = serializers.DictField(
+        child=PlacementRef(allow_null=True),
+        required=False,
+        help_text="Mode new: {captured network name, adapter label or device key: network id or path, or null "
+        "for disconnected}. Adapters not named are disconnected while the original VM exists, else on the "
+        "network of the same name. Ids and paths: GET /api/v1/vms/{id}/placement/",
+    )
     source_disk = serializers.IntegerField(required=False, help_text="Disk key of the point (mode disk)")
     target_disk = serializers.IntegerField(required=False, help_text="Id of the VM disk to replace (mode disk)")
     confirm = serializers.CharField(

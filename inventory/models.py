@@ -89,6 +89,9 @@ class Folder(InventoryObject):
     path = models.CharField(max_length=2000, db_index=True)
     is_root = models.BooleanField(default=False, help_text="The datacenter's top VM folder")
     removed_at = models.DateTimeField(null=True, blank=True)
+    # The path govc gives it ("DC/vm/Prod/Web"; names as vCenter stores them, a "/" in
+    # a name as %2f), by which restores name their targets (inventory.placement).
+    inventory_path = models.CharField(max_length=2000, blank=True, db_index=True)
 
     class Meta(InventoryObject.Meta):
         ordering = ["path"]
@@ -106,6 +109,9 @@ class Folder(InventoryObject):
 
 class Cluster(InventoryObject):
     datacenter = models.ForeignKey(Datacenter, on_delete=models.CASCADE, related_name="clusters")
+    # The path govc gives it ("DC/host/Cluster"; names as vCenter stores them, a "/" in
+    # a name as %2f), by which restores name their targets (inventory.placement).
+    inventory_path = models.CharField(max_length=2000, blank=True, db_index=True)
 
     class Meta(InventoryObject.Meta):
         constraints = [models.UniqueConstraint(fields=["vcenter", "moref"], name="cluster_moref")]
@@ -115,6 +121,9 @@ class Host(InventoryObject):
     datacenter = models.ForeignKey(Datacenter, on_delete=models.CASCADE, related_name="hosts")
     cluster = models.ForeignKey(Cluster, null=True, blank=True, on_delete=models.SET_NULL, related_name="hosts")
     connection_state = models.CharField(max_length=32, blank=True)
+    # The path govc gives it ("DC/host/Cluster/esx01"; a standalone host "DC/host/esx02/esx02"; names as
+    # vCenter stores them, a "/" in a name as %2f), by which restores name their targets (inventory.placement).
+    inventory_path = models.CharField(max_length=2000, blank=True, db_index=True)
 
     class Meta(InventoryObject.Meta):
         constraints = [models.UniqueConstraint(fields=["vcenter", "moref"], name="host_moref")]
@@ -124,6 +133,9 @@ class ResourcePool(InventoryObject):
     datacenter = models.ForeignKey(Datacenter, on_delete=models.CASCADE, related_name="resource_pools")
     parent_moref = models.CharField(max_length=255, blank=True)
     owner_moref = models.CharField(max_length=255, blank=True)
+    # The path govc gives it ("DC/host/Cluster/Resources/Pool"; names as vCenter stores them, a "/" in
+    # a name as %2f), by which restores name their targets (inventory.placement).
+    inventory_path = models.CharField(max_length=2000, blank=True, db_index=True)
 
     class Meta(InventoryObject.Meta):
         constraints = [models.UniqueConstraint(fields=["vcenter", "moref"], name="resourcepool_moref")]
@@ -135,9 +147,31 @@ class Datastore(InventoryObject):
     free_bytes = models.BigIntegerField(default=0)
     type = models.CharField(max_length=32, blank=True)
     url = models.CharField(max_length=1000, blank=True)
+    # The path govc gives it ("DC/datastore/ds1"; names as vCenter stores them, a "/" in
+    # a name as %2f), by which restores name their targets (inventory.placement).
+    inventory_path = models.CharField(max_length=2000, blank=True, db_index=True)
 
     class Meta(InventoryObject.Meta):
         constraints = [models.UniqueConstraint(fields=["vcenter", "moref"], name="datastore_moref")]
+
+
+class Network(InventoryObject):
+    """A network a VM's adapter can be connected to: a standard port group, a distributed port group
+    (not a switch's uplinks) or an opaque network."""
+
+    class Kind(models.TextChoices):
+        STANDARD = "Network", "Standard port group"
+        DISTRIBUTED = "DistributedVirtualPortgroup", "Distributed port group"
+        OPAQUE = "OpaqueNetwork", "Opaque network"
+
+    datacenter = models.ForeignKey(Datacenter, on_delete=models.CASCADE, related_name="networks")
+    kind = models.CharField(max_length=40, choices=Kind.choices, default=Kind.STANDARD)
+    # The path govc gives it ("DC/network/VM Network"; names as vCenter stores them, a "/" in
+    # a name as %2f), by which restores name their targets (inventory.placement).
+    inventory_path = models.CharField(max_length=2000, blank=True, db_index=True)
+
+    class Meta(InventoryObject.Meta):
+        constraints = [models.UniqueConstraint(fields=["vcenter", "moref"], name="network_moref")]
 
 
 class VirtualMachine(models.Model):

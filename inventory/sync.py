@@ -27,6 +27,7 @@ from inventory.models import (
     Datastore,
     Folder,
     Host,
+    Network,
     ResourcePool,
     VCenter,
     VirtualDisk,
@@ -58,10 +59,12 @@ class _Placed(Protocol):
     def name(self) -> str: ...
     @property
     def datacenter_moref(self) -> str: ...
+    @property
+    def path(self) -> str: ...
 
 
 BY_MOREF = ["vcenter", "moref"]
-PLACED_FIELDS = ["name", "datacenter"]
+PLACED_FIELDS = ["name", "datacenter", "inventory_path"]
 
 
 def _upsert(model: type[M], rows: Sequence[M], unique: list[str], update: list[str]) -> None:
@@ -82,6 +85,7 @@ def _placed(vcenter: VCenter, obj: _Placed, datacenters: dict[str, int]) -> dict
         "moref": obj.moref,
         "name": obj.name,
         "datacenter_id": datacenters[obj.datacenter_moref],
+        "inventory_path": obj.path,
     }
 
 
@@ -153,6 +157,8 @@ def _sync_containers(vcenter: VCenter, inv: vsphere.Inventory) -> _Maps:
     _sync_hosts(vcenter, inv.hosts, dcs)
     _sync_resource_pools(vcenter, inv.resource_pools, dcs)
     _sync_datastores(vcenter, inv.datastores, dcs)
+    networks = [Network(**_placed(vcenter, n, dcs), kind=n.kind) for n in inv.networks if n.datacenter_moref in dcs]
+    _upsert(Network, networks, BY_MOREF, [*PLACED_FIELDS, "kind"])
     _delete_vanished_containers(vcenter, inv)
     return _Maps.read(vcenter, folder_paths)
 
@@ -202,6 +208,7 @@ def _delete_vanished_containers(vcenter: VCenter, inv: vsphere.Inventory) -> Non
         (Host, inv.hosts),
         (ResourcePool, inv.resource_pools),
         (Datastore, inv.datastores),
+        (Network, inv.networks),
     ):
         model.objects.filter(vcenter=vcenter).exclude(moref__in=[o.moref for o in seen]).delete()
 
@@ -386,7 +393,7 @@ def _sync_folders(
     vm_folders = [f for f in folders if f.is_vm_folder and f.datacenter_moref in dc_pks]
     paths = _folder_paths(vm_folders, datacenter_names)
     old_paths = dict(Folder.objects.filter(vcenter=vcenter).values_list("moref", "path"))
-    fields = ["name", "datacenter", "path", "is_root", "removed_at"]
+    fields = ["name", "datacenter", "path", "is_root", "removed_at", "inventory_path"]
     rows = [
         Folder(
             vcenter=vcenter,
@@ -396,6 +403,7 @@ def _sync_folders(
             path=paths[f.moref],
             is_root=f.is_root,
             removed_at=None,
+            inventory_path=f.path,
         )
         for f in vm_folders
     ]

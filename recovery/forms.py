@@ -1,15 +1,20 @@
 """The whole-VM restore form (a new VM elsewhere, or over the original after a typed confirmation),
-and the form granting a restore operator a protection group or a folder."""
+and the form granting a restore operator a protection group or a folder.
+
+Targets (folder, pool, datastore, host, each adapter's network) are resolved by inventory.placement:
+the page posts ids, the API ids or inventory paths, the command line paths or unique names."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from django import forms
 from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 
-from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualDisk, VirtualMachine
+from inventory import placement
+from inventory.models import Datastore, Folder, Network, VirtualDisk, VirtualMachine
 from protection.models import ProtectionGroup
 from vault.models import RecoveryPoint
 
@@ -29,9 +34,42 @@ def _set_queryset(form: forms.BaseForm, name: str, queryset: QuerySet[Any]) -> N
     field_of(form, name, forms.ModelChoiceField).queryset = queryset
 
 
-class _DatastoreField(forms.ModelChoiceField):
+class PlacementField(forms.ModelChoiceField):
+    """A restore target of one kind (inventory.placement.KINDS), given by id or by inventory path (or
+    unique name), shown by path."""
+
+    def __init__(self, kind: str, **kwargs: Any) -> None:
+        super().__init__(placement.KINDS[kind].model._default_manager.none(), **kwargs)
+        self.kind = kind
+
+    def to_python(self, value: Any) -> Any:
+        if value in self.empty_values:
+            return None
+        if self.queryset is None:
+            raise forms.ValidationError("Nothing to choose from.", code="invalid_choice")
+        try:
+            return placement.resolve(self.kind, value, self.queryset)
+        except placement.PlacementError as exc:
+            raise forms.ValidationError(str(exc), code="invalid_choice") from None
+
+    def label_from_instance(self, obj: Any) -> str:
+        return placement.label(obj)
+
+
+class _DatastoreField(PlacementField):
     def label_from_instance(self, obj: Datastore) -> str:
-        return f"{obj.name} ({obj.free_bytes / 2**30:,.0f} GiB free)" if obj.capacity_bytes else obj.name
+        if not obj.capacity_bytes:
+            return placement.label(obj)
+        return f"{placement.label(obj)} ({free_space(obj)})"
+
+
+def free_space(datastore: Datastore) -> str:
+    """ "41 GiB free of 100 GiB" """
+    return f"{datastore.free_bytes / 2**30:,.0f} GiB free of {datastore.capacity_bytes / 2**30:,.0f} GiB"
+
+
+NIC_FIELD_PREFIX = "nic_"
+DISCONNECTED_LABEL = "Disconnected"
 
 
 class _TargetDiskField(forms.ModelChoiceField):
@@ -48,10 +86,10 @@ class RestoreVmForm(forms.Form):
 
     mode = forms.ChoiceField(choices=MODES, widget=forms.RadioSelect, initial="new")
     name = forms.CharField(max_length=80, required=False, label="New VM name")
-    folder = forms.ModelChoiceField(Folder.objects.none(), required=False)
-    pool = forms.ModelChoiceField(ResourcePool.objects.none(), required=False, label="Resource pool")
-    datastore = _DatastoreField(Datastore.objects.none(), required=False)
-    host = forms.ModelChoiceField(Host.objects.none(), required=False, label="Host (optional)")
+    folder = PlacementField("folder", required=False)
+    pool = PlacementField("pool", required=False, label="Resource pool")
+    datastore = _DatastoreField("datastore", required=False)
+    host = PlacementField("host", required=False, label="Host (optional)")
     source_disk = forms.TypedChoiceField(coerce=int, required=False, label="Disk of the point")
     target_disk = _TargetDiskField(VirtualDisk.objects.none(), required=False, label="Replace this disk")
     confirm = forms.CharField(
@@ -64,11 +102,13 @@ class RestoreVmForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.point = point
         vm = point.vm
-        same_dc = {"vcenter_id": vm.vcenter_id, "datacenter_id": vm.datacenter_id}
-        _set_queryset(self, "folder", Folder.objects.filter(removed_at__isnull=True, **same_dc))
-        _set_queryset(self, "pool", ResourcePool.objects.filter(**same_dc).order_by("name"))
-        _set_queryset(self, "datastore", Datastore.objects.filter(**same_dc).order_by("name"))
-        _set_queryset(self, "host", Host.objects.filter(**same_dc).order_by("name"))
+        for kind in ("folder", "pool", "datastore", "host"):
+            _set_queryset(self, kind, placement.candidates(kind, vm))
+        self._add_nic_fields()
+        self._mapping_errors: list[str] = []
+        mapping = self.data.get("networks") if isinstance(self.data, Mapping) else None
+        if isinstance(mapping, Mapping):  # the API's {"old network or adapter": new network or null}
+            self.data = {**self.data, **self.nic_data(mapping)}
         self.fields["name"].initial = f"{vm.name}-restored"
         field_of(self, "source_disk", forms.ChoiceField).choices = [
             (d.key, f"{d.label} ({d.capacity_bytes / 2**30:,.1f} GiB)") for d in point.disks.all()
@@ -98,7 +138,86 @@ class RestoreVmForm(forms.Form):
         for field in ("folder", "pool", "datastore"):
             if not data.get(field):
                 self.add_error(field, "Required for a new VM.")
+        for error in self._mapping_errors:
+            self.add_error(None, error)
+        self._default_unnamed_nics(data)
         return data
+
+    # ---- network adapters of a new VM ----
+
+    @property
+    def beside_original(self) -> bool:
+        """A new VM would run beside the original, which still exists: its adapters start disconnected
+        unless a network is chosen, so two machines with one identity never share a network."""
+        return self.point.vm.removed_at is None
+
+    def captured_nics(self) -> list[dict[str, Any]]:
+        return [nic for nic in (self.point.config or {}).get("nics") or [] if isinstance(nic.get("key"), int)]
+
+    def target_fields(self) -> list[forms.BoundField]:
+        """The fields the page lists one after another: all but the mode and the adapters' networks."""
+        return [field for field in self if field.name != "mode" and not field.name.startswith(NIC_FIELD_PREFIX)]
+
+    def nic_fields(self) -> list[forms.BoundField]:
+        return [self[f"{NIC_FIELD_PREFIX}{nic['key']}"] for nic in self.captured_nics()]
+
+    def _add_nic_fields(self) -> None:
+        networks = placement.candidates("network", self.point.vm)
+        for nic in self.captured_nics():
+            name = f"{NIC_FIELD_PREFIX}{nic['key']}"
+            field = PlacementField(
+                "network",
+                required=False,
+                empty_label=DISCONNECTED_LABEL,
+                label=f"{nic.get('label') or 'Network adapter'}, device {nic['key']} "
+                f"(was on {nic.get('network') or 'no network'})",
+            )
+            field.queryset = networks
+            field.initial = self._default_network(nic, networks)
+            self.fields[name] = field
+
+    def _default_network(self, nic: dict[str, Any], networks: QuerySet[Network]) -> int | None:
+        """Beside the original: disconnected. Otherwise the network of the captured name, if here."""
+        if self.beside_original or not nic.get("network"):
+            return None
+        same = networks.filter(name=nic["network"]).values_list("pk", flat=True)[:2]
+        return same[0] if len(same) == 1 else None
+
+    def _default_unnamed_nics(self, data: dict[str, Any]) -> None:
+        """An adapter the request does not mention (API, command line) gets the page's default."""
+        for nic in self.captured_nics():
+            name = f"{NIC_FIELD_PREFIX}{nic['key']}"
+            if name not in self.data:
+                pk = self.fields[name].initial
+                data[name] = Network.objects.filter(pk=pk).first() if pk else None
+
+    def nic_data(self, mapping: Mapping[str, Any]) -> dict[str, Any]:
+        """Form data (nic_<key> fields) for a mapping {captured network name, adapter label or device
+        key: network id, path or name; None or "" for disconnected}. A name matching no adapter is an
+        error of the form."""
+        nics = self.captured_nics()
+        out: dict[str, Any] = {}
+        for old, new in mapping.items():
+            matched = [
+                nic for nic in nics if str(old) in (str(nic["key"]), nic.get("label") or "", nic.get("network") or "")
+            ]
+            if not matched:
+                known = ", ".join(f"{nic.get('label')} (on {nic.get('network') or 'no network'})" for nic in nics)
+                self._mapping_errors.append(
+                    f"{old!r} is neither a network nor an adapter of the VM at this point "
+                    f"(its adapters: {known or 'none'})."
+                )
+            for nic in matched:
+                out[f"{NIC_FIELD_PREFIX}{nic['key']}"] = "" if new is None else new
+        return out
+
+    def nic_networks(self) -> dict[str, int | None]:
+        """Each captured adapter's key -> the id of its network, or None (disconnected)."""
+        data = self.cleaned_data
+        return {
+            str(nic["key"]): (chosen.pk if (chosen := data.get(f"{NIC_FIELD_PREFIX}{nic['key']}")) else None)
+            for nic in self.captured_nics()
+        }
 
     def _clean_disk(self, data: dict[str, Any]) -> dict[str, Any]:
         source_key = data.get("source_disk")
@@ -130,6 +249,7 @@ class RestoreVmForm(forms.Form):
             "pool_id": data["pool"].pk,
             "datastore_id": data["datastore"].pk,
             "host_id": data["host"].pk if data.get("host") else None,
+            "nics": self.nic_networks(),
         }
 
 

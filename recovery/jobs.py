@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from inventory import vcenter as vsphere
 from inventory.connection import open_connection
-from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualMachine
+from inventory.models import Datastore, Folder, Host, Network, ResourcePool, VirtualMachine
 from inventory.paths import datacenter_path
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed
@@ -218,16 +218,39 @@ class _Restorer:
         pool = ResourcePool.objects.get(pk=target["pool_id"])
         datastore = Datastore.objects.get(pk=target["datastore_id"])
         host = Host.objects.get(pk=target["host_id"]) if target.get("host_id") else None
-        self.ctx.log(f"Creating {target['name']} in {folder.path} on {datastore.name} with the captured hardware.")
+        where = f"{folder.inventory_path or folder.path}, pool {pool.inventory_path or pool.name}"
+        self.ctx.log(f"Creating {target['name']} in {where}, on {datastore.name}, with the captured hardware.")
         return vsphere.create_vm_from_config(
             self.conn,
-            self.point.config,
+            self._config_with_networks(target.get("nics")),
             name=target["name"],
             folder_moref=folder.moref,
             pool_moref=pool.moref,
             datastore_name=datastore.name,
             host_moref=host.moref if host else None,
         )
+
+    def _config_with_networks(self, chosen: dict[str, int | None] | None) -> dict[str, Any]:
+        """The point's configuration with each adapter's network as chosen (None: disconnected);
+        logged, with a warning when the original VM still runs beside the new one. Targets made
+        before networks could be chosen (no "nics") keep the captured networks."""
+        if chosen is None:
+            return self.point.config
+        networks = dict(Network.objects.filter(pk__in=[pk for pk in chosen.values() if pk]).values_list("pk", "moref"))
+        names = dict(Network.objects.filter(pk__in=list(networks)).values_list("pk", "inventory_path"))
+        morefs: dict[int, str | None] = {}
+        for nic in self.point.config.get("nics") or []:
+            if str(nic.get("key")) not in chosen:
+                continue
+            pk = chosen[str(nic["key"])]
+            if pk and pk not in networks:
+                raise JobFailed(f"The network chosen for {nic['label']} no longer exists; nothing was created.")
+            morefs[nic["key"]] = networks[pk] if pk else None
+            place = f"on {names[pk]}" if pk else "disconnected"
+            self.ctx.log(f"{nic['label']} (was on {nic.get('network') or 'no network'}): {place}.")
+        if self.point.vm.removed_at is None and morefs:
+            self.ctx.log(_beside_original_warning(self.point.vm.name, morefs), level="warning")
+        return vsphere.with_nic_networks(self.point.config, morefs)
 
     def _original_disks(self, vm: VirtualMachine) -> list[DiskTarget]:
         """The files the point's disks are written to, refused unless the VM is the one backed up and
@@ -356,6 +379,20 @@ class _Restorer:
                     raise JobFailed(f"{disk.label} differs from the point at byte {offset}: the restore is not exact.")
                 self.ctx.progress(done_before + offset + length)
         self.ctx.log(f"{disk.label}: every chunk checked against the point.")
+
+
+def _beside_original_warning(original: str, networks: dict[int, str | None]) -> str:
+    """What a new VM beside its still existing original means for the network (both have one identity)."""
+    connected = sum(1 for moref in networks.values() if moref is not None)
+    if not connected:
+        return (
+            f"{original} still exists: the restored VM's network adapters are left disconnected, so two machines "
+            "with one identity (name, addresses) are never on one network; connect them once one is changed."
+        )
+    return (
+        f"{original} still exists and {connected} network adapter(s) of the restored VM are connected: two machines "
+        "with one identity (name, addresses) may now be on one network."
+    )
 
 
 def _existing_disk(vm: VirtualMachine, place: vsphere.DiskPlace, source_key: int, *, label: str) -> DiskTarget:

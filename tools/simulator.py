@@ -97,6 +97,25 @@ def one_vm_spec(vm_name: str, disks_mb: list[int], *, datastore: str = "ds1") ->
     }
 
 
+def default_inventory_spec(vms: list[dict[str, Any]], *, folder: str = "") -> dict[str, Any]:
+    """vcsim's own default inventory (its VPX model) with these VMs: datacenter DC0, cluster DC0_C0 of
+    three hosts and the standalone host DC0_H0 (each with a root resource pool "Resources"), the
+    datastore LocalDS_0 on every host, "VM Network", and the distributed switch DC0_DVS with the port
+    group DC0_DVPG0. The VMs run on the cluster, in `folder` below DC0's VM folder."""
+    return {
+        "datacenters": [
+            {
+                "name": "DC0",
+                "clusters": [{"name": "DC0_C0", "hosts": 3}],
+                "hosts": [{"name": "DC0_H0"}],
+                "switches": [{"name": "DC0_DVS", "portgroups": ["DC0_DVPG0"]}],
+                "datastores": [{"name": "LocalDS_0"}],
+                "folders": [{"path": folder, "vms": vms}],
+            }
+        ]
+    }
+
+
 class Simulator:
     """A running simulator process; stop() (or leaving the with block) ends it."""
 

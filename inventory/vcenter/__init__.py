@@ -78,6 +78,7 @@ from .inventory import (
     FolderInfo,
     HostInfo,
     Inventory,
+    NetworkInfo,
     ResourcePoolInfo,
     VmInfo,
     fetch_folders,
@@ -87,7 +88,7 @@ from .inventory import (
 )
 from .layouts import DiskPlace, disk_layout, layout_differences, layout_from_config
 from .names import MAX_NAME_LENGTH, check_vm_name, escape_name, unescape_name
-from .restore import CreatedDisk, VmCreated, create_vm_from_config
+from .restore import CreatedDisk, VmCreated, create_vm_from_config, with_nic_networks
 from .snapshots import (
     SnapshotInfo,
     create_snapshot,
@@ -153,6 +154,7 @@ __all__ = [
     "FolderInfo",
     "HostInfo",
     "Inventory",
+    "NetworkInfo",
     "ResourcePoolInfo",
     "VmInfo",
     "fetch_folders",
@@ -203,6 +205,7 @@ __all__ = [
     "DiskPlace",
     "VmCreated",
     "create_vm_from_config",
+    "with_nic_networks",
     "disk_layout",
     "layout_differences",
     "layout_from_config",

@@ -1,5 +1,9 @@
-"""The inventory as frozen dataclasses: datacenters, VM folders, clusters, hosts, pools, datastores and
-VMs with their disks, read in bulk (fetch_inventory, fetch_vms, fetch_folders, list_vms)."""
+"""The inventory as frozen dataclasses: datacenters, VM folders, clusters, hosts, pools, datastores,
+networks and VMs with their disks, read in bulk (fetch_inventory, fetch_vms, fetch_folders, list_vms).
+
+Placement targets carry their inventory path as govc writes it ("DC/host/Cluster/Resources/Pool",
+"DC/vm/Prod", "DC/datastore/ds1", "DC/network/VM Network"): every name on the way as vCenter stores it
+(escaped: a "/" in a name is "%2f"), so a path splits on "/" unambiguously."""
 
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ class FolderInfo:
     datacenter_moref: str
     is_vm_folder: bool
     is_root: bool
+    path: str = ""  # inventory path, "DC/vm/Prod/Web"
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class ClusterInfo:
     moref: str
     name: str
     datacenter_moref: str
+    path: str = ""  # inventory path, "DC/host/Cluster"
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class HostInfo:
     cluster_moref: str | None  # None for a standalone host
     datacenter_moref: str
     connection_state: str  # "connected", "disconnected", "notResponding"
+    path: str = ""  # "DC/host/Cluster/esx01", "DC/host/esx02/esx02" (a standalone host's compute resource)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class ResourcePoolInfo:
     parent_moref: str | None  # the parent pool; None for a cluster's (or host's) root pool
     owner_moref: str  # the cluster or standalone compute resource
     datacenter_moref: str
+    path: str = ""  # "DC/host/Cluster/Resources/Pool", "DC/host/esx02/Resources"
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,19 @@ class DatastoreInfo:
     free_bytes: int
     type: str  # "VMFS", "NFS", "vsan", "OTHER" (vcsim's local datastores)
     url: str
+    path: str = ""  # "DC/datastore/ds1"
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """A network VMs can be connected to: a standard port group (Network), a distributed port group
+    (uplink port groups left out) or an opaque network."""
+
+    moref: str
+    name: str
+    datacenter_moref: str
+    kind: str  # "Network", "DistributedVirtualPortgroup" or "OpaqueNetwork"
+    path: str  # "DC/network/VM Network"
 
 
 @dataclass(frozen=True)
@@ -146,6 +167,7 @@ class Inventory:
     datastores: tuple[DatastoreInfo, ...]
     vms: tuple[VmInfo, ...]
     round_trips: int  # SOAP requests this read took
+    networks: tuple[NetworkInfo, ...] = ()
 
 
 DEVICES = "config.hardware.device"
@@ -176,6 +198,8 @@ _INVENTORY_PROPERTIES: dict[str, Sequence[str]] = {
     "HostSystem": ("name", "parent", "runtime.connectionState"),
     "ResourcePool": ("name", "parent", "owner"),  # vApps too
     "Datastore": ("name", "parent", "summary.capacity", "summary.freeSpace", "summary.type", "summary.url"),
+    "Network": ("name", "parent"),  # distributed port groups and opaque networks too
+    "DistributedVirtualPortgroup": ("config.uplink",),
     "VirtualMachine": VM_PROPERTIES,
 }
 
@@ -256,6 +280,7 @@ class InventoryBuilder:
         self.vms: list[dict[str, Any]] = []
         self._dc: dict[str, str | None] = {}
         self._path: dict[str, str] = {}
+        self._inventory_path: dict[str, str] = {}
 
     def add(self, raw: RawObject) -> None:
         if "name" not in raw.props:  # missing object (fetch_vms) or one without read permission
@@ -272,6 +297,8 @@ class InventoryBuilder:
         elif raw.type in ("ResourcePool", "VirtualApp"):
             owner = raw.ref("owner")
             self.owner[moref] = owner.value if owner else ""
+        elif raw.type == "DistributedVirtualPortgroup":
+            self.extra[moref] = {"uplink": raw.flag("config.uplink")}
         elif raw.type == "HostSystem":
             self.extra[moref] = {"connection_state": raw.text("runtime.connectionState", "")}
         elif raw.type == "Datastore":
@@ -311,6 +338,25 @@ class InventoryBuilder:
                 self._path[folder] = f"{above}/{self.name[folder]}" if above else self.name[folder]
         return self._path[folder]
 
+    def inventory_path(self, moref: str) -> str:
+        """The path govc gives an object: the names (as stored) from below the root folder down to it,
+        "DC/host/Cluster/Resources"; "" for the root folder (and for objects whose parents were not read)."""
+        if moref not in self._inventory_path:
+            trail: list[str] = []
+            current: str | None = moref
+            while current is not None and current not in self._inventory_path:
+                parent = self.parent.get(current)
+                if parent is None or current not in self.name:  # the root folder
+                    self._inventory_path[current] = ""
+                    break
+                trail.append(current)
+                current = parent.value
+            above = self._inventory_path.get(current, "") if current is not None else ""
+            for visited in reversed(trail):
+                above = f"{above}/{self.name[visited]}" if above else self.name[visited]
+                self._inventory_path[visited] = above
+        return self._inventory_path[moref]
+
     def _of_kind(self, *kinds: str) -> list[str]:
         return [moref for moref, kind in self.kind.items() if kind in kinds]
 
@@ -323,18 +369,38 @@ class InventoryBuilder:
             ),
             folders=tuple(self._folders()),
             clusters=tuple(
-                ClusterInfo(c, unescape_name(self.name[c]), self.datacenter(c) or "")
+                ClusterInfo(c, unescape_name(self.name[c]), self.datacenter(c) or "", self.inventory_path(c))
                 for c in self._of_kind("ClusterComputeResource")
             ),
             hosts=tuple(self._hosts()),
             resource_pools=tuple(self._pools()),
             datastores=tuple(
-                DatastoreInfo(ds, unescape_name(self.name[ds]), self.datacenter(ds) or "", **self.extra[ds])
+                DatastoreInfo(
+                    ds,
+                    unescape_name(self.name[ds]),
+                    self.datacenter(ds) or "",
+                    **self.extra[ds],
+                    path=self.inventory_path(ds),
+                )
                 for ds in self._of_kind("Datastore")
             ),
             vms=tuple(self._vm(values) for values in self.vms),
             round_trips=round_trips,
+            networks=tuple(self._networks()),
         )
+
+    def _networks(self) -> Iterator[NetworkInfo]:
+        for network in self._of_kind("Network", "DistributedVirtualPortgroup", "OpaqueNetwork"):
+            kind = self.kind[network]
+            if self.extra.get(network, {}).get("uplink"):
+                continue  # a distributed switch's uplinks: no VM can be connected to them
+            yield NetworkInfo(
+                network,
+                unescape_name(self.name[network]),
+                self.datacenter(network) or "",
+                kind,
+                self.inventory_path(network),
+            )
 
     def _folders(self) -> Iterator[FolderInfo]:
         roots = set(self.vm_folder.values())
@@ -350,6 +416,7 @@ class InventoryBuilder:
                 datacenter_moref=self.datacenter(folder) or "",
                 is_vm_folder=True,
                 is_root=is_root,
+                path=self.inventory_path(folder),
             )
 
     def _hosts(self) -> Iterator[HostInfo]:
@@ -357,7 +424,12 @@ class InventoryBuilder:
             parent = self.parent.get(host)
             cluster = parent.value if parent is not None and parent.type == "ClusterComputeResource" else None
             yield HostInfo(
-                host, unescape_name(self.name[host]), cluster, self.datacenter(host) or "", **self.extra[host]
+                host,
+                unescape_name(self.name[host]),
+                cluster,
+                self.datacenter(host) or "",
+                **self.extra[host],
+                path=self.inventory_path(host),
             )
 
     def _pools(self) -> Iterator[ResourcePoolInfo]:
@@ -365,7 +437,12 @@ class InventoryBuilder:
             parent = self.parent.get(pool)
             above = parent.value if parent is not None and parent.type in ("ResourcePool", "VirtualApp") else None
             yield ResourcePoolInfo(
-                pool, unescape_name(self.name[pool]), above, self.owner.get(pool, ""), self.datacenter(pool) or ""
+                pool,
+                unescape_name(self.name[pool]),
+                above,
+                self.owner.get(pool, ""),
+                self.datacenter(pool) or "",
+                self.inventory_path(pool),
             )
 
     def _vm(self, values: dict[str, Any]) -> VmInfo:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +91,8 @@ def create_vm_from_config(
     same types and bus numbers (the two IDE controllers every VM has are used as they are); each disk
     at the same controller and unit, of the same capacity, as a thin flat disk in the VM's directory
     on datastore_name (disk mode kept); network adapters of the same types, on the network of the same
-    name when the cluster (or host_moref) has one, with new generated MAC addresses; CD-ROM drives at
+    name when the cluster (or host_moref) has one (or the network chosen with with_nic_networks, or
+    disconnected), with new generated MAC addresses; CD-ROM drives at
     their places, empty (a client device, not connected). The VM gets a new instance UUID (and BIOS
     UUID), never the original's.
 
@@ -436,17 +437,20 @@ def _nic_device(
     network = nic["network"] or ""
     connected = nic["start_connected"] is not False
     found = place.networks.get(network)
+    if RESTORE_NETWORK in nic:  # chosen for this restore (with_nic_networks)
+        network, found, connected = _chosen_network(nic, label, place, found)
     if found is None:
         if not place.networks:
             warnings.append(f"{label} is left out: no network named {network!r}, nor any other, is available here")
             return None
         network = min(place.networks)
         found = place.networks[network]
+        if connected:  # a disconnected adapter asked for needs no warning
+            warnings.append(
+                f"{label}: no network named {nic['network']!r} is available here; the adapter is on "
+                f"{network!r}, disconnected"
+            )
         connected = False
-        warnings.append(
-            f"{label}: no network named {nic['network']!r} is available here; the adapter is on {network!r}, "
-            "disconnected"
-        )
     if nic["address_type"] == "manual" and nic["mac_address"]:
         warnings.append(f"{label} had the manual MAC address {nic['mac_address']}; it gets a new generated one")
     kind_of_network, moref, stored_network_name = found
@@ -474,6 +478,37 @@ def _nic_device(
         ),
     )
     return card
+
+
+RESTORE_NETWORK = "restore_network"  # a NIC's network chosen for a restore: a moref, or None (disconnected)
+
+
+def with_nic_networks(config: dict[str, Any], networks: Mapping[int, str | None]) -> dict[str, Any]:
+    """The configuration with the networks chosen for its adapters (by NIC key): a network's moref,
+    or None to leave that adapter disconnected. Adapters not named keep the captured network."""
+    nics = [
+        {**nic, RESTORE_NETWORK: networks[nic["key"]]} if nic.get("key") in networks else nic
+        for nic in config.get("nics") or []
+    ]
+    return {**config, "nics": nics}
+
+
+def _chosen_network(
+    nic: dict[str, Any], label: str, place: _Placement, captured: tuple[str, str, str] | None
+) -> tuple[str, tuple[str, str, str] | None, bool]:
+    """(network name, its place.networks entry, connected) for an adapter whose network was chosen:
+    a disconnected adapter stays on its captured network when it is here (on some network otherwise:
+    vSphere wants a backing); a chosen network must be available to the cluster or host."""
+    moref = nic[RESTORE_NETWORK]
+    if moref is None:
+        return nic["network"] or "", captured, False
+    for name, found in place.networks.items():
+        if found[1] == moref:
+            return name, found, nic["start_connected"] is not False
+    raise NotFound(
+        f"{label}: the network {moref} is not available to {place.compute_name!r} "
+        f"(available: {', '.join(sorted(place.networks)) or 'none'})"
+    )
 
 
 def _created_disks(conn: Connection, config: dict[str, Any], created: dict[str, Any]) -> tuple[CreatedDisk, ...]:

@@ -11,6 +11,9 @@
 //
 //	{"instance_uuid": "...",              // optional: about.instanceUuid (default: vcsim's fixed one)
 //	 "datacenters": [{"name": "DC", "clusters": [{"name": "C", "hosts": 2}],
+//	   "hosts": [{"name": "DC0_H0"}],     // optional standalone hosts (AddStandaloneHost_Task)
+//	   "switches": [{"name": "DSwitch", "portgroups": ["DPG-1"]}],  // optional distributed switches,
+//	                                      // every host a member, with these port groups
 //	   "datastores": [{"name": "ds1"}],   // VMs go on the first one, on the first cluster's hosts
 //	   "folders": [{"path": "A/B",        // below the datacenter's VM folder; "" is the root
 //	     "vms": [{"name": "web-01", "guest_id": "...", "cpus": 2, "memory_mb": 4096, "power_on": true,
@@ -105,12 +108,21 @@ type spec struct {
 }
 
 type dcSpec struct {
-	Name       string        `json:"name"`
-	Clusters   []clusterSpec `json:"clusters"`
+	Name     string        `json:"name"`
+	Clusters []clusterSpec `json:"clusters"`
+	Hosts    []struct {
+		Name string `json:"name"`
+	} `json:"hosts"` // standalone hosts, each in its own compute resource with a root pool
+	Switches   []switchSpec `json:"switches"`
 	Datastores []struct {
 		Name string `json:"name"`
 	} `json:"datastores"`
 	Folders []folderSpec `json:"folders"`
+}
+
+type switchSpec struct {
+	Name       string   `json:"name"`
+	Portgroups []string `json:"portgroups"`
 }
 
 type clusterSpec struct {
@@ -253,6 +265,19 @@ func (b *builder) datacenter(s dcSpec) error {
 	if err != nil {
 		return err
 	}
+	for _, h := range s.Hosts {
+		spec := types.HostConnectSpec{HostName: escapeName(h.Name)}
+		res, err := wait(folders.HostFolder.AddStandaloneHost(b.ctx, spec, true, nil, nil))
+		if err != nil {
+			return fmt.Errorf("host %q: %w", h.Name, err)
+		}
+		hosts = append(hosts, res.(types.ManagedObjectReference))
+	}
+	for _, sw := range s.Switches {
+		if err := b.distributedSwitch(folders.NetworkFolder, sw, hosts); err != nil {
+			return err
+		}
+	}
 	out := dcManifest{Name: s.Name, Moref: dc.Reference().Value}
 	for _, ds := range s.Datastores {
 		m, err := b.datastore(ds.Name, hosts)
@@ -301,6 +326,41 @@ func (b *builder) clusters(hostFolder *object.Folder, specs []clusterSpec, p *pl
 		}
 	}
 	return hosts, nil
+}
+
+// distributedSwitch creates a distributed switch with every host as a member, then its port groups
+// (vcsim adds each port group to its member hosts' and their compute resources' networks).
+func (b *builder) distributedSwitch(networkFolder *object.Folder, s switchSpec, hosts []types.ManagedObjectReference) error {
+	var create types.DVSCreateSpec
+	create.ConfigSpec = &types.VMwareDVSConfigSpec{}
+	create.ConfigSpec.GetDVSConfigSpec().Name = escapeName(s.Name)
+	res, err := wait(networkFolder.CreateDVS(b.ctx, create))
+	if err != nil {
+		return fmt.Errorf("switch %q: %w", s.Name, err)
+	}
+	dvs := object.NewDistributedVirtualSwitch(b.c, res.(types.ManagedObjectReference))
+	// vCenter marks the switch's uplink port group (config.uplink, vSphere 6.5 and later); vcsim
+	// 0.24.2 creates it without the mark.
+	for _, ref := range simulator.Map.Get(dvs.Reference()).(*simulator.DistributedVirtualSwitch).Portgroup {
+		simulator.Map.Get(ref).(*simulator.DistributedVirtualPortgroup).Config.Uplink = types.NewBool(true)
+	}
+	members := &types.DVSConfigSpec{}
+	for _, h := range hosts {
+		members.Host = append(members.Host, types.DistributedVirtualSwitchHostMemberConfigSpec{
+			Operation: string(types.ConfigSpecOperationAdd),
+			Host:      h,
+		})
+	}
+	if _, err := wait(dvs.Reconfigure(b.ctx, members)); err != nil {
+		return fmt.Errorf("switch %q: %w", s.Name, err)
+	}
+	for _, name := range s.Portgroups {
+		spec := []types.DVPortgroupConfigSpec{{Name: escapeName(name), Type: "earlyBinding", NumPorts: 8}}
+		if _, err := wait(dvs.AddPortgroup(b.ctx, spec)); err != nil {
+			return fmt.Errorf("port group %q: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // datastore creates a local datastore in a new temporary directory, mounted on every host: the
