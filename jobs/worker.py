@@ -14,6 +14,7 @@ from rq import Worker
 STARTUP_JOB_KINDS: tuple[str, ...] = (
     "protection.cleanup_snapshots",  # snapshots left on VMs by a backup whose worker died
     "vault.reconcile",  # store points and RecoveryPoint rows that disagree after a crash
+    "recovery.catalog_backfill",  # recovery points not yet in the file catalog (older ones, a crashed job)
 )
 
 

@@ -26,7 +26,7 @@ from jobs.models import JobRun
 from jobs.runner import JobCancelled, JobContext, JobFailed
 from protection.models import Policy, ProtectionGroup
 from vault import actions as vault_actions
-from vault import engine, healing
+from vault import engine, healing, signals
 from vault.models import RecoveryPoint, RecoveryPointDisk
 from vault.storage import local_store
 
@@ -372,6 +372,7 @@ def _record(point_id: uuid.UUID, facts: PointFacts) -> RecoveryPoint:
         **facts.totals(),
     )
     RecoveryPointDisk.objects.bulk_create(RecoveryPointDisk(point=point, **disk) for disk in facts.disks)
+    signals.point_committed.send(sender=RecoveryPoint, point=point)
     return point
 
 

@@ -73,3 +73,93 @@ class RestoreGrant(models.Model):
         if self.group is not None:
             return f"group {self.group.name}"
         return f"folder {self.folder.path if self.folder is not None else '?'}"
+
+
+# The file catalog (recovery.catalog): every file of every browsable volume of a VM's points, each
+# distinct version stored once with the range of the VM's catalogued points that hold it.
+
+
+class CatalogVm(models.Model):
+    """A VM's catalog state; its row is the lock that serialises writers and deletes for the VM."""
+
+    vm = models.OneToOneField(
+        "inventory.VirtualMachine", primary_key=True, on_delete=models.CASCADE, related_name="catalog_state"
+    )
+    last_seq = models.IntegerField(default=0, help_text="The last sequence number given to a point (never reused)")
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"catalog of VM {self.vm_id}"
+
+
+class CatalogPoint(models.Model):
+    """A recovery point as the catalog knows it: its place in the VM's sequence, or why it has none.
+
+    Deleted with its point (cascade); `recovery.catalog.receivers` then narrows or removes the versions
+    whose range named it, in the same transaction, so a deleted point's files are never found."""
+
+    class Status(models.TextChoices):
+        WRITING = "writing", "Being catalogued"
+        CATALOGUED = "catalogued", "Catalogued"
+        UNAVAILABLE = "unavailable", "Not catalogued"
+
+    point = models.OneToOneField(
+        "vault.RecoveryPoint", primary_key=True, on_delete=models.CASCADE, related_name="catalog"
+    )
+    vm = models.ForeignKey("inventory.VirtualMachine", on_delete=models.CASCADE, related_name="catalog_points")
+    seq = models.IntegerField(null=True, blank=True, help_text="Order among the VM's catalogued points")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.WRITING)
+    note = models.CharField(max_length=500, blank=True, help_text="Why it is not (fully) catalogued")
+    entries = models.IntegerField(default=0, help_text="Files and folders listed")
+    new_versions = models.IntegerField(default=0, help_text="Versions this point added")
+    catalogued = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["vm", "seq"], name="catalog_point_vm_seq")]
+
+    def __str__(self) -> str:
+        return f"catalog of point {self.point_id} ({self.status})"
+
+
+class CatalogVolume(models.Model):
+    """A browsable volume of a VM (disk key, volume index), across all its points."""
+
+    vm = models.ForeignKey("inventory.VirtualMachine", on_delete=models.CASCADE, related_name="catalog_volumes")
+    disk_key = models.IntegerField()
+    volume_index = models.IntegerField()
+    label = models.CharField(max_length=255, blank=True)
+    fs_type = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["vm", "disk_key", "volume_index"], name="catalog_volume_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label or 'volume'} ({self.disk_key}:{self.volume_index}) of VM {self.vm_id}"
+
+
+class CatalogFile(models.Model):
+    """One version of a file or folder: held by the VM's catalogued points whose sequence number lies in
+    [first_seq, last_seq] (last_seq NULL: still current at the VM's newest catalogued point).
+
+    Search indexes on PostgreSQL (lower(name) with text_pattern_ops for prefixes, pg_trgm GIN on
+    lower(name) and lower(path) for globs and fragments) are made by migration 0003, not declared here,
+    because SQLite has neither."""
+
+    id = models.BigAutoField(primary_key=True)
+    volume = models.ForeignKey(CatalogVolume, on_delete=models.CASCADE, related_name="files")
+    path = models.TextField()
+    name = models.TextField()
+    is_dir = models.BooleanField(default=False)
+    size = models.BigIntegerField(default=0)
+    modified = models.DateTimeField(null=True, blank=True)
+    owner = models.CharField(max_length=200, blank=True)
+    first_seq = models.IntegerField()
+    last_seq = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["volume", "path"], name="catalog_file_volume_path")]
+
+    def __str__(self) -> str:
+        return f"{self.path} [{self.first_seq}..{self.last_seq or ''}]"
