@@ -5,72 +5,31 @@ disconnected (the default beside the original, with a warning); the command's si
 
 from __future__ import annotations
 
-import hashlib
 import io
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from inventory import vcenter as vsphere
 from inventory.models import Datastore, Folder, Network, ResourcePool, VirtualDisk
-from jobs.models import JobRun
-from tests.factories.protection import padded_sha256, protect_folders, register_simulator
-from tests.fixtures.vcsim import connect_to
-from tools import diskimages
-from tools.simulator import Simulator, default_inventory_spec
+from tests.factories.placement import (
+    CLUSTER_POOL,
+    NEW_VM_PLACE,
+    STANDALONE_POOL,
+    adapters,
+    disk_sha256,
+    pool_of,
+    start_placement_lab,
+    the_restore,
+)
+from tests.factories.protection import padded_sha256
 
 pytestmark = pytest.mark.django_db
 
-LAB_VMS = [
-    {"name": "lnx-01", "disks_mb": [40], "nics": ["VM Network", "VM Network"]},
-    {"name": "spare-01", "disks_mb": [48]},
-]
-CLUSTER_POOL = "DC0/host/DC0_C0/Resources"
-STANDALONE_POOL = "DC0/host/DC0_H0/Resources"
-NEW_VM_PLACE = ["--folder", "DC0/vm/Prod", "--datastore", "DC0/datastore/LocalDS_0"]
-
 
 @pytest.fixture
-def lab(vcsim_factory, settings, tmp_path) -> tuple[Simulator, Path]:
-    settings.BACKUP_STORE_DIR = tmp_path / "store"
-    sim = vcsim_factory(default_inventory_spec(LAB_VMS, folder="Prod"), tls=True)
-    image = diskimages.build_ext4_disk(diskimages.sample_linux_tree(), size_mib=40)
-    sim.upload_disk_image("lnx-01", 0, image)
-    register_simulator(sim)
-    protect_folders("Prod", [Folder.objects.get(path="DC0/Prod")], parallelism=1)
-    return sim, image
-
-
-def disk_sha256(sim: Simulator, moref: str, position: int, capacity: int) -> str:
-    """The digest of a VM's disk (by position) as its flat file on the simulator's datastore holds it."""
-    with connect_to(sim) as conn:
-        disk = sorted(vsphere.vm_config(conn, moref)["disks"], key=lambda d: d["key"])[position]
-    datastore, path = disk["file_name"][1:].split("] ", 1)
-    flat = sim.datastore_dir("DC0", datastore) / path.replace(".vmdk", "-flat.vmdk")
-    with flat.open("rb") as f:
-        data = f.read(capacity)
-    return hashlib.sha256(data + bytes(capacity - len(data))).hexdigest()
-
-
-def adapters(sim: Simulator, moref: str) -> list[tuple[str, bool]]:
-    """(network, connected at power-on) of each adapter of a VM, read back from vCenter."""
-    with connect_to(sim) as conn:
-        nics = vsphere.vm_config(conn, moref)["nics"]
-    return [(nic["network"], bool(nic["start_connected"])) for nic in sorted(nics, key=lambda n: n["key"])]
-
-
-def pool_of(sim: Simulator, moref: str) -> str:
-    with connect_to(sim) as conn:
-        [info] = vsphere.fetch_vms(conn, [moref])
-    return ResourcePool.objects.get(moref=info.resource_pool_moref).inventory_path
-
-
-def the_restore() -> JobRun:
-    run = JobRun.objects.get(kind="recovery.restore_vm")
-    assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
-    return run
+def lab(vcsim_factory, settings, tmp_path):
+    return start_placement_lab(vcsim_factory, settings, tmp_path)
 
 
 def test_restore_vm_command_places_by_path_and_maps_the_adapters(
