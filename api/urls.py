@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from api import placement, views
+from api import placement, search, views
 
 app_name = "api"
 
@@ -21,6 +21,7 @@ urlpatterns = [
     path("v1/backups/", views.BackupView.as_view(), name="backups"),
     path("v1/vms/<int:pk>/placement/", placement.VmPlacementView.as_view(), name="vm-placement"),
     path("v1/me/", views.MeView.as_view(), name="me"),
+    path("v1/search/", search.SearchView.as_view(), name="search"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

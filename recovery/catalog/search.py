@@ -90,6 +90,31 @@ class Hit:
         return self.versions[0].is_dir
 
 
+def hit_as_dict(hit: Hit) -> dict[str, Any]:
+    """A hit as the API and `manage.py search-files --json` give it (`item` is what restore-files --path takes)."""
+    return {
+        "vm": hit.vm.pk,
+        "vm_name": hit.vm.name,
+        "disk": hit.volume.disk_key,
+        "volume": hit.volume.volume_index,
+        "volume_label": hit.volume.label,
+        "path": hit.path,
+        "name": hit.name,
+        "is_dir": hit.is_dir,
+        "item": f"{hit.volume.disk_key}:{hit.volume.volume_index}:{hit.path}",
+        "versions": [
+            {
+                "is_dir": version.is_dir,
+                "size": version.size,
+                "modified": version.modified,
+                "owner": version.owner,
+                "points": [{"id": point.pk, "created": point.created} for point in version.points],
+            }
+            for version in hit.versions
+        ],
+    }
+
+
 @dataclass
 class SearchResult:
     query: str
@@ -189,7 +214,7 @@ def _hits(user: Any, keys: list[tuple[int, str]]) -> list[Hit]:
 
 
 def _visible_points(user: Any) -> QuerySet[RecoveryPoint]:
-    return RecoveryPoint.objects.filter(vm__in=access.visible_vms(user))
+    return access.visible_points(user)  # point by point: a group grant covers the points taken in that group
 
 
 def _holds(version: CatalogFile, seq: int) -> bool:
