@@ -242,15 +242,17 @@ class RestoreVmForm(forms.Form):
         if data["mode"] == "disk":
             disk = data["target_disk"]
             return {"mode": "disk", "source_disk": data["source_disk"], "vm_id": disk.vm_id, "disk_key": disk.key}
-        return {
+        target = {
             "mode": "new",
             "name": data["name"].strip(),
             "folder_id": data["folder"].pk,
             "pool_id": data["pool"].pk,
             "datastore_id": data["datastore"].pk,
             "host_id": data["host"].pk if data.get("host") else None,
-            "nics": self.nic_networks(),
         }
+        if self.captured_nics():  # each adapter's network id, or None for disconnected
+            target["nics"] = self.nic_networks()
+        return target
 
 
 class GrantForm(forms.Form):

@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from inventory.models import VirtualDisk, VirtualMachine
 from jobs.cli import wait_for_job
 from recovery import actions
-from recovery.forms import RestoreVmForm
+from recovery.forms import NIC_FIELD_PREFIX, RestoreVmForm
 from recovery.management.commands._points import CLI_ACTOR, find_point
 from vault.models import RecoveryPoint
 
@@ -66,12 +66,12 @@ class Command(BaseCommand):
             form.data = {**form.data, **_nic_data(form, options)}
         if not form.is_valid():
             problems = [
-                (f"{field}: " if field != "__all__" else "") + " ".join(str(message) for message in errors)
+                _field_words(field) + " ".join(str(message) for message in errors)
                 for field, errors in form.errors.items()
             ]
             raise CommandError("; ".join(problems))
         target = form.target()
-        if target["mode"] == "new" and form.beside_original and target["nics"]:
+        if target["mode"] == "new" and form.beside_original and target.get("nics"):
             connected = [key for key, network in target["nics"].items() if network]
             state = "some are connected as asked" if connected else "they are left disconnected"
             self.stdout.write(
@@ -82,6 +82,18 @@ class Command(BaseCommand):
         self.stdout.write(f"{run.title}: job {run.pk}.")
         if options["wait"]:
             wait_for_job(self.stdout, run)
+
+
+def _field_words(field: str) -> str:
+    """How an error's field is named on the command line ("--pool: ", "--network for adapter 4000: ")."""
+    if field == "__all__":
+        return ""
+    if field.startswith(NIC_FIELD_PREFIX):
+        return f"--network for adapter {field.removeprefix(NIC_FIELD_PREFIX)}: "
+    return f"--{field.replace('_', '-')}: " if field in _OPTION_FIELDS else f"{field}: "
+
+
+_OPTION_FIELDS = {"name", "folder", "pool", "datastore", "host"}
 
 
 def _confirm(vm_name: str, what: str, *, confirmed: bool) -> None:
