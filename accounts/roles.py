@@ -19,10 +19,10 @@ AUDITOR = "Auditor"
 # The apps whose permissions make up the product; an administrator holds all of them.
 PRODUCT_APPS = ("accounts", "audit", "jobs", "inventory", "protection", "vault", "recovery", "alerts")
 
-# Helpdesk: look at inventory and recovery points, restore files, follow their own jobs.
+# Helpdesk: look at the recovery points of the VMs granted to them, restore files, follow their own
+# jobs. No inventory permission: the Recovery page is their list of VMs (the inventory pages describe
+# the whole estate), and no jobs.view_all_jobruns (they see the jobs they started).
 RESTORE_OPERATOR_PERMS = (
-    "inventory.view_vcenter",
-    "inventory.view_virtualmachine",
     "jobs.view_jobrun",
     "recovery.browse_recoverypoints",
     "recovery.restore_files",

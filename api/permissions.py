@@ -28,7 +28,7 @@ class HasPerm(BasePermission):
 
 class SeesRecoveryPoints(BasePermission):
     """Administrators and auditors (every VM), or restore operators (the VMs granted to them):
-    the same rule as the Recovery pages. Which points a user sees is `access.visible_vms`."""
+    the same rule as the Recovery pages. Which points a user sees is `access.visible_points`."""
 
     def has_permission(self, request: Any, view: Any) -> bool:
         user = request.user

@@ -32,6 +32,7 @@ from api.permissions import HasPerm, SeesRecoveryPoints
 from inventory.models import VCenter, VirtualMachine
 from inventory.queries import VmFilter, vm_queryset
 from jobs.models import JobRun
+from jobs.queries import visible_runs
 from protection import actions as protection_actions
 from protection.models import ProtectionGroup
 from recovery import access, browse
@@ -167,7 +168,8 @@ class ProtectionGroupViewSet(ListAndDetailViewSet):
     retrieve=extend_schema(responses={200: s.JobRunDetailSerializer, **ERRORS, **NOT_FOUND}),
 )
 class JobRunViewSet(ListAndDetailViewSet):
-    """Background jobs, newest first; one job with its progress and log."""
+    """Background jobs, newest first; one job with its progress and log. Restore operators see the
+    jobs they started (`jobs.queries.visible_runs`); others' are 404."""
 
     permission_classes = [IsAuthenticated, HasPerm.of("jobs.view_jobrun")]
     queryset = JobRun.objects.all()
@@ -175,7 +177,7 @@ class JobRunViewSet(ListAndDetailViewSet):
     detail_serializer_class = s.JobRunDetailSerializer
 
     def get_queryset(self) -> QuerySet[JobRun]:
-        runs = JobRun.objects.select_related("created_by").order_by("-created")
+        runs = visible_runs(self.request.user).select_related("created_by").order_by("-created")
         if self.action != "list":
             return runs
         query = _query(s.JobFilterSerializer, self.request)
@@ -223,8 +225,9 @@ def _filesystem_errors() -> Iterator[None]:
     retrieve=extend_schema(responses={200: s.RecoveryPointDetailSerializer, **ERRORS, **NOT_FOUND}),
 )
 class RecoveryPointViewSet(ListAndDetailViewSet):
-    """Recovery points of the VMs the user may see (`recovery.access.visible_vms`): every VM for
-    administrators and auditors, the granted VMs for restore operators. Others' points are 404."""
+    """Recovery points the user may see (`recovery.access.visible_points`): every point for
+    administrators and auditors, the points their grants cover for restore operators (a group grant:
+    the points taken while the VM was in that group). Others' points are 404."""
 
     permission_classes = [IsAuthenticated, SeesRecoveryPoints]
     queryset = RecoveryPoint.objects.all()
@@ -232,9 +235,7 @@ class RecoveryPointViewSet(ListAndDetailViewSet):
     detail_serializer_class = s.RecoveryPointDetailSerializer
 
     def get_queryset(self) -> QuerySet[RecoveryPoint]:
-        points = RecoveryPoint.objects.select_related("vm", "group").order_by("-created")
-        if not access.sees_every_vm(self.request.user):
-            points = points.filter(vm_id__in=access.visible_vms(self.request.user).values("pk"))
+        points = access.visible_points(self.request.user).select_related("vm", "group").order_by("-created")
         if self.action == "retrieve":
             return points.prefetch_related("disks")
         if self.action != "list":
@@ -250,7 +251,7 @@ class RecoveryPointViewSet(ListAndDetailViewSet):
 
     def _point(self, allowed: Any) -> RecoveryPoint:
         point = self.get_object()
-        if not allowed(self.request.user, point.vm):
+        if not allowed(self.request.user, point):
             raise PermissionDenied
         return point
 
@@ -268,7 +269,7 @@ class RecoveryPointViewSet(ListAndDetailViewSet):
     @action(detail=True, methods=["get"], pagination_class=None)
     def volumes(self, request: Request, pk: str) -> Response:
         """The point's disks and their volumes (partitions, LVM volumes) with file systems."""
-        point = self._point(access.can_browse)
+        point = self._point(access.can_browse_point)
         return Response(s.DiskVolumesSerializer(browse.disk_views(point), many=True).data)
 
     @extend_schema(
@@ -278,7 +279,7 @@ class RecoveryPointViewSet(ListAndDetailViewSet):
     @action(detail=True, methods=["get"])
     def files(self, request: Request, pk: str) -> Response:
         """The files and folders in one folder of a volume, folders first."""
-        point = self._point(access.can_browse)
+        point = self._point(access.can_browse_point)
         query = _query(s.FolderQuerySerializer, request)
         filesystem = self._filesystem(point, query)
         with _filesystem_errors():
@@ -299,7 +300,7 @@ class RecoveryPointViewSet(ListAndDetailViewSet):
     @action(detail=True, methods=["get"], content_negotiation_class=IgnoreAccept)
     def download(self, request: Request, pk: str) -> StreamingHttpResponse:
         """One file, streamed as is; recorded as a Restore and an audit entry like a page download."""
-        point = self._point(access.can_download)
+        point = self._point(access.can_download_point)
         query = _query(s.FileQuerySerializer, request)
         filesystem = self._filesystem(point, query)
         with _filesystem_errors():

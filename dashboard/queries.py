@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -15,6 +16,7 @@ from inventory.queries import unprotected_count
 from jobs.models import JobRun
 from protection.rpo import rpo_states
 from protection.scheduling import BACKUP_KIND
+from recovery import access
 from vault import actions as vault_actions
 from vault.models import RecoveryPoint, StorageSample, VaultSettings
 from vault.queries import ratios as vault_ratios
@@ -99,4 +101,17 @@ def overview(now: dt.datetime | None = None) -> dict:
         "compression_ratio": compression,
         "growth": growth(timezone.localdate(now)),
         "chart": {"width": CHART_WIDTH, "height": CHART_HEIGHT},
+    }
+
+
+def restore_operator_overview(user: Any) -> dict:
+    """The overview of someone who sees only the VMs granted to them (a restore operator): their VMs,
+    their points and their own restores, never figures about the rest of the estate."""
+    points = access.visible_points(user)
+    return {
+        "no_grants": access.lacks_grants(user),
+        "my_vm_count": access.vms_with_points(user).count(),
+        "my_point_count": points.count(),
+        "latest_points": list(points.select_related("vm").order_by("-created")[:5]),
+        "recent_restores": list(access.visible_restores(user).order_by("-created")[:5]),
     }

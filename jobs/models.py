@@ -61,7 +61,11 @@ class JobRun(models.Model):
 
     class Meta:
         ordering = ["-created"]
-        permissions = [("cancel_jobrun", "Can cancel jobs")]
+        permissions = [
+            ("cancel_jobrun", "Can cancel jobs"),
+            # Without it a user sees only the jobs they started; a view_ codename, so auditors hold it.
+            ("view_all_jobruns", "Can see every job, whoever started it"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} ({self.status})"

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from jobs import actions, runner
+from jobs import actions, queries, runner
 from jobs.models import JobRun
 from lib.htmx import htmx_partial
 
@@ -20,7 +20,7 @@ PAGE_SIZE = 50
 
 @permission_required("jobs.view_jobrun", raise_exception=True)
 def job_list(request: HttpRequest) -> HttpResponse:
-    runs = JobRun.objects.select_related("created_by").defer("log", "traceback", "result")
+    runs = queries.visible_runs(request.user).select_related("created_by").defer("log", "traceback", "result")
     status = request.GET.get("status", "")
     if status == "failed_any":  # failed or errored: what the overview counts as failed
         runs = runs.filter(status__in=[JobRun.Status.FAILED, JobRun.Status.ERRORED])
@@ -42,14 +42,14 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @permission_required("jobs.view_jobrun", raise_exception=True)
 def job_row(request: HttpRequest, pk: str) -> HttpResponse:
     """The polled fragment of one row; polling stops (HTTP 286) once the job is final."""
-    run = get_object_or_404(JobRun.objects.defer("log", "traceback"), pk=pk)
+    run = get_object_or_404(queries.visible_runs(request.user).defer("log", "traceback"), pk=pk)
     response = render(request, "jobs/list.html#job-row", {"run": run})
     return _stop_polling_when_final(run, response)
 
 
 @permission_required("jobs.view_jobrun", raise_exception=True)
 def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    run = get_object_or_404(JobRun, pk=pk)
+    run = get_object_or_404(queries.visible_runs(request.user), pk=pk)
     template = "jobs/detail.html#job-panel" if htmx_partial(request) else "jobs/detail.html"
     response = render(request, template, {"run": run})
     return _stop_polling_when_final(run, response) if htmx_partial(request) else response
@@ -66,7 +66,7 @@ def start_system_check(request: HttpRequest) -> HttpResponse:
 @require_POST
 @permission_required("jobs.cancel_jobrun", raise_exception=True)
 def cancel(request: HttpRequest, pk: str) -> HttpResponse:
-    run = get_object_or_404(JobRun, pk=pk)
+    run = get_object_or_404(queries.visible_runs(request.user), pk=pk)
     messages.info(request, actions.cancel_job(str(run.pk), request.user))
     return redirect(request.POST.get("next") or "jobs:list")
 

@@ -13,6 +13,7 @@ from inventory.forms import VMFilterForm
 from inventory.models import Folder, VCenter, VirtualMachine
 from inventory.queries import folder_tree, unprotected_count, vm_queryset
 from jobs.models import JobRun
+from jobs.queries import visible_runs
 from lib.htmx import htmx_partial
 
 PAGE_SIZE = 50
@@ -66,9 +67,13 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
         if request.user.has_perm("audit.view_auditentry")
         else []
     )
-    points = vm.recovery_points.prefetch_related("disks")[:50]
+    # Points only for those who see every VM's points (recovery.access, a layer above, scopes the others).
+    points = (
+        vm.recovery_points.prefetch_related("disks")[:50] if request.user.has_perm("vault.view_recoverypoint") else []
+    )
     jobs: Iterable[JobRun] = []
     if request.user.has_perm("jobs.view_jobrun"):
-        jobs = JobRun.objects.filter(target_type="inventory.virtualmachine", target_id=str(vm.pk)).defer("log")[:5]
+        runs = visible_runs(request.user).filter(target_type="inventory.virtualmachine", target_id=str(vm.pk))
+        jobs = runs.defer("log")[:5]
     context = {"vm": vm, "history": history, "points": points, "jobs": jobs}
     return render(request, "inventory/vm_detail.html", context)

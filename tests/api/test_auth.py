@@ -110,8 +110,8 @@ def test_a_user_without_a_role_may_still_ask_who_they_are(api_norole):
 
 def test_roles_are_enforced_like_the_pages(api_admin, api_helpdesk, api_auditor, inventory):
     group = inventory["group"]
-    # Helpdesk: inventory and jobs yes; protection groups and backups no.
-    assert api_helpdesk.get("/api/v1/vms/").status_code == 200
+    # Helpdesk: their own jobs yes; the inventory (their VMs come with their points), groups and backups no.
+    assert api_helpdesk.get("/api/v1/vms/").status_code == 403
     assert api_helpdesk.get("/api/v1/jobs/").status_code == 200
     assert api_helpdesk.get("/api/v1/groups/").status_code == 403
     assert api_helpdesk.get(f"/api/v1/groups/{group.pk}/").status_code == 403

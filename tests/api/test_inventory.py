@@ -27,11 +27,11 @@ def test_vcenters_are_listed_without_any_password(api_auditor, inventory):
     assert api_auditor.get(f"/api/v1/vcenters/{vc['id']}/").json()["name"] == "vc1"
 
 
-def test_vm_list_filters_like_the_inventory_page(api_helpdesk, inventory):
+def test_vm_list_filters_like_the_inventory_page(api_auditor, inventory):
     folders, vms = inventory["folders"], inventory["vms"]
     VirtualMachine.objects.filter(pk=vms["dev-01"].pk).update(removed_at=timezone.now())
     other = create_test_vcenter("vc2")
-    get = api_helpdesk.get
+    get = api_auditor.get
 
     assert names(get("/api/v1/vms/")) == ["db-01", "dev-02", "web-01", "web-02"]
     assert names(get("/api/v1/vms/", {"search": "web"})) == ["web-01", "web-02"]
@@ -48,7 +48,7 @@ def test_vm_list_filters_like_the_inventory_page(api_helpdesk, inventory):
     assert names(get("/api/v1/vms/", {"sort": "-name", "search": "web"})) == ["web-02", "web-01"]
 
 
-def test_bad_filter_values_are_400_with_the_field_named(api_helpdesk, inventory):
+def test_bad_filter_values_are_400_with_the_field_named(api_auditor, inventory):
     for query, field in [
         ({"protection": "maybe"}, "protection"),
         ({"power_state": "on"}, "power_state"),
@@ -56,11 +56,11 @@ def test_bad_filter_values_are_400_with_the_field_named(api_helpdesk, inventory)
         ({"vcenter": str(2**70)}, "vcenter"),
         ({"search": "a\x00b"}, "search"),
     ]:
-        response = api_helpdesk.get("/api/v1/vms/", query)
+        response = api_auditor.get("/api/v1/vms/", query)
         assert response.status_code == 400 and field in response.json(), (query, response.content)
 
 
-def test_vm_list_pages_by_100_and_up_to_1000(api_helpdesk, inventory):
+def test_vm_list_pages_by_100_and_up_to_1000(api_auditor, inventory):
     folder = inventory["folders"]["Dev"]
     VirtualMachine.objects.bulk_create(
         VirtualMachine(
@@ -73,18 +73,18 @@ def test_vm_list_pages_by_100_and_up_to_1000(api_helpdesk, inventory):
         )
         for n in range(1000)
     )
-    body = api_helpdesk.get("/api/v1/vms/").json()
+    body = api_auditor.get("/api/v1/vms/").json()
     assert body["count"] == 1005 and len(body["results"]) == 100 and body["previous"] is None
     assert body["next"].endswith("/api/v1/vms/?page=2")
-    assert len(api_helpdesk.get("/api/v1/vms/", {"page_size": 5000}).json()["results"]) == 1000
-    body = api_helpdesk.get("/api/v1/vms/", {"page_size": 2, "page": 2}).json()
+    assert len(api_auditor.get("/api/v1/vms/", {"page_size": 5000}).json()["results"]) == 1000
+    body = api_auditor.get("/api/v1/vms/", {"page_size": 2, "page": 2}).json()
     assert [vm["name"] for vm in body["results"]] == ["dev-02", "web-01"]
-    assert api_helpdesk.get("/api/v1/vms/", {"page": 999}).status_code == 404
+    assert api_auditor.get("/api/v1/vms/", {"page": 999}).status_code == 404
 
 
-def test_a_vm_comes_with_its_disks_and_group(api_helpdesk, inventory):
+def test_a_vm_comes_with_its_disks_and_group(api_auditor, inventory):
     vm = inventory["vms"]["web-01"]
-    body = api_helpdesk.get(f"/api/v1/vms/{vm.pk}/").json()
+    body = api_auditor.get(f"/api/v1/vms/{vm.pk}/").json()
     assert body["name"] == "web-01" and body["path"] == "DC1/Prod/Web/web-01"
     assert body["protection_group"] == {"id": inventory["group"].pk, "name": "Prod"}
     assert body["folder"] == {"id": inventory["folders"]["Prod/Web"].pk, "path": "DC1/Prod/Web"}
@@ -92,8 +92,8 @@ def test_a_vm_comes_with_its_disks_and_group(api_helpdesk, inventory):
         (2000, "Hard disk 1", 1024**3, True),
         (2001, "Hard disk 2", 2 * 1024**3, True),
     ]
-    assert api_helpdesk.get("/api/v1/vms/999999/").status_code == 404
-    assert api_helpdesk.get("/api/v1/vms/abc/").status_code == 404
+    assert api_auditor.get("/api/v1/vms/999999/").status_code == 404
+    assert api_auditor.get("/api/v1/vms/abc/").status_code == 404
 
 
 def test_groups_come_with_their_policy_selection_and_members(api_auditor, inventory):

@@ -58,7 +58,7 @@ def test_backup_requests_are_validated(api_admin, inventory):
     assert api_admin.get("/api/v1/backups/").status_code == 405
 
 
-def test_jobs_are_listed_newest_first_with_filters_and_progress(api_helpdesk, admin):
+def test_jobs_are_listed_newest_first_with_filters_and_progress(api_auditor, admin):
     now = timezone.now()
     done = JobRun.objects.create(
         kind="system.check", title="System check", status="succeeded", created=now, progress_done=3, progress_total=3
@@ -75,7 +75,7 @@ def test_jobs_are_listed_newest_first_with_filters_and_progress(api_helpdesk, ad
         progress_unit="bytes",
         rate=5.0,
     )
-    body = api_helpdesk.get("/api/v1/jobs/").json()
+    body = api_auditor.get("/api/v1/jobs/").json()
     assert body["count"] == 3 and body["results"][0]["id"] == str(running.pk)
     assert body["results"][0]["progress"] == {
         "done": 25,
@@ -86,12 +86,12 @@ def test_jobs_are_listed_newest_first_with_filters_and_progress(api_helpdesk, ad
         "eta_seconds": 15,
     }
     assert "log" not in body["results"][0]
-    filtered = api_helpdesk.get("/api/v1/jobs/", {"status": "failed", "kind": BACKUP_KIND}).json()["results"]
+    filtered = api_auditor.get("/api/v1/jobs/", {"status": "failed", "kind": BACKUP_KIND}).json()["results"]
     assert [(j["title"], j["created_by"]) for j in filtered] == [("Backup of web-01", "alice")]
-    assert [j["id"] for j in api_helpdesk.get("/api/v1/jobs/", {"kind": "system.check"}).json()["results"]] == [
+    assert [j["id"] for j in api_auditor.get("/api/v1/jobs/", {"kind": "system.check"}).json()["results"]] == [
         str(done.pk)
     ]
-    assert api_helpdesk.get("/api/v1/jobs/", {"status": "lost"}).status_code == 400
+    assert api_auditor.get("/api/v1/jobs/", {"status": "lost"}).status_code == 400
 
 
 def test_a_job_comes_with_its_log_and_the_traceback_only_for_those_who_may_cancel(api_admin, api_auditor):
