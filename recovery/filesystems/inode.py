@@ -21,7 +21,6 @@ class InodeFileSystem(FileSystem):
 
     _fs: Any  # dissect's ExtFS or XFS, opened by the subclass
 
-    names_from_bytes = True
     def _root_node(self) -> Any:
         return self._fs.root
 
@@ -51,7 +50,7 @@ class InodeFileSystem(FileSystem):
             name=name,
             is_dir=is_dir,
             size=node.size if kind == stat_mod.S_IFREG else 0,
-            modified=aware_utc(read_safely(lambda: self._modified(node))),
+            modified=aware_utc(read_safely(lambda: node.mtime)),
             created=aware_utc(read_safely(lambda: self._created(node))),
             owner=owner,
             owner_name=owner_name,
@@ -75,6 +74,3 @@ class InodeFileSystem(FileSystem):
 
     @abstractmethod
     def _created(self, node: Any) -> datetime | None: ...
-    def _modified(self, node: Any) -> datetime | None:
-        return node.mtime
-

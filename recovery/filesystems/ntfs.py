@@ -11,7 +11,6 @@ Opening a volume reads its boot sector, the $MFT record, $Volume and $Secure's i
 
 from __future__ import annotations
 
-import io
 import logging
 import struct
 from collections.abc import Iterator
@@ -22,8 +21,7 @@ from typing import Any, BinaryIO
 from dissect.ntfs import NTFS
 from dissect.ntfs.c_ntfs import ATTRIBUTE_TYPE_CODE, FILE_NAME_DOS, FILE_NUMBER_ROOT, IO_REPARSE_TAG
 from dissect.ntfs.secure import SecurityDescriptor
-from dissect.ntfs.attr import Attribute, AttributeHeader
-from dissect.ntfs.util import AttributeMap, segment_reference
+from dissect.ntfs.util import segment_reference
 from dissect.util.sid import read_sid
 
 from .base import Entry, FileSystem, aware_utc, empty_stream, read_safely
@@ -95,16 +93,16 @@ class NtfsFileSystem(FileSystem):
             found = _index_name(hit)
             segment = segment_reference(hit.header.FileReference)
             if found is not None and found[0] == name and self._listed(folder, name, segment):
-                return name, _prepared(hit.dereference())
+                return name, hit.dereference()
         except Exception as exc:
             log.debug("NTFS index search for %r missed: %r", name, exc)
         upper, candidate = name.upper(), None
         for real, entry in self._names(folder, index):
             if real == name:
-                return real, _prepared(entry.dereference())
+                return real, entry.dereference()
             if candidate is None and real.upper() == upper:
                 candidate = real, entry
-        return (candidate[0], _prepared(candidate[1].dereference())) if candidate else None
+        return (candidate[0], candidate[1].dereference()) if candidate else None
 
     def _names(self, folder: Any, index: Any) -> Iterator[tuple[str, Any]]:
         """(name, index entry) of what a listing shows: no 8.3 aliases, no "." or metadata files."""
@@ -125,7 +123,7 @@ class NtfsFileSystem(FileSystem):
         for name, index_entry in self._names(folder, folder.index("$I30")):
             path = join_path(folder_path, name)
             try:
-                record = _prepared(index_entry.dereference())  # one MFT record; attributes are parsed lazily
+                record = index_entry.dereference()  # reads one MFT record; attributes are parsed lazily
                 yield self._quick_entry(path, name, record) or self._entry(path, name, record)
             except Exception as exc:
                 # A broken MFT record: the folder index's copy of $FILE_NAME still names and sizes it.
@@ -311,44 +309,6 @@ def _ntfs_size(record: Any) -> int:
 
 
 def _ntfs_entry_from_index(path: str, name: str, index_entry: Any) -> Entry:
-def _prepared(record: Any) -> Any:
-    """The record, its attributes made readable when a $FILE_NAME holds an unpaired surrogate.
-
-    Such names are legal on NTFS, but dissect decodes every $FILE_NAME strictly as UTF-16 when it
-    parses a record's attributes, so the file could be listed (from the folder index) and not
-    opened. Nothing here needs the record's own $FILE_NAME (names come from the folder index):
-    on that error the attributes are parsed again without them, and dissect's cached property is
-    given that result.
-    """
-    if "attributes" in record.__dict__:
-        return record
-    try:
-        record.attributes  # noqa: B018 - parse now, to catch the one error that has a remedy
-    except UnicodeDecodeError:
-        record.__dict__["attributes"] = _attributes_without_names(record)
-    except Exception as exc:
-        log.debug("NTFS record %s: attributes unreadable (%r)", getattr(record, "segment", "?"), exc)
-    return record
-
-
-def _attributes_without_names(record: Any) -> AttributeMap:
-    """dissect's MftRecord.attributes loop, leaving out $FILE_NAME (and any attribute list)."""
-    fh = io.BytesIO(record.data)
-    offset = record.header.FirstAttributeOffset
-    attributes = AttributeMap()
-    while True:
-        try:
-            header = AttributeHeader(fh, offset, record)
-        except EOFError:
-            break
-        if header.type == ATTRIBUTE_TYPE_CODE.END or header.record_length == 0:
-            break
-        if header.type != ATTRIBUTE_TYPE_CODE.FILE_NAME:
-            attributes.add(Attribute(header, record))
-        offset += header.record_length
-    return attributes
-
-
     filename = read_safely(lambda: index_entry.attribute)
     is_link = bool(read_safely(lambda: filename.is_symlink() or filename.is_mount_point()))
     is_dir = bool(read_safely(lambda: filename.is_dir())) and not is_link
