@@ -147,6 +147,9 @@ def expand(point: RecoveryPoint, items: list[Item]) -> Iterator[tuple[ZipItem, i
         filesystem = systems[key]
         prefix = f"disk{item.disk}-volume{item.volume}/" if prefix_needed else ""
         entry = filesystem.stat(item.path)
+        if entry.is_symlink:
+            yield _link_item(prefix, entry), 0
+            continue
         if not entry.is_dir:
             yield _zip_item(filesystem, prefix, entry), entry.size
             continue
@@ -154,11 +157,16 @@ def expand(point: RecoveryPoint, items: list[Item]) -> Iterator[tuple[ZipItem, i
         for _folder, entries in filesystem.walk(entry.path):
             for child in entries:
                 if child.is_symlink:
-                    continue
-                if child.is_dir:
+                    yield _link_item(prefix, child), 0  # listed in the restore report, never followed
+                elif child.is_dir:
                     yield ZipItem(prefix + child.path, None, child.modified), 0
                 else:
                     yield _zip_item(filesystem, prefix, child), child.size
+
+
+def _link_item(prefix: str, entry: fs.Entry) -> ZipItem:
+    why = f"symbolic link to {entry.symlink_target}, not followed"
+    return ZipItem(prefix + entry.path, None, entry.modified, skipped=why)
 
 
 def _zip_item(filesystem: fs.FileSystem, prefix: str, entry: fs.Entry) -> ZipItem:

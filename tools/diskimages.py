@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
@@ -501,6 +502,212 @@ def build_fat_disk(tree: Tree, *, size_mib: int, label: str = "DATA", cache_dir:
 
     params = {"size_mib": size_mib, "label": label}
     return _cached_build("fat32", params, tree, cache_dir, build)
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile names: a volume of everything real guests hold that restores trip on
+# --------------------------------------------------------------------------------------------
+
+HOSTILE_FORMATS = ("ext4", "ntfs")
+# Pinned dates that zip cannot hold (DOS dates run from 1980 to 2107), and one past 2038.
+HOSTILE_OLD_TIME = 157766400  # 1975-01-01 00:00:00 UTC
+HOSTILE_FUTURE_TIME = 8204803200  # 2230-01-01 00:00:00 UTC
+HOSTILE_2040_TIME = 2208988800  # 2040-01-01 00:00:00 UTC
+# A path from the volume root of about 3,900 bytes (Linux takes 4,096 in one call, and a restore
+# target adds its own folder in front): 19 folders of 204 bytes.
+HOSTILE_DEEP_LEVELS = 19
+
+
+@dataclass(frozen=True)
+class HostileItem:
+    """One entry of the hostile-names volume; `path` is bytes, '/'-separated, from the volume root."""
+
+    path: bytes
+    kind: str  # "dir", "file", "hardlink" (to `target`, a path), "symlink" (pointing at `target`)
+    data: bytes = b""
+    target: bytes = b""
+    mtime: int = FIXED_TIME
+
+
+def _hostile_names(fs_format: str) -> list[bytes]:
+    """File names in the "names" folder: each is a trap for a zip tool, Windows, or a web page."""
+    found = [
+        # Windows sees each pair as one name once it is made safe, or folds case.
+        b"a:b",
+        b"a_b",
+        b"x.",
+        b"x",
+        b"Q?",
+        b"Q*",
+        b"Report.txt",
+        b"report.txt",
+        b"trailing dot.",
+        b"trailing space ",
+        b"dots and space. .",
+        b"CON",
+        b"nul.txt",
+        b"COM1.log",
+        b"aux",
+        b"LPT9",
+        b"new\nline.txt",
+        b"tab\there",
+        b"bell\x07",
+        b"esc\x1b[31mred",
+        b"del\x7f",
+        b"back\\slash.txt",
+        b"caf\\xe9 literal.txt",
+        b'quote"and|pipe<>.txt',
+        b"L" * 251 + b".txt",  # 255 bytes, the longest name ext4 and NTFS hold
+        "é".encode() * 127 + b"x",  # 255 bytes of UTF-8, 128 UTF-16 units
+        # An unpaired UTF-16 surrogate (U+DC80) spelled as WTF-8: wimlib writes it to NTFS as the
+        # unpaired surrogate; on ext4 these are three bytes that are not UTF-8.
+        b"\xed\xb2\x80 lone surrogate.txt",
+        "naïve ✓ 日本.txt".encode(),
+    ]
+    if fs_format == "ext4":
+        # Bytes that are no UTF-8 at all: wimlib refuses them, so only the ext4 volume has them.
+        found += [b"caf\xe9.txt", b"\xff\xfe raw bytes", b"latin-1 \xe0 la \xe7a.txt"]
+    return found
+
+
+def hostile_items(fs_format: str) -> list[HostileItem]:
+    """What the hostile-names volume of `fs_format` ("ext4" or "ntfs") holds, parents first."""
+    if fs_format not in HOSTILE_FORMATS:
+        raise ValueError(f"fs_format must be one of {HOSTILE_FORMATS}: {fs_format!r}")
+    items = [
+        HostileItem(b"names", "dir"),
+        HostileItem(b"names/folder:colon", "dir"),
+        HostileItem(b"names/folder_colon", "dir"),
+    ]
+    items += [
+        HostileItem(b"names/" + name, "file", b"content of " + name + b"\n") for name in _hostile_names(fs_format)
+    ]
+    items += [
+        HostileItem(b"names/folder:colon/inside.txt", "file", b"in the colon folder\n"),
+        HostileItem(b"names/folder_colon/inside.txt", "file", b"in the underscore folder\n"),
+        HostileItem(b"RESTORE-REPORT.txt", "file", b"a file of the guest with the report's name\n"),
+        HostileItem(b"dates", "dir"),
+        HostileItem(b"dates/1975.txt", "file", b"from 1975\n", mtime=HOSTILE_OLD_TIME),
+        HostileItem(b"dates/2040.txt", "file", b"from 2040\n", mtime=HOSTILE_2040_TIME),
+        HostileItem(b"dates/2230.txt", "file", b"from 2230\n", mtime=HOSTILE_FUTURE_TIME),
+        HostileItem(b"links", "dir"),
+        HostileItem(b"links/original.txt", "file", b"one file, two names\n"),
+        HostileItem(b"links/hard link.txt", "hardlink", target=b"links/original.txt"),
+        HostileItem(b"links/to passwd", "symlink", target=b"/etc/passwd"),
+        HostileItem(b"links/up and out", "symlink", target=b"../../../../../etc"),
+        HostileItem(b"links/root", "symlink", target=b"/"),
+    ]
+    deep = b"deep"
+    items.append(HostileItem(deep, "dir"))
+    for level in range(HOSTILE_DEEP_LEVELS):
+        deep += b"/" + (b"%02d-" % level) + b"d" * 201
+        items.append(HostileItem(deep, "dir"))
+    items.append(HostileItem(deep + b"/bottom.txt", "file", b"about 4,000 bytes down\n"))
+    return items
+
+
+def hostile_files(fs_format: str) -> dict[bytes, bytes]:
+    """Every file of the volume (hard links under each name) and its content, by bytes path."""
+    items = hostile_items(fs_format)
+    data = {item.path: item.data for item in items if item.kind == "file"}
+    return data | {item.path: data[item.target] for item in items if item.kind == "hardlink"}
+
+
+def _write_hostile_tree(root: Path, items: list[HostileItem]) -> None:
+    """Create the items below `root` with bytes names, relative to open folders (the deep path is
+    longer than the kernel takes in one path once the staging folder is in front of it)."""
+    root.mkdir(parents=True, exist_ok=True)
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for item in items:
+            parent, _, name = item.path.rpartition(b"/")
+            folder = _open_relative(root_fd, parent)
+            try:
+                _create_item(folder, name, item, root_fd)
+            finally:
+                if folder != root_fd:
+                    os.close(folder)
+        # Times last, deepest first, because creating children bumps a folder's time.
+        for item in reversed(items):
+            if item.kind in ("file", "dir"):
+                os.utime(item.path, (item.mtime, item.mtime), dir_fd=root_fd, follow_symlinks=False)
+    finally:
+        os.close(root_fd)
+
+
+def _open_relative(root_fd: int, path: bytes) -> int:
+    folder = root_fd
+    for part in [p for p in path.split(b"/") if p]:
+        inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder)
+        if folder != root_fd:
+            os.close(folder)
+        folder = inner
+    return folder
+
+
+def _create_item(folder: int, name: bytes, item: HostileItem, root_fd: int) -> None:
+    if item.kind == "dir":
+        os.mkdir(name, 0o755, dir_fd=folder)
+    elif item.kind == "file":
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=folder)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(item.data)
+    elif item.kind == "hardlink":
+        os.link(item.target, name, src_dir_fd=root_fd, dst_dir_fd=folder)
+    elif item.kind == "symlink":
+        os.symlink(item.target, name, dir_fd=folder)
+    else:
+        raise ValueError(f"unknown kind {item.kind!r}")
+
+
+def _hostile_digest(items: list[HostileItem]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        for part in (item.path, item.kind.encode(), item.data, item.target, str(item.mtime).encode()):
+            digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+def build_hostile_disk(fs_format: str, *, size_mib: int = 24, cache_dir: Path | None = None) -> Path:
+    """A disk (ext4 on MBR, or NTFS on GPT) holding `hostile_items(fs_format)`, cached like the others.
+
+    ext4: `mke2fs -d` copies the staging folder with its bytes names, hard links and symbolic links;
+    it keeps only 32 bits of a time, so the dates after 2038 are set afterwards with debugfs (which
+    writes the ext4 epoch bits). NTFS: wimlib carries everything but names that are not UTF-8 (it
+    refuses them; WTF-8 names become unpaired surrogates), and turns symbolic links into reparse points.
+    """
+    items = hostile_items(fs_format)
+    spec = {"hostile-names": _hostile_digest(items)}
+    if fs_format == "ntfs":
+        _check_size(size_mib, 8, "NTFS")
+    else:
+        _check_size(size_mib, 8, "ext4")
+
+    def build(work: Path, disk: Path, key: str) -> None:
+        staging, part = work / "tree", work / "part.img"
+        _write_hostile_tree(staging, items)
+        if fs_format == "ntfs":
+            _require("mkntfs", "wimlib-imagex", "sfdisk")
+            _new_partition_file(part, _partition_size(size_mib, "gpt"))
+            _run(["mkntfs", "-F", "-Q", "-s", "512", "-p", "2048", "-H", "255", "-S", "63", "-L", "Hostile", str(part)])
+            _run(["wimlib-imagex", "capture", str(staging), str(work / "tree.wim"), "--compress=none"])
+            _run(["wimlib-imagex", "apply", str(work / "tree.wim"), "1", str(part)])
+            _create_disk(disk, size_mib, "gpt", GPT_BASIC_DATA, key)
+        else:
+            _require("mke2fs", "debugfs", "sfdisk")
+            _new_partition_file(part, _partition_size(size_mib, "mbr"))
+            fake_time = {"E2FSPROGS_FAKE_TIME": str(FIXED_TIME)}
+            options = f"root_owner=0:0,hash_seed={_derived_uuid(key, 'ext4')},nodiscard"
+            mke2fs = ["mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-L", "hostile", "-E", options]
+            _run([*mke2fs, "-U", _derived_uuid(key, "ext4"), "-d", str(staging), str(part)], env=fake_time)
+            late = [i for i in items if i.mtime > 2**31 - 1]
+            script = "".join(f'sif "/{i.path.decode()}" mtime @{i.mtime}\n' for i in late)
+            (work / "dates.debugfs").write_text(script, encoding="utf-8")
+            _run(["debugfs", "-w", "-f", str(work / "dates.debugfs"), str(part)], env=fake_time)
+            _create_disk(disk, size_mib, "mbr", MBR_LINUX, key)
+        _splice(part, disk, PARTITION_START)
+
+    return _cached_build(f"hostile-{fs_format}", {"size_mib": size_mib}, spec, cache_dir, build)
 
 
 # --------------------------------------------------------------------------------------------

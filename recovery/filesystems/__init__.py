@@ -31,11 +31,12 @@ Rules this package keeps, so callers (views, restore jobs) need not think about 
   aliases and the NTFS metadata files at the root ($MFT, $Bitmap, $Extend, ...) are left out;
   hidden files are kept (and flagged). NTFS and FAT look names up case-insensitively, as Windows
   does; ext and XFS exactly.
-- Names round-trip: NTFS and FAT long names are UTF-16 on disk and come back as str. ext and XFS
-  names are bytes on disk and are decoded as UTF-8 with "surrogateescape", so a name that is not
-  UTF-8 (say latin-1 b"caf\\xe9") is shown as "caf\\udce9" and that same str opens the file;
-  `name.encode("utf-8", "surrogateescape")` gives the original bytes back (use that to put such
-  a name in a URL or a restored file name).
+- Names are text, reversibly: every name and path given out (Entry.name, Entry.path, symlink
+  targets, labels, error messages) is escaped by `recovery.names`, so it is valid UTF-8 with no
+  control characters: ext/XFS bytes that are not UTF-8 become "\\xNN" (latin-1 b"caf\\xe9" is
+  shown as "caf\\xe9"), control characters "\\x0a", NTFS unpaired surrogates "\\udc80", and a
+  real backslash "\\\\". Paths given in are unescaped before lookup, so the shown name opens the
+  file; `recovery.names.original_bytes(name)` gives the bytes to write on Linux.
 - Symbolic links (and NTFS junctions) are listed with their target and never followed, neither
   in paths nor by `walk`/`find`. Hard links show up under each of their names. NTFS alternate
   data streams are ignored: `open` reads the unnamed $DATA stream.

@@ -6,6 +6,7 @@ methods (paths, sorting, walking, searching, error mapping) are written once, he
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import io
 import logging
@@ -15,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
+
+from recovery import names
 
 from .errors import FileSystemError, NotADirectory, NotAFile, NotFound, dissect_errors
 from .paths import join_path, split_path
@@ -26,8 +29,8 @@ log = logging.getLogger(__name__)
 class Entry:
     """A file, folder or symbolic link as listed by a FileSystem."""
 
-    path: str  # absolute, '/'-separated: "/Users/alice/notes.txt"; "/" for the root
-    name: str  # the last path segment; "" for the root
+    path: str  # absolute, '/'-separated: "/Users/alice/notes.txt"; "/" for the root (escaped: recovery.names)
+    name: str  # the last path segment; "" for the root (escaped, see recovery.names)
     is_dir: bool
     size: int  # bytes of the (unnamed) data stream; 0 for folders and links
     modified: datetime | None
@@ -52,45 +55,53 @@ class FileSystem(ABC):
 
     Subclasses adapt one dissect parser through the small `_` methods below: the root node, looking
     a name up in a folder node, listing a folder node, turning a node into an Entry, opening it.
+    Those work on raw names (str decoded losslessly from the disk); the public methods take and
+    give escaped ones (`recovery.names`), so nothing past this class meets a name that is not text.
     """
 
     fs_type: str
     label: str | None
+    # ext and XFS names are bytes decoded with "surrogateescape"; NTFS and FAT names are UTF-16.
+    names_from_bytes: bool = False
 
     # ---- public API ----
 
     def list_dir(self, path: str = "/") -> list[Entry]:
-        parts = split_path(path)
+        parts = self._raw_parts(path)
         with dissect_errors(path):
             node, canonical = self._resolve(parts)
             if not self._is_dir(node):
-                raise NotADirectory(f"not a folder: {canonical}")
-            entries = list(self._list(canonical, node))
+                raise NotADirectory(f"not a folder: {self.escape(canonical)}")
+            entries = [self._escaped(entry) for entry in self._list(canonical, node)]
         return sorted(entries, key=_sort_key)
 
     def stat(self, path: str) -> Entry:
-        parts = split_path(path)
+        parts = self._raw_parts(path)
         with dissect_errors(path):
             if not parts:
                 return self._entry("/", "", self._root_node())
             parent, parent_path = self._resolve(parts[:-1])
             if not self._is_dir(parent):
-                raise NotADirectory(f"not a folder: {parent_path}")
+                raise NotADirectory(f"not a folder: {self.escape(parent_path)}")
             found = self._lookup(parent, parts[-1])
             if found is None:
-                raise NotFound(f"no such file or folder: {join_path(parent_path, parts[-1])}")
+                raise NotFound(f"no such file or folder: {self.escape(join_path(parent_path, parts[-1]))}")
             name, node = found
-            return self._entry(join_path(parent_path, name), name, node)
+            return self._escaped(self._entry(join_path(parent_path, name), name, node))
 
     def open(self, path: str) -> BinaryIO:
         """A seekable stream of the file's data that reads only what is asked for."""
-        parts = split_path(path)
+        parts = self._raw_parts(path)
         with dissect_errors(path):
             node, canonical = self._resolve(parts)
             why = self._not_a_file(node)
             if why:
-                raise NotAFile(f"{canonical} is {why}")
+                raise NotAFile(f"{self.escape(canonical)} is {why}")
             return self._open(node)
+
+    def escape(self, raw: str) -> str:
+        """A raw name or path of this volume as the product shows it (`recovery.names.escape`)."""
+        return names.escape(raw, from_bytes=self.names_from_bytes)
 
     def walk(
         self, path: str = "/", onerror: Callable[[FileSystemError], None] | None = None
@@ -140,15 +151,30 @@ class FileSystem(ABC):
 
     # ---- shared plumbing ----
 
+    @staticmethod
+    def _raw_parts(path: str) -> list[str]:
+        """The raw segments of an escaped path (a raw path passes unchanged but for backslashes)."""
+        return [names.unescape(part) for part in split_path(path)]
+
+    def _escaped(self, entry: Entry) -> Entry:
+        target = entry.symlink_target
+        return dataclasses.replace(
+            entry,
+            path=self.escape(entry.path),
+            name=self.escape(entry.name),
+            # Shown only, never looked up: Windows targets keep their single backslashes.
+            symlink_target=names.printable(target, from_bytes=self.names_from_bytes) if target else target,
+        )
+
     def _resolve(self, parts: list[str]) -> tuple[Any, str]:
         """The node at `parts` and its canonical path (real case on NTFS/FAT); links are not followed."""
         node, canonical = self._root_node(), "/"
         for part in parts:
             if not self._is_dir(node):
-                raise NotADirectory(f"not a folder: {canonical}")
+                raise NotADirectory(f"not a folder: {self.escape(canonical)}")
             found = self._lookup(node, part)
             if found is None:
-                raise NotFound(f"no such file or folder: {join_path(canonical, part)}")
+                raise NotFound(f"no such file or folder: {self.escape(join_path(canonical, part))}")
             name, node = found
             canonical = join_path(canonical, name)
         return node, canonical

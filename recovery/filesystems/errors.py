@@ -44,6 +44,9 @@ def dissect_errors(path: str) -> Iterator[None]:
 def short_error(exc: BaseException) -> str:
     """The error's first line, at most 120 characters: it ends up in a reason sentence people read."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # dissect may quote a raw file name: keep the sentence printable text whatever it held.
+    text = "".join(char if char.isprintable() else " " for char in text)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) > 120:
         text = text[:117] + "..."
     return text

@@ -19,6 +19,7 @@ def _uid_owner(uid: int) -> tuple[str, str | None]:
 class InodeFileSystem(FileSystem):
     """ext and XFS; nodes are dissect INodes. Names compare exactly, as the kernel does."""
 
+    names_from_bytes = True
     _fs: Any  # dissect's ExtFS or XFS, opened by the subclass
 
     def _root_node(self) -> Any:
@@ -50,7 +51,7 @@ class InodeFileSystem(FileSystem):
             name=name,
             is_dir=is_dir,
             size=node.size if kind == stat_mod.S_IFREG else 0,
-            modified=aware_utc(read_safely(lambda: node.mtime)),
+            modified=aware_utc(read_safely(lambda: self._modified(node))),
             created=aware_utc(read_safely(lambda: self._created(node))),
             owner=owner,
             owner_name=owner_name,
@@ -68,6 +69,9 @@ class InodeFileSystem(FileSystem):
 
     def _open(self, node: Any) -> BinaryIO:
         return node.open()
+
+    def _modified(self, node: Any) -> datetime | None:
+        return node.mtime
 
     @abstractmethod
     def _uid(self, node: Any) -> int: ...

@@ -11,6 +11,7 @@ Opening a volume reads its boot sector, the $MFT record, $Volume and $Secure's i
 
 from __future__ import annotations
 
+import io
 import logging
 import struct
 from collections.abc import Iterator
@@ -19,9 +20,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from dissect.ntfs import NTFS
+from dissect.ntfs.attr import Attribute, AttributeHeader
 from dissect.ntfs.c_ntfs import ATTRIBUTE_TYPE_CODE, FILE_NAME_DOS, FILE_NUMBER_ROOT, IO_REPARSE_TAG
 from dissect.ntfs.secure import SecurityDescriptor
-from dissect.ntfs.util import segment_reference
+from dissect.ntfs.util import AttributeMap, segment_reference
 from dissect.util.sid import read_sid
 
 from .base import Entry, FileSystem, aware_utc, empty_stream, read_safely
@@ -93,16 +95,16 @@ class NtfsFileSystem(FileSystem):
             found = _index_name(hit)
             segment = segment_reference(hit.header.FileReference)
             if found is not None and found[0] == name and self._listed(folder, name, segment):
-                return name, hit.dereference()
+                return name, _prepared(hit.dereference())
         except Exception as exc:
             log.debug("NTFS index search for %r missed: %r", name, exc)
         upper, candidate = name.upper(), None
         for real, entry in self._names(folder, index):
             if real == name:
-                return real, entry.dereference()
+                return real, _prepared(entry.dereference())
             if candidate is None and real.upper() == upper:
                 candidate = real, entry
-        return (candidate[0], candidate[1].dereference()) if candidate else None
+        return (candidate[0], _prepared(candidate[1].dereference())) if candidate else None
 
     def _names(self, folder: Any, index: Any) -> Iterator[tuple[str, Any]]:
         """(name, index entry) of what a listing shows: no 8.3 aliases, no "." or metadata files."""
@@ -123,7 +125,7 @@ class NtfsFileSystem(FileSystem):
         for name, index_entry in self._names(folder, folder.index("$I30")):
             path = join_path(folder_path, name)
             try:
-                record = index_entry.dereference()  # reads one MFT record; attributes are parsed lazily
+                record = _prepared(index_entry.dereference())  # one MFT record; attributes are parsed lazily
                 yield self._quick_entry(path, name, record) or self._entry(path, name, record)
             except Exception as exc:
                 # A broken MFT record: the folder index's copy of $FILE_NAME still names and sizes it.
@@ -288,6 +290,44 @@ def _filetime(value: int) -> datetime | None:
         return _FILETIME_EPOCH + timedelta(microseconds=value // 10)
     except OverflowError:
         return None
+
+
+def _prepared(record: Any) -> Any:
+    """The record, its attributes made readable when a $FILE_NAME holds an unpaired surrogate.
+
+    Such names are legal on NTFS, but dissect decodes every $FILE_NAME strictly as UTF-16 when it
+    parses a record's attributes, so the file could be listed (from the folder index) and not
+    opened. Nothing here needs the record's own $FILE_NAME (names come from the folder index):
+    on that error the attributes are parsed again without them, and dissect's cached property is
+    given that result.
+    """
+    if "attributes" in record.__dict__:
+        return record
+    try:
+        record.attributes  # noqa: B018 - parse now, to catch the one error that has a remedy
+    except UnicodeDecodeError:
+        record.__dict__["attributes"] = _attributes_without_names(record)
+    except Exception as exc:
+        log.debug("NTFS record %s: attributes unreadable (%r)", getattr(record, "segment", "?"), exc)
+    return record
+
+
+def _attributes_without_names(record: Any) -> AttributeMap:
+    """dissect's MftRecord.attributes loop, leaving out $FILE_NAME (and any attribute list)."""
+    fh = io.BytesIO(record.data)
+    offset = record.header.FirstAttributeOffset
+    attributes = AttributeMap()
+    while True:
+        try:
+            header = AttributeHeader(fh, offset, record)
+        except EOFError:
+            break
+        if header.type == ATTRIBUTE_TYPE_CODE.END or header.record_length == 0:
+            break
+        if header.type != ATTRIBUTE_TYPE_CODE.FILE_NAME:
+            attributes.add(Attribute(header, record))
+        offset += header.record_length
+    return attributes
 
 
 def _ntfs_link(record: Any) -> str | None:

@@ -172,6 +172,56 @@ def test_ntfs_holds_every_file_and_lists_non_ascii_names(ntfs_image: Path) -> No
 
 
 # ---------------------------------------------------------------------------------------------
+# Hostile names
+# ---------------------------------------------------------------------------------------------
+
+
+def test_hostile_items_hold_every_trap_the_restore_must_survive() -> None:
+    for fs_format in diskimages.HOSTILE_FORMATS:
+        items = diskimages.hostile_items(fs_format)
+        paths = {item.path for item in items}
+        assert {b"names/a:b", b"names/a_b", b"names/x.", b"names/Report.txt", b"names/CON"} <= paths
+        assert b"names/new\nline.txt" in paths and max(len(p.rsplit(b"/", 1)[-1]) for p in paths) == 255
+        assert max(len(p) for p in paths) > 3900  # near the 4,096 bytes Linux takes in one call
+        assert {item.kind for item in items} == {"dir", "file", "hardlink", "symlink"}
+    assert b"names/caf\xe9.txt" in diskimages.hostile_files("ext4")
+    assert b"names/caf\xe9.txt" not in diskimages.hostile_files("ntfs")  # wimlib refuses bytes that are not UTF-8
+
+
+def test_hostile_ext4_disk_holds_bytes_names_links_and_dates_past_2038() -> None:
+    image = diskimages.build_hostile_disk("ext4")
+    assert diskimages.build_hostile_disk("ext4") == image  # cached
+    with only_partition(image) as (_disk, partition):
+        fs = ExtFS(partition.open())
+        for path, data in diskimages.hostile_files("ext4").items():
+            assert fs.get(path.decode("utf-8", "surrogateescape")).open().read() == data, path
+        assert fs.get("/links/hard link.txt").inum == fs.get("/links/original.txt").inum
+        assert fs.get("/links/to passwd").link == "/etc/passwd"
+        # The kernel's encoding: the low 32 bits as a signed number, plus 2**32 times the epoch bits.
+        future = fs.get("/dates/2230.txt").inode
+        signed = future.i_mtime - (1 << 32) if future.i_mtime >= 1 << 31 else future.i_mtime
+        assert signed + ((future.i_mtime_extra & 3) << 32) == diskimages.HOSTILE_FUTURE_TIME
+
+
+def test_hostile_ntfs_disk_holds_windows_traps_and_an_unpaired_surrogate() -> None:
+    image = diskimages.build_hostile_disk("ntfs")
+    with only_partition(image) as (_disk, partition):
+        fs = NTFS(partition.open())
+        for path, data in diskimages.hostile_files("ntfs").items():
+            # dissect's own lookup fails in a folder with an unpaired surrogate, splits on backslashes
+            # and folds case: recovery.filesystems reads "names" (tests/recovery/test_hostile_names.py).
+            if not path.startswith(b"names/"):
+                assert fs.mft.get(path.decode()).open().read() == data, path
+        assert fs.mft.get("links/hard link.txt").segment == fs.mft.get("links/original.txt").segment
+        raw_names = [bytes(entry.buf[66:]) for entry in fs.mft.get("names").index("$I30").entries() if not entry.is_end]
+        assert any(b"\x80\xdc \x00l\x00o\x00n\x00e\x00" in raw for raw in raw_names)  # U+DC80, unpaired
+        for item in diskimages.hostile_items("ntfs"):
+            if item.path.startswith(b"names/") and item.path.count(b"/") == 1:
+                name = item.path[6:].decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")
+                assert any(raw.startswith(name) for raw in raw_names), item.path
+
+
+# ---------------------------------------------------------------------------------------------
 # ext4 on MBR
 # ---------------------------------------------------------------------------------------------
 
