@@ -6,6 +6,7 @@ app_name = "recovery"
 urlpatterns = [
     path("", views.index, name="index"),
     path("vms/<int:vm_id>/", views.vm_points, name="vm"),
+    path("search/", views.search_all, name="search_all"),
     path("grants/", views.grants, name="grants"),
     path("grants/<int:grant_id>/revoke/", views.revoke_grant, name="revoke_grant"),
     path("points/<uuid:pk>/", views.point_detail, name="point"),

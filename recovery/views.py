@@ -7,6 +7,7 @@ the same answer as the page), and every download is recorded through `recovery.a
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
@@ -18,9 +19,11 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from inventory.models import VirtualMachine
 from lib.htmx import htmx_partial
 from recovery import access, actions, browse, downloads
 from recovery import filesystems as fs
+from recovery.catalog import search as catalog_search
 from recovery.forms import GrantForm, RestoreVmForm
 from recovery.models import RestoreGrant
 from vault.models import RecoveryPoint
@@ -161,32 +164,45 @@ def download_zip(request: HttpRequest, pk: UUID) -> HttpResponseBase:
     return downloads.zip_response(request.user, point, items)
 
 
+def search_all(request: HttpRequest) -> HttpResponse:
+    """Find files by name, glob or path fragment in every point of the VMs the user may restore from
+    (or of one, `?vm=ID`); reads the catalog only."""
+    _require_any_view(request)
+    vm_id = request.GET.get("vm", "")
+    vm = get_object_or_404(access.visible_vms(request.user), pk=vm_id) if vm_id.isdigit() else None
+    return _search_page(request, vm=vm, point=None)
+
+
 def search(request: HttpRequest, pk: UUID) -> HttpResponse:
+    """The search of a point's page: the same catalog search, over the points of that point's VM."""
     point = _point_for(request, pk)
+    return _search_page(request, vm=point.vm, point=point)
+
+
+def _search_page(request: HttpRequest, *, vm: VirtualMachine | None, point: RecoveryPoint | None) -> HttpResponse:
     query = request.GET.get("q", "").strip()
-    context = {"point": point, "q": query, "results": [], "can_download": access.can_download(request.user, point.vm)}
+    context: dict[str, Any] = {"q": query, "vm": vm, "point": point, "result": None}
+    context["can_download"] = request.user.has_perm("recovery.restore_files")  # hits hold visible points only
     if query:
         try:
-            context["results"] = [
-                {"view": view, "volume": volume, "entry": entry, "folder": entry.path.rsplit("/", 1)[0] or "/"}
-                for view, volume, entry in browse.search(point, query)
-            ]
-        except browse.PointUnavailable as exc:
+            context["result"] = catalog_search.search(request.user, query, vm=vm)
+        except ValueError as exc:
             context["error"] = str(exc)
     template = "recovery/search.html#results" if htmx_partial(request) else "recovery/search.html"
     return render(request, template, context)
 
 
 def versions(request: HttpRequest, pk: UUID, disk: int, volume: int) -> HttpResponse:
+    """The path in every point of the VM the user may see, from the catalog (no point is opened)."""
     point = _point_for(request, pk)
     path = request.GET.get("path", "")
     try:
         fs.split_path(path)
     except ValueError:
         raise Http404("No such path") from None
-    rows = browse.other_versions(point, disk, volume, path)
+    rows = catalog_search.other_versions(request.user, point, disk, volume, path)
     context = {"point": point, "disk": disk, "volume_index": volume, "path": path, "rows": rows}
-    context["can_download"] = access.can_download(request.user, point.vm)
+    context["can_download"] = request.user.has_perm("recovery.restore_files")
     template = "recovery/versions.html#table" if htmx_partial(request) else "recovery/versions.html"
     return render(request, template, context)
 

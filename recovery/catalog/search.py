@@ -213,17 +213,13 @@ def _hits(user: Any, keys: list[tuple[int, str]]) -> list[Hit]:
     ]
 
 
-def _visible_points(user: Any) -> QuerySet[RecoveryPoint]:
-    return access.visible_points(user)  # point by point: a group grant covers the points taken in that group
-
-
 def _holds(version: CatalogFile, seq: int) -> bool:
     return version.first_seq <= seq and (version.last_seq is None or seq <= version.last_seq)
 
 
 def _points_by_seq(user: Any, vm_ids: set[int]) -> dict[int, list[tuple[int, RecoveryPoint]]]:
     """The catalogued points of these VMs that `user` may see, newest first, with their sequence numbers."""
-    visible = _visible_points(user)
+    visible = access.visible_points(user)  # point by point: a group grant covers the points taken in that group
     rows = (
         CatalogPoint.objects.filter(vm_id__in=vm_ids, seq__isnull=False, point__in=visible.values("pk"))
         .select_related("point")
@@ -256,7 +252,7 @@ def other_versions(user: Any, point: RecoveryPoint, disk_key: int, volume_index:
         )
     )
     rows = []
-    for other in _visible_points(user).filter(vm_id=point.vm_id).order_by("-created"):
+    for other in access.visible_points(user).filter(vm_id=point.vm_id).order_by("-created"):
         entry = catalogued.get(other.pk)
         if entry is None:
             rows.append(PointVersion(other, None, "not catalogued yet"))
