@@ -157,14 +157,12 @@ class FileSystem(ABC):
         return [names.unescape(part) for part in split_path(path)]
 
     def _escaped(self, entry: Entry) -> Entry:
-        target = entry.symlink_target
-        return dataclasses.replace(
-            entry,
-            path=self.escape(entry.path),
-            name=self.escape(entry.name),
-            # Shown only, never looked up: Windows targets keep their single backslashes.
-            symlink_target=names.printable(target, from_bytes=self.names_from_bytes) if target else target,
-        )
+        path, name, target = self.escape(entry.path), self.escape(entry.name), entry.symlink_target
+        # Shown only, never looked up: Windows targets keep their single backslashes.
+        shown_target = names.printable(target, from_bytes=self.names_from_bytes) if target else target
+        if path == entry.path and name == entry.name and shown_target == target:
+            return entry  # the usual case: nothing to escape, no copy
+        return dataclasses.replace(entry, path=path, name=name, symlink_target=shown_target)
 
     def _resolve(self, parts: list[str]) -> tuple[Any, str]:
         """The node at `parts` and its canonical path (real case on NTFS/FAT); links are not followed."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from django.utils.html import escape as html_escape
 
@@ -155,6 +155,24 @@ def test_restore_files_writes_every_file_with_its_original_name_and_bytes(hostil
     assert restore.status == "completed" and restore.bytes_restored == sum(len(d) for d in expected.values())
 
 
+def test_restore_files_never_overwrites_and_never_writes_through_a_link_in_the_target(hostile):
+    volume, target, outside = hostile["volume"], hostile["tmp"] / "again", hostile["tmp"] / "outside"
+    target.mkdir()
+    outside.mkdir()
+    path = f"--path=2000:{volume}:/names"
+    call_command("restore-files", "hostile-01", path, f"--to={target}", stdout=io.StringIO())
+    before = _tree_of(target)
+    with pytest.raises(CommandError, match="exist already"):
+        call_command("restore-files", "hostile-01", path, f"--to={target}", stdout=io.StringIO())
+    assert _tree_of(target) == before
+    linked = hostile["tmp"] / "linked"
+    linked.mkdir()
+    (linked / "dates").symlink_to(outside)  # a folder of the selection is a link out of the target
+    with pytest.raises(CommandError, match="nothing written"):
+        call_command("restore-files", "hostile-01", f"--path=2000:{volume}:/dates", f"--to={linked}")
+    assert list(outside.iterdir()) == []
+
+
 def test_ls_prints_escaped_names(hostile):
     out = io.StringIO()
     call_command("ls", "hostile-01", f"2000:{hostile['volume']}:/names", stdout=out)
@@ -173,6 +191,7 @@ def test_ls_prints_escaped_names(hostile):
 def test_the_api_lists_escaped_names_and_downloads_every_file(hostile, helpdesk):
     api = token_client(helpdesk)
     point, volume, files = hostile["point"], hostile["volume"], hostile["files"]
+    assert api.get(f"/api/v1/points/{point.pk}/volumes/").status_code == 200
     for folder in sorted(_folders(files)):
         response = api.get(f"/api/v1/points/{point.pk}/files/", {"disk": 2000, "volume": volume, "path": folder})
         assert response.status_code == 200, (folder, response.status_code)
