@@ -8,8 +8,6 @@ from typing import Any, BinaryIO
 
 from dissect.extfs import ExtFS
 
-from recovery import names
-
 from .inode import InodeFileSystem
 
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -23,7 +21,7 @@ class ExtFileSystem(InodeFileSystem):
         if self._fs.root.filetype != stat_mod.S_IFDIR:
             raise ValueError("the root inode is not a folder")
         self.fs_type = f"ext{self._fs.type}"
-        self.label = names.escape(self._fs.volume_name) or None
+        self.label = self._fs.volume_name or None  # raw, like names: the layout escapes it
 
     def _uid(self, node: Any) -> int:
         return node.inode.i_uid | (node.inode.i_uid_high << 16)

@@ -16,6 +16,8 @@ from dissect.util.stream import RangeStream
 from dissect.volume.disk import Disk
 from dissect.volume.lvm import LVM2
 
+from recovery import names
+
 from .base import FileSystem, empty_stream
 from .errors import NotBrowsable, NotFound, short_error
 from .ext import ExtFileSystem
@@ -170,11 +172,12 @@ class _LayoutBuilder:
                 offset=region.offset,
                 size=region.size,
                 partition_type=_describe_type(region.partition_type, fs_type),
-                label=fs.label if fs else None,
+                # Labels and GPT partition names are text from the disk, escaped like file names.
+                label=names.escape(fs.label, from_bytes=fs.names_from_bytes) if fs and fs.label else None,
                 fs_type=fs_type,
                 browsable=fs is not None,
                 reason="" if fs is not None else reason,
-                name=region.name,
+                name=names.escape(region.name, from_bytes=False) if region.name else region.name,
             )
         )
         if fs is not None:

@@ -8,8 +8,6 @@ from typing import Any, BinaryIO
 
 from dissect.xfs import XFS
 
-from recovery import names
-
 from .inode import InodeFileSystem
 
 
@@ -22,7 +20,7 @@ class XfsFileSystem(InodeFileSystem):
         self._fs = XFS(stream)
         if self._fs.root.filetype != stat_mod.S_IFDIR:
             raise ValueError("the root inode is not a folder")
-        self.label = names.escape(self._fs.name) or None
+        self.label = self._fs.name or None  # raw, like names: the layout escapes it
 
     def _uid(self, node: Any) -> int:
         return node.inode.di_uid

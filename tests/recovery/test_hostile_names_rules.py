@@ -4,6 +4,7 @@ collisions, impossible dates, items left out and files that cannot be read."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import zipfile
 from datetime import UTC, datetime
@@ -170,3 +171,24 @@ def test_a_zip_holds_every_item_and_a_report_of_what_changed():
 def test_a_zip_with_nothing_to_report_has_no_report():
     archive = zipfile.ZipFile(io.BytesIO(b"".join(stream_zip([_file("/a.txt", b"a"), ZipItem("/", None)]))))
     assert archive.namelist() == ["a.txt"]
+
+
+class _FailsMidway(io.BytesIO):
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell():
+            raise DamagedFileSystem("damaged extent")
+        return super().read(4)
+
+
+def test_restore_files_leaves_no_half_file_when_the_source_breaks_mid_file(tmp_path):
+    command = importlib.import_module("recovery.management.commands.restore-files")
+    report = RestoreReport()
+    broken = command._Step(ZipItem("/half.bin", lambda: _FailsMidway(b"12345678")), 8, tmp_path / "half.bin")
+    whole = command._Step(ZipItem("/whole.bin", lambda: io.BytesIO(b"ok")), 2, tmp_path / "whole.bin")
+
+    command._write(broken, report)
+    command._write(whole, report)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["whole.bin"]
+    assert report.skipped == [("/half.bin", "cannot be read past byte 4: damaged extent")]
+    assert (report.files, report.bytes) == (1, 2)

@@ -12,7 +12,6 @@ Recorded like a download in the browser.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ from recovery import filesystems as fs
 from recovery.management.commands._points import CLI_ACTOR, find_point, parse_item
 from recovery.restore_plan import PathPlanner, RestoreReport, linux_planner
 from recovery.zipstream import ZipItem
+
+PIECE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,24 @@ def _write(step: _Step, report: RestoreReport) -> None:
     except (fs.FileSystemError, OSError, ValueError) as exc:
         report.skipped.append((source, f"cannot be read: {exc}"))
         return
+    written, failure = 0, ""
     with stream as data, open(step.dest, "xb") as out:  # "x": never overwrite, never follow a link
-        shutil.copyfileobj(data, out, 1024 * 1024)
-        report.bytes += out.tell()
+        while True:
+            try:
+                piece = data.read(PIECE)
+            except Exception as exc:  # whatever a damaged volume makes dissect raise mid-file
+                failure = f"cannot be read past byte {written}: {exc}"
+                break
+            if not piece:
+                break
+            out.write(piece)  # a write error (a full disk) ends the command: the target is at fault
+            written += len(piece)
+    if failure:
+        step.dest.unlink()  # no half file that looks restored; the report says why it is missing
+        report.skipped.append((source, failure))
+        return
     report.files += 1
+    report.bytes += written
     _set_time(step, report)
 
 
