@@ -15,15 +15,29 @@ from typing import BinaryIO, cast
 
 from recovery import filesystems as fs
 from recovery.zipstream import ZipItem
-from vault import engine
+from vault import archive, engine
 from vault.models import RecoveryPoint, RecoveryPointDisk
-from vault.storage import tiered_store
+from vault.storage import local_store, vault_if_configured
 
 ITEM_SEPARATOR = ":"
 
 
 class PointUnavailable(Exception):
     """The point cannot be read now (archived in the vault, missing); the message says why."""
+
+
+class PointArchived(PointUnavailable):
+    """Chunks of a point only the vault holds are in the Archive tier: reading waits for a
+    rehydration someone asks for (the page offers it; looking never starts one)."""
+
+    def __init__(self, point: RecoveryPoint, notice: archive.ArchiveNotice) -> None:
+        counted = f"{notice.archived} chunk(s)" if notice.archived is not None else "Chunks"
+        super().__init__(
+            f"{counted} of this recovery point are in the vault's Archive tier: it can be browsed and restored "
+            "once they are rehydrated."
+        )
+        self.point = point
+        self.notice = notice
 
 
 @dataclass(frozen=True)
@@ -60,23 +74,76 @@ class OtherVersion:
     note: str = ""
 
 
-def _source(point: RecoveryPoint) -> engine.TieredStore:
-    source = tiered_store()
-    if not point.local and source.vault is not None:
+class _WatchedSource(engine.TieredStore):
+    """The tiered store, noting whether a read met an archived chunk: dissect turns a failed read
+    into a volume that is "not browsable" or a damaged folder, which would hide the real reason."""
+
+    met_archive = False
+
+    def read_chunk(self, digest: bytes, length: int, *, verify: bool = True) -> memoryview:
         try:
-            engine.ensure_readable(source.vault, str(point.pk))
-        except engine.NeedsRehydration as exc:
-            raise PointUnavailable(str(exc)) from None
-    return source
+            return super().read_chunk(digest, length, verify=verify)
+        except engine.BlobArchived:
+            self.met_archive = True
+            raise
 
 
-def open_layout(point: RecoveryPoint, disk_key: int) -> fs.DiskLayout:
+def check_archive(point: RecoveryPoint) -> None:
+    """Raise PointArchived when the point's cached archive state says its chunks cannot be read.
+    Never lists the vault and never starts a rehydration (see vault.archive)."""
+    notice = archive.notice(point)
+    if notice is not None:
+        raise PointArchived(point, notice)
+
+
+def _source(point: RecoveryPoint) -> _WatchedSource:
+    check_archive(point)
+    return _WatchedSource(local_store(), vault_if_configured())
+
+
+def _archived(point: RecoveryPoint) -> PointArchived:
+    archive.note_archived_read(point)
+    notice = archive.notice(point)
+    assert notice is not None  # just noted
+    return PointArchived(point, notice)
+
+
+def _open_layout(point: RecoveryPoint, disk_key: int) -> tuple[_WatchedSource, fs.DiskLayout]:
     source = _source(point)
     try:
         index = source.open_point(str(point.pk)).index(str(disk_key))
     except (engine.StoreError, engine.BackendError, KeyError) as exc:
         raise PointUnavailable(f"Disk {disk_key} of this recovery point cannot be read: {exc}") from None
-    return fs.open_disk(disk_file(source, index, cache_chunks=16), index.image_size)
+    try:
+        layout = fs.open_disk(disk_file(source, index, cache_chunks=16), index.image_size)
+    except (engine.StoreError, engine.BackendError):
+        if source.met_archive:
+            raise _archived(point) from None
+        raise
+    if source.met_archive:
+        raise _archived(point)
+    return source, layout
+
+
+def open_layout(point: RecoveryPoint, disk_key: int) -> fs.DiskLayout:
+    return _open_layout(point, disk_key)[1]
+
+
+def list_folder(point: RecoveryPoint, disk_key: int, volume: int, path: str, page: int) -> fs.Page:
+    """One page (1 for the first) of a folder's sorted listing: see recovery.filesystems.paging."""
+    source, layout = _open_layout(point, disk_key)
+    offset = (max(1, page) - 1) * fs.Page.SIZE
+    try:
+        listing = layout.filesystem(volume).list_page(path, offset, fs.Page.SIZE)
+    except (fs.FileSystemError, engine.StoreError, engine.BackendError) as exc:
+        if source.met_archive:
+            raise _archived(point) from None
+        if isinstance(exc, fs.FileSystemError):
+            raise
+        raise PointUnavailable(str(exc)) from None
+    if source.met_archive:
+        raise _archived(point)
+    return listing
 
 
 def disk_file(source: engine.TieredStore, index: engine.DiskIndex, *, cache_chunks: int = 8) -> BinaryIO:
@@ -88,10 +155,14 @@ def disk_file(source: engine.TieredStore, index: engine.DiskIndex, *, cache_chun
 
 
 def disk_views(point: RecoveryPoint) -> list[DiskView]:
+    """Each disk's volumes; PointArchived (for the whole point) when its chunks are archived."""
+    check_archive(point)
     views = []
     for disk in point.disks.all():
         try:
             views.append(DiskView(disk, open_layout(point, disk.key)))
+        except PointArchived:
+            raise
         except (PointUnavailable, engine.StoreError, engine.BackendError) as exc:
             views.append(DiskView(disk, None, str(exc)))
     return views

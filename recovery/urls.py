@@ -14,6 +14,7 @@ urlpatterns = [
     path("points/<uuid:pk>/select/", views.select, name="select"),
     path("points/<uuid:pk>/zip/", views.download_zip, name="zip"),
     path("points/<uuid:pk>/restore-vm/", views.restore_vm, name="restore_vm"),
+    path("points/<uuid:pk>/rehydrate/", views.rehydrate, name="rehydrate"),
     path("points/<uuid:pk>/<int:disk>/<int:volume>/", views.folder, name="folder"),
     path("points/<uuid:pk>/<int:disk>/<int:volume>/file/", views.download, name="download"),
     path("points/<uuid:pk>/<int:disk>/<int:volume>/versions/", views.versions, name="versions"),

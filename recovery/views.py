@@ -26,6 +26,8 @@ from recovery import filesystems as fs
 from recovery.catalog import search as catalog_search
 from recovery.forms import GrantForm, RestoreVmForm
 from recovery.models import RestoreGrant
+from vault import actions as vault_actions
+from vault import archive
 from vault.models import RecoveryPoint
 
 BASKET = "recovery-basket"  # session key: {point id: [item strings]}
@@ -70,12 +72,13 @@ def vm_points(request: HttpRequest, vm_id: int) -> HttpResponse:
 
 def point_detail(request: HttpRequest, pk: UUID) -> HttpResponse:
     point = _point_for(request, pk)
+    context = {"point": point, "disks": [], "error": "", "basket": _basket(request, point)}
     try:
-        disks = browse.disk_views(point)
-        error = ""
+        context["disks"] = browse.disk_views(point)
+    except browse.PointArchived as exc:
+        context.update(_archive_context(request, exc))
     except browse.PointUnavailable as exc:
-        disks, error = [], str(exc)
-    context = {"point": point, "disks": disks, "error": error, "basket": _basket(request, point)}
+        context["error"] = str(exc)
     context["can_restore_vm"] = request.user.has_perm("recovery.restore_vms")
     return render(request, "recovery/point.html", context)
 
@@ -83,20 +86,57 @@ def point_detail(request: HttpRequest, pk: UUID) -> HttpResponse:
 def folder(request: HttpRequest, pk: UUID, disk: int, volume: int) -> HttpResponse:
     point = _point_for(request, pk)
     path = request.GET.get("path", "/") or "/"
-    context = {"point": point, "disk": disk, "volume_index": volume, "path": path, "basket": _basket(request, point)}
+    basket = _basket(request, point)
+    context = {"point": point, "disk": disk, "volume_index": volume, "path": path, "basket": basket}
+    # The folder's entries already in the selection, so their boxes stay ticked on every page.
+    context["selected"] = {item.split(":", 2)[2] for item in basket if item.startswith(f"{disk}:{volume}:")}
     try:
-        filesystem = browse.open_filesystem(point, disk, volume)
-        context["entries"] = filesystem.list_dir(path)
         context["crumbs"] = _crumbs(path)
+        context["page"] = browse.list_folder(point, disk, volume, path, _page_number(request))
     except ValueError:
         raise Http404("No such path") from None
     except fs.NotFound:
         raise Http404(f"{path} is not in this recovery point") from None
+    except browse.PointArchived as exc:
+        context.update(_archive_context(request, exc))
     except (fs.FileSystemError, browse.PointUnavailable) as exc:
         context["error"] = str(exc)
     context["can_download"] = access.can_download(request.user, point.vm)
     template = "recovery/folder.html#listing" if htmx_partial(request) else "recovery/folder.html"
     return render(request, template, context)
+
+
+def _page_number(request: HttpRequest) -> int:
+    try:
+        return max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+def _archive_context(request: HttpRequest, exc: browse.PointArchived) -> dict[str, Any]:
+    can_rehydrate = access.can_download_point(request.user, exc.point)
+    return {"archive": exc.notice, "can_rehydrate": can_rehydrate, "priorities": archive.PRIORITIES}
+
+
+@require_POST
+def rehydrate(request: HttpRequest, pk: UUID) -> HttpResponse:
+    """Start rehydrating a vault point's archived chunks: billed by Azure, so only on a confirmed POST
+    from someone who may restore files from the VM."""
+    point = _point_for(request, pk, download=True)
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, "Tick the box to confirm the rehydration and its cost first.")
+        return redirect("recovery:point", point.pk)
+    try:
+        after = vault_actions.rehydrate_point(request.user, point, priority=request.POST.get("priority", "Standard"))
+    except vault_actions.VaultActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        if after.archived:
+            takes = archive.REHYDRATION_TIME[point.rehydration_priority]
+            messages.success(request, f"Rehydration started: Azure brings the chunks back in {takes}.")
+        else:
+            messages.success(request, "The point's chunks are online again: it can be browsed now.")
+    return redirect("recovery:point", point.pk)
 
 
 def _crumbs(path: str) -> list[tuple[str, str]]:

@@ -21,7 +21,8 @@ from django.utils import timezone
 from audit.actions import SYSTEM_ACTOR, record
 from jobs.models import JobRun
 from jobs.runner import enqueue
-from vault import engine, retention
+from vault import archive, engine, retention
+from vault.engine import tiers
 from vault.engine.sealing import generate_key, parse_key
 from vault.models import MIN_GC_GRACE_HOURS, VAULT_TIER, RecoveryPoint, VaultSettings
 from vault.storage import backend_for, local_store, remote_vault
@@ -233,6 +234,28 @@ def lock_in_vault(point: RecoveryPoint) -> bool:
         return all([vault.backend.set_immutable_until(name, point.locked_until) for name in names])
     except (engine.BackendError, engine.StoreError):
         return False
+
+
+def rehydrate_point(user: Any, point: RecoveryPoint, *, priority: str = "Standard") -> tiers.ArchiveState:
+    """Start moving a vault point's archived chunks back to Hot, which Azure bills and completes
+    within hours (the caller has confirmed both); audited with what was asked. Returns the state
+    after it (none archived when the service rehydrated at once, as Azurite does)."""
+    if priority not in archive.PRIORITIES:
+        raise VaultActionError(f"Rehydration priority is Standard or High, not {priority!r}.")
+    if point.vault_status != RecoveryPoint.VaultStatus.REPLICATED:
+        raise VaultActionError("This point is not in the vault: there is nothing to rehydrate.")
+    try:
+        before, after = tiers.start_rehydration(remote_vault(), str(point.pk), priority=priority)
+    except (engine.BackendError, engine.StoreError) as exc:
+        raise VaultActionError(f"The rehydration could not be started: {exc}") from None
+    with transaction.atomic():
+        archive.record_state(point, after)
+        if before.archived:
+            point.rehydration_priority, point.rehydration_requested_at = priority, timezone.now()
+            point.save(update_fields=["rehydration_priority", "rehydration_requested_at"])
+        details = {"priority": priority, "archived_chunks": before.archived, "archived_bytes": before.archived_bytes}
+        record(user, "point.rehydrate", target=point, details={**details, "still_archived": after.archived})
+    return after
 
 
 def delete_point(user: Any, point: RecoveryPoint) -> None:

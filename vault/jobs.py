@@ -11,7 +11,7 @@ from django.utils import timezone
 from jobs.models import JobRun
 from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed, enqueue
-from vault import actions, engine, healing
+from vault import actions, archive, engine, healing
 from vault import reconcile as _reconcile  # registers vault.reconcile
 from vault.models import VAULT_TIER, RecoveryPoint, VaultSettings
 from vault.storage import local_store, remote_vault, vault_if_configured
@@ -233,9 +233,11 @@ def tier(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
     cutoff = timezone.now() - dt.timedelta(days=config.tier_after_days)
     old = RecoveryPoint.objects.in_tier(VAULT_TIER).filter(created__lt=cutoff)
     old_ids = [str(pk) for pk in old.values_list("pk", flat=True)]
-    report = engine.apply_tiering(remote_vault(config), old_ids, config.tier, dry_run=dry_run)
+    vault = remote_vault(config)
+    report = engine.apply_tiering(vault, old_ids, config.tier, dry_run=dry_run)
     if not dry_run:
         old.update(vault_tier=config.tier)
+        archive.record_states(vault, list(old))  # what pages show instead of reading archived chunks
     ctx.log(
         f"{report.points} point(s) older than {config.tier_after_days} days: {report.chunks_moved} chunk(s) "
         f"({report.bytes_moved / 2**20:.1f} MiB) {'would move' if dry_run else 'moved'} to {config.tier}; "

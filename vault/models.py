@@ -101,6 +101,17 @@ class RecoveryPoint(models.Model):
     locked_until = models.DateTimeField(
         null=True, blank=True, help_text="Retention lock: no path (page, command, job) deletes the point before then"
     )
+    # The archive state of the point's vault chunks, cached so that no page view lists the vault
+    # (vault.archive): counted by the tiering job and the rehydrate action, checked again on a sample.
+    archived_chunks = models.IntegerField(
+        null=True, default=0, help_text="Vault chunks in the Archive tier when last counted; empty: some, not counted"
+    )
+    archived_bytes = models.BigIntegerField(default=0)
+    rehydrating_chunks = models.IntegerField(default=0)
+    archive_sample = models.JSONField(default=list, blank=True, help_text="A few archived blob names, checked cheaply")
+    archive_checked_at = models.DateTimeField(null=True, blank=True)
+    rehydration_priority = models.CharField(max_length=8, blank=True)
+    rehydration_requested_at = models.DateTimeField(null=True, blank=True)
 
     objects = RecoveryPointQuerySet.as_manager()
 

@@ -61,6 +61,7 @@ from .base import Entry, FileSystem
 from .errors import DamagedFileSystem, FileSystemError, NotADirectory, NotAFile, NotBrowsable, NotFound
 from .layout import DiskLayout, Volume, open_disk
 from .ntfs import sid_name
+from .paging import Page
 from .paths import split_path
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "NotAFile",
     "NotBrowsable",
     "NotFound",
+    "Page",
     "Volume",
     "open_disk",
     "sid_name",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import io
 import logging
 from abc import ABC, abstractmethod
@@ -20,6 +21,7 @@ from typing import Any, BinaryIO
 from recovery import names
 
 from .errors import FileSystemError, NotADirectory, NotAFile, NotFound, dissect_errors
+from .paging import Listed, Page
 from .paths import join_path, split_path
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,22 @@ class FileSystem(ABC):
                 raise NotADirectory(f"not a folder: {self.escape(canonical)}")
             entries = [self._escaped(entry) for entry in self._list(canonical, node)]
         return sorted(entries, key=_sort_key)
+
+    def list_page(self, path: str = "/", offset: int = 0, limit: int = Page.SIZE) -> Page:
+        """Entries `offset` to `offset + limit` of `list_dir(path)`, and how many there are: every name
+        is read and sorted, full metadata only for the page's entries (see `paging`)."""
+        parts = self._raw_parts(path)
+        with dissect_errors(path):
+            node, canonical = self._resolve(parts)
+            if not self._is_dir(node):
+                raise NotADirectory(f"not a folder: {self.escape(canonical)}")
+            listed = sorted(
+                self._names_listed(canonical, node),
+                key=lambda item: _name_sort_key(item.is_dir, self.escape(item.name)),
+            )
+            chosen = listed[max(0, offset) : max(0, offset) + limit]
+            entries = [self._escaped(item.read()) for item in chosen]
+        return Page(entries, len(listed), max(0, offset), limit)
 
     def stat(self, path: str) -> Entry:
         parts = self._raw_parts(path)
@@ -193,6 +211,12 @@ class FileSystem(ABC):
     @abstractmethod
     def _list(self, folder_path: str, folder: Any) -> Iterator[Entry]: ...
 
+    def _names_listed(self, folder_path: str, folder: Any) -> Iterator[Listed]:
+        """The folder's raw names, each with how to read its entry; adapters that can tell a folder
+        from its name's record alone override this, so a page reads metadata for its entries only."""
+        for entry in self._list(folder_path, folder):
+            yield Listed(entry.name, entry.is_dir, functools.partial(_same, entry))
+
     @abstractmethod
     def _entry(self, path: str, name: str, node: Any) -> Entry: ...
 
@@ -205,7 +229,15 @@ class FileSystem(ABC):
 
 
 def _sort_key(entry: Entry) -> tuple[bool, str, str]:
-    return (not entry.is_dir, entry.name.casefold(), entry.name)
+    return _name_sort_key(entry.is_dir, entry.name)
+
+
+def _name_sort_key(is_dir: bool, name: str) -> tuple[bool, str, str]:
+    return (not is_dir, name.casefold(), name)
+
+
+def _same(entry: Entry) -> Entry:
+    return entry
 
 
 def _matcher(pattern: str) -> Callable[[str], bool]:

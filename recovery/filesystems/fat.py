@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -9,6 +10,7 @@ from dissect.fat.fat import FATFS
 
 from .base import Entry, FileSystem, aware_utc, read_safely
 from .errors import DamagedFileSystem
+from .paging import Listed
 from .paths import join_path
 
 
@@ -55,6 +57,11 @@ class FatFileSystem(FileSystem):
     def _list(self, folder_path: str, folder: Any) -> Iterator[Entry]:
         for name, child in self._children(folder):
             yield self._entry(join_path(folder_path, name), name, child)
+
+    def _names_listed(self, folder_path: str, folder: Any) -> Iterator[Listed]:
+        for name, child in self._children(folder):  # a FAT directory entry holds all its metadata
+            path = join_path(folder_path, name)
+            yield Listed(name, child.is_directory(), functools.partial(self._entry, path, name, child))
 
     def _entry(self, path: str, name: str, node: Any) -> Entry:
         if node is self._fs.root:

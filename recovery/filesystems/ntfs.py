@@ -11,6 +11,7 @@ Opening a volume reads its boot sector, the $MFT record, $Volume and $Secure's i
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import struct
@@ -27,6 +28,7 @@ from dissect.ntfs.util import AttributeMap, segment_reference
 from dissect.util.sid import read_sid
 
 from .base import Entry, FileSystem, aware_utc, empty_stream, read_safely
+from .paging import Listed
 from .paths import join_path
 
 log = logging.getLogger(__name__)
@@ -123,14 +125,24 @@ class NtfsFileSystem(FileSystem):
 
     def _list(self, folder_path: str, folder: Any) -> Iterator[Entry]:
         for name, index_entry in self._names(folder, folder.index("$I30")):
+            yield self._indexed_entry(join_path(folder_path, name), name, index_entry)
+
+    def _names_listed(self, folder_path: str, folder: Any) -> Iterator[Listed]:
+        # The index key's $FILE_NAME copy says folder or not; the MFT record is read for the page only.
+        for name, index_entry in self._names(folder, folder.index("$I30")):
             path = join_path(folder_path, name)
-            try:
-                record = _prepared(index_entry.dereference())  # one MFT record; attributes are parsed lazily
-                yield self._quick_entry(path, name, record) or self._entry(path, name, record)
-            except Exception as exc:
-                # A broken MFT record: the folder index's copy of $FILE_NAME still names and sizes it.
-                log.info("NTFS record of %s unreadable (%r); listing it from the folder index", path, exc)
-                yield _ntfs_entry_from_index(path, name, index_entry)
+            is_dir = _ntfs_entry_from_index(path, name, index_entry).is_dir
+            yield Listed(name, is_dir, functools.partial(self._indexed_entry, path, name, index_entry))
+
+    def _indexed_entry(self, path: str, name: str, index_entry: Any) -> Entry:
+        """The entry of one folder index entry: its MFT record, or the index's copy when that is broken."""
+        try:
+            record = _prepared(index_entry.dereference())  # one MFT record; attributes are parsed lazily
+            return self._quick_entry(path, name, record) or self._entry(path, name, record)
+        except Exception as exc:
+            # A broken MFT record: the folder index's copy of $FILE_NAME still names and sizes it.
+            log.info("NTFS record of %s unreadable (%r); listing it from the folder index", path, exc)
+            return _ntfs_entry_from_index(path, name, index_entry)
 
     def _entry(self, path: str, name: str, node: Any) -> Entry:
         info = node.attributes[ATTRIBUTE_TYPE_CODE.STANDARD_INFORMATION]

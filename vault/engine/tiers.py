@@ -12,8 +12,10 @@ appended to `repairs` for the caller to log and audit.
 Tiering moves the chunks that only old points use to Cool, Cold or Archive. Chunks are shared
 between points, so a chunk that any newer point needs stays where it is, and indexes and manifests
 always stay Hot (small, and needed to browse a point). An archived chunk cannot be read until it is
-rehydrated, which Azure does within hours (Azurite at once): `archive_state` and `rehydrate_point`
-let a restore say so and start it.
+rehydrated, which Azure does within hours (Azurite at once): `archive_state` counts a point's
+archived chunks from one listing (`archive_states` many points from one), `sample_archive_state`
+checks a few of them again with one HEAD each, and `start_rehydration` starts it. None of them runs
+on a page view: the Django side caches the counts on the point (`vault.archive`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .blobs import ARCHIVE, COLD, COOL, HOT, BackendError, BlobArchived
+from .blobs import ARCHIVE, COLD, COOL, HOT, BackendError, BlobArchived, BlobInfo, BlobNotFound
 from .errors import ChunkCorrupt, ChunkError, ChunkMissing, PointNotFound, StoreError
 from .format import decode_chunk
 from .remote import RemotePoint, RemoteVault
@@ -209,22 +211,96 @@ def apply_tiering(vault: RemoteVault, old_points: Iterable[str], tier: str, *, d
     return report
 
 
-def archive_state(vault: RemoteVault, point_id: str) -> tuple[int, int, int]:
-    """(archived, rehydrating, total) chunk blobs of a vault point."""
+# How many of a point's archived blob names are kept for a cheap check (one HEAD request each).
+ARCHIVE_SAMPLE = 8
+
+
+@dataclass(frozen=True)
+class ArchiveState:
+    """Where a vault point's chunk blobs are: how many are archived (and of those, rehydrating),
+    their size, the point's chunk count, and a few archived names to check again cheaply."""
+
+    archived: int = 0
+    rehydrating: int = 0
+    archived_bytes: int = 0
+    total: int = 0
+    sample: tuple[str, ...] = ()
+
+
+def _chunk_names(vault: RemoteVault, point_id: str) -> set[str]:
+    """The blob names of the chunks a vault point references (its indexes stay Hot: no rehydration)."""
     point = vault.open().open_point(point_id)
-    names = {vault.chunk_name(d) for key in point.disk_keys for d in point.index(key).referenced()}
+    return {vault.chunk_name(d) for key in point.disk_keys for d in point.index(key).referenced()}
+
+
+def _state_of(names: set[str], blobs: Iterable[BlobInfo]) -> ArchiveState:
+    archived = [info for info in blobs if info.name in names and info.tier == ARCHIVE]
+    return ArchiveState(
+        archived=len(archived),
+        rehydrating=sum(1 for info in archived if info.rehydrating),
+        archived_bytes=sum(info.size for info in archived),
+        total=len(names),
+        sample=tuple(sorted(info.name for info in archived)[:ARCHIVE_SAMPLE]),
+    )
+
+
+def archive_state(vault: RemoteVault, point_id: str) -> ArchiveState:
+    """The point's archive state from one listing of the vault's chunk blobs (none without tiers)."""
+    if not vault.backend.supports_tiers:
+        return ArchiveState()
+    names = _chunk_names(vault, point_id)
+    return _state_of(names, vault.chunk_blobs().values())
+
+
+def archive_states(vault: RemoteVault, point_ids: Iterable[str]) -> dict[str, ArchiveState]:
+    """The archive state of several points from one listing (what the tiering job records)."""
+    if not vault.backend.supports_tiers:
+        return {point_id: ArchiveState() for point_id in point_ids}
+    names = {point_id: _chunk_names(vault, point_id) for point_id in point_ids}
+    blobs = list(vault.chunk_blobs().values())
+    return {point_id: _state_of(point_names, blobs) for point_id, point_names in names.items()}
+
+
+def sample_archive_state(vault: RemoteVault, names: Iterable[str]) -> tuple[int, int]:
+    """(archived, rehydrating) among these blobs: one HEAD request each, never a listing. A blob
+    gone since (collected) counts as not archived."""
     archived = rehydrating = 0
-    for info in vault.chunk_blobs().values():
-        if info.name in names and info.tier == ARCHIVE:
+    for name in names:
+        try:
+            info = vault.backend.info(name)
+        except BlobNotFound:
+            continue
+        if info.tier == ARCHIVE:
             archived += 1
             rehydrating += 1 if info.rehydrating else 0
-    return archived, rehydrating, len(names)
+    return archived, rehydrating
+
+
+def start_rehydration(
+    vault: RemoteVault, point_id: str, *, priority: str = "Standard"
+) -> tuple[ArchiveState, ArchiveState]:
+    """Ask for the point's archived chunks to move back to Hot (one listing, then one request per
+    archived blob not already rehydrating); returns the state before and after, the latter checked
+    on a sample (Azure leaves them archived and rehydrating for hours, Azurite makes them Hot at once)."""
+    if not vault.backend.supports_tiers:
+        return ArchiveState(), ArchiveState()
+    names = _chunk_names(vault, point_id)
+    blobs = list(vault.chunk_blobs().values())
+    before = _state_of(names, blobs)
+    if not before.archived:
+        return before, before
+    for info in blobs:
+        if info.name in names and info.tier == ARCHIVE and not info.rehydrating:
+            vault.backend.set_tier(info.name, HOT, rehydrate_priority=priority)
+    still, _rehydrating = sample_archive_state(vault, before.sample)
+    if not still:
+        return before, ArchiveState(total=before.total)
+    return before, ArchiveState(before.archived, before.archived, before.archived_bytes, before.total, before.sample)
 
 
 def rehydrate_point(vault: RemoteVault, point_id: str, *, priority: str = "Standard") -> int:
     """Start moving the point's archived chunks back to Hot; returns how many were asked for."""
-    point = vault.open().open_point(point_id)
-    names = {vault.chunk_name(d) for key in point.disk_keys for d in point.index(key).referenced()}
+    names = _chunk_names(vault, point_id)
     started = 0
     for info in vault.chunk_blobs().values():
         if info.name in names and info.tier == ARCHIVE and not info.rehydrating:
@@ -234,28 +310,27 @@ def rehydrate_point(vault: RemoteVault, point_id: str, *, priority: str = "Stand
 
 
 def ensure_readable(vault: RemoteVault, point_id: str, *, priority: str = "Standard") -> None:
-    """Before a restore from the vault: rehydrate what is archived, and raise NeedsRehydration with
-    an honest estimate unless the service made it readable at once (Azurite does)."""
-    archived, _rehydrating, _total = archive_state(vault, point_id)
-    if not archived:
-        return
-    rehydrate_point(vault, point_id, priority=priority)
-    still, _rehydrating, _total = archive_state(vault, point_id)
-    if still:
+    """Before a restore from the vault (a job someone started, never a page view): rehydrate what is
+    archived, and raise NeedsRehydration with an honest estimate unless the service made it readable
+    at once (Azurite does)."""
+    _before, state = start_rehydration(vault, point_id, priority=priority)
+    if state.archived:
         raise NeedsRehydration(
-            f"{still} chunk(s) of recovery point {point_id} are in the Archive tier; rehydration to Hot has "
-            f"started at {priority} priority, which Azure completes in {REHYDRATION_TIME.get(priority, 'hours')}. "
+            f"{state.archived} chunk(s) of recovery point {point_id} are in the Archive tier; rehydration to Hot "
+            f"has started at {priority} priority, which Azure completes in {REHYDRATION_TIME.get(priority, 'hours')}. "
             "Start the restore again once it is done.",
-            still,
+            state.archived,
             priority,
         )
 
 
 __all__ = [
     "ARCHIVE",
+    "ARCHIVE_SAMPLE",
     "COLD",
     "COOL",
     "HOT",
+    "ArchiveState",
     "BlobArchived",
     "ChunkRepair",
     "NeedsRehydration",
@@ -263,6 +338,9 @@ __all__ = [
     "TieringReport",
     "apply_tiering",
     "archive_state",
+    "archive_states",
     "ensure_readable",
     "rehydrate_point",
+    "sample_archive_state",
+    "start_rehydration",
 ]
