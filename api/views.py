@@ -282,9 +282,8 @@ class RecoveryPointViewSet(ListAndDetailViewSet):
         point = self._point(access.can_browse_point)
         query = _query(s.FolderQuerySerializer, request)
         filesystem = self._filesystem(point, query)
-        with _filesystem_errors():
-            entries = filesystem.list_dir(query["path"])
-        page = self.paginate_queryset(entries)
+        with _filesystem_errors():  # metadata is read for the page's entries only
+            page = self.paginate_queryset(browse.FolderListing(filesystem, query["path"]))
         return self.get_paginated_response(s.EntrySerializer(page, many=True).data)
 
     @extend_schema(

@@ -9,9 +9,9 @@ own, because a disk reader is not shared between threads.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import BinaryIO, cast, overload
 
 from recovery import filesystems as fs
 from recovery.zipstream import ZipItem
@@ -152,6 +152,39 @@ def disk_file(source: engine.TieredStore, index: engine.DiskIndex, *, cache_chun
     # A DiskReader is an io.RawIOBase, a binary file object; typing.BinaryIO is a nominal class the io
     # classes do not derive from, so mypy cannot see that it is one.
     return cast(BinaryIO, reader)
+
+
+class FolderListing(Sequence[fs.Entry]):
+    """A folder's sorted entries for a paginator (Django's, so DRF's, takes len() and one slice):
+    the length reads names only, a slice reads metadata for its entries only (`list_page`)."""
+
+    def __init__(self, filesystem: fs.FileSystem, path: str) -> None:
+        self.filesystem = filesystem
+        self.path = path
+        self._total: int | None = None
+
+    def __len__(self) -> int:
+        if self._total is None:
+            self._total = self.filesystem.list_page(self.path, 0, 0).total
+        return self._total
+
+    @overload
+    def __getitem__(self, index: int) -> fs.Entry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[fs.Entry]: ...
+
+    def __getitem__(self, index: int | slice) -> fs.Entry | list[fs.Entry]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("a folder listing is sliced in order")
+            return self.filesystem.list_page(self.path, start, max(0, stop - start)).entries
+        position = index + len(self) if index < 0 else index
+        entries = self.filesystem.list_page(self.path, position, 1).entries if position >= 0 else []
+        if not entries:
+            raise IndexError(index)
+        return entries[0]
 
 
 def disk_views(point: RecoveryPoint) -> list[DiskView]:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from recovery import filesystems as fs
 from recovery.models import RestoreGrant
+from tests.factories.people import token_client
 from tests.factories.protection import protect_vms
 from tests.factories.recovery import point_with_disks
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
@@ -107,6 +108,29 @@ def test_the_folder_page_shows_200_entries_with_htmx_previous_and_next_links(
     row = again.split('aria-label="Select file-00300.txt"', 1)[1].split(">", 1)[0]
     assert " checked" in row
     assert as_helpdesk.get(url, {"path": "/many", "page": "x"}).status_code == 200  # a bad page is page 1
+
+
+@pytest.mark.django_db
+def test_the_api_pages_a_big_folder_without_listing_it_whole(many_files_image, settings, tmp_path, helpdesk):
+    settings.BACKUP_STORE_DIR = tmp_path / "store"
+    folders = create_test_tree(create_test_vcenter(), ["Prod"])
+    vm = create_test_vm(folders["Prod"], "files-01")
+    group = protect_vms("Prod", [vm])
+    point = point_with_disks(vm, group, {2000: many_files_image}, timezone.now())
+    RestoreGrant.objects.create(user=helpdesk, group=group)
+    volume = next(v.index for v in open_image(many_files_image).volumes if v.browsable)
+    api = token_client(helpdesk)
+    url = f"/api/v1/points/{point.pk}/files/"
+
+    first = api.get(url, {"disk": 2000, "volume": volume, "path": "/many"}).json()
+    assert first["count"] == FILES + len(SUBFOLDERS) and first["previous"] is None and "page=2" in first["next"]
+    assert [e["name"] for e in first["results"][:4]] == ["sub-a", "Sub-b", "sub-c", "file-00000.txt"]
+    assert len(first["results"]) == 100
+    last = api.get(url, {"disk": 2000, "volume": volume, "path": "/many", "page": 51}).json()
+    assert [e["name"] for e in last["results"]] == ["file-04997.txt", "file-04998.txt", "file-04999.txt"]
+    assert last["next"] is None
+    missing = api.get(url, {"disk": 2000, "volume": volume, "path": "/nowhere"})
+    assert missing.status_code == 404
 
 
 @pytest.mark.parametrize("image", ["ntfs_image", "ext4_image", "fat_image"])
