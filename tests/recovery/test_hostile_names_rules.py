@@ -8,6 +8,8 @@ import importlib
 import io
 import zipfile
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,11 +182,15 @@ class _FailsMidway(io.BytesIO):
         return super().read(4)
 
 
+def _step(command: Any, item: ZipItem, dest: Path) -> Any:
+    return command._Step(item, 0, dest, dest.name)
+
+
 def test_restore_files_leaves_no_half_file_when_the_source_breaks_mid_file(tmp_path):
     command = importlib.import_module("recovery.management.commands.restore-files")
     report = RestoreReport()
-    broken = command._Step(ZipItem("/half.bin", lambda: _FailsMidway(b"12345678")), 8, tmp_path / "half.bin")
-    whole = command._Step(ZipItem("/whole.bin", lambda: io.BytesIO(b"ok")), 2, tmp_path / "whole.bin")
+    broken = _step(command, ZipItem("/half.bin", lambda: _FailsMidway(b"12345678")), tmp_path / "half.bin")
+    whole = _step(command, ZipItem("/whole.bin", lambda: io.BytesIO(b"ok")), tmp_path / "whole.bin")
 
     command._write(broken, report)
     command._write(whole, report)
@@ -192,3 +198,16 @@ def test_restore_files_leaves_no_half_file_when_the_source_breaks_mid_file(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["whole.bin"]
     assert report.skipped == [("/half.bin", "cannot be read past byte 4: damaged extent")]
     assert (report.files, report.bytes) == (1, 2)
+
+
+def test_restore_files_numbers_a_name_a_case_insensitive_target_folds_onto_another(tmp_path):
+    command = importlib.import_module("recovery.management.commands.restore-files")
+    report = RestoreReport()
+    # On such a target, writing Report.txt made report.txt exist, though it was free when checked.
+    (tmp_path / "report.txt").write_bytes(b"written first")
+    step = _step(command, ZipItem("/report.txt", lambda: io.BytesIO(b"second")), tmp_path / "report.txt")
+
+    command._write(step, report)
+
+    assert (tmp_path / "report (2).txt").read_bytes() == b"second"
+    assert report.renamed == [("/report.txt", "report (2).txt")]

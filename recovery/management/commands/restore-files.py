@@ -15,14 +15,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recovery import actions, browse, names
 from recovery import filesystems as fs
 from recovery.management.commands._points import CLI_ACTOR, find_point, parse_item
-from recovery.restore_plan import PathPlanner, RestoreReport, linux_planner
+from recovery.restore_plan import PathPlanner, RestoreReport, linux_planner, numbered
 from recovery.zipstream import ZipItem
 
 PIECE = 1024 * 1024
@@ -33,6 +33,7 @@ class _Step:
     item: ZipItem
     size: int
     dest: Path
+    placed: str  # dest relative to DIR, as the planner gave it
 
 
 class Command(BaseCommand):
@@ -86,7 +87,7 @@ def _plan(expanded: Iterator[tuple[ZipItem, int]], planner: PathPlanner, target:
             continue
         placed = planner.place(source, is_dir=item.open is None)
         if placed is not None:
-            yield _Step(item, size, target / placed)
+            yield _Step(item, size, target / placed, placed)
 
 
 def _refuse_clashes(steps: list[_Step], target: Path) -> None:
@@ -127,7 +128,7 @@ def _write(step: _Step, report: RestoreReport) -> None:
         report.skipped.append((source, f"cannot be read: {exc}"))
         return
     written, failure = 0, ""
-    with stream as data, open(step.dest, "xb") as out:  # "x": never overwrite, never follow a link
+    with stream as data, _create(step, report) as out:
         while True:
             try:
                 piece = data.read(PIECE)
@@ -139,21 +140,39 @@ def _write(step: _Step, report: RestoreReport) -> None:
             out.write(piece)  # a write error (a full disk) ends the command: the target is at fault
             written += len(piece)
     if failure:
-        step.dest.unlink()  # no half file that looks restored; the report says why it is missing
+        Path(out.name).unlink()  # no half file that looks restored; the report says why it is missing
         report.skipped.append((source, failure))
         return
     report.files += 1
     report.bytes += written
-    _set_time(step, report)
+    _set_time(step, report, Path(out.name))
 
 
-def _set_time(step: _Step, report: RestoreReport) -> None:
+def _create(step: _Step, report: RestoreReport) -> BinaryIO:
+    """The new file, opened with "x" (never overwrite, never follow a link). A name that exists by
+    now although it was free when checked is one a case-insensitive target (a mounted NTFS or SMB
+    share) folds onto a name just written: it is numbered like any other collision."""
+    dest, number = step.dest, 1
+    while True:
+        try:
+            out = open(dest, "xb")  # noqa: SIM115 - the caller's with statement closes it
+            break
+        except FileExistsError:
+            number += 1
+            dest = step.dest.with_name(numbered(step.dest.name, number, is_dir=False))
+    if dest != step.dest:
+        shown = names.escape(str(Path(step.placed).with_name(dest.name)))
+        report.renamed.append(("/" + step.item.name.lstrip("/"), shown))
+    return out
+
+
+def _set_time(step: _Step, report: RestoreReport, dest: Path | None = None) -> None:
     modified = step.item.modified
     if modified is None:
         return
     try:
         stamp = modified.timestamp()
-        os.utime(step.dest, (stamp, stamp))
+        os.utime(dest or step.dest, (stamp, stamp))
     except (OSError, OverflowError, ValueError) as exc:
         source = "/" + step.item.name.lstrip("/")
         report.clamped.append((source, f"{modified:%Y-%m-%d %H:%M:%S} UTC", f"not set ({exc})"))
