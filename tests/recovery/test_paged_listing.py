@@ -17,6 +17,7 @@ from tests.factories.recovery import point_with_disks
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
 from tests.recovery.disk_images import build, open_image
 from tools import diskimages
+from vault.models import RecoveryPoint
 
 FILES = 5000
 SUBFOLDERS = ["sub-a", "Sub-b", "sub-c"]
@@ -73,17 +74,21 @@ def test_a_small_page_size_walks_the_whole_folder_once(many_files_image):
     assert seen == filesystem.list_dir("/few") and len(seen) == 10
 
 
-@pytest.mark.django_db
-def test_the_folder_page_shows_200_entries_with_htmx_previous_and_next_links(
-    many_files_image, settings, tmp_path, helpdesk, as_helpdesk
-):
+@pytest.fixture
+def many_files_point(many_files_image, settings, tmp_path, helpdesk) -> tuple[RecoveryPoint, int]:
+    """A point of files-01 (granted to helpdesk) whose disk is the many-files image, and its volume."""
     settings.BACKUP_STORE_DIR = tmp_path / "store"
     folders = create_test_tree(create_test_vcenter(), ["Prod"])
     vm = create_test_vm(folders["Prod"], "files-01")
     group = protect_vms("Prod", [vm])
     point = point_with_disks(vm, group, {2000: many_files_image}, timezone.now())
     RestoreGrant.objects.create(user=helpdesk, group=group)
-    volume = next(v.index for v in open_image(many_files_image).volumes if v.browsable)
+    return point, next(v.index for v in open_image(many_files_image).volumes if v.browsable)
+
+
+@pytest.mark.django_db
+def test_the_folder_page_shows_200_entries_with_htmx_previous_and_next_links(many_files_point, as_helpdesk):
+    point, volume = many_files_point
     url = f"/recovery/points/{point.pk}/2000/{volume}/"
 
     first = as_helpdesk.get(url, {"path": "/many"}).content.decode()
@@ -111,14 +116,8 @@ def test_the_folder_page_shows_200_entries_with_htmx_previous_and_next_links(
 
 
 @pytest.mark.django_db
-def test_the_api_pages_a_big_folder_without_listing_it_whole(many_files_image, settings, tmp_path, helpdesk):
-    settings.BACKUP_STORE_DIR = tmp_path / "store"
-    folders = create_test_tree(create_test_vcenter(), ["Prod"])
-    vm = create_test_vm(folders["Prod"], "files-01")
-    group = protect_vms("Prod", [vm])
-    point = point_with_disks(vm, group, {2000: many_files_image}, timezone.now())
-    RestoreGrant.objects.create(user=helpdesk, group=group)
-    volume = next(v.index for v in open_image(many_files_image).volumes if v.browsable)
+def test_the_api_pages_a_big_folder_without_listing_it_whole(many_files_point, helpdesk):
+    point, volume = many_files_point
     api = token_client(helpdesk)
     url = f"/api/v1/points/{point.pk}/files/"
 
