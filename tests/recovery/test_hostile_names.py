@@ -105,7 +105,11 @@ def test_the_zip_of_the_whole_volume_holds_every_file_and_reports_each_rename(ho
     chosen = [f"2000:{volume}:/", f"2000:{volume}:/names", f"2000:{volume}:/names/a:b"]
     response = as_helpdesk.post(f"/recovery/points/{point.pk}/zip/", {"item": chosen})
     assert response.status_code == 200
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    _check_zip(b"".join(response.streaming_content), files)
+
+
+def _check_zip(data: bytes, files: dict[str, bytes]) -> None:
+    archive = zipfile.ZipFile(io.BytesIO(data))
     assert archive.testzip() is None
     entries = [n for n in archive.namelist() if not n.endswith("/")]
     assert len(entries) == len(set(n.casefold() for n in entries)) == len(files) + 1  # and the report
@@ -122,6 +126,23 @@ def test_the_zip_of_the_whole_volume_holds_every_file_and_reports_each_rename(ho
     assert all(char.isprintable() for line in report.splitlines() for char in line)
     restore = Restore.objects.get(kind="files", requested_by__username="bob")
     assert restore.status == "completed" and restore.bytes_restored == sum(len(d) for d in files.values())
+
+
+def test_the_api_zips_the_whole_volume_the_same_way(hostile, helpdesk):
+    api = token_client(helpdesk)
+    point, volume = hostile["point"], hostile["volume"]
+    url = f"/api/v1/points/{point.pk}/zip/"
+    chosen = [f"2000:{volume}:/", f"2000:{volume}:/names/a:b", f"2000:{volume}:/names/new\\x0aline.txt"]
+
+    response = api.post(url, {"items": chosen}, content_type="application/json")
+
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    _check_zip(b"".join(response.streaming_content), hostile["files"])
+    missing = api.post(url, {"items": [f"2000:{volume}:/names/absent"]}, content_type="application/json")
+    assert missing.status_code == 404
+    outside = api.post(url, {"items": [f"2000:{volume}:/names/../.."]}, content_type="application/json")
+    assert outside.status_code == 400
+    assert Restore.objects.filter(kind="files").count() == 1
 
 
 def _tree_of(root: Path) -> dict[bytes, bytes]:
