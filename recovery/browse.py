@@ -187,15 +187,21 @@ class FolderListing(Sequence[fs.Entry]):
         return entries[0]
 
 
-def disk_views(point: RecoveryPoint) -> list[DiskView]:
-    """Each disk's volumes; PointArchived (for the whole point) when its chunks are archived."""
+def point_disks(point: RecoveryPoint) -> list[DiskView]:
+    """`disk_views` for the point's page: PointArchived (for the whole point, so the page can offer
+    the rehydration) when its chunks are archived, known before or found while opening the disks."""
     check_archive(point)
+    views = disk_views(point)
+    check_archive(point)  # a read may have met an archived chunk the cache did not know of
+    return views
+
+
+def disk_views(point: RecoveryPoint) -> list[DiskView]:
+    """Each disk's volumes, or why it cannot be read (an archived point's disks say so)."""
     views = []
     for disk in point.disks.all():
         try:
             views.append(DiskView(disk, open_layout(point, disk.key)))
-        except PointArchived:
-            raise
         except (PointUnavailable, engine.StoreError, engine.BackendError) as exc:
             views.append(DiskView(disk, None, str(exc)))
     return views

@@ -28,6 +28,8 @@ from recovery.forms import GrantForm, RestoreVmForm
 from recovery.models import RestoreGrant
 from vault import actions as vault_actions
 from vault import archive
+from vault import actions as vault_actions
+from vault import archive
 from vault.models import RecoveryPoint
 
 BASKET = "recovery-basket"  # session key: {point id: [item strings]}
@@ -74,7 +76,7 @@ def point_detail(request: HttpRequest, pk: UUID) -> HttpResponse:
     point = _point_for(request, pk)
     context = {"point": point, "disks": [], "error": "", "basket": _basket(request, point)}
     try:
-        context["disks"] = browse.disk_views(point)
+        context["disks"] = browse.point_disks(point)
     except browse.PointArchived as exc:
         context.update(_archive_context(request, exc))
     except browse.PointUnavailable as exc:

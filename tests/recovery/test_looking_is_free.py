@@ -6,9 +6,11 @@ confirmed POST of someone who may restore files from the VM starts it, with an a
 from __future__ import annotations
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from audit.models import AuditEntry
 from tests.factories.archive import archived_vault_point, chunk_tiers, counted, use_azure_vault
+from tests.factories.people import token_client
 from vault.engine.blobs import ARCHIVE, HOT
 from vault.models import RecoveryPoint
 
@@ -22,7 +24,7 @@ def archived(settings, tmp_path, azurite, azure_backend, helpdesk) -> RecoveryPo
     return archived_vault_point(tmp_path / "store", helpdesk)
 
 
-def test_no_page_view_of_an_archived_point_starts_a_rehydration(archived, as_helpdesk):
+def test_no_page_view_of_an_archived_point_starts_a_rehydration(archived, helpdesk, as_helpdesk):
     point = counted(archived)
     page = as_helpdesk.get(f"/recovery/points/{point.pk}/").content.decode()
     assert f"{point.archived_chunks} chunk" in page and "Archive tier" in page
@@ -33,6 +35,13 @@ def test_no_page_view_of_an_archived_point_starts_a_rehydration(archived, as_hel
     as_helpdesk.get(f"/recovery/points/{point.pk}/2000/1/versions/", {"path": "/etc/hostname"})
     download = as_helpdesk.get(f"/recovery/points/{point.pk}/2000/1/file/", {"path": "/etc/hostname"})
     assert download.status_code == 404
+    api = token_client(helpdesk)
+    volumes = api.get(f"/api/v1/points/{point.pk}/volumes/")
+    assert volumes.status_code == 200 and "Archive tier" in volumes.json()[0]["error"]
+    files = api.get(f"/api/v1/points/{point.pk}/files/", {"disk": 2000, "volume": 1, "path": "/etc"})
+    assert files.status_code == 409 and "Archive tier" in files.json()["detail"]
+    with pytest.raises(CommandError, match="Archive tier"):
+        call_command("ls", "lnx-01", "2000:1:/etc", point=str(point.pk))
     assert chunk_tiers() == {ARCHIVE}  # Azurite would have made them Hot at once
     assert not AuditEntry.objects.filter(action="point.rehydrate").exists()
 
