@@ -28,8 +28,6 @@ from recovery.forms import GrantForm, RestoreVmForm
 from recovery.models import RestoreGrant
 from vault import actions as vault_actions
 from vault import archive
-from vault import actions as vault_actions
-from vault import archive
 from vault.models import RecoveryPoint
 
 BASKET = "recovery-basket"  # session key: {point id: [item strings]}
