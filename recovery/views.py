@@ -13,7 +13,7 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Q
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
@@ -39,9 +39,11 @@ def _require_any_view(request: HttpRequest) -> None:
 
 
 def _point_for(request: HttpRequest, pk: UUID, *, download: bool = False) -> RecoveryPoint:
-    point = get_object_or_404(RecoveryPoint.objects.select_related("vm"), pk=pk)
-    allowed = access.can_download if download else access.can_browse
-    if not allowed(request.user, point.vm):
+    # A point out of the user's scope is 404 (they may not know it exists); one they see but may not
+    # open or download from (an auditor, helpdesk without restore_files) is 403.
+    point = get_object_or_404(access.visible_points(request.user).select_related("vm"), pk=pk)
+    allowed = access.can_download_point if download else access.can_browse_point
+    if not allowed(request.user, point):
         raise PermissionDenied
     return point
 
@@ -49,14 +51,10 @@ def _point_for(request: HttpRequest, pk: UUID, *, download: bool = False) -> Rec
 def index(request: HttpRequest) -> HttpResponse:
     _require_any_view(request)
     query = request.GET.get("q", "").strip()
-    vms = access.visible_vms(request.user).filter(recovery_points__isnull=False)
+    vms = access.vms_with_points(request.user)  # annotated with the user's own point_count, latest_point
     if query:
         vms = vms.filter(Q(name__icontains=query) | Q(path__icontains=query))
-    vms = (
-        vms.annotate(point_count=Count("recovery_points", distinct=True), latest_point=Max("recovery_points__created"))
-        .select_related("vcenter")
-        .order_by("name")
-    )
+    vms = vms.select_related("vcenter").order_by("name")
     context = {"vms": vms, "q": query, "no_grants": access.lacks_grants(request.user)}
     return render(request, "recovery/index.html", context)
 
@@ -64,7 +62,7 @@ def index(request: HttpRequest) -> HttpResponse:
 def vm_points(request: HttpRequest, vm_id: int) -> HttpResponse:
     _require_any_view(request)
     vm = get_object_or_404(access.visible_vms(request.user), pk=vm_id)
-    points = RecoveryPoint.objects.filter(vm=vm).order_by("-created")
+    points = access.visible_points(request.user).filter(vm=vm).order_by("-created")
     return render(
         request, "recovery/vm.html", {"vm": vm, "points": points, "can_browse": access.can_browse(request.user, vm)}
     )
