@@ -139,18 +139,35 @@ class CatalogVolume(models.Model):
         return f"{self.label or 'volume'} ({self.disk_key}:{self.volume_index}) of VM {self.vm_id}"
 
 
-class CatalogFile(models.Model):
-    """One version of a file or folder: held by the VM's catalogued points whose sequence number lies in
-    [first_seq, last_seq] (last_seq NULL: still current at the VM's newest catalogued point).
+class CatalogPath(models.Model):
+    """A path on a VM's volume, stored once whatever its versions: what search matches.
 
     Search indexes on PostgreSQL (lower(name) with text_pattern_ops for prefixes, pg_trgm GIN on
-    lower(name) and lower(path) for globs and fragments) are made by migration 0003, not declared here,
-    because SQLite has neither."""
+    lower(name) and lower(path) for globs and fragments) are made by migration 0006, not declared here,
+    because SQLite has neither. A changed file adds a version, never a path, so those costly indexes
+    grow only with new names."""
 
     id = models.BigAutoField(primary_key=True)
-    volume = models.ForeignKey(CatalogVolume, on_delete=models.CASCADE, related_name="files")
+    volume = models.ForeignKey(CatalogVolume, on_delete=models.CASCADE, related_name="paths")
     path = models.TextField()
     name = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["volume", "path"], name="catalog_path_key")]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class CatalogVersion(models.Model):
+    """One version of a file or folder: held by the VM's catalogued points whose sequence number lies in
+    [first_seq, last_seq] (last_seq NULL: still current at the VM's newest catalogued point)."""
+
+    id = models.BigAutoField(primary_key=True)
+    # No database constraint: its check per inserted row was a third of the cost of writing a changed
+    # point. Versions go with their path through the ORM's cascade, and with their point through
+    # recovery.catalog.receivers; nothing else writes them.
+    path = models.ForeignKey(CatalogPath, on_delete=models.CASCADE, related_name="versions", db_constraint=False)
     is_dir = models.BooleanField(default=False)
     size = models.BigIntegerField(default=0)
     modified = models.DateTimeField(null=True, blank=True)
@@ -158,8 +175,5 @@ class CatalogFile(models.Model):
     first_seq = models.IntegerField()
     last_seq = models.IntegerField(null=True, blank=True)
 
-    class Meta:
-        indexes = [models.Index(fields=["volume", "path"], name="catalog_file_volume_path")]
-
     def __str__(self) -> str:
-        return f"{self.path} [{self.first_seq}..{self.last_seq or ''}]"
+        return f"version {self.pk} of path {self.path_id} [{self.first_seq}..{self.last_seq or ''}]"

@@ -1,10 +1,11 @@
 """The file catalog: every file and folder of every browsable volume of a VM's recovery points, so
 search and "other versions" read the database instead of opening points.
 
-Each distinct version of a path (size, modified time, owner, folder or file) is one `CatalogFile` row
-valid over a range of the VM's catalogued points (`CatalogPoint.seq`): a point that changes nothing
-adds no rows, a changed file closes its old row and opens a new one (as Proxmox Backup's catalog and
-Veeam's guest index keep one entry per version, not per backup).
+A path is one `CatalogPath` row (what search matches); each distinct version of it (size, modified
+time, owner, folder or file) is one `CatalogVersion` row valid over a range of the VM's catalogued
+points (`CatalogPoint.seq`): a point that changes nothing adds no rows, a changed file closes its old
+version and opens a new one (as Proxmox Backup's catalog and Veeam's guest index keep one entry per
+version, not per backup).
 
 - `writer.catalogue_point(point, listings)`: the one writer; a listing's entries come from a
   generator (the walk of a real file system, `walk.point_listings`, or a benchmark's synthetic one).

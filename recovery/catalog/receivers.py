@@ -16,7 +16,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from recovery.catalog.jobs import enqueue_catalog
-from recovery.models import CatalogFile, CatalogPoint, CatalogVm
+from recovery.models import CatalogPath, CatalogPoint, CatalogVersion, CatalogVm
 from vault.models import RecoveryPoint
 from vault.signals import point_committed
 
@@ -37,7 +37,7 @@ def forget_point(sender: type[CatalogPoint], instance: CatalogPoint, **kwargs: A
     remaining = CatalogPoint.objects.filter(vm_id=instance.vm_id, seq__isnull=False)
     before = remaining.filter(seq__lt=removed).aggregate(seq=Max("seq"))["seq"]
     after = remaining.filter(seq__gt=removed).aggregate(seq=Min("seq"))["seq"]
-    versions = CatalogFile.objects.filter(volume__vm_id=instance.vm_id)
+    versions = CatalogVersion.objects.filter(path__volume__vm_id=instance.vm_id)
 
     starting = versions.filter(first_seq=removed)
     if after is None:
@@ -57,3 +57,5 @@ def forget_point(sender: type[CatalogPoint], instance: CatalogPoint, **kwargs: A
         ending.filter(first_seq__gt=before).delete()
         # Current again if no later point remains (a newer point deleted in the same go).
         ending.update(last_seq=before if after is not None else None)
+    # Paths no version holds any more are not searchable either.
+    CatalogPath.objects.filter(volume__vm_id=instance.vm_id, versions__isnull=True).delete()

@@ -23,7 +23,7 @@ from django.db.models.lookups import Lookup
 
 from inventory.models import VirtualMachine
 from recovery import access
-from recovery.models import CatalogFile, CatalogPoint, CatalogVolume
+from recovery.models import CatalogPath, CatalogPoint, CatalogVersion, CatalogVolume
 from vault.models import RecoveryPoint
 
 LIMIT = 200
@@ -123,7 +123,7 @@ class SearchResult:
 
 
 def matcher(query: str) -> Q:
-    """The Q over CatalogFile a query means (see the module docstring)."""
+    """The Q over CatalogPath a query means (see the module docstring)."""
     text = query.strip().lower()
     if not text:
         raise ValueError("Type part of a name, a pattern like *.docx, or part of a path.")
@@ -176,44 +176,35 @@ def search(user: Any, query: str, *, vm: VirtualMachine | None = None, limit: in
     """Hits for `query` in the VMs `user` may restore from (or in `vm`, if visible), with their versions.
 
     Raises ValueError for an empty query."""
-    files = CatalogFile.objects.filter(matcher(query))
+    paths = CatalogPath.objects.filter(matcher(query))
     if vm is not None or not access.sees_every_vm(user):
-        files = files.filter(volume__vm_id__in=searchable_vms(user, vm).values("pk"))
+        paths = paths.filter(volume__vm_id__in=searchable_vms(user, vm).values("pk"))
     # No ORDER BY: the first rows that match come back as soon as they are found, whatever the size.
-    found = list(files.values_list("volume_id", "path")[: limit * 4 + 1])
-    keys = list(dict.fromkeys(found))
-    truncated = len(keys) > limit or len(found) > limit * 4
-    hits = _hits(user, keys[:limit])
+    found = list(paths.values_list("pk", flat=True)[: limit + 1])
+    hits = _hits(user, found[:limit])
     hits.sort(key=lambda hit: (hit.name.lower(), hit.path, hit.vm.name))
-    return SearchResult(query=query, hits=hits, truncated=truncated)
+    return SearchResult(query=query, hits=hits, truncated=len(found) > limit)
 
 
-def _hits(user: Any, keys: list[tuple[int, str]]) -> list[Hit]:
-    if not keys:
+def _hits(user: Any, path_ids: list[int]) -> list[Hit]:
+    if not path_ids:
         return []
-    wanted = set(keys)
-    versions = CatalogFile.objects.filter(
-        volume_id__in={volume for volume, _ in keys}, path__in={path for _, path in keys}
-    ).order_by("-first_seq")
-    volumes = CatalogVolume.objects.filter(pk__in={volume for volume, _ in keys}).select_related("vm")
-    by_volume = {volume.pk: volume for volume in volumes}
-    points = _points_by_seq(user, {volume.vm_id for volume in by_volume.values()})
-    grouped: dict[tuple[int, str], list[Version]] = defaultdict(list)
-    for row in versions:
-        key = (row.volume_id, row.path)
-        if key not in wanted:
-            continue
-        holding = [p for seq, p in points[by_volume[row.volume_id].vm_id] if _holds(row, seq)]
+    paths = list(CatalogPath.objects.filter(pk__in=path_ids).select_related("volume__vm"))
+    vm_of = {path.pk: path.volume.vm_id for path in paths}
+    points = _points_by_seq(user, set(vm_of.values()))
+    grouped: dict[int, list[Version]] = defaultdict(list)
+    for row in CatalogVersion.objects.filter(path_id__in=path_ids).order_by("-first_seq"):
+        holding = [p for seq, p in points[vm_of[row.path_id]] if _holds(row, seq)]
         if holding:
-            grouped[key].append(Version(row.is_dir, row.size, row.modified, row.owner, holding))
+            grouped[row.path_id].append(Version(row.is_dir, row.size, row.modified, row.owner, holding))
     return [
-        Hit(vm=by_volume[volume].vm, volume=by_volume[volume], path=path, versions=grouped[(volume, path)])
-        for volume, path in keys
-        if grouped.get((volume, path))
+        Hit(vm=path.volume.vm, volume=path.volume, path=path.path, versions=grouped[path.pk])
+        for path in paths
+        if grouped.get(path.pk)
     ]
 
 
-def _holds(version: CatalogFile, seq: int) -> bool:
+def _holds(version: CatalogVersion, seq: int) -> bool:
     return version.first_seq <= seq and (version.last_seq is None or seq <= version.last_seq)
 
 
@@ -237,7 +228,7 @@ class PointVersion:
     """A point of the VM and the version of one path it holds (None: not in that point), or why unknown."""
 
     point: RecoveryPoint
-    version: CatalogFile | None
+    version: CatalogVersion | None
     note: str = ""
 
 
@@ -247,8 +238,11 @@ def other_versions(user: Any, point: RecoveryPoint, disk_key: int, volume_index:
         row.point_id: row for row in CatalogPoint.objects.filter(vm_id=point.vm_id).only("point_id", "seq", "note")
     }
     versions = list(
-        CatalogFile.objects.filter(
-            volume__vm_id=point.vm_id, volume__disk_key=disk_key, volume__volume_index=volume_index, path=path
+        CatalogVersion.objects.filter(
+            path__volume__vm_id=point.vm_id,
+            path__volume__disk_key=disk_key,
+            path__volume__volume_index=volume_index,
+            path__path=path,
         )
     )
     rows = []

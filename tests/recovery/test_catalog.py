@@ -13,7 +13,7 @@ from jobs.models import JobRun
 from jobs.runner import enqueue
 from recovery.catalog import jobs as catalog_jobs
 from recovery.catalog import search
-from recovery.models import CatalogFile, CatalogPoint
+from recovery.models import CatalogPath, CatalogPoint, CatalogVersion
 from tests.factories.protection import back_up, protect_vms, start_backup_lab
 from tests.factories.recovery import point_with_disks
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
@@ -79,8 +79,8 @@ def test_a_changed_file_has_a_version_per_state_and_an_unchanged_one_spans_both_
     assert [(v.size, v.points) for v in changed.versions] == [(len("version 2\n"), [second]), (3, [first])]
     unchanged = hit_for(admin, "motd", "/etc/motd")
     assert [v.points for v in unchanged.versions] == [[second, first]]
-    assert CatalogFile.objects.filter(path="/etc/motd").count() == 1  # stored once for both points
-    assert CatalogFile.objects.filter(path="/home/bob/report-2024.txt").count() == 2
+    assert CatalogVersion.objects.filter(path__path="/etc/motd").count() == 1  # stored once for both points
+    assert CatalogVersion.objects.filter(path__path="/home/bob/report-2024.txt").count() == 2
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_deleting_a_point_removes_its_versions_and_leaves_the_others(vm, admin):
     assert search.search(admin, "motd").hits == []
     assert [v.points for v in hit_for(admin, "report", "/home/bob/report-2024.txt").versions] == [[third]]
     vault_actions.delete_point(admin, third)
-    assert not CatalogFile.objects.exists()
+    assert not CatalogVersion.objects.exists() and not CatalogPath.objects.exists()
 
 
 def test_deleting_the_newest_point_makes_the_one_before_current_again(vm, admin):
@@ -128,7 +128,7 @@ def test_deleting_the_newest_point_makes_the_one_before_current_again(vm, admin)
     catalog_jobs.catalogue_vm(None, vm.pk)
 
     assert [v.points for v in hit_for(admin, "motd", "/etc/motd").versions] == [[third, first]]
-    assert CatalogFile.objects.filter(path="/etc/motd").count() == 1
+    assert CatalogVersion.objects.filter(path__path="/etc/motd").count() == 1
 
 
 def test_the_backfill_job_catalogues_existing_points_and_an_older_point_rebuilds_the_vm(
@@ -159,4 +159,4 @@ def test_a_point_held_only_in_the_vault_is_not_opened(vm):
 
     entry = CatalogPoint.objects.get(point=point)
     assert entry.status == CatalogPoint.Status.UNAVAILABLE and "vault" in entry.note
-    assert not CatalogFile.objects.exists()
+    assert not CatalogVersion.objects.exists() and not CatalogPath.objects.exists()

@@ -14,7 +14,7 @@ from jobs.models import JobRun
 from jobs.runner import enqueue
 from lib.cli import print_json, print_table
 from recovery.catalog.jobs import BACKFILL_KIND
-from recovery.models import CatalogFile, CatalogPoint
+from recovery.models import CatalogPath, CatalogPoint, CatalogVersion
 from vault.models import RecoveryPoint
 
 
@@ -52,7 +52,8 @@ class Command(BaseCommand):
             "catalogued": by_status.get(CatalogPoint.Status.CATALOGUED, 0),
             "not_catalogued": by_status.get(CatalogPoint.Status.UNAVAILABLE, 0),
             "pending": RecoveryPoint.objects.filter(catalog__isnull=True).count(),
-            "versions": CatalogFile.objects.count(),
+            "paths": CatalogPath.objects.count(),
+            "versions": CatalogVersion.objects.count(),
         }
         if as_json:
             print_json(self.stdout, figures)
