@@ -264,7 +264,8 @@ def expand(point: RecoveryPoint, items: list[Item]) -> Iterator[tuple[ZipItem, i
             yield _zip_item(filesystem, prefix, entry), entry.size
             continue
         yield ZipItem(prefix + entry.path, None, entry.modified), 0
-        for _folder, entries in filesystem.walk(entry.path):
+        unreadable: list[fs.FileSystemError] = []
+        for _folder, entries in filesystem.walk(entry.path, onerror=unreadable.append):
             for child in entries:
                 if child.is_symlink:
                     yield _link_item(prefix, child), 0  # listed in the restore report, never followed
@@ -272,6 +273,9 @@ def expand(point: RecoveryPoint, items: list[Item]) -> Iterator[tuple[ZipItem, i
                     yield ZipItem(prefix + child.path, None, child.modified), 0
                 else:
                     yield _zip_item(filesystem, prefix, child), child.size
+        for error in unreadable:  # a damaged subfolder: listed in the restore report, not dropped silently
+            why = f"folder cannot be read, its files are missing: {error}"
+            yield ZipItem(prefix + error.path, None, skipped=why), 0
 
 
 def _link_item(prefix: str, entry: fs.Entry) -> ZipItem:

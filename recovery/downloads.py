@@ -18,6 +18,7 @@ from django.http import StreamingHttpResponse
 from recovery import actions, browse
 from recovery import filesystems as fs
 from recovery.models import Restore
+from recovery.restore_plan import RestoreReport
 from recovery.zipstream import ZipItem, stream_zip
 from vault.models import RecoveryPoint
 
@@ -59,16 +60,18 @@ def zip_response(user: Any, point: RecoveryPoint, items: list[browse.Item]) -> S
 
 
 def zip_pieces(entries: Iterable[ZipItem], restore: Restore) -> Iterator[bytes]:
-    """The archive's bytes; the Restore row counts the bytes of the files sent whole, not of the zip."""
+    """The archive's bytes; the Restore row counts the bytes of the files sent whole, not of the zip,
+    and fails with the reason when the selection could not be read to its end (the zip says so too)."""
     sent, error = 0, "download interrupted"
+    report = RestoreReport()
 
     def count(_name: str, size: int) -> None:
         nonlocal sent
         sent += size
 
     try:
-        yield from stream_zip(entries, on_file=count)
-        error = ""
+        yield from stream_zip(entries, on_file=count, report=report)
+        error = report.unfinished
     finally:
         actions.finish_restore(restore, bytes_done=sent, error=error)
 

@@ -96,9 +96,10 @@ class RestoreReport:
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (source path, target path)
     clamped: list[tuple[str, str, str]] = field(default_factory=list)  # (source path, date, stored as)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source path, why)
+    unfinished: str = ""  # why the selection could not be read to its end (the point went away...)
 
     def __bool__(self) -> bool:
-        return bool(self.renamed or self.clamped or self.skipped)
+        return bool(self.renamed or self.clamped or self.skipped or self.unfinished)
 
     def text(self) -> str:
         lines = [f"Restored {self.files} file(s) and {self.folders} folder(s), {self.bytes} bytes."]
@@ -117,6 +118,9 @@ class RestoreReport:
         if self.skipped:
             lines += ["", f"Not restored ({len(self.skipped)}):"]
             lines += [f"  {source}  {why}" for source, why in self.skipped]
+        if self.unfinished:
+            lines += ["", f"INCOMPLETE: the selection could not be read to its end ({self.unfinished});"]
+            lines += ["whatever it held after the last item above is missing."]
         return "\n".join(lines) + "\n"
 
 

@@ -81,7 +81,7 @@ def stream_zip(
     planner = zip_planner(report)
     left_out: set[str] = set()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as archive:
-        for item in items:
+        for item in _until_broken(items, report):
             source = "/" + item.name.lstrip("/")
             if item.skipped:
                 if source not in left_out:
@@ -104,6 +104,21 @@ def stream_zip(
             now = zip_time("", datetime.now(UTC), report)
             archive.writestr(zipfile.ZipInfo(REPORT_NAME, date_time=now), report.text())
     yield sink.drain()
+
+
+def _until_broken(items: Iterable[ZipItem], report: RestoreReport) -> Iterator[ZipItem]:
+    """The items, until listing them fails (a folder walked as the archive is written, on a point
+    that becomes unreadable): then the archive ends whole, and its report says it is incomplete."""
+    iterator = iter(items)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:  # whatever opening or walking a volume raised; said in the report
+            report.unfinished = str(exc) or type(exc).__name__
+            return
+        yield item
 
 
 def _write_file(

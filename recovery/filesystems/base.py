@@ -139,6 +139,7 @@ class FileSystem(ABC):
             except FileSystemError as exc:
                 if first:
                     raise
+                exc.path = current
                 if onerror is not None:
                     onerror(exc)
                 continue

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 class FileSystemError(Exception):
     """Base class of the errors this package raises on purpose."""
 
+    path: str = ""  # the subfolder FileSystem.walk could not list, when it hands the error to onerror
+
 
 class NotFound(FileSystemError, FileNotFoundError):
     """No file or folder at that path (or no volume with that index)."""
