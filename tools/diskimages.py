@@ -6,6 +6,11 @@ file-level restore code can be exercised end to end. Every image is produced by 
 tools only (mkntfs + wimlib, mke2fs -d, mkfs.vfat + mtools, sfdisk) and is cached on disk,
 because the same few images are requested again and again by the test suite.
 
+`build_hostile_disk("ext4" | "ntfs")` builds the volume restores trip on: names that are not UTF-8
+(ext4) or hold an unpaired UTF-16 surrogate (NTFS), names Windows refuses or folds together, control
+characters, 255-byte names, a path of some 3,900 bytes, dates before 1980 and after 2107, hard links
+and symbolic links out of the volume (`hostile_items` says what it holds, `hostile_files` each file).
+
 This module must stay importable without Django: it is used by tests and by command-line demos.
 """
 
