@@ -4,6 +4,7 @@ appears once when its fragment has loaded."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from tests.factories.protection import protect_vms
 from tests.factories.recovery import LINUX, point_with_disks
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
 from tools import diskimages
+from vault.models import RecoveryPoint
 
 pytestmark = pytest.mark.django_db
-EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
+# Pictographs Debian's Chromium has no font for (checked: ✔ ✘ ✖ ⚠ ✕ render; 🔒 📁 📄 🔗 are boxes).
+EMOJI = re.compile("[\U0001f300-\U0001faff]")
 RS_HEADING = re.compile(r"<h2[^>]*>\s*Azure Recovery Services vault")
 
 
@@ -44,8 +47,14 @@ def test_folder_and_file_icons_are_inline_svg_from_the_static_sprite(settings, t
     assert all(f'<symbol id="{name}"' in text for name in ("folder", "file", "link", "remove"))
 
 
-def test_the_vault_page_shows_the_recovery_services_heading_once(as_admin):
+def test_the_vault_page_shows_the_recovery_services_heading_once_and_locks_as_svg(as_admin):
+    vm = create_test_vm(create_test_tree(create_test_vcenter(), ["Prod"])["Prod"], "app-01")
+    now = timezone.now()
+    RecoveryPoint.objects.create(
+        vm=vm, created=now, completed=now, consistency="crash", locked_until=now + dt.timedelta(days=30)
+    )
     page = as_admin.get("/vault/").content.decode()
+    assert "file-icons.svg#lock" in page and "Locked</span> until" in page and not EMOJI.search(page)
     fragment = as_admin.get("/vault/recovery-services/").content.decode()
     placeholder = re.search(r'<div[^>]*hx-get="/vault/recovery-services/"[^>]*>.*?</div>', page, re.S)
     assert placeholder is not None and 'hx-swap="outerHTML"' in placeholder.group(0)
