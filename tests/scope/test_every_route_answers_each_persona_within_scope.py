@@ -11,7 +11,7 @@ exists).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -28,13 +28,15 @@ PERSONAS = ("alice", "bob", "carol")
 
 @dataclass(frozen=True)
 class Case:
-    """One request, and the status alice, bob and carol each get; `bob_sees`: strings bob's answer holds."""
+    """One request, and the status alice, bob and carol each get; `bob_sees`: strings bob's answer
+    holds; `hx`: sent as HTMX sends it (the view answers with its fragment)."""
 
     url: Url
     expect: tuple[int, int, int]
     method: str = "get"
     data: Data | None = None
     bob_sees: Callable[[World], list[str]] = field(default=lambda world: [])
+    hx: bool = False
 
 
 def page(name: str, *args: Callable[[World], Any], query: str = "") -> Url:
@@ -70,7 +72,7 @@ def item(world: World) -> dict[str, Any]:
     return {"item": f"{DISK}:{VOLUME}:/etc/hostname"}
 
 
-OK, FOUND, BAD = 200, 302, 400
+OK, FOUND, BAD, STOP_POLLING = 200, 302, 400, 286
 DENIED, HIDDEN, NOT_ALLOWED = 403, 404, 405
 VOLUME = 1  # the ext4 partition of each point's MBR disk
 FILE = "?path=/etc/hostname"
@@ -93,6 +95,11 @@ def point_route(name: str, mine: tuple[int, int, int], others: tuple[int, int, i
         Case(page(name, point("g"), *extra, query=query), mine, **case),
         Case(page(name, point("h"), *extra, query=query), others, **case),
     ]
+
+
+def and_fragments(cases: list[Case]) -> list[Case]:
+    """The cases as pages and again as the HTMX fragments the same URLs answer (polling, paging)."""
+    return cases + [replace(case, hx=True) for case in cases]
 
 
 def api(path: str, *, query: str = "") -> Url:
@@ -118,10 +125,12 @@ DOWNLOAD_QUERY = f"?disk={DISK}&volume={VOLUME}&path=/etc/hostname"
 ROUTES: dict[str, list[Case]] = {
     "login": [Case(page("login"), EVERYONE)],
     "logout": [Case(page("logout"), (FOUND, FOUND, FOUND), method="post")],
-    "dashboard:overview": [Case(page("dashboard:overview"), EVERYONE, bob_sees=ids("g", "stay", "branch"))],
+    "dashboard:overview": and_fragments(
+        [Case(page("dashboard:overview"), EVERYONE, bob_sees=ids("g", "stay", "branch"))]
+    ),
     # Inventory: the administrators' and auditors' view of the whole estate; helpdesk's VMs are on
     # the Recovery page.
-    "inventory:index": [Case(page("inventory:index"), READERS)],
+    "inventory:index": and_fragments([Case(page("inventory:index"), READERS)]),
     "inventory:vm": [
         Case(page("inventory:vm", vm("mover")), READERS),
         Case(page("inventory:vm", vm("fin-01")), READERS),
@@ -158,10 +167,12 @@ ROUTES: dict[str, list[Case]] = {
         Case(page("recovery:vm", vm("ghost-01")), SEE_OTHERS),
     ],
     # Search across points reads the catalog: bob's hits hold his points only.
-    "recovery:search_all": [
-        Case(page("recovery:search_all", query="?q=hostname"), EVERYONE, bob_sees=ids("g", "stay", "branch")),
-        Case(lambda w: reverse("recovery:search_all") + f"?q=hostname&vm={w.vms['fin-01'].pk}", SEE_OTHERS),
-    ],
+    "recovery:search_all": and_fragments(
+        [
+            Case(page("recovery:search_all", query="?q=hostname"), EVERYONE, bob_sees=ids("g", "stay", "branch")),
+            Case(lambda w: reverse("recovery:search_all") + f"?q=hostname&vm={w.vms['fin-01'].pk}", SEE_OTHERS),
+        ]
+    ),
     # Rehydration: a confirmed POST (here unconfirmed: sent back to the point) by who may download.
     "recovery:rehydrate": point_route(
         "recovery:rehydrate", (FOUND, FOUND, DENIED), (FOUND, HIDDEN, DENIED), method="post"
@@ -173,20 +184,30 @@ ROUTES: dict[str, list[Case]] = {
         Case(page("recovery:point", point("branch")), BROWSE_MINE),
         Case(page("recovery:point", point("fin")), BROWSE_OTHERS),
     ],
-    "recovery:search": point_route("recovery:search", BROWSE_MINE, BROWSE_OTHERS, query="?q=hostname"),
+    "recovery:search": and_fragments(point_route("recovery:search", BROWSE_MINE, BROWSE_OTHERS, query="?q=hostname")),
     "recovery:select": point_route("recovery:select", BROWSE_MINE, BROWSE_OTHERS, method="post", data=item),
     "recovery:zip": point_route("recovery:zip", BROWSE_MINE, BROWSE_OTHERS, method="post", data=item),
     "recovery:restore_vm": point_route("recovery:restore_vm", ADMIN_ONLY, ADMIN_ONLY),
-    "recovery:folder": point_route("recovery:folder", BROWSE_MINE, BROWSE_OTHERS, volume=True, query="?path=/etc"),
+    "recovery:folder": and_fragments(
+        point_route("recovery:folder", BROWSE_MINE, BROWSE_OTHERS, volume=True, query="?path=/etc")
+    ),
     "recovery:download": point_route("recovery:download", BROWSE_MINE, BROWSE_OTHERS, volume=True, query=FILE),
-    "recovery:versions": point_route("recovery:versions", BROWSE_MINE, BROWSE_OTHERS, volume=True, query=FILE),
+    "recovery:versions": and_fragments(
+        point_route("recovery:versions", BROWSE_MINE, BROWSE_OTHERS, volume=True, query=FILE)
+    ),
     # Jobs: bob sees the jobs he started, never alice's or the scheduler's.
     "jobs:list": [Case(page("jobs:list"), EVERYONE, bob_sees=names("BOB-JOB"))],
     "jobs:system_check": [Case(page("jobs:system_check"), ADMIN_ONLY_POST, "post")],
     "jobs:detail": [
-        Case(page("jobs:detail", job("bob")), SEE_MINE, bob_sees=names("BOB-JOB", "log line of BOB-JOB")),
-        Case(page("jobs:detail", job("alice")), SEE_OTHERS),
+        *and_fragments(
+            [
+                Case(page("jobs:detail", job("bob")), SEE_MINE, bob_sees=names("BOB-JOB", "log line of BOB-JOB")),
+                Case(page("jobs:detail", job("alice")), SEE_OTHERS),
+            ]
+        ),
         Case(page("jobs:detail", job("system")), SEE_OTHERS),
+        # A finished job's polled panel answers 286 (HTMX stops polling), to those who may see it.
+        Case(page("jobs:detail", job("system")), (STOP_POLLING, HIDDEN, STOP_POLLING), hx=True),
     ],
     "jobs:row": [Case(page("jobs:row", job("bob")), SEE_MINE), Case(page("jobs:row", job("alice")), SEE_OTHERS)],
     # Only those holding jobs.cancel_jobrun cancel (bob does not, even his own).
@@ -208,7 +229,7 @@ ROUTES: dict[str, list[Case]] = {
     "alerts:detail": [Case(page("alerts:detail", lambda w: w.alert.pk), READERS)],
     "alerts:row": [Case(page("alerts:row", lambda w: w.alert.pk), READERS)],
     "alerts:acknowledge": [Case(page("alerts:acknowledge", lambda w: w.alert.pk), ADMIN_ONLY_POST, "post")],
-    "audit:index": [Case(page("audit:index"), READERS)],
+    "audit:index": and_fragments([Case(page("audit:index"), READERS)]),
     "audit:export": [Case(page("audit:export"), READERS)],
     "reports:index": [Case(page("reports:index"), (FOUND, DENIED, FOUND))],  # on to the protection report
     "reports:protection": [Case(page("reports:protection"), READERS)],
@@ -306,7 +327,8 @@ def _request(client: Client, case: Case, world: World, url: str) -> Any:
     data = case.data(world) if case.data else {}
     if case.method == "post" and url.startswith("/api/"):
         return client.post(url, data, content_type="application/json")  # as a script sends it
-    return getattr(client, case.method)(url, data)
+    headers = {"HX-Request": "true"} if case.hx else {}
+    return getattr(client, case.method)(url, data, headers=headers)
 
 
 @pytest.mark.parametrize("name", sorted(ROUTES))
@@ -320,10 +342,11 @@ def test_each_persona_gets_what_their_role_and_grants_allow(
             client = clients.get(persona, url.startswith("/api/"))
             response = _request(client, case, world, url)
             body = _body(response)
-            assert response.status_code == expected, f"{persona} {case.method.upper()} {url}: {response.status_code}"
+            request = f"{persona} {case.method.upper()} {url}{' (HTMX)' if case.hx else ''}"
+            assert response.status_code == expected, f"{request}: {response.status_code}"
             if persona != "bob" or response.status_code != OK:
                 continue
             leaked = [marker for marker in world.hidden_from_bob if marker in body]
-            assert not leaked, f"bob GET {url} shows what his grants do not cover: {leaked}"
+            assert not leaked, f"{request} shows what bob's grants do not cover: {leaked}"
             missing = [marker for marker in case.bob_sees(world) if marker not in body]
-            assert not missing, f"bob GET {url} lacks his own objects: {missing}"
+            assert not missing, f"{request} lacks bob's own objects: {missing}"
