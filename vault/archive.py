@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 CHECK_EVERY = dt.timedelta(minutes=10)
 PRIORITIES = ("Standard", "High")
 # Shown beside each priority: Azure's documented rehydration times.
-REHYDRATION_TIME = {"Standard": "up to 15 hours", "High": "up to 1 hour (under 10 GB a blob)"}
+REHYDRATION_TIME = {"Standard": "up to 15 hours", "High": "up to 1 hour for blobs under 10 GB"}
 
 
 @dataclass(frozen=True)
