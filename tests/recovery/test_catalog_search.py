@@ -139,3 +139,7 @@ def test_the_catalog_command_reports_and_backfills(lab):
     call_command("catalog", "status", "--json", stdout=out)
     figures = json.loads(out.getvalue())
     assert figures["catalogued"] == 3 and figures["pending"] == 0 and figures["versions"] > 0
+
+
+def test_the_recovery_page_links_to_the_search_across_all_points(lab, as_helpdesk):
+    assert 'href="/recovery/search/"' in as_helpdesk.get("/recovery/").content.decode()
