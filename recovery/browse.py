@@ -134,7 +134,10 @@ def list_folder(point: RecoveryPoint, disk_key: int, volume: int, path: str, pag
     source, layout = _open_layout(point, disk_key)
     offset = (max(1, page) - 1) * fs.Page.SIZE
     try:
-        listing = layout.filesystem(volume).list_page(path, offset, fs.Page.SIZE)
+        filesystem = layout.filesystem(volume)
+        listing = filesystem.list_page(path, offset, fs.Page.SIZE)
+        if not listing.entries and offset >= listing.total > 0:  # past the end (an old link): the last page
+            listing = filesystem.list_page(path, (listing.count - 1) * fs.Page.SIZE, fs.Page.SIZE)
     except (fs.FileSystemError, engine.StoreError, engine.BackendError) as exc:
         if source.met_archive:
             raise _archived(point) from None

@@ -113,6 +113,8 @@ def test_the_folder_page_shows_200_entries_with_htmx_previous_and_next_links(man
     row = again.split('aria-label="Select file-00300.txt"', 1)[1].split(">", 1)[0]
     assert " checked" in row
     assert as_helpdesk.get(url, {"path": "/many", "page": "x"}).status_code == 200  # a bad page is page 1
+    beyond = as_helpdesk.get(url, {"path": "/many", "page": "99"}).content.decode()
+    assert "5001–5003 of 5003" in beyond and "page 26 of 26" in beyond  # past the end: the last page
 
 
 @pytest.mark.django_db
