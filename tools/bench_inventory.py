@@ -9,12 +9,9 @@ Targets on a 2-core machine: sync < 60 s, RSS < 1 GiB, list page < 200 ms.
 
 from __future__ import annotations
 
-import os
 import resource
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tools.bench_django import django_on_private_postgres  # noqa: E402
 from tools.bench_specs import bulk_spec  # noqa: E402
-from tools.services import Postgres, Redis  # noqa: E402
 from tools.simulator import Simulator  # noqa: E402
 
 
@@ -106,24 +103,7 @@ def list_page_times(runs: int = 15) -> dict[str, float]:
 
 
 def main() -> int:
-    work = Path(tempfile.mkdtemp(prefix="vmb-bench-"))
-    # Its own /tmp directory: the postgres user must be able to reach it (mkdtemp dirs are private).
-    postgres = Postgres(Path(tempfile.mkdtemp(prefix="vmb-bench-pg-"))).start()
-    redis = Redis(work / "redis").start()
-    os.environ.update(
-        DATABASE_URL=postgres.url("postgres"),
-        REDIS_URL=redis.url(),
-        DATA_DIR=str(work / "data"),
-        DJANGO_SETTINGS_MODULE="config.settings",
-        LOG_LEVEL="WARNING",
-    )
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+    with django_on_private_postgres() as work:
         print("Inventory benchmark (vcsim, PostgreSQL, this machine)")
         results = {}
         for folders, per_folder in ((10, 100), (100, 100)):
@@ -144,11 +124,6 @@ def main() -> int:
         for label, ms in list_page_times().items():
             print(f"  {label:<24} {ms:7.1f} ms")
         print("Peer: Azure Backup Server discovers new VMs once a day; here changes apply live (see tests).")
-    finally:
-        postgres.stop()
-        redis.stop()
-        shutil.rmtree(postgres.directory, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
