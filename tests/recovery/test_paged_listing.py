@@ -145,3 +145,15 @@ def test_every_file_system_pages_exactly_as_it_lists(image, request):
             pages = [filesystem.list_page(folder, offset, 3) for offset in range(0, len(entries) + 1, 3)]
             assert [entry for page in pages for entry in page.entries] == entries, folder
             assert {page.total for page in pages} == {len(entries)}
+
+
+@pytest.mark.parametrize("fs_format", diskimages.HOSTILE_FORMATS)
+def test_hostile_names_page_as_they_list(fs_format):
+    """Names that are not UTF-8, control characters, Windows collisions: the fast name readers
+    decode and escape them as the full listing does."""
+    image = build(diskimages.build_hostile_disk, fs_format)
+    layout = open_image(image)
+    filesystem = layout.filesystem(next(v.index for v in layout.volumes if v.browsable))
+    for folder, entries in filesystem.walk("/"):
+        pages = [filesystem.list_page(folder, offset, 7) for offset in range(0, len(entries) + 1, 7)]
+        assert [entry for page in pages for entry in page.entries] == entries, folder
