@@ -26,6 +26,7 @@ def archived(settings, tmp_path, azurite, azure_backend, helpdesk) -> RecoveryPo
 
 def test_no_page_view_of_an_archived_point_starts_a_rehydration(archived, helpdesk, as_helpdesk):
     point = counted(archived)
+    assert "Archive tier: rehydrate to browse" in as_helpdesk.get(f"/recovery/vms/{point.vm_id}/").content.decode()
     page = as_helpdesk.get(f"/recovery/points/{point.pk}/").content.decode()
     assert f"{point.archived_chunks} chunk" in page and "Archive tier" in page
     assert "up to 15 hours" in page and "up to 1 hour" in page and "bills" in page
