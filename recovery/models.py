@@ -168,12 +168,22 @@ class CatalogVersion(models.Model):
     # point. Versions go with their path through the ORM's cascade, and with their point through
     # recovery.catalog.receivers; nothing else writes them.
     path = models.ForeignKey(CatalogPath, on_delete=models.CASCADE, related_name="versions", db_constraint=False)
+    # The path's volume again, so a volume's current versions are one partial-index scan (joining
+    # through the paths made PostgreSQL read every version of every VM).
+    volume = models.ForeignKey(
+        CatalogVolume, on_delete=models.CASCADE, related_name="versions", db_constraint=False, db_index=False
+    )
     is_dir = models.BooleanField(default=False)
     size = models.BigIntegerField(default=0)
     modified = models.DateTimeField(null=True, blank=True)
     owner = models.CharField(max_length=200, blank=True)
     first_seq = models.IntegerField()
     last_seq = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["volume"], condition=models.Q(last_seq__isnull=True), name="catalog_version_current")
+        ]
 
     def __str__(self) -> str:
         return f"version {self.pk} of path {self.path_id} [{self.first_seq}..{self.last_seq or ''}]"

@@ -37,7 +37,7 @@ def forget_point(sender: type[CatalogPoint], instance: CatalogPoint, **kwargs: A
     remaining = CatalogPoint.objects.filter(vm_id=instance.vm_id, seq__isnull=False)
     before = remaining.filter(seq__lt=removed).aggregate(seq=Max("seq"))["seq"]
     after = remaining.filter(seq__gt=removed).aggregate(seq=Min("seq"))["seq"]
-    versions = CatalogVersion.objects.filter(path__volume__vm_id=instance.vm_id)
+    versions = CatalogVersion.objects.filter(volume__vm_id=instance.vm_id)
 
     starting = versions.filter(first_seq=removed)
     if after is None:

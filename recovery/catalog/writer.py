@@ -22,9 +22,10 @@ from vault.models import RecoveryPoint
 BATCH = 5000
 # What makes two listings of a path the same version.
 Fingerprint = tuple[bool, int, dt.datetime | None, str]
+# v.volume_id with last_seq NULL is the partial index catalog_version_current.
 CURRENT_VERSIONS = (
     "SELECT v.id, v.path_id, p.path, v.is_dir, v.size, v.modified, v.owner FROM recovery_catalogversion v "
-    "JOIN recovery_catalogpath p ON p.id = v.path_id WHERE p.volume_id = %s AND v.last_seq IS NULL"
+    "JOIN recovery_catalogpath p ON p.id = v.path_id WHERE v.volume_id = %s AND v.last_seq IS NULL"
 )
 KNOWN_PATHS = "SELECT id, path FROM recovery_catalogpath WHERE volume_id = %s AND path = ANY(%s)"
 NEW_PATHS = (
@@ -88,8 +89,8 @@ def catalogue_point(point: RecoveryPoint, listings: Iterable[VolumeListing], *, 
             seen.add(volume.pk)
             _write_volume(volume, listing.entries, state.last_seq, head, result)
         if head is not None:
-            gone = CatalogVersion.objects.filter(path__volume__vm_id=point.vm_id, last_seq__isnull=True).exclude(
-                path__volume_id__in=seen
+            gone = CatalogVersion.objects.filter(volume__vm_id=point.vm_id, last_seq__isnull=True).exclude(
+                volume_id__in=seen
             )
             result.closed_versions += gone.update(last_seq=head)
         entry.seq, entry.status, entry.catalogued = state.last_seq, CatalogPoint.Status.CATALOGUED, timezone.now()
@@ -176,7 +177,7 @@ class _Batch:
         unknown = [entry.path for entry, path_id in self.entries if path_id is None]
         ids = _path_ids(self.volume_id, unknown) if unknown else {}
         rows = [(path_id or ids[entry.path], entry) for entry, path_id in self.entries]
-        _insert_versions(rows, self.seq)
+        _insert_versions(self.volume_id, rows, self.seq)
         self.entries = []
         return len(rows)
 
@@ -223,12 +224,13 @@ def _path_ids(volume_id: int, paths: list[str]) -> dict[str, int]:
     return known
 
 
-def _insert_versions(rows: list[tuple[int, CatalogEntry]], seq: int) -> None:
+def _insert_versions(volume_id: int, rows: list[tuple[int, CatalogEntry]], seq: int) -> None:
     if connection.vendor != "postgresql":
         CatalogVersion.objects.bulk_create(
             (
                 CatalogVersion(
                     path_id=path_id,
+                    volume_id=volume_id,
                     is_dir=e.is_dir,
                     size=e.size,
                     modified=e.modified,
@@ -242,9 +244,10 @@ def _insert_versions(rows: list[tuple[int, CatalogEntry]], seq: int) -> None:
         return
     # COPY in its text format, the lines made here: several times faster than INSERT, and than
     # letting psycopg adapt each value of each row.
-    columns = "path_id, is_dir, size, modified, owner, first_seq"
+    columns = "volume_id, path_id, is_dir, size, modified, owner, first_seq"
+    head, tail = f"{volume_id}\t", f"\t{seq}\n"
     lines = [
-        f"{path_id}\t{'t' if e.is_dir else 'f'}\t{e.size}\t{_copy_time(e.modified)}\t{_copy_text(e.owner)}\t{seq}\n"
+        f"{head}{path_id}\t{'t' if e.is_dir else 'f'}\t{e.size}\t{_copy_time(e.modified)}\t{_copy_text(e.owner)}{tail}"
         for path_id, e in rows
     ]
     with connection.cursor() as cursor:
