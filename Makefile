@@ -11,7 +11,7 @@ VCSIM := .cache/bin/vcsim
 AZURITE := tools/azurite/node_modules/.bin/azurite-blob
 AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
 
-.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite clean bench-inventory bench-backup bench-vault bench-restore bench-catalog chaos
+.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite clean bench-inventory bench-backup bench-vault bench-restore bench-catalog bench-listing chaos
 
 run: system-packages-run $(REQ_STAMP) $(VCSIM)
 	$(PY) tools/run.py
@@ -88,6 +88,11 @@ bench-restore: system-packages-test $(DEV_STAMP) $(VCSIM)
 # PostgreSQL: size against one point's catalog, search p50/p95, cataloguing rates.
 bench-catalog: system-packages-test $(DEV_STAMP)
 	$(PY) tools/bench_catalog.py
+
+# One page of a folder of 100,000 files against one page of a folder of 10 (and the whole big folder),
+# on a real ext4 disk (built once, then cached in .cache/diskimages).
+bench-listing: system-packages-test $(DEV_STAMP)
+	$(PY) tools/bench_listing.py 100000
 
 # Faults injected into the real stack (workers, Redis, PostgreSQL, the simulator, Azurite), with a
 # table of what was lost, stuck or left; non-zero exit if anything was. Not part of `make test`.
