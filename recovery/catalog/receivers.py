@@ -9,8 +9,10 @@ one by one after all their rows are gone; each step reads the points that remain
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Max, Min
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
@@ -20,11 +22,18 @@ from recovery.models import CatalogPath, CatalogPoint, CatalogVersion, CatalogVm
 from vault.models import RecoveryPoint
 from vault.signals import point_committed
 
+log = logging.getLogger(__name__)
+
 
 @receiver(point_committed, dispatch_uid="recovery.catalog.catalogue_new_point")
 def catalogue_new_point(sender: Any, point: RecoveryPoint, **kwargs: Any) -> None:
-    # enqueue() writes the JobRun in the point's transaction and queues it on commit.
-    enqueue_catalog(point.vm)
+    # enqueue() writes the JobRun in the point's transaction and queues it on commit. In a savepoint:
+    # a failure here must not undo the backup's point (the backfill catalogues it later).
+    try:
+        with transaction.atomic():
+            enqueue_catalog(point.vm)
+    except Exception:
+        log.exception("could not queue the catalog job for %s; the backfill will catalogue the point", point)
 
 
 @receiver(post_delete, sender=CatalogPoint, dispatch_uid="recovery.catalog.forget_point")
