@@ -18,7 +18,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from recovery.catalog.jobs import enqueue_catalog
-from recovery.models import CatalogPath, CatalogPoint, CatalogVersion, CatalogVm
+from recovery.models import CatalogPath, CatalogPoint, CatalogVersion, CatalogVm, CatalogVolume
 from vault.models import RecoveryPoint
 from vault.signals import point_committed
 
@@ -46,7 +46,9 @@ def forget_point(sender: type[CatalogPoint], instance: CatalogPoint, **kwargs: A
     remaining = CatalogPoint.objects.filter(vm_id=instance.vm_id, seq__isnull=False)
     before = remaining.filter(seq__lt=removed).aggregate(seq=Max("seq"))["seq"]
     after = remaining.filter(seq__gt=removed).aggregate(seq=Min("seq"))["seq"]
-    versions = CatalogVersion.objects.filter(volume__vm_id=instance.vm_id)
+    # By volume ids, not a join: PostgreSQL would hash every volume's versions to join them.
+    volume_ids = list(CatalogVolume.objects.filter(vm_id=instance.vm_id).values_list("pk", flat=True))
+    versions = CatalogVersion.objects.filter(volume_id__in=volume_ids)
 
     starting = versions.filter(first_seq=removed)
     if after is None:
@@ -67,4 +69,4 @@ def forget_point(sender: type[CatalogPoint], instance: CatalogPoint, **kwargs: A
         # Current again if no later point remains (a newer point deleted in the same go).
         ending.update(last_seq=before if after is not None else None)
     # Paths no version holds any more are not searchable either.
-    CatalogPath.objects.filter(volume__vm_id=instance.vm_id, versions__isnull=True).delete()
+    CatalogPath.objects.filter(volume_id__in=volume_ids, versions__isnull=True).delete()

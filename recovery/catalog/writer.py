@@ -91,11 +91,11 @@ def catalogue_point(point: RecoveryPoint, listings: Iterable[VolumeListing], *, 
             volume = _volume(point, listing)
             seen.add(volume.pk)
             _write_volume(volume, listing.entries, state.last_seq, head, result)
-        if head is not None:
-            gone = CatalogVersion.objects.filter(volume__vm_id=point.vm_id, last_seq__isnull=True).exclude(
-                volume_id__in=seen
-            )
-            result.closed_versions += gone.update(last_seq=head)
+        # Volumes of the VM this point does not have (a disk removed, a volume that no longer opens).
+        gone = list(CatalogVolume.objects.filter(vm_id=point.vm_id).exclude(pk__in=seen).values_list("pk", flat=True))
+        if head is not None and gone:
+            current = CatalogVersion.objects.filter(volume_id__in=gone, last_seq__isnull=True)  # the partial index
+            result.closed_versions += current.update(last_seq=head)
         entry.seq, entry.status, entry.catalogued = state.last_seq, CatalogPoint.Status.CATALOGUED, timezone.now()
         entry.entries, entry.new_versions = result.entries, result.new_versions
         entry.note = "; ".join([note, *result.notes] if note else result.notes)[:500]
