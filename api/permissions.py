@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import BasePermission
 
 from recovery import access
+from vault.models import RecoveryPoint
 
 
 class HasPerm(BasePermission):
@@ -33,3 +35,14 @@ class SeesRecoveryPoints(BasePermission):
     def has_permission(self, request: Any, view: Any) -> bool:
         user = request.user
         return bool(user and (access.sees_every_vm(user) or user.has_perm("recovery.browse_recoverypoints")))
+
+
+def downloadable_point(user: Any, pk: Any) -> RecoveryPoint:
+    """The point `pk` for a route that reads it out (zip, rehydrate): 404 when the user does not see
+    it, 403 when they see it but may not restore files from its VM (as the pages answer)."""
+    point = access.visible_points(user).select_related("vm").filter(pk=pk).first()
+    if point is None:
+        raise NotFound("No such recovery point, or not visible to you.")
+    if not access.can_download_point(user, point):
+        raise PermissionDenied
+    return point

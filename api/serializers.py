@@ -306,10 +306,23 @@ class RecoveryPointDiskSerializer(serializers.ModelSerializer):
         ]
 
 
+class PointArchiveSerializer(serializers.Serializer):
+    """The cached archive state of a point's vault chunks (vault.archive): reading it costs nothing."""
+
+    archived_chunks = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="In the Archive tier (null: some are, not counted yet)"
+    )
+    archived_bytes = serializers.IntegerField(read_only=True)
+    rehydrating_chunks = serializers.IntegerField(read_only=True)
+    rehydration_priority = serializers.CharField(read_only=True, help_text="Of the rehydration asked for, or empty")
+    checked_at = serializers.DateTimeField(source="archive_checked_at", read_only=True, allow_null=True)
+
+
 class RecoveryPointSerializer(serializers.ModelSerializer):
     vm = NamedRef(read_only=True)
     group = NamedRef(read_only=True, allow_null=True)
     locked = serializers.SerializerMethodField(help_text="Under a retention lock now (see locked_until)")
+    archive = PointArchiveSerializer(source="*", read_only=True)
 
     class Meta:
         model = RecoveryPoint
@@ -333,6 +346,7 @@ class RecoveryPointSerializer(serializers.ModelSerializer):
             "damaged",
             "locked",
             "locked_until",
+            "archive",
         ]
 
     def get_locked(self, point: RecoveryPoint) -> bool:

@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from api import placement, search, views, zip_download
+from api import placement, rehydrate, search, views, zip_download
 
 app_name = "api"
 
@@ -23,6 +23,7 @@ urlpatterns = [
     path("v1/me/", views.MeView.as_view(), name="me"),
     path("v1/search/", search.SearchView.as_view(), name="search"),
     path("v1/points/<uuid:pk>/zip/", zip_download.PointZipView.as_view(), name="point-zip"),
+    path("v1/points/<uuid:pk>/rehydrate/", rehydrate.PointRehydrateView.as_view(), name="point-rehydrate"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

@@ -12,14 +12,14 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from api.permissions import SeesRecoveryPoints
+from api.permissions import SeesRecoveryPoints, downloadable_point
 from api.views import BAD_REQUEST, CONFLICT, ERRORS, NOT_FOUND, IgnoreAccept, _filesystem_errors
-from recovery import access, browse, downloads
+from recovery import browse, downloads
 
 MAX_ITEMS = 500  # what the page's selection basket holds
 
@@ -49,11 +49,7 @@ class PointZipView(APIView):
     )
     def post(self, request: Request, pk: UUID) -> StreamingHttpResponse:
         """Download files and folders of a point as one zip (folders with everything below them)."""
-        point = access.visible_points(request.user).select_related("vm").filter(pk=pk).first()
-        if point is None:
-            raise NotFound("No such recovery point, or not visible to you.")
-        if not access.can_download_point(request.user, point):
-            raise PermissionDenied
+        point = downloadable_point(request.user, pk)
         body = ZipRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         items = _items(body.validated_data["items"])

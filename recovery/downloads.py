@@ -51,7 +51,9 @@ def pieces(stream: BinaryIO, restore: Restore) -> Iterator[bytes]:
 
 def zip_response(user: Any, point: RecoveryPoint, items: list[browse.Item]) -> StreamingHttpResponse:
     """Record the download of a selection (Restore row + audit entry) and stream it as one zip, its
-    folders walked as the archive is written."""
+    folders walked as the archive is written. Raises browse.PointArchived before anything is sent
+    when the point's chunks are archived: the zip would otherwise stop at the first one."""
+    browse.check_archive(point)
     restore = actions.start_file_restore(user, point, [str(i) for i in items], planned_bytes=0)
     entries = (zip_item for zip_item, _size in browse.expand(point, items))  # lazy: read while sent
     response = StreamingHttpResponse(zip_pieces(entries, restore), content_type="application/zip")

@@ -29,7 +29,7 @@ from jobs.runner import JobCancelled, JobContext, JobFailed
 from protection import claims
 from recovery import actions, point_check
 from recovery.models import Restore
-from vault import engine, healing
+from vault import archive, engine, healing
 from vault.engine.format import ZERO
 from vault.models import RecoveryPoint
 from vault.storage import tiered_store
@@ -71,10 +71,14 @@ def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[s
     restore = Restore.objects.filter(job_id=ctx.run.pk).first()
     overwritten = None
     try:
+        source = tiered_store()
+        if source.vault is not None and not point.local:
+            # Before any VM is created, claimed or powered off: archived chunks refuse the restore
+            # (rehydrating is billed and takes hours, so only ever someone's confirmed request).
+            archive.refuse_if_archived(source.vault, [point], nothing="nothing was restored or changed")
         overwritten = _vm_overwritten(point, target)
         if overwritten is not None:
             _claim_or_refuse(ctx, overwritten)
-        source = tiered_store()
         result = _restore(ctx, point, target, source)
         # Chunks this restore healed from the other tier may make damaged points whole again.
         healing.note_read_repairs(source, actor=actions.DAMAGE_FOUND_BY)
@@ -104,8 +108,6 @@ def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[s
 def _restore(
     ctx: JobContext, point: RecoveryPoint, target: dict[str, Any], source: engine.TieredStore
 ) -> RestoreResult:
-    if source.vault is not None and not point.local:
-        engine.ensure_readable(source.vault, str(point.pk))
     indexes = {int(key): index for key, index in _indexes(source, str(point.pk)).items()}
     with open_connection(point.vm.vcenter) as conn:
         restorer = _Restorer(ctx, conn, point, source, indexes)

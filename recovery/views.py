@@ -199,7 +199,10 @@ def download_zip(request: HttpRequest, pk: UUID) -> HttpResponseBase:
     if not items:
         messages.error(request, "Select files or folders first.")
         return redirect("recovery:point", point.pk)
-    return downloads.zip_response(request.user, point, items)
+    try:
+        return downloads.zip_response(request.user, point, items)
+    except browse.PointArchived:
+        return redirect("recovery:point", point.pk)  # whose page shows the archive panel
 
 
 def search_all(request: HttpRequest) -> HttpResponse:
@@ -251,6 +254,11 @@ def versions(request: HttpRequest, pk: UUID, disk: int, volume: int) -> HttpResp
 @permission_required("recovery.restore_vms", raise_exception=True)
 def restore_vm(request: HttpRequest, pk: UUID) -> HttpResponse:
     point = get_object_or_404(RecoveryPoint.objects.select_related("vm__vcenter"), pk=pk)
+    notice = archive.notice(point)  # the cached state: archived chunks would refuse the restore job
+    if notice is not None:
+        context = {"point": point, "archive": notice, "priorities": archive.PRIORITIES}
+        context["can_rehydrate"] = access.can_download_point(request.user, point)
+        return render(request, "recovery/restore_vm.html", context, status=409 if request.method == "POST" else 200)
     form = RestoreVmForm(request.POST or None, point=point)
     if request.method == "POST" and form.is_valid():
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.utils import timezone
@@ -54,3 +55,13 @@ def counted(point: RecoveryPoint) -> RecoveryPoint:
     point.refresh_from_db()
     assert point.archived_chunks and point.archived_chunks > 0
     return point
+
+
+def archived_point_in_azurite(
+    settings: Any, store_dir: Path, azurite: Any, container: str, helpdesk: User
+) -> RecoveryPoint:
+    """`archived_vault_point` in Azurite's `container` (its store under `store_dir`), counted as the
+    tiering job counts it: what the rehydrate route and command tests start from."""
+    settings.BACKUP_STORE_DIR = store_dir
+    use_azure_vault(azurite.connection_string(), container)
+    return counted(archived_vault_point(store_dir, helpdesk))

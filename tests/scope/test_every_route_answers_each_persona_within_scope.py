@@ -272,6 +272,11 @@ ROUTES: dict[str, list[Case]] = {
     "api:point-zip": point_route(
         "api:point-zip", BROWSE_MINE, BROWSE_OTHERS, method="post", data=_const({"items": [f"{DISK}:1:/etc/hostname"]})
     ),
+    # Rehydration (unconfirmed here: a 400 saying the cost) by who may download from the point.
+    "api:point-rehydrate": [
+        Case(api("v1/points/{g}/rehydrate/"), (BAD, BAD, DENIED), "post"),
+        Case(api("v1/points/{h}/rehydrate/"), (BAD, HIDDEN, DENIED), "post"),
+    ],
     "api:point-restore-vm": [
         Case(api("v1/points/{g}/restore-vm/"), (BAD, DENIED, DENIED), "post"),
         Case(api("v1/points/{h}/restore-vm/"), (BAD, DENIED, DENIED), "post"),

@@ -18,6 +18,7 @@ from vault.engine import (
     HOT,
     BlobArchived,
     FileSource,
+    NeedsRehydration,
     PointInUse,
     RemoteVault,
     Store,
@@ -27,9 +28,9 @@ from vault.engine import (
     VaultKeyError,
     apply_tiering,
     backup_disk,
+    check_readable,
     collect_local,
     collect_vault,
-    ensure_readable,
     generate_key,
     leases,
     parse_key,
@@ -38,6 +39,7 @@ from vault.engine import (
 )
 from vault.engine.blobs import DirectoryBackend
 from vault.engine.replicate import RateLimit
+from vault.engine.tiers import start_rehydration
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -302,7 +304,9 @@ def test_tiering_archives_only_chunks_no_newer_point_needs(store, azure_backend,
     assert sha256(restore_bytes(TieredStore(None, vault), "new")) == sha256(changed)
     with pytest.raises(BlobArchived):
         restore_bytes(TieredStore(None, vault), "old")
-    ensure_readable(vault, "old")  # Azurite rehydrates at once; Azure would raise NeedsRehydration
+    with pytest.raises(NeedsRehydration):  # a check starts nothing: the chunk stays archived
+        check_readable(vault, "old")
+    start_rehydration(vault, "old")  # Azurite rehydrates at once
     assert sha256(restore_bytes(TieredStore(None, vault), "old")) == sha256(data)
 
 

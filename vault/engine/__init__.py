@@ -85,7 +85,7 @@ from .replicate import ReplicationStats, UploadLimits, replicate_point
 from .sealing import Sealer, SealError, generate_key, parse_key
 from .source import FileSource, Source
 from .store import Point, Store
-from .tiers import ChunkRepair, NeedsRehydration, TieredStore, TieringReport, apply_tiering, ensure_readable
+from .tiers import ChunkRepair, NeedsRehydration, TieredStore, TieringReport, apply_tiering, check_readable
 from .verify import ChunkProblem, DiskVerify, VerifyReport, verify_point
 
 __all__ = [
@@ -121,7 +121,7 @@ __all__ = [
     "apply_tiering",
     "collect_local",
     "collect_vault",
-    "ensure_readable",
+    "check_readable",
     "generate_key",
     "parse_key",
     "repair_chunks",

@@ -13,9 +13,10 @@ Tiering moves the chunks that only old points use to Cool, Cold or Archive. Chun
 between points, so a chunk that any newer point needs stays where it is, and indexes and manifests
 always stay Hot (small, and needed to browse a point). An archived chunk cannot be read until it is
 rehydrated, which Azure does within hours (Azurite at once): `archive_state` counts a point's
-archived chunks from one listing (`archive_states` many points from one), `sample_archive_state`
-checks a few of them again with one HEAD each, and `start_rehydration` starts it. None of them runs
-on a page view: the Django side caches the counts on the point (`vault.archive`).
+archived chunks from one listing (`archive_states` many points from one; `check_readable` refuses
+a job's read with it), `sample_archive_state` checks a few of them again with one HEAD each, and
+`start_rehydration` starts it, on someone's confirmed request only. None of them runs on a page
+view: the Django side caches the counts on the point (`vault.archive`).
 """
 
 from __future__ import annotations
@@ -32,17 +33,16 @@ from .remote import RemotePoint, RemoteVault
 from .store import Point, Store
 
 TIER_ORDER = {HOT: 0, COOL: 1, COLD: 2, ARCHIVE: 3}
-# What Azure documents for rehydration from Archive, shown to the person who asked for a restore.
-REHYDRATION_TIME = {"Standard": "up to 15 hours", "High": "under 1 hour for blobs under 10 GB"}
 
 
 class NeedsRehydration(StoreError):
-    """Some chunks of the point are archived; a rehydration has been started (or is running)."""
+    """Some chunks of the point are archived, so it cannot be read until someone rehydrates them
+    (which costs and takes hours: nothing here starts it). `state` is what was counted."""
 
-    def __init__(self, message: str, archived: int, priority: str) -> None:
+    def __init__(self, message: str, state: ArchiveState) -> None:
         super().__init__(message)
-        self.archived = archived
-        self.priority = priority
+        self.state = state
+        self.archived = state.archived
 
 
 @dataclass(frozen=True)
@@ -276,6 +276,17 @@ def sample_archive_state(vault: RemoteVault, names: Iterable[str]) -> tuple[int,
     return archived, rehydrating
 
 
+def sample_point_chunks(vault: RemoteVault, point_id: str, count: int = ARCHIVE_SAMPLE) -> tuple[int, int]:
+    """(archived, rehydrating) among `count` of the point's chunk blobs spread evenly over its
+    chunks: reads its indexes (Hot) and makes one HEAD request per blob, never a listing. A quick
+    look at a point whose archive state was never counted."""
+    if not vault.backend.supports_tiers:
+        return 0, 0
+    names = sorted(_chunk_names(vault, point_id))
+    step = max(1, len(names) // max(1, count))
+    return sample_archive_state(vault, names[::step][:count])
+
+
 def start_rehydration(
     vault: RemoteVault, point_id: str, *, priority: str = "Standard"
 ) -> tuple[ArchiveState, ArchiveState]:
@@ -298,30 +309,18 @@ def start_rehydration(
     return before, ArchiveState(before.archived, before.archived, before.archived_bytes, before.total, before.sample)
 
 
-def rehydrate_point(vault: RemoteVault, point_id: str, *, priority: str = "Standard") -> int:
-    """Start moving the point's archived chunks back to Hot; returns how many were asked for."""
-    names = _chunk_names(vault, point_id)
-    started = 0
-    for info in vault.chunk_blobs().values():
-        if info.name in names and info.tier == ARCHIVE and not info.rehydrating:
-            vault.backend.set_tier(info.name, HOT, rehydrate_priority=priority)
-            started += 1
-    return started
-
-
-def ensure_readable(vault: RemoteVault, point_id: str, *, priority: str = "Standard") -> None:
-    """Before a restore from the vault (a job someone started, never a page view): rehydrate what is
-    archived, and raise NeedsRehydration with an honest estimate unless the service made it readable
-    at once (Azurite does)."""
-    _before, state = start_rehydration(vault, point_id, priority=priority)
+def check_readable(vault: RemoteVault, point_id: str) -> ArchiveState:
+    """Before a job reads a point from the vault (a restore, a verify): its archive state from one
+    listing, raising NeedsRehydration when chunks are archived. Never starts a rehydration: only
+    `start_rehydration` does, on someone's confirmed request."""
+    state = archive_state(vault, point_id)
     if state.archived:
         raise NeedsRehydration(
-            f"{state.archived} chunk(s) of recovery point {point_id} are in the Archive tier; rehydration to Hot "
-            f"has started at {priority} priority, which Azure completes in {REHYDRATION_TIME.get(priority, 'hours')}. "
-            "Start the restore again once it is done.",
-            state.archived,
-            priority,
+            f"{state.archived} chunk(s) of recovery point {point_id} are in the Archive tier: "
+            "they must be rehydrated before the point can be read",
+            state,
         )
+    return state
 
 
 __all__ = [
@@ -339,8 +338,8 @@ __all__ = [
     "apply_tiering",
     "archive_state",
     "archive_states",
-    "ensure_readable",
-    "rehydrate_point",
+    "check_readable",
+    "sample_point_chunks",
     "sample_archive_state",
     "start_rehydration",
 ]

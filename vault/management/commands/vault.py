@@ -1,5 +1,5 @@
-"""`manage.py vault status|configure|key|replicate|verify|repair|reconcile|prune|gc|tier|lock|delete`: the vault
-from a shell.
+"""`manage.py vault status|configure|key|replicate|verify|repair|reconcile|prune|gc|tier|rehydrate|lock|delete`:
+the vault from a shell.
 
 Slow work runs as jobs (add --wait to follow one); every change is audited as the command-line user.
 """
@@ -18,7 +18,7 @@ from jobs import runner
 from jobs.cli import wait_for_job
 from jobs.models import JobRun
 from lib.cli import print_json, print_table
-from vault import actions, healing, jobs, queries
+from vault import actions, archive, healing, jobs, queries
 from vault.models import LOCAL_TIER, VAULT_TIER, RecoveryPoint, VaultSettings
 from vault.reconcile import reconcile
 
@@ -77,6 +77,11 @@ class Command(BaseCommand):
             p = sub.add_parser(name, help=text)
             p.add_argument("--dry-run", action="store_true", help="say what would happen, change nothing")
             p.add_argument("--wait", action="store_true")
+
+        rehydrate = sub.add_parser("rehydrate", help="bring a point's archived chunks back online (billed by Azure)")
+        rehydrate.add_argument("point")
+        rehydrate.add_argument("--priority", choices=archive.PRIORITIES, default="Standard")
+        rehydrate.add_argument("--yes", action="store_true", help="start it: without, say what it costs and takes")
 
         lock = sub.add_parser("lock", help="retention lock: the point cannot be deleted before DATE")
         lock.add_argument("point")
@@ -221,6 +226,19 @@ class Command(BaseCommand):
 
     def do_tier(self, options: dict[str, Any]) -> None:
         self._start(jobs.TIER_KIND, {"dry_run": options["dry_run"]}, options["wait"], "vault")
+
+    def do_rehydrate(self, options: dict[str, Any]) -> None:
+        (point,) = self._points([options["point"]], [])
+        priority = options["priority"]
+        self.stdout.write(archive.cost(point, priority))
+        if not options["yes"]:
+            self.stdout.write("Nothing was started: add --yes to start the rehydration.")
+            return
+        after = actions.rehydrate_point(CLI_ACTOR, point, priority=priority)
+        if after.archived:
+            self.stdout.write(f"Rehydration of {after.archived} chunk(s) of {point} started at {priority} priority.")
+        else:
+            self.stdout.write(f"{point} is online: it can be browsed and restored now.")
 
     def do_lock(self, options: dict[str, Any]) -> None:
         (point,) = self._points([options["point"]], [])

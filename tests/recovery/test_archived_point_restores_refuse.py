@@ -1,0 +1,129 @@
+"""A point only the vault (Azurite) holds, its chunks in the Archive tier: a whole-VM restore and a
+vault verify refuse before changing anything (no VM created or powered off, nothing verified), with
+one sentence saying how many chunks are archived and the three ways to rehydrate; the Restore VM
+page shows the archive panel instead of its form; a zip or download of such a point the cache knew
+nothing about is refused before its response starts. Nothing of it starts a rehydration: Azurite
+rehydrates at once, so every chunk staying in Archive proves none was asked for."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from audit.models import AuditEntry
+from inventory import vcenter as vsphere
+from jobs.models import JobRun
+from recovery.models import Restore
+from tests.factories.archive import archived_vault_point, chunk_tiers, counted, use_azure_vault
+from tests.factories.people import token_client
+from tests.factories.protection import start_backup_lab
+from tests.recovery.test_vm_restore import connect, new_vm_target
+from vault import engine
+from vault.engine.blobs import ARCHIVE
+from vault.jobs import enqueue_verify
+from vault.models import VAULT_TIER, RecoveryPoint
+from vault.storage import local_store, remote_vault
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_refused_sentence(text: str, point: RecoveryPoint) -> None:
+    point.refresh_from_db()
+    assert point.archived_chunks and f"{point.archived_chunks} chunk" in text, text
+    assert "Archive tier" in text and "up to 15 hours" in text
+    assert f"POST /api/v1/points/{point.pk}/rehydrate/" in text
+    assert f"manage.py vault rehydrate {point.pk} --yes" in text and "Rehydrate button" in text
+
+
+@pytest.fixture
+def lab_point(vcsim_factory, settings, tmp_path, azurite, azure_backend, backed_up):
+    """lnx-01 of the backup lab, backed up, replicated to Azurite, lost locally, its chunks archived;
+    the cache knows nothing of it (as for a point tiered before the cache existed)."""
+    lab = start_backup_lab(vcsim_factory, settings, tmp_path)
+    point = backed_up("lnx-01")
+    use_azure_vault(azurite.connection_string(), azure_backend.container)
+    engine.replicate_point(local_store(), remote_vault(), str(point.pk))
+    RecoveryPoint.objects.filter(pk=point.pk).update(vault_status="replicated", local=False)
+    shutil.rmtree(settings.BACKUP_STORE_DIR)
+    engine.apply_tiering(remote_vault(), [str(point.pk)], ARCHIVE)
+    point.refresh_from_db()
+    return lab, point
+
+
+def test_a_whole_vm_restore_of_an_archived_point_refuses_before_touching_any_vm(lab_point, restored, admin):
+    lab, point = lab_point
+    with connect(lab.sim) as conn:
+        power_before = vsphere.power_state(conn, point.vm.moref)
+        vms_before = {vm.name for vm in vsphere.list_vms(conn, with_disks=False)}
+
+    over = restored(point, {"mode": "overwrite"}, admin)
+    new = restored(point, new_vm_target("lnx-01 restored"), admin)
+
+    for run in (over, new):
+        assert run.status == JobRun.Status.FAILED
+        assert "nothing was restored or changed" in run.error
+        assert_refused_sentence(run.error, point)
+    with connect(lab.sim) as conn:
+        assert vsphere.power_state(conn, point.vm.moref) == power_before
+        assert {vm.name for vm in vsphere.list_vms(conn, with_disks=False)} == vms_before
+    assert set(Restore.objects.values_list("status", flat=True)) == {"failed"}
+    assert chunk_tiers() == {ARCHIVE}
+    assert not AuditEntry.objects.filter(action="point.rehydrate").exists()
+
+
+def test_the_restore_vm_page_shows_the_archive_panel_instead_of_a_restore_it_would_refuse(lab_point, as_admin):
+    _lab, point = lab_point
+    point = counted(point)
+    url = f"/recovery/points/{point.pk}/restore-vm/"
+
+    page = as_admin.get(url)
+    text = page.content.decode()
+    assert page.status_code == 200 and "Rehydrate this point" in text and f"{point.archived_chunks} chunk" in text
+    assert "Start the restore" not in text
+    posted = as_admin.post(url, {"mode": "overwrite"})
+    assert posted.status_code == 409 and "Rehydrate this point" in posted.content.decode()
+    assert not JobRun.objects.filter(kind="recovery.restore_vm").exists()
+    assert chunk_tiers() == {ARCHIVE}
+
+
+@pytest.fixture
+def archived(settings, tmp_path, azurite, azure_backend, helpdesk) -> RecoveryPoint:
+    settings.BACKUP_STORE_DIR = tmp_path / "store"
+    use_azure_vault(azurite.connection_string(), azure_backend.container)
+    return archived_vault_point(tmp_path / "store", helpdesk)
+
+
+def test_a_vault_verify_of_an_archived_point_verifies_nothing_and_says_how_to_rehydrate(
+    archived, run_worker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        run = enqueue_verify(VAULT_TIER, points=[archived])
+    run_worker()
+    run.refresh_from_db()
+
+    assert run.status == JobRun.Status.FAILED and "nothing was verified" in run.error
+    assert_refused_sentence(run.error, archived)
+    assert archived.vault_verified_at is None and not archived.damaged
+    assert chunk_tiers() == {ARCHIVE}
+
+
+def test_a_zip_or_download_of_an_archived_point_the_cache_did_not_know_is_refused_before_it_starts(
+    archived, helpdesk, as_helpdesk
+):
+    assert archived.archived_chunks == 0 and archived.archive_checked_at is None  # nothing counted
+
+    page_zip = as_helpdesk.post(f"/recovery/points/{archived.pk}/zip/", {"item": "2000:1:/etc"})
+    assert page_zip.status_code == 302 and page_zip["Location"] == f"/recovery/points/{archived.pk}/"
+    assert "Rehydrate this point" in as_helpdesk.get(page_zip["Location"]).content.decode()
+    api = token_client(helpdesk)
+    api_zip = api.post(f"/api/v1/points/{archived.pk}/zip/", {"items": ["2000:1:/etc"]}, "application/json")
+    assert api_zip.status_code == 409 and "Archive tier" in api_zip.json()["detail"]
+    query = {"disk": 2000, "volume": 1, "path": "/etc/hostname"}
+    download = api.get(f"/api/v1/points/{archived.pk}/download/", query)
+    assert download.status_code == 409 and "Archive tier" in download.json()["detail"]
+
+    archived.refresh_from_db()
+    assert archived.archived_chunks is None  # some archived, known now: later views read nothing
+    assert not Restore.objects.exists()  # no download was started, so none is left half-done
+    assert chunk_tiers() == {ARCHIVE}
