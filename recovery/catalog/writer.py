@@ -187,13 +187,22 @@ class _Batch:
 
 def _current_versions(volume: CatalogVolume) -> dict[str, tuple[int, int, Fingerprint]]:
     """The volume's current version of each path: (version id, path id, fingerprint). Plain SQL: this
-    read is most of the cost of an unchanged point, and the ORM's per-row work would triple it."""
+    read is most of the cost of an unchanged point, and the ORM's per-row work would triple it. On
+    PostgreSQL the rows come in binary form (Django's cursors ask for text), which parses in a third of
+    the time."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as raw:
+            raw.execute(CURRENT_VERSIONS.replace("%(volume)s", "%s"), [volume.pk, volume.pk], binary=True)
+            binary_rows = raw.fetchall()
+        return {path: (v, p, (d, size, m, owner)) for v, p, path, d, size, m, owner in binary_rows}
     with connection.cursor() as cursor:
         cursor.execute(CURRENT_VERSIONS, {"volume": volume.pk})
         rows = cursor.fetchall()
-    if connection.vendor != "postgresql":  # SQLite hands back 0/1 for booleans, maybe naive times
-        rows = [(v, p, path, bool(d), size, _aware(m), owner) for v, p, path, d, size, m, owner in rows]
-    return {path: (v, p, (is_dir, size, modified, owner)) for v, p, path, is_dir, size, modified, owner in rows}
+    # SQLite hands back 0/1 for booleans, and maybe naive times.
+    return {path: (v, p, (bool(d), size, _aware(m), owner)) for v, p, path, d, size, m, owner in rows}
 
 
 def _aware(value: dt.datetime | str | None) -> dt.datetime | None:
