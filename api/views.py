@@ -307,8 +307,8 @@ class RecoveryPointViewSet(ListAndDetailViewSet):
             if entry.is_dir:
                 raise ValidationError({"path": ["That is a folder: list it with files/ and download its files."]})
             stream = filesystem.open(query["path"])
-        item = f"{query['disk']}:{query['volume']}:{query['path']}"
-        return file_response(request.user, point, item, entry, stream)
+            item = f"{query['disk']}:{query['volume']}:{query['path']}"
+            return file_response(request.user, point, item, entry, stream)  # its first piece read: 409 if archived
 
     @extend_schema(
         request=s.RestoreVmRequestSerializer,

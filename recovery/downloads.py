@@ -20,6 +20,7 @@ from recovery import filesystems as fs
 from recovery.models import Restore
 from recovery.restore_plan import RestoreReport
 from recovery.zipstream import ZipItem, stream_zip
+from vault import archive, engine
 from vault.models import RecoveryPoint
 
 PIECE = 1024 * 1024
@@ -28,22 +29,46 @@ PIECE = 1024 * 1024
 def file_response(
     user: Any, point: RecoveryPoint, item: str, entry: fs.Entry, stream: BinaryIO
 ) -> StreamingHttpResponse:
-    """Record the download (Restore row + audit entry) and stream `stream` as an attachment."""
+    """Record the download (Restore row + audit entry) and stream `stream` as an attachment. Its
+    first piece is read before anything is recorded or sent, so a file whose chunks are in the
+    Archive tier (of a point the cache knew nothing of) raises browse.PointArchived instead of
+    giving a download that breaks off at once."""
+    first = _first_piece(point, stream)
     restore = actions.start_file_restore(user, point, [item], planned_bytes=entry.size)
-    response = StreamingHttpResponse(pieces(stream, restore), content_type=content_type(entry.name))
+    response = StreamingHttpResponse(pieces(stream, restore, first), content_type=content_type(entry.name))
     response["Content-Length"] = str(entry.size)
     response["Content-Disposition"] = attachment(entry.name)
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
-def pieces(stream: BinaryIO, restore: Restore) -> Iterator[bytes]:
+def _first_piece(point: RecoveryPoint, stream: BinaryIO) -> bytes:
+    try:
+        return stream.read(PIECE)
+    except engine.BlobArchived:
+        stream.close()
+        archive.note_archived_read(point)
+        notice = archive.notice(point)
+        assert notice is not None  # just noted
+        raise browse.PointArchived(point, notice) from None
+
+
+def pieces(stream: BinaryIO, restore: Restore, first: bytes | None = None) -> Iterator[bytes]:
+    """The file's bytes (starting with `first`, when already read). An archived chunk met further on
+    ends the download and marks the point, so its pages show the archive panel from then on."""
     sent, error = 0, "download interrupted"
     try:
-        while piece := stream.read(PIECE):
+        piece = stream.read(PIECE) if first is None else first
+        while piece:
             sent += len(piece)
             yield piece
+            piece = stream.read(PIECE)
         error = ""
+    except engine.BlobArchived:
+        error = "stopped at a chunk in the vault's Archive tier: rehydrate the point, then download again"
+        if restore.point is not None:
+            archive.note_archived_read(restore.point)
+        raise
     finally:
         stream.close()
         actions.finish_restore(restore, bytes_done=sent, error=error)

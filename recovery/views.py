@@ -154,13 +154,14 @@ def download(request: HttpRequest, pk: UUID, disk: int, volume: int) -> Streamin
         if entry.is_dir:
             raise Http404("That is a folder: select it and download the selection as a zip.")
         stream = filesystem.open(path)
+        # Reads the first piece before responding: an archived chunk there is a PointArchived.
+        return downloads.file_response(request.user, point, f"{disk}:{volume}:{path}", entry, stream)
     except ValueError:
         raise Http404("No such path") from None
     except fs.NotFound:
         raise Http404(f"{path} is not in this recovery point") from None
     except (fs.FileSystemError, browse.PointUnavailable) as exc:
         raise Http404(str(exc)) from None
-    return downloads.file_response(request.user, point, f"{disk}:{volume}:{path}", entry, stream)
 
 
 # Selection basket (kept in the session, per point) -----------------------------------------------

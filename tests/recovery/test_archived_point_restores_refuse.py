@@ -7,19 +7,26 @@ rehydrates at once, so every chunk staying in Archive proves none was asked for.
 
 from __future__ import annotations
 
+import random
 import shutil
 
 import pytest
+from django.utils import timezone
 
 from audit.models import AuditEntry
 from inventory import vcenter as vsphere
 from jobs.models import JobRun
-from recovery.models import Restore
+from recovery import browse, downloads
+from recovery.models import Restore, RestoreGrant
 from tests.factories.archive import archived_vault_point, chunk_tiers, counted, use_azure_vault
 from tests.factories.people import token_client
-from tests.factories.protection import start_backup_lab
+from tests.factories.protection import protect_vms, start_backup_lab
+from tests.factories.recovery import point_with_disks
+from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
 from tests.recovery.test_vm_restore import connect, new_vm_target
-from vault import engine
+from tools import diskimages
+from vault import archive, engine
+from vault.engine.azure_blob import AzureBlobBackend
 from vault.engine.blobs import ARCHIVE
 from vault.jobs import enqueue_verify
 from vault.models import VAULT_TIER, RecoveryPoint
@@ -127,3 +134,85 @@ def test_a_zip_or_download_of_an_archived_point_the_cache_did_not_know_is_refuse
     assert archived.archived_chunks is None  # some archived, known now: later views read nothing
     assert not Restore.objects.exists()  # no download was started, so none is left half-done
     assert chunk_tiers() == {ARCHIVE}
+
+
+@pytest.fixture
+def big_file_point(settings, tmp_path, azurite, azure_backend, helpdesk) -> RecoveryPoint:
+    """A vault-only point holding /big.bin (6 MiB, after 7 MiB of another file), counted while all
+    its chunks were online: the cache says none are archived."""
+    settings.BACKUP_STORE_DIR = tmp_path / "store"
+    use_azure_vault(azurite.connection_string(), azure_backend.container)
+    vm = create_test_vm(create_test_tree(create_test_vcenter(), ["Prod"])["Prod"], "lnx-01")
+    group = protect_vms("Prod", [vm])
+    noise = random.Random(14)  # incompressible and unique: every 4 MiB is a chunk of its own
+    tree = {"a-first.bin": noise.randbytes(7 * 2**20), "big.bin": noise.randbytes(6 * 2**20)}
+    point = point_with_disks(vm, group, {2000: diskimages.build_ext4_disk(tree, size_mib=40)}, timezone.now())
+    engine.replicate_point(local_store(), remote_vault(), str(point.pk))
+    RecoveryPoint.objects.filter(pk=point.pk).update(vault_status="replicated", local=False)
+    shutil.rmtree(tmp_path / "store")
+    RestoreGrant.objects.create(user=helpdesk, group=group)
+    archive.record_states(remote_vault(), [point])
+    point.refresh_from_db()
+    assert point.archived_chunks == 0 and point.archive_checked_at is not None
+    return point
+
+
+def archive_all_but(azure_backend, patch: pytest.MonkeyPatch, read_online) -> None:
+    """Move every chunk of the vault to Archive except those `read_online()` reads."""
+    with patch.context() as reads:
+        read = blobs_read(reads)
+        read_online()
+    for name in set(remote_vault().chunk_blobs()) - read:
+        azure_backend.set_tier(name, ARCHIVE)
+
+
+def test_a_file_whose_data_is_archived_while_its_folders_are_online_is_refused_before_the_download_starts(
+    big_file_point, azure_backend, helpdesk, as_helpdesk, monkeypatch
+):
+    point = big_file_point
+    archive_all_but(azure_backend, monkeypatch, lambda: browse.open_filesystem(point, 2000, 1).stat("/big.bin"))
+
+    page = as_helpdesk.get(f"/recovery/points/{point.pk}/2000/1/file/", {"path": "/big.bin"})
+    assert page.status_code == 404  # as for a point the cache knew archived
+    query = {"disk": 2000, "volume": 1, "path": "/big.bin"}
+    api = token_client(helpdesk).get(f"/api/v1/points/{point.pk}/download/", query)
+    assert api.status_code == 409 and "Archive tier" in api.json()["detail"]
+    assert not Restore.objects.exists()  # refused before a download was recorded or a byte sent
+    point.refresh_from_db()
+    assert point.archived_chunks is None  # marked: its pages show the archive panel from now on
+    assert ARCHIVE in chunk_tiers()
+
+
+def test_an_archived_chunk_met_half_way_fails_the_download_row_and_marks_the_point(
+    big_file_point, azure_backend, as_helpdesk, monkeypatch
+):
+    point = big_file_point
+
+    def open_and_read_the_first_piece() -> None:
+        browse.open_filesystem(point, 2000, 1).open("/big.bin").read(downloads.PIECE)
+
+    archive_all_but(azure_backend, monkeypatch, open_and_read_the_first_piece)
+
+    response = as_helpdesk.get(f"/recovery/points/{point.pk}/2000/1/file/", {"path": "/big.bin"})
+    assert response.status_code == 200
+    with pytest.raises(engine.BlobArchived):
+        b"".join(response.streaming_content)
+    restore = Restore.objects.get()
+    assert restore.status == "failed" and "Archive tier" in restore.error
+    point.refresh_from_db()
+    assert point.archived_chunks is None
+    assert "Rehydrate this point" in as_helpdesk.get(f"/recovery/points/{point.pk}/").content.decode()
+
+
+def blobs_read(patch: pytest.MonkeyPatch) -> set[str]:
+    """The names of the blobs Azurite is asked for from now on (whole or a range)."""
+    read: set[str] = set()
+    for method in ("get", "get_range"):
+        real = getattr(AzureBlobBackend, method)
+
+        def reading(self, name, *args, _real=real):
+            read.add(name)
+            return _real(self, name, *args)
+
+        patch.setattr(AzureBlobBackend, method, reading)
+    return read
