@@ -115,6 +115,15 @@ def test_a_vault_verify_of_an_archived_point_verifies_nothing_and_says_how_to_re
     assert chunk_tiers() == {ARCHIVE}
 
 
+def test_a_verify_of_every_vault_point_leaves_out_those_known_archived(archived):
+    point = counted(archived)
+
+    run = enqueue_verify(VAULT_TIER, target_label="vault", allow_empty=True)
+
+    assert run.params["point_ids"] == [] and run.target_label == "vault (1 in the Archive tier left out)"
+    assert point.archived_chunks and chunk_tiers() == {ARCHIVE}
+
+
 def test_a_zip_or_download_of_an_archived_point_the_cache_did_not_know_is_refused_before_it_starts(
     archived, helpdesk, as_helpdesk
 ):
