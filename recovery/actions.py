@@ -15,6 +15,7 @@ from audit.actions import record
 from jobs.models import JobRun
 from jobs.runner import enqueue
 from recovery.models import Restore, RestoreGrant
+from vault import archive
 from vault.models import RecoveryPoint
 
 RESTORE_VM_KIND = "recovery.restore_vm"
@@ -74,6 +75,8 @@ def start_vm_restore(user: Any, point: RecoveryPoint, target: dict[str, Any]) ->
     """Queue a whole-VM restore; `target` is {"mode": "new", "name", "folder_id", "pool_id",
     "datastore_id", "host_id"}, {"mode": "overwrite"} (the original VM, powered off first) or
     {"mode": "disk", "source_disk", "vm_id", "disk_key"} (one disk into an existing VM's disk)."""
+    if archive.notice(point) is not None:  # the cached state; the job counts again before reading
+        raise RestoreRefused(archive.refusal([point], "no restore was started"))
     with transaction.atomic():
         run = enqueue(
             RESTORE_VM_KIND,

@@ -123,8 +123,10 @@ def refusal(points: list[RecoveryPoint], nothing: str) -> str:
     size = filesizeformat(sum(point.archived_bytes for point in points))
     which = str(points[0].pk) if len(points) == 1 else "POINT"
     whose = "this recovery point" if len(points) == 1 else f"{len(points)} of these recovery points"
+    counted = all(point.archived_chunks is not None for point in points)  # None: some, not counted yet
+    what = f"{chunks} chunk{'s' if chunks != 1 else ''} ({size})" if counted else "Chunks"
     return (
-        f"{chunks} chunk{'s' if chunks != 1 else ''} ({size}) of {whose} are in the vault's Archive tier, so "
+        f"{what} of {whose} are in the vault's Archive tier, so "
         f"{nothing}: rehydrate first, which Azure bills and completes in {REHYDRATION_TIME['Standard']} "
         f"(Standard) or {REHYDRATION_TIME['High']} (High), with the Rehydrate button on the point's page, "
         f"POST /api/v1/points/{which}/rehydrate/ or manage.py vault rehydrate {which} --yes."

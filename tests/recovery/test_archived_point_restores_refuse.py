@@ -45,14 +45,15 @@ def assert_refused_sentence(text: str, point: RecoveryPoint) -> None:
 
 @pytest.fixture
 def lab_point(vcsim_factory, settings, tmp_path, azurite, azure_backend, backed_up):
-    """lnx-01 of the backup lab, backed up, replicated to Azurite, lost locally, its chunks archived;
-    the cache knows nothing of it (as for a point tiered before the cache existed)."""
+    """lnx-01 of the backup lab, backed up, replicated to Azurite, lost locally, counted (none
+    archived), then its chunks archived: the cache is out of date, so only the job's count sees them."""
     lab = start_backup_lab(vcsim_factory, settings, tmp_path)
     point = backed_up("lnx-01")
     use_azure_vault(azurite.connection_string(), azure_backend.container)
     engine.replicate_point(local_store(), remote_vault(), str(point.pk))
     RecoveryPoint.objects.filter(pk=point.pk).update(vault_status="replicated", local=False)
     shutil.rmtree(settings.BACKUP_STORE_DIR)
+    archive.record_states(remote_vault(), [point])
     engine.apply_tiering(remote_vault(), [str(point.pk)], ARCHIVE)
     point.refresh_from_db()
     return lab, point
@@ -79,7 +80,7 @@ def test_a_whole_vm_restore_of_an_archived_point_refuses_before_touching_any_vm(
     assert not AuditEntry.objects.filter(action="point.rehydrate").exists()
 
 
-def test_the_restore_vm_page_shows_the_archive_panel_instead_of_a_restore_it_would_refuse(lab_point, as_admin):
+def test_the_restore_vm_page_shows_the_archive_panel_instead_of_a_restore_it_would_refuse(lab_point, admin, as_admin):
     _lab, point = lab_point
     point = counted(point)
     url = f"/recovery/points/{point.pk}/restore-vm/"
@@ -90,6 +91,10 @@ def test_the_restore_vm_page_shows_the_archive_panel_instead_of_a_restore_it_wou
     assert "Start the restore" not in text
     posted = as_admin.post(url, {"mode": "overwrite"})
     assert posted.status_code == 409 and "Rehydrate this point" in posted.content.decode()
+    body = {"mode": "overwrite", "confirm": point.vm.name}
+    api = token_client(admin).post(f"/api/v1/points/{point.pk}/restore-vm/", body, "application/json")
+    assert api.status_code == 409 and "no restore was started" in api.json()["detail"]
+    assert_refused_sentence(api.json()["detail"], point)
     assert not JobRun.objects.filter(kind="recovery.restore_vm").exists()
     assert chunk_tiers() == {ARCHIVE}
 
