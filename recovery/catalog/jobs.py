@@ -7,6 +7,7 @@ rather than rehydrated, because cataloguing must never start a paid action."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -21,6 +22,8 @@ from recovery.catalog.writer import OutOfOrder, catalogue_point, mark_unavailabl
 from recovery.models import CatalogPoint, CatalogVolume
 from vault import engine
 from vault.models import RecoveryPoint
+
+log = logging.getLogger(__name__)
 
 CATALOG_VM_KIND = "recovery.catalog_vm"
 BACKFILL_KIND = "recovery.catalog_backfill"
@@ -77,13 +80,16 @@ def catalogue_one(point: RecoveryPoint) -> Any:
         return None
     problems: list[str] = []
     try:
-        return catalogue_point(point, walk.point_listings(point, problems), note="; ".join(problems))
+        return catalogue_point(point, walk.point_listings(point, problems), problems=problems)
     except (browse.PointUnavailable, engine.StoreError, engine.BackendError) as exc:
         mark_unavailable(point, f"Could not be read: {exc}")
     except IntegrityError:  # deleted meanwhile, or catalogued by another job
         pass
     except OutOfOrder:  # an older point arrived meanwhile: the next run rebuilds
         pass
+    except Exception as exc:  # a parser failing on a damaged volume must not hold back the VM's later points
+        log.exception("catalog: %s could not be catalogued", point)
+        mark_unavailable(point, f"Could not be catalogued: {exc}")
     return None
 
 

@@ -73,7 +73,9 @@ class CatalogResult:
     notes: list[str] = field(default_factory=list)
 
 
-def catalogue_point(point: RecoveryPoint, listings: Iterable[VolumeListing], *, note: str = "") -> CatalogResult:
+def catalogue_point(
+    point: RecoveryPoint, listings: Iterable[VolumeListing], *, problems: list[str] | None = None
+) -> CatalogResult:
     """Catalogue `point` (which must be newer than the VM's catalogued points) from `listings`.
 
     The CatalogPoint row is written first: it takes PostgreSQL's key-share lock on the point, so a
@@ -98,7 +100,8 @@ def catalogue_point(point: RecoveryPoint, listings: Iterable[VolumeListing], *, 
             result.closed_versions += current.update(last_seq=head)
         entry.seq, entry.status, entry.catalogued = state.last_seq, CatalogPoint.Status.CATALOGUED, timezone.now()
         entry.entries, entry.new_versions = result.entries, result.new_versions
-        entry.note = "; ".join([note, *result.notes] if note else result.notes)[:500]
+        # Read after the listings are consumed: a lazy walk appends what it could not read as it goes.
+        entry.note = "; ".join([*(problems or []), *result.notes])[:500]
         entry.save()
     return result
 

@@ -160,3 +160,18 @@ def test_a_point_held_only_in_the_vault_is_not_opened(vm):
     entry = CatalogPoint.objects.get(point=point)
     assert entry.status == CatalogPoint.Status.UNAVAILABLE and "vault" in entry.note
     assert not CatalogVersion.objects.exists() and not CatalogPath.objects.exists()
+
+
+def test_a_volume_that_no_longer_opens_is_not_in_the_point_and_later_points_still_catalogue(vm, admin, tmp_path):
+    first = make_point(vm, FIRST, 3)
+    bad = tmp_path / "bad.img"
+    data = bytearray(diskimages.build_ext4_disk(FIRST, size_mib=16).read_bytes())
+    data[1024 * 1024 : 1024 * 1024 + 8192] = b"\xa5" * 8192  # the partition's superblock
+    bad.write_bytes(bytes(data))
+    broken = point_with_disks(vm, vm.protection_group, {2000: bad}, timezone.now() - dt.timedelta(days=2))
+    third = make_point(vm, FIRST, 1)
+
+    catalog_jobs.catalogue_vm(None, vm.pk)
+
+    assert CatalogPoint.objects.get(point=broken).status == CatalogPoint.Status.CATALOGUED
+    assert [v.points for v in hit_for(admin, "motd", "/etc/motd").versions] == [[third], [first]]
