@@ -226,6 +226,7 @@ def _search_page(request: HttpRequest, *, vm: VirtualMachine | None, point: Reco
     context: dict[str, Any] = {"q": query, "vm": vm, "point": point, "result": None}
     context["can_download"] = request.user.has_perm("recovery.restore_files")  # hits hold visible points only
     if query:
+        context["not_searched"] = catalog_search.not_searched(request.user, vm)
         try:
             context["result"] = catalog_search.search(request.user, query, vm=vm)
         except ValueError as exc:

@@ -167,6 +167,18 @@ def _glob_regex(pattern: str) -> str:
     return "".join(out) + "$"
 
 
+def not_searched(user: Any, vm: VirtualMachine | None = None) -> dict[str, int]:
+    """How many of the points `user` may see are not searched: not catalogued yet (a job is on it),
+    or not catalogued at all (held only in the vault, unreadable)."""
+    points = access.visible_points(user)
+    if vm is not None:
+        points = points.filter(vm=vm)
+    return {
+        "pending": points.filter(catalog__isnull=True).count(),
+        "unavailable": points.filter(catalog__status=CatalogPoint.Status.UNAVAILABLE).count(),
+    }
+
+
 def searchable_vms(user: Any, vm: VirtualMachine | None = None) -> QuerySet[VirtualMachine]:
     vms = access.visible_vms(user)
     return vms.filter(pk=vm.pk) if vm is not None else vms

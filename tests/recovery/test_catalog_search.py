@@ -143,3 +143,11 @@ def test_the_catalog_command_reports_and_backfills(lab):
 
 def test_the_recovery_page_links_to_the_search_across_all_points(lab, as_helpdesk):
     assert 'href="/recovery/search/"' in as_helpdesk.get("/recovery/").content.decode()
+
+
+def test_the_page_says_which_points_are_not_searched_yet(lab, as_helpdesk):
+    point_with_disks(lab["web"], lab["web"].protection_group, {2000: _image(FIRST)}, timezone.now())
+
+    page = as_helpdesk.get("/recovery/search/", {"q": "motd"}).content.decode()
+
+    assert "1 recovery point is still being catalogued" in page
