@@ -9,6 +9,7 @@ from alerts.jobs import evaluate_alerts
 from inventory.actions import enqueue_all_syncs
 from jobs.maintenance import reap_orphaned_runs
 from protection.scheduling import tick
+from recovery.catalog.jobs import enqueue_nightly_backfill
 from vault.jobs import enqueue_lagging_replications, enqueue_maintenance
 from vault.usage import record_storage_sample
 
@@ -21,6 +22,8 @@ cron.register(tick, queue_name="maintenance", interval=60, job_timeout=300)
 # another: reconcile the store with the rows, retention, garbage collection, tiering, usage count.
 cron.register(enqueue_lagging_replications, queue_name="maintenance", cron="*/10 * * * *", job_timeout=300)
 cron.register(enqueue_maintenance, queue_name="maintenance", cron="30 3 * * *", job_timeout=300)
+# The file catalog: each backup queues its own; nightly, whatever that missed (adopted points, failures).
+cron.register(enqueue_nightly_backfill, queue_name="maintenance", cron="45 4 * * *", job_timeout=300)
 # Storage figures for the overview's 30-day growth chart (today's row, refreshed hourly).
 cron.register(record_storage_sample, queue_name="maintenance", cron="7 * * * *", job_timeout=600)
 # Alerts: every minute, open and resolve alerts from the current state, then send (or retry) their

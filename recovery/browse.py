@@ -8,7 +8,6 @@ own, because a disk reader is not shared between threads.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, cast, overload
@@ -63,15 +62,6 @@ class DiskView:
     disk: RecoveryPointDisk
     layout: fs.DiskLayout | None
     error: str = ""
-
-
-@dataclass(frozen=True)
-class OtherVersion:
-    """The same path in another point of the VM: its entry, or a note saying why there is none."""
-
-    point: RecoveryPoint
-    entry: fs.Entry | None = None
-    note: str = ""
 
 
 class _WatchedSource(engine.TieredStore):
@@ -215,35 +205,6 @@ def open_filesystem(point: RecoveryPoint, disk_key: int, volume: int) -> fs.File
         return open_layout(point, disk_key).filesystem(volume)
     except (engine.StoreError, engine.BackendError) as exc:
         raise PointUnavailable(str(exc)) from None
-
-
-def search(point: RecoveryPoint, pattern: str, limit: int = 200) -> list[tuple[DiskView, fs.Volume, fs.Entry]]:
-    found: list[tuple[DiskView, fs.Volume, fs.Entry]] = []
-    for view in disk_views(point):
-        if view.layout is None:
-            continue
-        for volume in view.layout.volumes:
-            if volume.browsable and len(found) < limit:
-                filesystem = view.layout.filesystem(volume.index)
-                with contextlib.suppress(fs.FileSystemError):
-                    for entry in filesystem.find(pattern, limit=limit - len(found)):
-                        found.append((view, volume, entry))
-    return found
-
-
-def other_versions(point: RecoveryPoint, disk_key: int, volume: int, path: str, limit: int = 30) -> list[OtherVersion]:
-    """The same path in the VM's other points (newest first): size and time, or absent."""
-    points = RecoveryPoint.objects.filter(vm=point.vm, disks__key=disk_key).order_by("-created")[:limit]
-    return [_version_in(other, disk_key, volume, path) for other in points]
-
-
-def _version_in(point: RecoveryPoint, disk_key: int, volume: int, path: str) -> OtherVersion:
-    try:
-        return OtherVersion(point, open_filesystem(point, disk_key, volume).stat(path))
-    except fs.NotFound:
-        return OtherVersion(point, note="not in this point")
-    except (fs.FileSystemError, PointUnavailable) as exc:
-        return OtherVersion(point, note=str(exc))
 
 
 def expand(point: RecoveryPoint, items: list[Item]) -> Iterator[tuple[ZipItem, int]]:

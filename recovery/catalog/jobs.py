@@ -118,3 +118,10 @@ def catalog_backfill(ctx: JobContext) -> dict[str, Any]:
             totals[key] += outcome[key]
         ctx.progress(done)
     return totals
+
+
+def enqueue_nightly_backfill() -> None:
+    """From cron: catalogue what no backup job catalogued (points the reconciler adopted, a catalog
+    job that failed), unless a backfill is already queued or running."""
+    if not JobRun.objects.filter(kind=BACKFILL_KIND, status__in=JobRun.ACTIVE).exists():
+        enqueue(BACKFILL_KIND)

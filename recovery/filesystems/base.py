@@ -262,12 +262,13 @@ def read_safely(read: Callable[[], Any]) -> Any:
 
 
 def aware_utc(value: datetime | None) -> datetime | None:
-    """UTC-aware, and None for the "never set" values (Windows 1601, Unix 1970 and earlier)."""
+    """UTC-aware, and None for the "never set" values (Windows' 1601 and Unix's 1970 epochs exactly).
+    Other times before 1970 are real (ext4 and XFS store them) and are kept."""
     if value is None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    if value.year <= 1601 or value.timestamp() <= 0:
+    if value.year <= 1601 or value.timestamp() == 0:
         return None
     return value.astimezone(UTC)
 
