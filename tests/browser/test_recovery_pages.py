@@ -7,6 +7,7 @@ import hashlib
 import pytest
 from django.utils import timezone
 
+from recovery.catalog.jobs import catalogue_vm
 from recovery.models import RestoreGrant
 from tests.factories.people import log_in
 from tests.factories.protection import protect_vms
@@ -23,6 +24,7 @@ def test_helpdesk_finds_a_file_by_name_and_downloads_it(live_server, page, helpd
     vm = create_test_vm(create_test_tree(vc, ["Prod"])["Prod"], "win-01")
     group = protect_vms("Prod", [vm])
     point = point_with_disks(vm, group, {2000: diskimages.build_ntfs_disk(WINDOWS, size_mib=48)}, timezone.now())
+    catalogue_vm(None, vm.pk)  # search reads the file catalog a backup's job writes
     RestoreGrant.objects.create(user=helpdesk, group=group)
 
     log_in(page, live_server.url, "bob")
