@@ -43,6 +43,6 @@ def downloadable_point(user: Any, pk: Any) -> RecoveryPoint:
     point = access.visible_points(user).select_related("vm").filter(pk=pk).first()
     if point is None:
         raise NotFound("No such recovery point, or not visible to you.")
-    if not access.can_download_point(user, point):
+    if not access.may_open(user, download=True):
         raise PermissionDenied
     return point

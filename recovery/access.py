@@ -100,6 +100,12 @@ def can_download(user: Any, vm: VirtualMachine) -> bool:
     return user.has_perm(DOWNLOAD) and can_browse(user, vm)
 
 
+def may_open(user: Any, *, download: bool = False) -> bool:
+    """For a point or VM already fetched through visible_points / visible_vms (so in scope): whether
+    the user may open it, or also download from it. Saves asking the scope query a second time."""
+    return user.has_perm(BROWSE) and (not download or user.has_perm(DOWNLOAD))
+
+
 def can_browse_point(user: Any, point: RecoveryPoint) -> bool:
     """`user` may open this point: its disks, folders, search and versions."""
     return user.has_perm(BROWSE) and visible_points(user).filter(pk=point.pk).exists()

@@ -238,8 +238,10 @@ class _Restorer:
         before networks could be chosen (no "nics") keep the captured networks."""
         if chosen is None:
             return self.point.config
-        networks = dict(Network.objects.filter(pk__in=[pk for pk in chosen.values() if pk]).values_list("pk", "moref"))
-        names = dict(Network.objects.filter(pk__in=list(networks)).values_list("pk", "inventory_path"))
+        chosen_pks = [pk for pk in chosen.values() if pk]
+        rows = list(Network.objects.filter(pk__in=chosen_pks).values_list("pk", "moref", "inventory_path"))
+        networks = {pk: moref for pk, moref, _ in rows}
+        names = {pk: path for pk, _, path in rows}
         morefs: dict[int, str | None] = {}
         for nic in self.point.config.get("nics") or []:
             if str(nic.get("key")) not in chosen:

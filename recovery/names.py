@@ -29,11 +29,6 @@ _SURROGATE_BYTES = range(0xDC80, 0xDD00)  # what "surrogateescape" makes of the 
 _ESCAPE = re.compile(r"\\(?:\\|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})")
 
 
-def needs_escape(raw: str) -> bool:
-    """True when `raw` holds anything `escape` would change."""
-    return any(_escaped_char(char, from_bytes=True) is not None for char in raw)
-
-
 def _escaped_char(char: str, *, from_bytes: bool) -> str | None:
     code = ord(char)
     if char == "\\":

@@ -42,8 +42,7 @@ def _point_for(request: HttpRequest, pk: UUID, *, download: bool = False) -> Rec
     # A point out of the user's scope is 404 (they may not know it exists); one they see but may not
     # open or download from (an auditor, helpdesk without restore_files) is 403.
     point = get_object_or_404(access.visible_points(request.user).select_related("vm"), pk=pk)
-    allowed = access.can_download_point if download else access.can_browse_point
-    if not allowed(request.user, point):
+    if not access.may_open(request.user, download=download):
         raise PermissionDenied
     return point
 
@@ -64,7 +63,7 @@ def vm_points(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = get_object_or_404(access.visible_vms(request.user), pk=vm_id)
     points = access.visible_points(request.user).filter(vm=vm).order_by("-created")
     return render(
-        request, "recovery/vm.html", {"vm": vm, "points": points, "can_browse": access.can_browse(request.user, vm)}
+        request, "recovery/vm.html", {"vm": vm, "points": points, "can_browse": access.may_open(request.user)}
     )
 
 
@@ -99,7 +98,7 @@ def folder(request: HttpRequest, pk: UUID, disk: int, volume: int) -> HttpRespon
         context.update(_archive_context(request, exc))
     except (fs.FileSystemError, browse.PointUnavailable) as exc:
         context["error"] = str(exc)
-    context["can_download"] = access.can_download(request.user, point.vm)
+    context["can_download"] = access.may_open(request.user, download=True)
     template = "recovery/folder.html#listing" if htmx_partial(request) else "recovery/folder.html"
     return render(request, template, context)
 
@@ -112,7 +111,7 @@ def _page_number(request: HttpRequest) -> int:
 
 
 def _archive_context(request: HttpRequest, exc: browse.PointArchived) -> dict[str, Any]:
-    can_rehydrate = access.can_download_point(request.user, exc.point)
+    can_rehydrate = access.may_open(request.user, download=True)  # exc.point came through _point_for
     return {"archive": exc.notice, "can_rehydrate": can_rehydrate, "priorities": archive.PRIORITIES}
 
 
