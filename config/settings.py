@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "recovery",
     "reports",
     "alerts",
+    "teams",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",

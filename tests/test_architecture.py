@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("accounts", "inventory", "vault"),
     ("protection",),
     ("recovery",),
-    ("alerts", "reports", "dashboard"),
+    ("alerts", "reports", "dashboard", "teams"),
     ("api",),
     ("config",),
 )

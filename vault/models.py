@@ -7,12 +7,11 @@ row always names a complete, restorable point. Its UUID is the point's id in the
 from __future__ import annotations
 
 import uuid
-from typing import cast, overload
 
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from lib import crypto
+from lib.crypto import EncryptedText
 
 MIN_GC_GRACE_HOURS = 1
 LOCAL_TIER = "local"
@@ -27,32 +26,6 @@ def held_in(tier: str) -> models.Q:
     if tier == VAULT_TIER:
         return models.Q(vault_status=RecoveryPoint.VaultStatus.REPLICATED)
     raise ValueError(f"no tier {tier!r}: {LOCAL_TIER!r} or {VAULT_TIER!r}")
-
-
-class EncryptedText(property):
-    """The plain text of a secret kept encrypted in another field of the model: reading decrypts ("" when
-    nothing is stored), writing encrypts ("" clears it). A property, so Model(secret=...) works as well."""
-
-    def __init__(self, stored_in: str) -> None:
-        def read(instance: models.Model) -> str:
-            token = getattr(instance, stored_in)
-            return crypto.decrypt(token) if token else ""
-
-        def write(instance: models.Model, value: str) -> None:
-            setattr(instance, stored_in, crypto.encrypt(value) if value else "")
-
-        super().__init__(read, write)
-
-    # Typed again because property's own stubs give Any for every read.
-    @overload
-    def __get__(self, instance: None, owner: type | None = None, /) -> EncryptedText: ...
-    @overload
-    def __get__(self, instance: models.Model, owner: type | None = None, /) -> str: ...
-    def __get__(self, instance: models.Model | None, owner: type | None = None, /) -> EncryptedText | str:
-        return cast("EncryptedText | str", super().__get__(instance, owner))
-
-    def __set__(self, instance: models.Model, value: str, /) -> None:
-        super().__set__(instance, value)
 
 
 class RecoveryPointQuerySet(models.QuerySet):
