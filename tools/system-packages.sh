@@ -4,13 +4,17 @@
 set -euo pipefail
 
 run_packages=(python3-venv redis-server golang-go golang-github-vmware-govmomi-dev
-  ntfs-3g wimtools e2fsprogs fdisk mtools dosfstools)
+  ntfs-3g wimtools e2fsprogs fdisk mtools dosfstools
+  libldap2-dev libsasl2-dev gcc python3-dev)
+# libldap2-dev, libsasl2-dev, gcc and python3-dev build python-ldap (the directory sign-in's client).
 # nodejs and npm run Azurite (tools/azurite), the Azure Storage emulator of the vault's tests;
 # xfsprogs builds the XFS images of the file-level restore tests. The disk image tools come from
 # run_packages: mkntfs and ntfssecaudit (ntfs-3g), wimlib-imagex (wimtools), mke2fs and debugfs
 # (e2fsprogs), sfdisk (fdisk), mkfs.vfat (dosfstools), mcopy (mtools). Under make test a test that
 # finds one missing fails (tests/strict.py), so whatever a test runs must be listed here.
-test_packages=("${run_packages[@]}" postgresql chromium nodejs npm xfsprogs)
+# slapd (OpenLDAP, a private instance from tools/ldap_server.py) and ldap-utils: the directory sign-in's tests.
+test_packages=("${run_packages[@]}" postgresql chromium nodejs npm xfsprogs
+  slapd ldap-utils)
 bench_packages=("${test_packages[@]}" restic)
 
 case "${1:-run}" in
