@@ -40,10 +40,10 @@ def hash_key(key: str) -> str:
 
 def may_manage(actor: Any, user: Any) -> bool:
     """A person manages their own tokens; an administrator (may change users) everybody's.
-    A string actor (the command line) may do anything."""
-    if isinstance(actor, str):
+    An automatic actor (a string such as the command line's, or None for the system) may do anything."""
+    if actor is None or isinstance(actor, str):
         return True
-    return bool(actor is not None and actor.is_authenticated and (actor.pk == user.pk or actor.has_perm(MANAGE_OTHERS)))
+    return bool(actor.is_authenticated and (actor.pk == user.pk or actor.has_perm(MANAGE_OTHERS)))
 
 
 def create_token(

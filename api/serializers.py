@@ -500,7 +500,15 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
+class TokenInUseSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    scope = serializers.ChoiceField(choices=["read", "operate"])
+    expires = serializers.DateTimeField(allow_null=True)
+
+
 class MeSerializer(serializers.Serializer):
     username = serializers.CharField()
     roles = serializers.ListField(child=serializers.CharField())
-    has_token = serializers.BooleanField(help_text="Whether an API token exists; the token itself is never shown")
+    token = TokenInUseSerializer(
+        allow_null=True, help_text="The API token of this request (never its key); null for a browser session"
+    )

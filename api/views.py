@@ -15,7 +15,6 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
-from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
@@ -26,6 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import ApiToken
 from accounts.roles import user_roles
 from api import serializers as s
 from api.permissions import HasPerm, SeesRecoveryPoints
@@ -369,11 +369,11 @@ class BackupView(APIView):
 class MeView(APIView):
     @extend_schema(responses={200: s.MeSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
-        """Who the token belongs to, their roles, and whether they have a token (never the token)."""
+        """Who the token belongs to, their roles, and the token in use (its name, scope and expiry; never its key)."""
         user = cast(User, request.user)  # DEFAULT_PERMISSION_CLASSES lets only authenticated users in
         body = {
             "username": user.get_username(),
             "roles": user_roles(user),
-            "has_token": Token.objects.filter(user=user).exists(),
+            "token": request.auth if isinstance(request.auth, ApiToken) else None,
         }
         return Response(s.MeSerializer(body).data)

@@ -118,7 +118,6 @@ INSTALLED_APPS = [
     "alerts",
     "teams",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "api",
@@ -201,11 +200,12 @@ RQ_QUEUES = {
 # commits, so a worker never picks up a job whose JobRun row it cannot see yet.
 RQ_SHOW_ADMIN_LINK = False
 
-# The JSON API (api/): scripts send "Authorization: Token <key>" (manage.py apitoken); the browser's
+# The JSON API (api/): scripts send "Authorization: Token <key>" (accounts.ApiToken; My account or
+# manage.py token create); the browser's
 # session works too (with CSRF). Nothing is anonymous; every view also names the permission it needs.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -220,7 +220,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "DESCRIPTION": "Inventory, protection groups, jobs and recovery points of VM Backup; start backups and "
     "restores; list and download files from recovery points. Send `Authorization: Token <key>` "
-    "(`manage.py apitoken USER`). Permissions are those of the user's role, as on the pages.",
+    "(created on My account or with `manage.py token create USER`; a read-only token may only read). "
+    "Permissions are those of the user's role, as on the pages.",
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],

@@ -25,4 +25,5 @@ urlpatterns = [
     path("reports/", include("reports.urls")),
     path("settings/", include("accounts.urls")),
     path("api/", include("api.urls")),
+    path("", include("teams.token_urls")),
 ]

@@ -20,7 +20,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from werkzeug.test import Client as WsgiClient
 
-from api.actions import create_token
+from accounts.tokens import create_token
 from config.wsgi import application
 from jobs.models import JobRun
 
@@ -57,7 +57,7 @@ def wsgi_in_test_transaction():
 def api(wsgi_in_test_transaction, admin, inventory, rows, disks):
     """The schema as served to an administrator, with a client sending the same token."""
     JobRun.objects.create(kind="system.check", title="System check", log=[{"t": "x", "level": "info", "msg": "m"}])
-    headers = {"Authorization": f"Token {create_token(None, admin)}"}
+    headers = {"Authorization": f"Token {create_token(None, admin, 'schema test', 'operate')[1]}"}
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", wsgi_in_test_transaction, headers=headers)
     return schema, headers, WsgiClient(wsgi_in_test_transaction)
 

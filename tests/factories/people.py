@@ -10,7 +10,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from api.actions import create_token
+from accounts.models import ApiToken
+from accounts.tokens import create_token
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -44,8 +45,10 @@ def session_client(user: User) -> Client:
 
 
 def token_client(user: User) -> Client:
-    """A client that sends `Authorization: Token <key>` and no session cookie, as a script does."""
-    return Client(headers={"Authorization": f"Token {create_token(None, user)}"})
+    """A client that sends `Authorization: Token <key>` (a read-and-operate token) and no session
+    cookie, as a script does."""
+    _, key = create_token(None, user, "test client", ApiToken.Scope.OPERATE)
+    return Client(headers={"Authorization": f"Token {key}"})
 
 
 def client_fixture(persona: str, make_client: Callable[[User], Client]) -> Any:

@@ -18,6 +18,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from accounts import tokens
 from tests.factories.people import session_client, token_client
 from tests.scope.conftest import DISK, World
 
@@ -66,6 +67,11 @@ def names(*values: str) -> Callable[[World], list[str]]:
 
 def _const(value: Any) -> Callable[[World], Any]:
     return lambda world: value
+
+
+def _token_of(user: Any) -> int:
+    """A new token of `user` (bob's: alice revokes it, bob finds it revoked already, carol may not)."""
+    return tokens.create_token(None, user, "scope test")[0].pk
 
 
 def item(world: World) -> dict[str, Any]:
@@ -235,6 +241,13 @@ ROUTES: dict[str, list[Case]] = {
     "reports:protection": [Case(page("reports:protection"), READERS)],
     "reports:protection_csv": [Case(page("reports:protection_csv"), READERS)],
     "accounts:settings": [Case(page("accounts:settings"), EVERYONE)],
+    # API tokens: everyone their own; someone else's only administrators (404 to others).
+    "tokens:mine": [
+        *and_fragments([Case(page("tokens:mine"), EVERYONE)]),
+        Case(page("tokens:mine"), EVERYONE, "post", data=_const({"name": "script", "scope": "read"}), hx=True),
+    ],
+    "tokens:of_user": [Case(page("tokens:of_user", lambda w: w.grant.user.pk), ADMIN_ONLY)],
+    "tokens:revoke": [Case(page("tokens:revoke", lambda w: _token_of(w.grant.user)), (FOUND, FOUND, HIDDEN), "post")],
     # The API: the same scope as the pages.
     "api:vcenter-list": [Case(api("v1/vcenters/"), READERS)],
     "api:vcenter-detail": [Case(api("v1/vcenters/{vc}/"), READERS)],
