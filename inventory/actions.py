@@ -58,9 +58,46 @@ def add_vcenter(user: Any, params: ConnectionParams) -> VCenter:
     return vc
 
 
+# Where a stored password goes: a change to any of these sends it elsewhere, so it must be typed again.
+ENDPOINT_FIELDS = {
+    "host": "host",
+    "port": "port",
+    "protocol": "protocol",
+    "verify_tls": "certificate verification",
+    "thumbprint": "pinned thumbprint",
+}
+
+
+class PasswordRequired(Exception):
+    """An edit would send the stored password to another endpoint than the one it was saved for; the
+    message says so, and nothing was sent or changed."""
+
+
+def password_for(vc: VCenter, params: ConnectionParams) -> str:
+    """The password an edit of `vc` may use: the one typed, else the stored one, but only while the
+    endpoint (ENDPOINT_FIELDS) stays the one it was saved for. Raises PasswordRequired otherwise,
+    before anything connects: a typo or a hostile edit must never deliver the password elsewhere."""
+    if params.password:
+        return params.password
+    changed = [label for field, label in ENDPOINT_FIELDS.items() if _endpoint(params, field) != _endpoint(vc, field)]
+    if changed:
+        what = " and ".join(filter(None, [", ".join(changed[:-1]), changed[-1]]))
+        raise PasswordRequired(
+            f"Changing the {what} requires re-entering the password: the stored one is only ever sent to the "
+            "endpoint it was saved for."
+        )
+    return vc.password
+
+
+def _endpoint(source: Any, field: str) -> Any:
+    value = getattr(source, field)
+    return value.strip().lower() if field == "host" else value  # host names are case-insensitive
+
+
 def update_vcenter(user: Any, vc: VCenter, params: ConnectionParams) -> VCenter:
-    """Change a connection; an empty password keeps the stored one. Tested before saving."""
-    password = params.password or vc.password
+    """Change a connection; an empty password keeps the stored one while the endpoint stays the same
+    (`password_for`). Tested before saving."""
+    password = password_for(vc, params)
     tested = replace(params, password=password)
     report = test_connection(tested)
     with transaction.atomic():

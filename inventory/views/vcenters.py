@@ -31,6 +31,8 @@ def _save(request: HttpRequest, form: VCenterForm, instance: VCenter | None) -> 
             vc = actions.update_vcenter(request.user, instance, params)
             messages.success(request, f"{vc.name} saved.")
         return redirect("inventory:vcenters")
+    except actions.PasswordRequired as exc:
+        form.add_error("password", str(exc))
     except vsphere.CertificateNotTrusted as exc:
         form.untrusted_thumbprint = exc.thumbprint
         form.add_error(None, str(exc))
