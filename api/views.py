@@ -283,7 +283,8 @@ class RecoveryPointViewSet(ListAndDetailViewSet):
         query = _query(s.FolderQuerySerializer, request)
         filesystem = self._filesystem(point, query)
         with _filesystem_errors():  # metadata is read for the page's entries only
-            page = self.paginate_queryset(browse.FolderListing(filesystem, query["path"]))
+            listing = browse.FolderListing(point, query["disk"], query["volume"], filesystem, query["path"])
+            page = self.paginate_queryset(listing)
         return self.get_paginated_response(s.EntrySerializer(page, many=True).data)
 
     @extend_schema(

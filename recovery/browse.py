@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, cast, overload
 
 from recovery import filesystems as fs
+from recovery import folder_index
 from recovery.zipstream import ZipItem
 from vault import archive, engine
 from vault.models import RecoveryPoint, RecoveryPointDisk
@@ -124,10 +125,10 @@ def list_folder(point: RecoveryPoint, disk_key: int, volume: int, path: str, pag
     source, layout = _open_layout(point, disk_key)
     offset = (max(1, page) - 1) * fs.Page.SIZE
     try:
-        filesystem = layout.filesystem(volume)
-        listing = filesystem.list_page(path, offset, fs.Page.SIZE)
-        if not listing.entries and offset >= listing.total > 0:  # past the end (an old link): the last page
-            listing = filesystem.list_page(path, (listing.count - 1) * fs.Page.SIZE, fs.Page.SIZE)
+        listing = FolderListing(point, disk_key, volume, layout.filesystem(volume), path)
+        page_of = listing.page(offset, fs.Page.SIZE)
+        if not page_of.entries and offset >= page_of.total > 0:  # past the end (an old link): the last page
+            page_of = listing.page((page_of.count - 1) * fs.Page.SIZE, fs.Page.SIZE)
     except (fs.FileSystemError, engine.StoreError, engine.BackendError) as exc:
         if source.met_archive:
             raise _archived(point) from None
@@ -136,7 +137,7 @@ def list_folder(point: RecoveryPoint, disk_key: int, volume: int, path: str, pag
         raise PointUnavailable(str(exc)) from None
     if source.met_archive:
         raise _archived(point)
-    return listing
+    return page_of
 
 
 def disk_file(source: engine.TieredStore, index: engine.DiskIndex, *, cache_chunks: int = 8) -> BinaryIO:
@@ -148,17 +149,28 @@ def disk_file(source: engine.TieredStore, index: engine.DiskIndex, *, cache_chun
 
 
 class FolderListing(Sequence[fs.Entry]):
-    """A folder's sorted entries for a paginator (Django's, so DRF's, takes len() and one slice):
+    """A folder's sorted entries for a paginator (Django's, so DRF's, takes len() and one slice), read
+    through the folder's listing index when the catalog wrote one (recovery.folder_index), else live:
     the length reads names only, a slice reads metadata for its entries only (`list_page`)."""
 
-    def __init__(self, filesystem: fs.FileSystem, path: str) -> None:
+    def __init__(self, point: RecoveryPoint, disk_key: int, volume: int, filesystem: fs.FileSystem, path: str) -> None:
         self.filesystem = filesystem
         self.path = path
-        self._total: int | None = None
+        self._indexed = folder_index.find(point.pk, disk_key, volume, path)
+        self._total: int | None = None if self._indexed is None else self._indexed.total
+
+    def page(self, offset: int, limit: int) -> fs.Page:
+        if self._indexed is not None:
+            indexed = self._indexed.page(self.filesystem, offset, limit)
+            if indexed is not None:
+                return indexed
+        page = self.filesystem.list_page(self.path, offset, limit)
+        self._total = page.total
+        return page
 
     def __len__(self) -> int:
         if self._total is None:
-            self._total = self.filesystem.list_page(self.path, 0, 0).total
+            self._total = self.page(0, 0).total
         return self._total
 
     @overload
@@ -172,9 +184,9 @@ class FolderListing(Sequence[fs.Entry]):
             start, stop, step = index.indices(len(self))
             if step != 1:
                 raise ValueError("a folder listing is sliced in order")
-            return self.filesystem.list_page(self.path, start, max(0, stop - start)).entries
+            return self.page(start, max(0, stop - start)).entries
         position = index + len(self) if index < 0 else index
-        entries = self.filesystem.list_page(self.path, position, 1).entries if position >= 0 else []
+        entries = self.page(position, 1).entries if position >= 0 else []
         if not entries:
             raise IndexError(index)
         return entries[0]

@@ -187,3 +187,29 @@ class CatalogVersion(models.Model):
 
     def __str__(self) -> str:
         return f"version {self.pk} of path {self.path_id} [{self.first_seq}..{self.last_seq or ''}]"
+
+
+class FolderIndex(models.Model):
+    """A chunk of the sorted listing of a large folder of a point, written while the point is catalogued
+    (recovery.folder_index), so a page of a folder of 100,000 files reads one chunk of names and the
+    page's own nodes instead of every name in the folder. Goes with its point."""
+
+    id = models.BigAutoField(primary_key=True)
+    point = models.ForeignKey("vault.RecoveryPoint", on_delete=models.CASCADE, related_name="+")
+    disk_key = models.IntegerField()
+    volume_index = models.IntegerField()
+    # SHA-256 of the folder's escaped path: a deep path would not fit a unique index.
+    path_key = models.CharField(max_length=64)
+    first = models.IntegerField(help_text="Position of the chunk's first entry in the folder's listing")
+    total = models.IntegerField(help_text="Entries in the whole folder")
+    entries = models.BinaryField(help_text="zstd of lines 'd|f<file id>\\t<escaped name>', in listing order")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["point", "disk_key", "volume_index", "path_key", "first"], name="folder_index_chunk"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"folder index chunk {self.first} of point {self.point_id}"

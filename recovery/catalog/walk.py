@@ -7,14 +7,16 @@ cannot be opened is left out and named in the point's note."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from recovery import browse
+from recovery import browse, folder_index
 from recovery import filesystems as fs
 from recovery.catalog.writer import CatalogEntry, VolumeListing
 from vault.models import RecoveryPoint
 
 log = logging.getLogger(__name__)
+
+FolderSink = Callable[[str, list[fs.Entry]], None]
 
 
 def point_listings(point: RecoveryPoint, problems: list[str]) -> Iterator[VolumeListing]:
@@ -34,19 +36,32 @@ def point_listings(point: RecoveryPoint, problems: list[str]) -> Iterator[Volume
             yield VolumeListing(
                 disk_key=view.disk.key,
                 volume_index=volume.index,
-                entries=walk_filesystem(filesystem, problems),
+                entries=walk_filesystem(filesystem, problems, _indexer(point, view.disk.key, volume.index, filesystem)),
                 label=volume.label or volume.name or volume.partition_type,
                 fs_type=volume.fs_type or "",
             )
 
 
-def walk_filesystem(filesystem: fs.FileSystem, problems: list[str]) -> Iterator[CatalogEntry]:
+def _indexer(point: RecoveryPoint, disk_key: int, volume_index: int, filesystem: fs.FileSystem) -> FolderSink:
+    def index(folder: str, entries: list[fs.Entry]) -> None:
+        folder_index.record(point.pk, disk_key, volume_index, filesystem, folder, entries)
+
+    return index
+
+
+def walk_filesystem(
+    filesystem: fs.FileSystem, problems: list[str], on_folder: FolderSink | None = None
+) -> Iterator[CatalogEntry]:
+    """Every entry of the volume; each folder's sorted entries also go to `on_folder` (the large
+    folders' listing index, recovery.folder_index)."""
     skipped: list[str] = []
 
     def note(error: fs.FileSystemError) -> None:
         skipped.append(str(error))
 
-    for _folder, entries in filesystem.walk("/", onerror=note):
+    for folder, entries in filesystem.walk("/", onerror=note):
+        if on_folder is not None:
+            on_folder(folder, entries)
         for entry in entries:
             yield CatalogEntry(
                 path=entry.path,

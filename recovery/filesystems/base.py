@@ -13,7 +13,7 @@ import io
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -65,6 +65,8 @@ class FileSystem(ABC):
     label: str | None
     # ext and XFS names are bytes decoded with "surrogateescape"; NTFS and FAT names are UTF-16.
     names_from_bytes: bool = False
+    # Whether Entry.file_id addresses the node (inode, MFT record), so `entries_by_id` can read it.
+    ids_are_addresses: bool = False
 
     # ---- public API ----
 
@@ -92,6 +94,21 @@ class FileSystem(ABC):
             chosen = listed[max(0, offset) : max(0, offset) + limit]
             entries = [self._escaped(item.read()) for item in chosen]
         return Page(entries, len(listed), max(0, offset), limit)
+
+    def entries_by_id(self, folder: str, listed: Sequence[tuple[str, int]]) -> list[Entry] | None:
+        """The entries of `folder` that a listing index names as (escaped name, file id), read straight
+        from their nodes without listing the folder (recovery.folder_index); None when this file system
+        cannot reach a node by its id (FAT: a first cluster is no address)."""
+        raw_folder = "/" + "/".join(self._raw_parts(folder))
+        entries = []
+        with dissect_errors(folder):
+            for name, file_id in listed:
+                raw_name = names.unescape(name)
+                entry = self._entry_by_id(join_path(raw_folder, raw_name), raw_name, file_id)
+                if entry is None:
+                    return None
+                entries.append(self._escaped(entry))
+        return entries
 
     def stat(self, path: str) -> Entry:
         parts = self._raw_parts(path)
@@ -227,6 +244,10 @@ class FileSystem(ABC):
 
     @abstractmethod
     def _open(self, node: Any) -> BinaryIO: ...
+
+    def _entry_by_id(self, path: str, name: str, file_id: int) -> Entry | None:
+        """The entry whose node has this id (inode, MFT record), raw names; None when ids are no address."""
+        return None
 
 
 def _sort_key(entry: Entry) -> tuple[bool, str, str]:

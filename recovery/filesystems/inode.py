@@ -22,6 +22,7 @@ class InodeFileSystem(FileSystem):
     """ext and XFS; nodes are dissect INodes. Names compare exactly, as the kernel does."""
 
     names_from_bytes = True
+    ids_are_addresses = True
     _fs: Any  # dissect's ExtFS or XFS, opened by the subclass
 
     def _root_node(self) -> Any:
@@ -51,6 +52,9 @@ class InodeFileSystem(FileSystem):
                 continue
             path = join_path(folder_path, name)
             yield Listed(name, child.filetype == stat_mod.S_IFDIR, functools.partial(self._entry, path, name, child))
+
+    def _entry_by_id(self, path: str, name: str, file_id: int) -> Entry | None:
+        return self._entry(path, name, self._fs.get_inode(file_id))
 
     def _entry(self, path: str, name: str, node: Any) -> Entry:
         kind = node.filetype

@@ -72,6 +72,7 @@ class NtfsFileSystem(FileSystem):
     """NTFS through dissect.ntfs; nodes are MftRecords."""
 
     fs_type = "ntfs"
+    ids_are_addresses = True
 
     def __init__(self, stream: BinaryIO) -> None:
         self._ntfs = NTFS(stream)
@@ -143,6 +144,10 @@ class NtfsFileSystem(FileSystem):
             # A broken MFT record: the folder index's copy of $FILE_NAME still names and sizes it.
             log.info("NTFS record of %s unreadable (%r); listing it from the folder index", path, exc)
             return _ntfs_entry_from_index(path, name, index_entry)
+
+    def _entry_by_id(self, path: str, name: str, file_id: int) -> Entry | None:
+        record = _prepared(self._ntfs.mft.get(file_id))
+        return self._quick_entry(path, name, record) or self._entry(path, name, record)
 
     def _entry(self, path: str, name: str, node: Any) -> Entry:
         info = node.attributes[ATTRIBUTE_TYPE_CODE.STANDARD_INFORMATION]

@@ -7,28 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
 
 from recovery import filesystems as fs
-from recovery.models import RestoreGrant
 from tests.factories.people import token_client
-from tests.factories.protection import protect_vms
-from tests.factories.recovery import point_with_disks
-from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
+from tests.recovery.conftest import FILES, SUBFOLDERS
 from tests.recovery.disk_images import build, open_image
 from tools import diskimages
-from vault.models import RecoveryPoint
-
-FILES = 5000
-SUBFOLDERS = ["sub-a", "Sub-b", "sub-c"]
-# Empty files: 5,000 inodes fit in 100 MiB at mke2fs's default ratio, and the image builds in seconds.
-MANY = {f"file-{i:05d}.txt": b"" for i in range(FILES)} | {name: {} for name in SUBFOLDERS}
-TREE = {"many": MANY, "few": {f"note-{i}.txt": f"{i}\n" for i in range(10)}}
-
-
-@pytest.fixture(scope="module")
-def many_files_image() -> Path:
-    return build(diskimages.build_ext4_disk, TREE, size_mib=100, label="many-files")
 
 
 def _ext4(image: Path) -> fs.FileSystem:
@@ -72,18 +56,6 @@ def test_a_small_page_size_walks_the_whole_folder_once(many_files_image):
             break
         offset += 3
     assert seen == filesystem.list_dir("/few") and len(seen) == 10
-
-
-@pytest.fixture
-def many_files_point(many_files_image, settings, tmp_path, helpdesk) -> tuple[RecoveryPoint, int]:
-    """A point of files-01 (granted to helpdesk) whose disk is the many-files image, and its volume."""
-    settings.BACKUP_STORE_DIR = tmp_path / "store"
-    folders = create_test_tree(create_test_vcenter(), ["Prod"])
-    vm = create_test_vm(folders["Prod"], "files-01")
-    group = protect_vms("Prod", [vm])
-    point = point_with_disks(vm, group, {2000: many_files_image}, timezone.now())
-    RestoreGrant.objects.create(user=helpdesk, group=group)
-    return point, next(v.index for v in open_image(many_files_image).volumes if v.browsable)
 
 
 @pytest.mark.django_db
