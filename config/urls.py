@@ -24,6 +24,7 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("reports/", include("reports.urls")),
     path("settings/", include("accounts.urls")),
+    path("", include("teams.urls")),  # /users/… and /account/…
     path("api/", include("api.urls")),
     path("", include("teams.token_urls")),
 ]

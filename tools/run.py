@@ -130,34 +130,31 @@ class Supervisor:
 
 
 def ensure_admin(data_dir: Path) -> None:
-    """Create the administrator `admin` with a random password when no administrator exists."""
-    import secrets
-
+    """Create the administrator `admin` with a one-time password when no administrator exists. An
+    existing account's password is never reset: with no active administrator and `admin` taken, it
+    says how to make one."""
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-    from django.db import transaction
 
+    from accounts.actions import create_user
     from accounts.roles import BACKUP_ADMIN
-    from audit.actions import record
 
     User = get_user_model()
     if User.objects.filter(groups__name=BACKUP_ADMIN, is_active=True).exists():
         say("Log in with your administrator account.")
         return
-    password = secrets.token_urlsafe(12)
-    with transaction.atomic():
-        user = User.objects.filter(username=ADMIN_NAME).first() or User(username=ADMIN_NAME)
-        user.set_password(password)
-        user.is_active = True
-        user.save()
-        user.groups.add(Group.objects.get(name=BACKUP_ADMIN))
-        record(None, "account.create_admin", target=user, details={"by": "make run"})
+    if User.objects.filter(username__iexact=ADMIN_NAME).exists():
+        say(f"No active administrator, and the account {ADMIN_NAME!r} exists: its password is left as it is.")
+        say("Make one with: .venv/bin/python manage.py user add NAME --role administrator")
+        say(f"(or: manage.py user enable {ADMIN_NAME}; manage.py user role {ADMIN_NAME} administrator)")
+        return
+    created = create_user("make run", ADMIN_NAME, roles=[BACKUP_ADMIN])
+    password = created.one_time_password
     password_file = data_dir / "initial-admin-password"
     fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(password + "\n")
+        fh.write(f"{password}\n")
     say(f"Created the administrator {ADMIN_NAME!r} with password {password}")
-    say(f"(also kept in {password_file}; change it after logging in)")
+    say(f"(also kept in {password_file}; you choose your own at the first sign-in)")
 
 
 def hold_lock(lock_path: Path) -> IO[str] | None:

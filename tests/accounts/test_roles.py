@@ -122,7 +122,7 @@ def test_createadmin_makes_a_backup_administrator_and_audits_it(monkeypatch, cap
     user = get_user_model().objects.get(username="root-admin")
     assert user.groups.filter(name=BACKUP_ADMIN).exists()
     assert user.check_password("a-long-enough passphrase")
-    assert AuditEntry.objects.filter(action="account.create_admin", target_label="root-admin").exists()
+    assert AuditEntry.objects.filter(action="user.create", target_label="root-admin").exists()
 
 
 def test_createadmin_refuses_a_weak_password(monkeypatch):

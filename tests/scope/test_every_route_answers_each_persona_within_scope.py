@@ -241,6 +241,28 @@ ROUTES: dict[str, list[Case]] = {
     "reports:protection": [Case(page("reports:protection"), READERS)],
     "reports:protection_csv": [Case(page("reports:protection_csv"), READERS)],
     "accounts:settings": [Case(page("accounts:settings"), EVERYONE)],
+    # Users: administrators only (alice acting on herself is refused with a message, a redirect).
+    "teams:users": [Case(page("teams:users"), ADMIN_ONLY)],
+    "teams:user_new": [Case(page("teams:user_new"), ADMIN_ONLY)],
+    "teams:user": [Case(page("teams:user", lambda w: w.grant.user.pk), ADMIN_ONLY)],
+    "teams:user_edit": [
+        Case(
+            page("teams:user_edit", lambda w: w.jobs["alice"].created_by.pk),
+            ADMIN_ONLY_POST,
+            "post",
+            data=_const({"email": "", "roles": ["Backup administrator"]}),
+        )
+    ],
+    **{
+        name: [Case(page(name, lambda w: w.jobs["alice"].created_by.pk), ADMIN_ONLY_POST, "post")]
+        for name in ("teams:user_disable", "teams:user_enable", "teams:user_reset_password")
+    },
+    "teams:user_grant_add": [Case(page("teams:user_grant_add", lambda w: w.grant.user.pk), ADMIN_ONLY_POST, "post")],
+    "teams:user_grant_remove": [
+        Case(page("teams:user_grant_remove", lambda w: w.grant.user.pk, lambda w: w.grant.pk), ADMIN_ONLY_POST, "post")
+    ],
+    "teams:account": [Case(page("teams:account"), EVERYONE)],
+    "teams:password": [Case(page("teams:password"), EVERYONE)],
     # API tokens: everyone their own; someone else's only administrators (404 to others).
     "tokens:mine": [
         *and_fragments([Case(page("tokens:mine"), EVERYONE)]),

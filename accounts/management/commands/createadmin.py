@@ -1,21 +1,19 @@
-"""Create a backup administrator: `python manage.py createadmin USERNAME [--password-stdin]`."""
+"""Create a backup administrator: `python manage.py createadmin USERNAME [--password-stdin | --generate]`.
+
+The same as `manage.py user add NAME --role administrator`; a generated password must be changed at
+the first sign-in."""
 
 from __future__ import annotations
 
 import getpass
-import secrets
 import sys
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 
+from accounts import actions
 from accounts.roles import BACKUP_ADMIN
-from audit.actions import record
 
 
 class Command(BaseCommand):
@@ -34,30 +32,22 @@ class Command(BaseCommand):
         if options["if_none"] and User.objects.filter(groups__name=BACKUP_ADMIN).exists():
             return
         username: str = options["username"]
-        if User.objects.filter(username=username).exists():
-            raise CommandError(f"A user named {username!r} already exists.")
-        password = self._password(options)
-        with transaction.atomic():
-            user = User.objects.create_user(username=username, email=options["email"], password=password)
-            user.is_staff = True
-            user.save(update_fields=["is_staff"])
-            user.groups.add(Group.objects.get(name=BACKUP_ADMIN))
-            record(None, "account.create_admin", target=user, details={"username": username})
+        password = None if options["generate"] else self._password(options)
+        try:
+            created = actions.create_user(
+                None, username, roles=[BACKUP_ADMIN], email=options["email"], password=password
+            )
+        except actions.UserRefused as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(f"Backup administrator {username!r} created.")
-        if options["generate"]:
-            self.stdout.write(f"Password (shown once): {password}")
+        if created.one_time_password:
+            self.stdout.write(f"Password (shown once; to be changed at first sign-in): {created.one_time_password}")
 
     def _password(self, options: dict[str, Any]) -> str:
-        if options["generate"]:
-            return secrets.token_urlsafe(12)
         if options["password_stdin"]:
             password = sys.stdin.readline().rstrip("\n")
         else:
             password = getpass.getpass("Password: ")
             if password != getpass.getpass("Password (again): "):
                 raise CommandError("The passwords do not match.")
-        try:
-            validate_password(password)
-        except ValidationError as exc:
-            raise CommandError(" ".join(exc.messages)) from None
-        return password
+        return password  # validated by create_user, against the user's name too
