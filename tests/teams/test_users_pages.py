@@ -77,7 +77,8 @@ def test_a_grant_is_added_and_removed_on_the_user_page(as_admin, helpdesk):
     tree = create_test_tree(create_test_vcenter(), ["Prod"])
     as_admin.post(reverse("teams:user_grant_add", args=[helpdesk.pk]), {"folder": tree["Prod"].pk})
     grant = RestoreGrant.objects.get(user=helpdesk)
-    assert "folder <strong>DC1/Prod</strong>" in as_admin.get(reverse("teams:user", args=[helpdesk.pk])).content.decode()
+    page = as_admin.get(reverse("teams:user", args=[helpdesk.pk])).content.decode()
+    assert "folder <strong>DC1/Prod</strong>" in page
     as_admin.post(reverse("teams:user_grant_remove", args=[helpdesk.pk, grant.pk]))
     assert not RestoreGrant.objects.filter(user=helpdesk).exists()
 
