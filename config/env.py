@@ -89,6 +89,20 @@ def env_dir(name: str, default: Path) -> Path:
     return path
 
 
+def env_secret(name: str) -> str:
+    """An optional secret from `name`, or from the file named by `name_FILE` (say, a Docker or systemd
+    credential); "" when neither is set."""
+    if os.environ.get(name):
+        return os.environ[name]
+    path = os.environ.get(f"{name}_FILE")
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}_FILE cannot be read: {exc.strerror}") from None
+
+
 def secret_from_file(name: str, path: Path, *, length: int = 50) -> str:
     """Read `name` (or `name_FILE`) from the environment, else a secret generated once into `path`."""
     if os.environ.get(name):

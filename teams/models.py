@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.contrib.auth.models import Group
 from django.db import models
 
+from lib.crypto import EncryptedText
+
 
 class GroupMapping(models.Model):
     class Source(models.TextChoices):
@@ -32,3 +34,35 @@ class GroupMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_source_display()} group {self.external_group}"
+
+
+class DirectoryConfig(models.Model):
+    """How to reach the Active Directory / LDAP server for sign-in: one row (pk 1), set on the Directory
+    settings page after its test passed. LDAP_* environment variables, when LDAP_SERVER_URI is set, take
+    its place (teams.directory.current_settings)."""
+
+    class GroupType(models.TextChoices):
+        ACTIVE_DIRECTORY = "active_directory", "Active Directory (group objects, nested membership)"
+        GROUP_OF_NAMES = "group_of_names", "OpenLDAP groupOfNames (nested membership)"
+
+    enabled = models.BooleanField(default=False)
+    # ldaps://host[:port] or ldap://host[:port] with start_tls; plain LDAP is refused.
+    server_uri = models.CharField(max_length=512, blank=True)
+    start_tls = models.BooleanField(default=False)
+    # A PEM file of the CA(s) that signed the server's certificate; blank: the system's trusted CAs.
+    ca_file = models.CharField(max_length=1024, blank=True)
+    bind_dn = models.CharField(max_length=512, blank=True)
+    bind_password_encrypted = models.TextField(blank=True)
+    bind_password = EncryptedText("bind_password_encrypted")
+    user_search_base = models.CharField(max_length=512, blank=True)
+    user_search_filter = models.CharField(max_length=512, default="(sAMAccountName=%(user)s)")
+    group_search_base = models.CharField(max_length=512, blank=True)
+    group_type = models.CharField(max_length=32, choices=GroupType.choices, default=GroupType.ACTIVE_DIRECTORY)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Directory {self.server_uri or '(not configured)'}"
+
+    @classmethod
+    def load(cls) -> DirectoryConfig:
+        return cls.objects.get_or_create(pk=1)[0]
