@@ -17,6 +17,7 @@ from config.env import (
     env_dir,
     env_int,
     env_list,
+    env_secret,
     env_str,
     parse_database_url,
     secret_from_file,
@@ -43,6 +44,23 @@ try:
     REDIS_URL = check_redis_url("REDIS_URL", env_str("REDIS_URL", f"unix://{DATA_DIR / 'redis.sock'}?db=0"))
     JOB_TIMEOUT = env_int("JOB_TIMEOUT", 24 * 3600, minimum=60)
     SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
+    # Directory sign-in (README "Directory sign-in"): with LDAP_SERVER_URI set, these replace the
+    # Directory settings page's (teams/directory.py checks the rest before each use).
+    LDAP_ENVIRONMENT = {
+        "server_uri": env_str("LDAP_SERVER_URI", ""),
+        "start_tls": env_bool("LDAP_START_TLS", False),
+        "ca_file": env_str("LDAP_CA_FILE", ""),
+        "bind_dn": env_str("LDAP_BIND_DN", ""),
+        "bind_password": env_secret("LDAP_BIND_PASSWORD"),  # a secret: never logged
+        "user_search_base": env_str("LDAP_USER_SEARCH_BASE", ""),
+        "user_search_filter": env_str("LDAP_USER_FILTER", "(sAMAccountName=%(user)s)"),
+        "group_search_base": env_str("LDAP_GROUP_SEARCH_BASE", ""),
+        "group_type": env_str("LDAP_GROUP_TYPE", "active_directory"),
+    }
+    if LDAP_ENVIRONMENT["group_type"] not in ("active_directory", "group_of_names"):
+        raise ConfigError("LDAP_GROUP_TYPE must be active_directory or group_of_names")
+    if str(LDAP_ENVIRONMENT["server_uri"]).startswith("ldap://") and not LDAP_ENVIRONMENT["start_tls"]:
+        raise ConfigError("LDAP_SERVER_URI is plain ldap://: use ldaps://, or set LDAP_START_TLS=true")
 except ConfigError as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from None
@@ -166,6 +184,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "login"
+# Local passwords first, then the directory (teams/directory_backend.py; idle until configured).
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "teams.directory_backend.DirectoryBackend",
+]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
