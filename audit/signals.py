@@ -1,13 +1,16 @@
-"""Audit entries for what happens outside the product's own actions: logins, logouts, failed
-logins (Django's auth signals) and role changes (a user's groups, however they were changed).
+"""Audit entries for what happens outside the product's own actions: logins, logouts and role
+changes (a user's groups, however they were changed).
 
-A failed login records the user name that was tried and the client's address, never the
-password: Django passes the credentials with the password already masked, and only the user
-name is read from them.
+A failed login is *not* an audit row: anyone can send wrong passwords without signing in, so one
+row per attempt would let them fill the audit table. It is a line in the application log (the user
+name tried and the client's address, never the password: Django passes the credentials with the
+password masked, and only the user name is read from them); the audit trail gets one row when the
+sign-in throttle locks an account (accounts/signin.py, "user.locked_out").
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -19,7 +22,7 @@ from django.http import HttpRequest
 
 from audit.actions import SYSTEM_ACTOR, record
 
-ANONYMOUS_ACTOR = "anonymous"
+logger = logging.getLogger("audit.sign_in")
 
 
 def client_address(request: HttpRequest | None) -> dict[str, str]:
@@ -48,12 +51,8 @@ def on_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
 def on_login_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kw: Any) -> None:
     field = get_user_model().USERNAME_FIELD
     tried = str(credentials.get(field) or credentials.get("username") or "")[:150]
-    record(
-        ANONYMOUS_ACTOR,
-        "auth.login_failed",
-        target_label=tried,
-        details={"username": tried, **client_address(request)},
-    )
+    # %r: a user name is whatever the client typed; quoted and escaped, it cannot forge log lines.
+    logger.warning("Failed sign-in for %r from %s", tried, client_address(request))
 
 
 @receiver(m2m_changed, sender=get_user_model().groups.through, dispatch_uid="audit.roles")

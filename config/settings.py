@@ -44,6 +44,10 @@ try:
     REDIS_URL = check_redis_url("REDIS_URL", env_str("REDIS_URL", f"unix://{DATA_DIR / 'redis.sock'}?db=0"))
     JOB_TIMEOUT = env_int("JOB_TIMEOUT", 24 * 3600, minimum=60)
     SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
+    # Sign-in throttling (accounts/throttle.py): this many wrong passwords lock the account for the
+    # client's address for this many minutes.
+    LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+    LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=7 * 24 * 60)
     # Directory sign-in (README "Directory sign-in"): with LDAP_SERVER_URI set, these replace the
     # Directory settings page's (teams/directory.py checks the rest before each use).
     LDAP_ENVIRONMENT = {

@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from accounts.signin import ThrottledAuthenticationForm
 from inventory import urls as inventory_urls
 from protection import views as protection_views
 
@@ -12,7 +13,7 @@ inventory_pages = [
 ]
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("dashboard.urls")),
     path("inventory/", include((inventory_pages, inventory_urls.app_name))),
