@@ -12,6 +12,8 @@ from inventory.models import Folder
 from protection.models import ProtectionGroup
 
 ROLE_CHOICES = [(name, name) for name in ROLE_NAMES]
+# A text box (the form's CSS styles text inputs), checked as an e-mail address by the field.
+EMAIL_INPUT = forms.TextInput(attrs={"inputmode": "email", "autocomplete": "off"})
 
 
 def _groups() -> Any:
@@ -41,13 +43,16 @@ class RolesField(forms.MultipleChoiceField):
 
 class NewUserForm(forms.Form):
     username = forms.CharField(max_length=150, label="User name")
-    email = forms.EmailField(required=False, label="E-mail")
+    email = forms.EmailField(required=False, label="E-mail", widget=EMAIL_INPUT)
     roles = RolesField()
     grant_groups = forms.ModelMultipleChoiceField(
         queryset=ProtectionGroup.objects.none(), required=False, label="May restore files from protection groups"
     )
     grant_folders = FolderChoice(
-        queryset=Folder.objects.none(), required=False, label="and from folders (with their subfolders)"
+        queryset=Folder.objects.none(),
+        required=False,
+        label="and from folders (with their subfolders)",
+        help_text="Ctrl-click (⌘-click) to choose more than one.",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -64,7 +69,7 @@ class NewUserForm(forms.Form):
 
 
 class EditUserForm(forms.Form):
-    email = forms.EmailField(required=False, label="E-mail")
+    email = forms.EmailField(required=False, label="E-mail", widget=EMAIL_INPUT)
     roles = RolesField()
 
 
