@@ -2,7 +2,7 @@
 served from drf-spectacular-sidecar's files: no CDN). All of them need a token or a logged-in session."""
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
 from api import placement, rehydrate, search, views, zip_download
@@ -25,5 +25,5 @@ urlpatterns = [
     path("v1/points/<uuid:pk>/zip/", zip_download.PointZipView.as_view(), name="point-zip"),
     path("v1/points/<uuid:pk>/rehydrate/", rehydrate.PointRehydrateView.as_view(), name="point-rehydrate"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
 ]

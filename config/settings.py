@@ -44,6 +44,12 @@ try:
     REDIS_URL = check_redis_url("REDIS_URL", env_str("REDIS_URL", f"unix://{DATA_DIR / 'redis.sock'}?db=0"))
     JOB_TIMEOUT = env_int("JOB_TIMEOUT", 24 * 3600, minimum=60)
     SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
+    # The production profile (README "Deploying"): behind a TLS proxy that sets X-Forwarded-Proto.
+    BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
+    HSTS_SECONDS = env_int("HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
+    # Plain HTTP to the vault only for the Azure Storage emulator on this machine (vault/endpoints.py).
+    VAULT_ALLOW_HTTP_EMULATOR = env_bool("VAULT_ALLOW_HTTP_EMULATOR", False)
     # Sign-in throttling (accounts/throttle.py): this many wrong passwords lock the account for the
     # client's address for this many minutes.
     LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
@@ -148,6 +154,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "lib.security.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -219,6 +226,29 @@ SESSION_COOKIE_AGE = 8 * 3600
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Served over HTTPS (SECURE_COOKIES=true): plain HTTP is redirected, and browsers are told to use
+# HTTPS only for HSTS_SECONDS (the host and its subdomains). `manage.py check --deploy` is then clean.
+SECURE_SSL_REDIRECT = SECURE_COOKIES
+SECURE_HSTS_SECONDS = HSTS_SECONDS if SECURE_COOKIES else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_COOKIES
+SECURE_HSTS_PRELOAD = SECURE_COOKIES and HSTS_PRELOAD
+# Preloading is a commitment of the whole registered domain (submitted to the browsers' lists), which
+# only the domain's owner can make; off unless HSTS_PRELOAD=true, so the check that asks for it is off.
+SILENCED_SYSTEM_CHECKS = [] if HSTS_PRELOAD else ["security.W021"]
+if BEHIND_PROXY:
+    # Trusted only from the proxy, which must set (never pass through) this header: README "Deploying".
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Only the product's own files (HTMX included) may run, style or frame anything (lib/security.py).
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
+    "object-src": "'none'",
+    "frame-ancestors": "'none'",
+    "form-action": "'self'",
+    "base-uri": "'self'",
+}
 
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT}

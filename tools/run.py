@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,6 +61,14 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+class _AnswerNotRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect is an answer (to https:// with SECURE_COOKIES=true: nothing listens there)
+
+
+_NOT_FOLLOWING_REDIRECTS = urllib.request.build_opener(_AnswerNotRedirect)
+
+
 def web_server_answers(port: int, timeout: float) -> bool:
     """True once the web server answers an HTTP request (any status) within `timeout` seconds.
 
@@ -70,7 +78,7 @@ def web_server_answers(port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=5):
+            with _NOT_FOLLOWING_REDIRECTS.open(f"http://127.0.0.1:{port}/login/", timeout=5):
                 return True
         except urllib.error.HTTPError:
             return True  # an error page is an answer too

@@ -21,8 +21,16 @@ CACHE = ROOT / ".cache"
 
 def suite_environment(redis_url: str, data_dir: Path) -> dict[str, str]:
     """The environment of both pytest runs. VMB_STRICT_TESTS=1 makes every skip a failure
-    (tests/strict.py): a tool that make test should have installed must not go untested silently."""
-    return {**os.environ, "REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "DEBUG": "false", "VMB_STRICT_TESTS": "1"}
+    (tests/strict.py): a tool that make test should have installed must not go untested silently.
+    VAULT_ALLOW_HTTP_EMULATOR: the tests' vault is Azurite on 127.0.0.1, over plain HTTP."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DATA_DIR": str(data_dir),
+        "DEBUG": "false",
+        "VMB_STRICT_TESTS": "1",
+        "VAULT_ALLOW_HTTP_EMULATOR": "true",
+    }
 
 
 def pytest(args: list[str], env: dict[str, str]) -> int:
