@@ -22,6 +22,7 @@ from audit.actions import SYSTEM_ACTOR, record
 from jobs.models import JobRun
 from jobs.runner import enqueue
 from vault import archive, engine, retention
+from vault.endpoints import EndpointRefused, require_https, secret_for
 from vault.engine import tiers
 from vault.engine.sealing import generate_key, parse_key
 from vault.models import MIN_GC_GRACE_HOURS, VAULT_TIER, RecoveryPoint, VaultSettings
@@ -63,9 +64,11 @@ class PointLocked(VaultActionError):
 
 
 def save_settings(user: Any, config: VaultSettings, *, secret: str | None = None) -> VaultSettings:
-    """Save edited settings (`config` carries the new field values); `secret` None keeps the stored one."""
+    """Save edited settings (`config` carries the new field values); `secret` None keeps the stored one,
+    refused (VaultActionError) when the endpoint changes or is not HTTPS (vault.endpoints)."""
     with transaction.atomic():
         before = VaultSettings.objects.select_for_update().get_or_create(pk=1)[0]
+        _check_endpoint(config, before, secret)
         changes = {
             name: [_plain(getattr(before, name)), _plain(getattr(config, name))]
             for name in SETTINGS_FIELDS
@@ -96,7 +99,9 @@ def save_settings(user: Any, config: VaultSettings, *, secret: str | None = None
 
 def check_vault(config: VaultSettings, *, secret: str | None = None) -> str:
     """Reach the vault these settings describe, as a replication would; VaultActionError with one
-    clear sentence otherwise. Creates the Azure container if it is missing. Returns a description."""
+    clear sentence otherwise. Creates the Azure container if it is missing. Returns a description.
+    The stored secret is used only if the endpoint is the one it was saved for, and only over HTTPS."""
+    secret = _check_endpoint(config, VaultSettings.objects.filter(pk=1).first(), secret)
     try:
         backend = backend_for(config, secret=secret, quick=True)
         ensure = getattr(backend, "ensure_container", None)
@@ -114,6 +119,16 @@ def check_vault(config: VaultSettings, *, secret: str | None = None) -> str:
     except (engine.BackendError, engine.StoreError, OSError, ValueError) as exc:
         raise VaultActionError(f"The vault cannot be used: {exc}") from None
     return backend.description
+
+
+def _check_endpoint(config: VaultSettings, stored: VaultSettings | None, secret: str | None) -> str | None:
+    """The secret `config` may be tried with; VaultActionError before anything is sent otherwise."""
+    try:
+        usable = secret_for(config, stored, secret)
+        require_https(config, usable)
+    except EndpointRefused as exc:
+        raise VaultActionError(str(exc)) from None
+    return usable
 
 
 def _plain(value: Any) -> Any:
