@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -68,7 +69,11 @@ def start_system_check(request: HttpRequest) -> HttpResponse:
 def cancel(request: HttpRequest, pk: str) -> HttpResponse:
     run = get_object_or_404(queries.visible_runs(request.user), pk=pk)
     messages.info(request, actions.cancel_job(str(run.pk), request.user))
-    return redirect(request.POST.get("next") or "jobs:list")
+    # Back to the page the form came from, but only on this site: never an open redirect elsewhere.
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(target)
+    return redirect("jobs:detail", pk=run.pk)
 
 
 def _stop_polling_when_final(run: JobRun, response: HttpResponse) -> HttpResponse:
