@@ -40,7 +40,8 @@ def configure(uri: str, ca_file: str, **changes: object) -> DirectoryConfig:
 
 
 @pytest.fixture
-def directory(slapd: Slapd) -> Slapd:
+def directory(slapd: Slapd, redis_conn: Any) -> Slapd:
+    # redis_conn: an empty Redis, so the sign-in throttle's count of earlier tests' refusals is gone.
     configure(slapd.uri, str(slapd.ca_file))
     for group, role in (("Helpdesk", RESTORE_OPERATOR), ("Backup Admins", BACKUP_ADMIN)):
         GroupMapping.objects.create(
