@@ -24,6 +24,7 @@ urlpatterns = [
     path("alerts/", include("alerts.urls")),
     path("audit/", include("audit.urls")),
     path("reports/", include("reports.urls")),
+    path("settings/directory/", include("teams.directory_urls")),  # directory sign-in (LDAP)
     path("settings/", include("accounts.urls")),
     path("", include("teams.urls")),  # /users/… and /account/…
     path("api/", include("api.urls")),
