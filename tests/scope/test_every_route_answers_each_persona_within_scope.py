@@ -19,6 +19,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts import tokens
+from teams.models import GroupMapping
 from tests.factories.people import session_client, token_client
 from tests.scope.conftest import DISK, World
 
@@ -72,6 +73,10 @@ def _const(value: Any) -> Callable[[World], Any]:
 def _token_of(user: Any) -> int:
     """A new token of `user` (bob's: alice revokes it, bob finds it revoked already, carol may not)."""
     return tokens.create_token(None, user, "scope test")[0].pk
+
+
+def _directory_mapping() -> int:
+    return GroupMapping.objects.create(source=GroupMapping.Source.DIRECTORY, external_group="cn=Sales,dc=corp").pk
 
 
 def item(world: World) -> dict[str, Any]:
@@ -240,6 +245,16 @@ ROUTES: dict[str, list[Case]] = {
     "reports:index": [Case(page("reports:index"), (FOUND, DENIED, FOUND))],  # on to the protection report
     "reports:protection": [Case(page("reports:protection"), READERS)],
     "reports:protection_csv": [Case(page("reports:protection_csv"), READERS)],
+    # Directory sign-in's settings and group mappings: administrators only (an empty form re-renders).
+    "directory:settings": [
+        Case(page("directory:settings"), ADMIN_ONLY),
+        Case(page("directory:settings"), ADMIN_ONLY, "post"),
+    ],
+    "directory:disable": [Case(page("directory:disable"), ADMIN_ONLY_POST, "post")],
+    "directory:mapping_add": [Case(page("directory:mapping_add"), ADMIN_ONLY, "post")],
+    "directory:mapping_remove": [
+        Case(page("directory:mapping_remove", lambda w: _directory_mapping()), ADMIN_ONLY_POST, "post")
+    ],
     "accounts:settings": [Case(page("accounts:settings"), EVERYONE)],
     # Users: administrators only (alice acting on herself is refused with a message, a redirect).
     "teams:users": [Case(page("teams:users"), ADMIN_ONLY)],
