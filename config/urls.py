@@ -25,7 +25,6 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("reports/", include("reports.urls")),
     path("settings/directory/", include("teams.directory_urls")),  # directory sign-in (LDAP)
-    path("settings/", include("accounts.urls")),
     path("", include("teams.urls")),  # /users/… and /account/…
     path("api/", include("api.urls")),
     path("", include("teams.token_urls")),

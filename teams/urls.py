@@ -1,8 +1,8 @@
-"""/users/… (administrators) and /account/… (everyone signed in); included at the site root."""
+"""/users/… (administrators), /account/… and /settings/ (everyone signed in); included at the site root."""
 
 from django.urls import path
 
-from teams.views import account, users
+from teams.views import account, settings, users
 
 app_name = "teams"
 urlpatterns = [
@@ -15,6 +15,7 @@ urlpatterns = [
     path("users/<int:pk>/reset-password/", users.user_reset_password, name="user_reset_password"),
     path("users/<int:pk>/grants/", users.user_grant_add, name="user_grant_add"),
     path("users/<int:pk>/grants/<int:grant_id>/remove/", users.user_grant_remove, name="user_grant_remove"),
+    path("settings/", settings.settings_page, name="settings"),
     path("account/", account.my_account, name="account"),
     path("account/password/", account.change_password, name="password"),
 ]

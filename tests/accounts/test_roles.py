@@ -14,7 +14,7 @@ from jobs.models import JobRun
 pytestmark = pytest.mark.django_db
 
 PAGES = ["dashboard:overview", "inventory:index", "protection:index", "recovery:index", "jobs:list",
-         "vault:index", "accounts:settings"]  # fmt: skip
+         "vault:index", "teams:settings"]  # fmt: skip
 
 
 def a_running_job() -> JobRun:
@@ -52,7 +52,7 @@ def test_an_administrator_can_start_and_cancel_jobs(as_admin, django_capture_on_
 
 
 def test_an_administrator_sees_users_and_roles(as_admin, helpdesk):
-    body = as_admin.get(reverse("accounts:settings")).content.decode()
+    body = as_admin.get(reverse("teams:settings")).content.decode()
     assert "Users and roles" in body and "bob" in body and RESTORE_OPERATOR in body
 
 
@@ -70,7 +70,7 @@ def test_a_restore_operator_follows_jobs_but_cannot_start_or_cancel_them(as_help
 
 
 def test_a_restore_operator_does_not_see_users(as_helpdesk, admin):
-    body = as_helpdesk.get(reverse("accounts:settings")).content.decode()
+    body = as_helpdesk.get(reverse("teams:settings")).content.decode()
     assert "Users and roles" not in body and "alice" not in body
 
 

@@ -255,7 +255,7 @@ ROUTES: dict[str, list[Case]] = {
     "directory:mapping_remove": [
         Case(page("directory:mapping_remove", lambda w: _directory_mapping()), ADMIN_ONLY_POST, "post")
     ],
-    "accounts:settings": [Case(page("accounts:settings"), EVERYONE)],
+    "teams:settings": [Case(page("teams:settings"), EVERYONE)],
     # Users: administrators only (alice acting on herself is refused with a message, a redirect).
     "teams:users": [Case(page("teams:users"), ADMIN_ONLY)],
     "teams:user_new": [Case(page("teams:user_new"), ADMIN_ONLY)],
