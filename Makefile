@@ -10,13 +10,15 @@ DEV_STAMP := $(VENV)/.requirements-dev-$(shell cat requirements.txt requirements
 VCSIM := .cache/bin/vcsim
 AZURITE := tools/azurite/node_modules/.bin/azurite-blob
 AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
+OIDC_PROVIDER := tools/oidc-provider/node_modules/oidc-provider/package.json
+OIDC_PROVIDER_STAMP := tools/oidc-provider/node_modules/.installed-stamp
 
-.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite clean bench-inventory bench-backup bench-vault bench-restore bench-catalog bench-listing chaos
+.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite oidc-provider clean bench-inventory bench-backup bench-vault bench-restore bench-catalog bench-listing chaos
 
 run: system-packages-run $(REQ_STAMP) $(VCSIM)
 	$(PY) tools/run.py
 
-test: system-packages-test $(DEV_STAMP) $(VCSIM) azurite lint check
+test: system-packages-test $(DEV_STAMP) $(VCSIM) azurite oidc-provider lint check
 	$(PY) tools/test.py
 
 # Ruff, then mypy over the product (settings in pyproject.toml); the storage engine and the only pyVmomi
@@ -63,6 +65,14 @@ $(AZURITE_STAMP): tools/azurite/package-lock.json $(if $(wildcard $(AZURITE)),,F
 	@touch $@
 
 azurite: $(AZURITE_STAMP)
+
+# The OpenID Connect provider standing in for Microsoft Entra ID in the sign-in tests (tools/oidc_server.py):
+# panva's oidc-provider at the version pinned in tools/oidc-provider/package-lock.json, installed like Azurite.
+$(OIDC_PROVIDER_STAMP): tools/oidc-provider/package-lock.json $(if $(wildcard $(OIDC_PROVIDER)),,FORCE) | system-packages-test
+	cd tools/oidc-provider && npm ci --no-audit --no-fund --ignore-scripts
+	@touch $@
+
+oidc-provider: $(OIDC_PROVIDER_STAMP)
 
 FORCE:
 
