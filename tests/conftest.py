@@ -6,9 +6,11 @@ from __future__ import annotations
 import django_rq
 import pytest
 from django.conf import settings
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 
 from accounts.roles import AUDITOR, BACKUP_ADMIN, RESTORE_OPERATOR
+from accounts.throttle import KEY_PREFIX as SIGN_IN_KEYS
 from tests.factories.people import client_fixture, persona_fixture, session_client
 
 # tests.strict: under make test (VMB_STRICT_TESTS=1) a skip is a failure.
@@ -34,6 +36,20 @@ def redis_conn():
     connection.flushdb()
     yield connection
     connection.flushdb()
+
+
+@pytest.fixture(autouse=True)
+def no_sign_in_lockouts():
+    """Wrong passwords tried by earlier tests (within the lockout time) never lock a persona out of a
+    later test's sign-in: the throttle's counters are cleared before each test."""
+    try:
+        connection = django_rq.get_connection("default")
+        keys = list(connection.scan_iter(f"{SIGN_IN_KEYS}*", count=1000))
+        if keys:
+            connection.delete(*keys)
+    except RedisError:
+        pass  # a test without the test Redis (tools/test.py starts one) signs in nobody
+    yield
 
 
 @pytest.fixture
