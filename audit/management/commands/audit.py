@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from audit import queries
+from lib.cli import shown
 from lib.csvexport import csv_lines
 
 
@@ -49,5 +50,6 @@ class Command(BaseCommand):
         for row in rows.iterator(chunk_size=2000):
             details = json.dumps(row.details, ensure_ascii=False, sort_keys=True, default=str) if row.details else ""
             when = timezone.localtime(row.created).strftime("%Y-%m-%d %H:%M:%S")
-            line = f"{when}  {row.actor_name:<16} {row.action:<28} {row.target_label or '-'}  {details}"
+            target = shown(row.target_label or "-")
+            line = f"{when}  {shown(row.actor_name):<16} {row.action:<28} {target}  {shown(details)}"
             self.stdout.write(line.rstrip())

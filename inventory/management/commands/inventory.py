@@ -12,6 +12,7 @@ from inventory.actions import enqueue_sync
 from inventory.models import VCenter
 from inventory.watcher import watch_all
 from jobs.cli import wait_for_job
+from lib.cli import shown
 
 
 class Command(BaseCommand):
@@ -37,11 +38,11 @@ class Command(BaseCommand):
             raise CommandError("No vCenter connection configured.")
         runs = [enqueue_sync(vc) for vc in vcenters]
         for run in runs:
-            self.stdout.write(f"{run.title} of {run.target_label}: {run.status} (job {run.pk})")
+            self.stdout.write(f"{shown(run.title)} of {shown(run.target_label)}: {run.status} (job {run.pk})")
         if options["wait"]:
             for run in runs:
                 wait_for_job(self.stdout, run)
-                self.stdout.write(f"{run.target_label}: {run.result}")
+                self.stdout.write(f"{shown(run.target_label)}: {shown(run.result)}")
 
     def watch(self) -> None:
         stop = threading.Event()

@@ -11,7 +11,7 @@ from inventory import actions
 from inventory import vcenter as vsphere
 from inventory.connection import ConnectionParams
 from inventory.models import VCenter
-from lib.cli import print_rows
+from lib.cli import print_rows, shown
 
 
 class Command(BaseCommand):
@@ -66,7 +66,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not params.verify_tls and not params.thumbprint:
             self.stderr.write("Warning: the server's certificate is not verified for this connection.")
-        self.stdout.write(f"Added {vc.name} ({vc.version}); an inventory sync is queued.")
+        self.stdout.write(f"Added {shown(vc.name)} ({shown(vc.version)}); an inventory sync is queued.")
 
     def do_list(self, options: dict[str, Any]) -> None:
         rows = [
@@ -96,7 +96,7 @@ class Command(BaseCommand):
             report = actions.test_connection(params)
         except vsphere.VCenterError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"OK: {report.about.full_name} (instance {report.about.instance_uuid})")
+        self.stdout.write(f"OK: {shown(report.about.full_name)} (instance {shown(report.about.instance_uuid)})")
         if report.thumbprint:
             self.stdout.write(f"Certificate SHA-256: {report.thumbprint}")
 
@@ -106,7 +106,7 @@ class Command(BaseCommand):
             actions.remove_vcenter(None, vc)
         except actions.VCenterHoldsPoints as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"Removed {vc.name}.")
+        self.stdout.write(f"Removed {shown(vc.name)}.")
 
 
 def _get(name: str) -> VCenter:

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs.cli import wait_for_job
+from lib.cli import shown
 from protection import actions
 from protection.management.commands.group import _group, _vm
 
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         except actions.SelectionConflict as exc:
             raise CommandError(str(exc)) from None
         for run in runs:
-            self.stdout.write(f"{run.title}: queued (job {run.pk})")
+            self.stdout.write(f"{shown(run.title)}: queued (job {run.pk})")
         if not runs:
             self.stdout.write("Nothing queued: the backups are already queued or running.")
         if options["wait"]:
@@ -40,7 +41,7 @@ class Command(BaseCommand):
             for run in runs:
                 try:
                     done = wait_for_job(self.stdout, run)
-                    self.stdout.write(f"{done.target_label}: recovery point {done.result.get('point')}")
+                    self.stdout.write(f"{shown(done.target_label)}: recovery point {done.result.get('point')}")
                 except CommandError as exc:
                     failed.append(str(exc))
             if failed:

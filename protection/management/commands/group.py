@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from inventory.models import Folder, VirtualMachine
-from lib.cli import print_json, print_table
+from lib.cli import print_json, print_table, shown
 from protection import actions
 from protection.forms import PolicyForm
 from protection.models import Policy, ProtectionGroup
@@ -85,7 +85,7 @@ class Command(BaseCommand):
         except actions.SelectionConflict as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
-            f"Created {group.name}: {group.members.count()} VMs, {group.policy.parsed_schedule().describe()}."
+            f"Created {shown(group.name)}: {group.members.count()} VMs, {group.policy.parsed_schedule().describe()}."
         )
 
     def do_list(self, options: dict[str, Any]) -> None:
@@ -112,12 +112,12 @@ class Command(BaseCommand):
             print_json(self.stdout, data)
             return
         for key, value in data.items():
-            self.stdout.write(f"{key}: {value}")
+            self.stdout.write(f"{key}: {shown(value)}")
 
     def do_delete(self, options: dict[str, Any]) -> None:
         group = _group(options["name"])
         actions.delete_group(None, group)
-        self.stdout.write(f"Deleted {group.name}; its VMs' recovery points are kept.")
+        self.stdout.write(f"Deleted {shown(group.name)}; its VMs' recovery points are kept.")
 
 
 def _summary(group: ProtectionGroup) -> dict[str, Any]:

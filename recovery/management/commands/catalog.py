@@ -12,7 +12,7 @@ from django.db.models import Count
 from jobs.cli import wait_for_job
 from jobs.models import JobRun
 from jobs.runner import enqueue
-from lib.cli import print_json, print_table
+from lib.cli import print_json, print_table, shown
 from recovery.catalog.jobs import BACKFILL_KIND
 from recovery.models import CatalogPath, CatalogPoint, CatalogVersion
 from vault.models import RecoveryPoint
@@ -38,7 +38,7 @@ class Command(BaseCommand):
         run = JobRun.objects.filter(kind=BACKFILL_KIND, status__in=JobRun.ACTIVE).first()
         if run is None:
             run = enqueue(BACKFILL_KIND, title="Catalogue existing recovery points (command line)")
-            self.stdout.write(f"{run.title}: job {run.pk}.")
+            self.stdout.write(f"{shown(run.title)}: job {run.pk}.")
         else:
             self.stdout.write(f"A backfill is already {run.status}: job {run.pk}.")
         if wait:

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inventory.models import Folder
-from lib.cli import print_table
+from lib.cli import print_table, shown
 from protection.models import ProtectionGroup
 from recovery import actions
 from recovery.management.commands._points import CLI_ACTOR
@@ -49,10 +49,10 @@ class Command(BaseCommand):
             if grant is None:
                 raise CommandError("No such grant.")
             actions.remove_grant(CLI_ACTOR, grant)
-            self.stdout.write(f"Revoked: {grant}.")
+            self.stdout.write(f"Revoked: {shown(grant)}.")
             return
         try:
             grant = actions.add_grant(CLI_ACTOR, user, group=group, folder=folder)
         except actions.RestoreRefused as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"Granted: {grant}.")
+        self.stdout.write(f"Granted: {shown(grant)}.")

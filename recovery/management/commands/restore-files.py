@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from lib.cli import shown
 from recovery import actions, browse, names
 from recovery import filesystems as fs
 from recovery.management.commands._points import CLI_ACTOR, find_point, parse_item
@@ -72,7 +73,7 @@ class Command(BaseCommand):
         finally:
             actions.finish_restore(restore, bytes_done=report.bytes, error=error)
         self.stdout.write(report.text().rstrip("\n"))
-        self.stdout.write(f"From {point} into {target}.")
+        self.stdout.write(f"From {shown(point)} into {shown(target)}.")
 
 
 def _plan(expanded: Iterator[tuple[ZipItem, int]], planner: PathPlanner, target: Path) -> Iterator[_Step]:

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inventory.models import VirtualDisk, VirtualMachine
 from jobs.cli import wait_for_job
+from lib.cli import shown
 from recovery import actions
 from recovery.forms import NIC_FIELD_PREFIX, RestoreVmForm
 from recovery.management.commands._points import CLI_ACTOR, find_point
@@ -75,11 +76,11 @@ class Command(BaseCommand):
             connected = [key for key, network in target["nics"].items() if network]
             state = "some are connected as asked" if connected else "they are left disconnected"
             self.stdout.write(
-                f"Warning: {point.vm.name} still exists; the restored VM has its identity, so {state} "
+                f"Warning: {shown(point.vm.name)} still exists; the restored VM has its identity, so {state} "
                 "(two machines with one identity must not share a network)."
             )
         run = actions.start_vm_restore(CLI_ACTOR, point, target)
-        self.stdout.write(f"{run.title}: job {run.pk}.")
+        self.stdout.write(f"{shown(run.title)}: job {run.pk}.")
         if options["wait"]:
             wait_for_job(self.stdout, run)
 

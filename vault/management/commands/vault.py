@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from jobs import runner
 from jobs.cli import wait_for_job
 from jobs.models import JobRun
-from lib.cli import print_json, print_table
+from lib.cli import print_json, print_table, shown
 from vault import actions, archive, healing, jobs, queries
 from vault.models import LOCAL_TIER, VAULT_TIER, RecoveryPoint, VaultSettings
 from vault.reconcile import reconcile
@@ -177,7 +177,7 @@ class Command(BaseCommand):
         self._follow(runner.enqueue(kind, params=params, target_label=label), wait)
 
     def _follow(self, run: JobRun, wait: bool) -> None:
-        self.stdout.write(f"{run.title}: job {run.pk}.")
+        self.stdout.write(f"{shown(run.title)}: job {run.pk}.")
         if wait:
             wait_for_job(self.stdout, run)
 
@@ -236,22 +236,23 @@ class Command(BaseCommand):
             return
         after = actions.rehydrate_point(CLI_ACTOR, point, priority=priority)
         if after.archived:
-            self.stdout.write(f"Rehydration of {after.archived} chunk(s) of {point} started at {priority} priority.")
+            started = f"started at {priority} priority"
+            self.stdout.write(f"Rehydration of {after.archived} chunk(s) of {shown(point)} {started}.")
         else:
-            self.stdout.write(f"{point} is online: it can be browsed and restored now.")
+            self.stdout.write(f"{shown(point)} is online: it can be browsed and restored now.")
 
     def do_lock(self, options: dict[str, Any]) -> None:
         (point,) = self._points([options["point"]], [])
         until = _parse_until(options["until"])
         actions.lock_point(CLI_ACTOR, point, until)
-        self.stdout.write(f"{point} is locked until {until:%Y-%m-%d %H:%M %Z}.")
+        self.stdout.write(f"{shown(point)} is locked until {until:%Y-%m-%d %H:%M %Z}.")
 
     def do_delete(self, options: dict[str, Any]) -> None:
         (point,) = self._points([options["point"]], [])
         if not options["yes"] and input(f"Delete {point} from every tier? Type 'delete': ").strip() != "delete":
             raise CommandError("Not deleted.")
         actions.delete_point(CLI_ACTOR, point)
-        self.stdout.write(f"{point} deleted.")
+        self.stdout.write(f"{shown(point)} deleted.")
 
 
 def _parse_until(text: str) -> dt.datetime:
