@@ -14,7 +14,6 @@ import socket
 import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -237,11 +236,34 @@ def check(s: DirectorySettings, username: str) -> CheckResult:
         if len(entries) != 1:
             many = "several users match" if entries else "no user matches"
             raise DirectoryError(f"The bind and search worked, but {many} {username!r} under {s.user_search_base}.")
-        group_search = LDAPSearch(s.group_search_base, ldap.SCOPE_SUBTREE, GROUP_CLASSES[s.group_type])
-        infos = group_type(s).user_groups(SimpleNamespace(dn=entries[0], connection=conn), group_search)
-        return CheckResult(entries[0], sorted(dn for dn, _ in infos))
+        try:
+            return CheckResult(entries[0], groups_of(conn, s, entries[0]))
+        except ldap.LDAPError as exc:
+            raise DirectoryError(explain(exc, s, base=s.group_search_base)) from None
     finally:
         conn.unbind_s()
+
+
+MAX_NESTING = 20
+
+
+def groups_of(conn: Any, s: DirectorySettings, member_dn: str) -> list[str]:
+    """The groups under the group search base that hold `member_dn`, directly or through groups in
+    groups (as django-auth-ldap's nested group types; a cycle ends the walk). Errors are raised, never
+    taken for "no groups": sign-in would otherwise take a role away because the directory hiccuped."""
+    found: dict[str, str] = {}
+    frontier, seen = {member_dn}, set()
+    for _ in range(MAX_NESTING):
+        if not frontier:
+            break
+        terms = "".join(f"(member={ldap.filter.escape_filter_chars(dn)})" for dn in sorted(frontier))
+        query = f"(&{GROUP_CLASSES[s.group_type]}(|{terms}))"
+        results = conn.search_s(s.group_search_base, ldap.SCOPE_SUBTREE, query, ["1.1"])
+        seen |= {dn.lower() for dn in frontier}
+        new = {dn for dn, _ in results if dn and dn.lower() not in found}
+        found.update((dn.lower(), dn) for dn in new)
+        frontier = {dn for dn in new if dn.lower() not in seen}
+    return sorted(found.values(), key=str.lower)
 
 
 def with_password(s: DirectorySettings, password: str) -> DirectorySettings:

@@ -14,6 +14,7 @@ import logging
 from contextvars import ContextVar
 from typing import Any
 
+import ldap
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ValidationError
@@ -23,7 +24,7 @@ from django.http import HttpRequest
 from django_auth_ldap.backend import LDAPBackend, ldap_error
 
 from accounts.models import Profile, profile_of
-from teams.directory import auth_ldap_settings, current_settings, explain
+from teams.directory import DirectorySettings, auth_ldap_settings, current_settings, explain, groups_of
 from teams.mapping import apply_external_groups
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ class DirectoryBackend(LDAPBackend):
         token = _errors.set(errors)
         try:
             user = super().authenticate(request, username=username, password=password, **kwargs)
-            group_dns = sorted(user.ldap_user.group_dns) if user is not None and user.is_active else []
+            if user is not None:
+                _mark_directory_user(user)
+            group_dns = _groups(user, directory, errors)
         finally:
             _errors.reset(token)
         if errors:
@@ -65,15 +68,7 @@ class DirectoryBackend(LDAPBackend):
             raise DirectorySignInRefused(UNAVAILABLE)
         if user is None or not user.is_active:
             return None
-        with transaction.atomic():
-            membership = apply_external_groups(user, Profile.SignIn.DIRECTORY, group_dns)
-            profile = profile_of(user)
-            if profile.external_id != user.ldap_user.dn:
-                profile.external_id = user.ldap_user.dn
-                profile.save(update_fields=["external_id"])
-            if user.has_usable_password():
-                user.set_unusable_password()
-                user.save(update_fields=["password"])
+        membership = apply_external_groups(user, Profile.SignIn.DIRECTORY, group_dns)
         if membership.empty:
             user_login_failed.send(sender=__name__, credentials={"username": username}, request=request)
             raise DirectorySignInRefused(NO_ROLE)
@@ -95,6 +90,30 @@ class DirectoryBackend(LDAPBackend):
 
     def get_group_permissions(self, user: Any, obj: Any = None) -> set[str]:
         return set()
+
+
+def _mark_directory_user(user: Any) -> None:
+    """A directory user from their first sign-in on, whatever happens next: their DN, and no local
+    password (a directory account must never sign in with one kept here)."""
+    with transaction.atomic():
+        profile = profile_of(user)
+        if profile.sign_in != Profile.SignIn.DIRECTORY or profile.external_id != user.ldap_user.dn:
+            profile.sign_in = Profile.SignIn.DIRECTORY
+            profile.external_id = user.ldap_user.dn
+            profile.save(update_fields=["sign_in", "external_id"])
+        if user.has_usable_password():
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+
+
+def _groups(user: Any, directory: DirectorySettings, errors: list[Exception]) -> list[str]:
+    if user is None or not user.is_active or errors:
+        return []
+    try:
+        return groups_of(user.ldap_user.connection, directory, user.ldap_user.dn)
+    except ldap.LDAPError as exc:
+        errors.append(exc)
+        return []
 
 
 @receiver(ldap_error, sender=DirectoryBackend, dispatch_uid="teams.directory_errors")

@@ -240,11 +240,12 @@ class Slapd:
         """Apply an LDIF change as the directory's administrator (ldapmodify over LDAPS)."""
         self._run(["/usr/bin/ldapmodify", "-x", "-H", self.uri, "-D", ROOT_DN, "-w", ROOT_PASSWORD], ldif)
 
-    def add_member(self, group: str, uid: str) -> None:
-        self.modify(f"dn: {group_dn(group)}\nchangetype: modify\nadd: member\nmember: {user_dn(uid)}\n")
+    def add_member(self, group: str, uid: str, *, dn: str = "") -> None:
+        """Add user `uid` (or the entry `dn`, a group say) to `group`."""
+        self.modify(f"dn: {group_dn(group)}\nchangetype: modify\nadd: member\nmember: {dn or user_dn(uid)}\n")
 
-    def remove_member(self, group: str, uid: str) -> None:
-        self.modify(f"dn: {group_dn(group)}\nchangetype: modify\ndelete: member\nmember: {user_dn(uid)}\n")
+    def remove_member(self, group: str, uid: str, *, dn: str = "") -> None:
+        self.modify(f"dn: {group_dn(group)}\nchangetype: modify\ndelete: member\nmember: {dn or user_dn(uid)}\n")
 
     def stop(self) -> None:
         _stop(self.process)

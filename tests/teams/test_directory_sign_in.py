@@ -136,3 +136,27 @@ def test_local_accounts_still_sign_in_with_their_password(directory, admin):
     admin.set_password("Local-Passw0rd!")
     admin.save()
     assert client.post("/login/", {"username": admin.username, "password": "Local-Passw0rd!"}).status_code == 302
+
+
+def test_a_failing_group_search_refuses_the_sign_in_and_keeps_the_roles(directory, django_user_model):
+    assert sign_in("dana")[1].status_code == 302
+    configure(directory.uri, str(directory.ca_file), group_search_base="ou=gone,dc=corp,dc=example")
+    _, response = sign_in("dana")
+    assert UNAVAILABLE in response.content.decode()
+    dana = django_user_model.objects.get(username="dana")
+    assert list(dana.groups.values_list("name", flat=True)) == [RESTORE_OPERATOR]
+
+
+def test_groups_in_groups_give_their_role(directory, django_user_model):
+    # A nested group: "Tier 2" is a member of Helpdesk, and erin joins Tier 2.
+    directory.modify(
+        f"dn: cn=Tier 2,{GROUPS}\nchangetype: add\nobjectClass: groupOfNames\ncn: Tier 2\nmember: {user_dn('erin')}\n"
+    )
+    directory.add_member("Helpdesk", "x", dn=f"cn=Tier 2,{GROUPS}")
+    try:
+        assert sign_in("erin")[1].status_code == 302
+    finally:
+        directory.remove_member("Helpdesk", "x", dn=f"cn=Tier 2,{GROUPS}")
+        directory.modify(f"dn: cn=Tier 2,{GROUPS}\nchangetype: delete\n")
+    erin = django_user_model.objects.get(username="erin")
+    assert list(erin.groups.values_list("name", flat=True)) == [RESTORE_OPERATOR]
