@@ -22,6 +22,7 @@ from config.env import (
     parse_database_url,
     secret_from_file,
 )
+from config.oidc import read_entra_id
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,16 +45,6 @@ try:
     REDIS_URL = check_redis_url("REDIS_URL", env_str("REDIS_URL", f"unix://{DATA_DIR / 'redis.sock'}?db=0"))
     JOB_TIMEOUT = env_int("JOB_TIMEOUT", 24 * 3600, minimum=60)
     SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
-    # The production profile (README "Deploying"): behind a TLS proxy that sets X-Forwarded-Proto.
-    BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
-    HSTS_SECONDS = env_int("HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
-    HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
-    # Plain HTTP to the vault only for the Azure Storage emulator on this machine (vault/endpoints.py).
-    VAULT_ALLOW_HTTP_EMULATOR = env_bool("VAULT_ALLOW_HTTP_EMULATOR", False)
-    # Sign-in throttling (accounts/throttle.py): this many wrong passwords lock the account for the
-    # client's address for this many minutes.
-    LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
-    LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=7 * 24 * 60)
     # Directory sign-in (README "Directory sign-in"): with LDAP_SERVER_URI set, these replace the
     # Directory settings page's (teams/directory.py checks the rest before each use).
     LDAP_ENVIRONMENT = {
@@ -71,6 +62,16 @@ try:
         raise ConfigError("LDAP_GROUP_TYPE must be active_directory or group_of_names")
     if str(LDAP_ENVIRONMENT["server_uri"]).startswith("ldap://") and not LDAP_ENVIRONMENT["start_tls"]:
         raise ConfigError("LDAP_SERVER_URI is plain ldap://: use ldaps://, or set LDAP_START_TLS=true")
+    # Sign-in throttling (accounts/throttle.py): this many wrong passwords lock the account for the
+    # client's address for this many minutes.
+    LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+    LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=7 * 24 * 60)
+    # The production profile (README "Deploying"): behind a TLS proxy that sets X-Forwarded-Proto.
+    BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
+    HSTS_SECONDS = env_int("HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
+    # Plain HTTP to the vault only for the Azure Storage emulator on this machine (vault/endpoints.py).
+    VAULT_ALLOW_HTTP_EMULATOR = env_bool("VAULT_ALLOW_HTTP_EMULATOR", False)
 except ConfigError as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from None
@@ -120,6 +121,14 @@ try:
         raise ConfigError("ALERT_WEBHOOK_SECRET is too short: use at least 16 characters")
     STORE_NEARLY_FULL_PERCENT = env_int("STORE_NEARLY_FULL_PERCENT", 90, minimum=1, maximum=100)
     REPLICATION_LAG_HOURS = env_int("REPLICATION_LAG_HOURS", 24, minimum=1)
+except ConfigError as exc:
+    sys.stderr.write(f"Configuration error: {exc}\n")
+    raise SystemExit(2) from None
+
+try:
+    # Sign in with Microsoft Entra ID (OpenID Connect; config/oidc.py, teams.oidc_backend): None unless
+    # OIDC_CLIENT_ID is set. Only then does the login page show the button and the backend below count.
+    ENTRA_ID = read_entra_id()
 except ConfigError as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from None
@@ -200,6 +209,8 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "teams.directory_backend.DirectoryBackend",
 ]
+if ENTRA_ID is not None:
+    AUTHENTICATION_BACKENDS.append("teams.oidc_backend.EntraIdBackend")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

@@ -15,6 +15,7 @@ inventory_pages = [
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("oidc/", include("teams.oidc_urls")),  # Sign in with Microsoft (Entra ID), when configured
     path("", include("dashboard.urls")),
     path("inventory/", include((inventory_pages, inventory_urls.app_name))),
     path("protection/", include("protection.urls")),

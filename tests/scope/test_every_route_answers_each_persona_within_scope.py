@@ -136,6 +136,9 @@ DOWNLOAD_QUERY = f"?disk={DISK}&volume={VOLUME}&path=/etc/hostname"
 ROUTES: dict[str, list[Case]] = {
     "login": [Case(page("login"), EVERYONE)],
     "logout": [Case(page("logout"), (FOUND, FOUND, FOUND), method="post")],
+    # Sign in with Microsoft answers only when configured (tests/teams/test_oidc_sign_in.py signs in through it).
+    "entra:sign_in": [Case(page("entra:sign_in"), (HIDDEN, HIDDEN, HIDDEN))],
+    "entra:callback": [Case(page("entra:callback"), (HIDDEN, HIDDEN, HIDDEN))],
     "dashboard:overview": and_fragments(
         [Case(page("dashboard:overview"), EVERYONE, bob_sees=ids("g", "stay", "branch"))]
     ),
