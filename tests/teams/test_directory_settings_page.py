@@ -156,3 +156,28 @@ def test_a_mapping_needs_a_role_or_grants_and_one_per_group(as_admin, helpdesk_m
     twice = as_admin.post(URL + "mappings/", {"external_group": group_dn("Helpdesk").upper(), "role": role.pk})
     assert "already has a mapping" in twice.content.decode()
     assert GroupMapping.objects.count() == 1
+
+
+def test_settings_from_the_environment_sign_in_and_the_page_only_tests_them(as_admin, slapd, settings, redis_conn):
+    settings.LDAP_ENVIRONMENT = {
+        "server_uri": slapd.uri,
+        "ca_file": str(slapd.ca_file),
+        "bind_dn": SERVICE_DN,
+        "bind_password": SERVICE_PASSWORD,
+        "user_search_base": "ou=people,dc=corp,dc=example",
+        "user_search_filter": "(uid=%(user)s)",
+        "group_search_base": GROUPS,
+        "group_type": "group_of_names",
+    }
+    GroupMapping.objects.create(
+        source=GroupMapping.Source.DIRECTORY,
+        external_group=group_dn("Helpdesk"),
+        role=Group.objects.get(name=RESTORE_OPERATOR),
+    )
+    page = as_admin.get(URL).content.decode()
+    assert "Configured by the environment" in page
+    assert SERVICE_PASSWORD not in page
+    tested = as_admin.post(URL, {"test_user": "dana", "save": "1"}).content.decode()
+    assert "Test passed" in tested
+    assert not DirectoryConfig.objects.exists()
+    assert Client().post("/login/", {"username": "dana", "password": password_of("dana")}).status_code == 302
