@@ -196,6 +196,8 @@ class Stack:
                 "DATABASE_URL": self.postgres.url(),
                 "REDIS_URL": self.redis.url(),
                 "DEBUG": "false",
+                # Its vault may be Azurite on 127.0.0.1, over plain HTTP (vault/endpoints.py).
+                "VAULT_ALLOW_HTTP_EMULATOR": "true",
             }
         )
 
