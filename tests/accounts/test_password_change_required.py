@@ -7,9 +7,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from accounts import actions
+from accounts import actions, tokens
 from accounts.middleware import MUST_CHANGE_SENTENCE
-from accounts.models import profile_of
+from accounts.models import Profile, profile_of
 from accounts.roles import RESTORE_OPERATOR
 from audit.models import AuditEntry
 
@@ -76,3 +76,14 @@ def test_an_offsite_next_is_not_followed(fresh):
 def test_logging_out_is_still_possible(fresh):
     client, _ = fresh
     assert client.post(reverse("logout"))["Location"] == reverse("login")
+
+
+def test_an_api_token_of_a_user_whose_password_was_reset_is_refused_until_they_choose_one(admin, helpdesk):
+    _, key = tokens.create_token(None, helpdesk, "script")
+    script = Client(headers={"Authorization": f"Token {key}"})
+    assert script.get("/api/v1/me/").status_code == 200
+    actions.reset_password(admin, helpdesk)
+    response = script.get("/api/v1/me/")
+    assert response.status_code == 403 and response.json() == {"detail": MUST_CHANGE_SENTENCE}
+    Profile.objects.filter(user=helpdesk).update(must_change_password=False)  # as choosing one does
+    assert script.get("/api/v1/me/").status_code == 200
