@@ -1,0 +1,131 @@
+"""Serve one recovery point as a datastore folder until SIGTERM:
+
+    python -m instant.view.serve --store DIR [--vault-config FILE] --point ID --mount DIR --overlay DIR
+
+Refuses up front, with one sentence on stderr and exit status 2, a point that could not be read
+whole (archived or missing chunks: instant.view.source.check_chunks). Otherwise mounts the view
+(instant.view.fs) in the foreground; libfuse's own SIGTERM/SIGINT handler ends the loop and
+unmounts, the overlays are synced and closed, and the mount is checked gone (fusermount3 -u) before
+exiting 0. A mount left by a killed server ("Transport endpoint is not connected") is lazily
+unmounted first, so the server can simply be started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import mfusepy
+
+from instant.view import layout
+from instant.view.fs import PointFileSystem, VirtualDisk
+from instant.view.source import CACHE_CHUNKS, ChunkCache, Unservable, VaultConfig, open_point
+from vault import engine
+
+log = logging.getLogger("instant.view.serve")
+
+
+@dataclass(frozen=True)
+class Request:
+    store: Path
+    point: str
+    mount: Path
+    overlay: Path
+    vault_config: Path | None = None
+    cache_chunks: int = CACHE_CHUNKS
+
+
+def prepare(request: Request) -> PointFileSystem:
+    """Everything before the mount: the point checked whole, its overlays opened (created at the
+    first run), its descriptors and .vmx seeded. Unservable with the sentence why."""
+    if not (request.store / "store.json").is_file():
+        raise Unservable(f"{request.store} is not a recovery point store (it has no store.json).")
+    vault = VaultConfig.load(request.vault_config).open() if request.vault_config else None
+    source = engine.TieredStore(engine.Store(request.store), vault)
+    point = open_point(source, request.point)
+    cache = ChunkCache(source, request.cache_chunks)
+    indexes = {key: point.index(key) for key in point.disk_keys}
+    files = layout.disk_files(point.meta, {key: index.image_size for key, index in indexes.items()})
+    disks_dir, files_dir = request.overlay / "disks", request.overlay / "files"
+    disks_dir.mkdir(parents=True, exist_ok=True)
+    files_dir.mkdir(exist_ok=True)
+    disks = [VirtualDisk(f, indexes[f.key], cache) for f in files]
+    for disk in disks:
+        disk.attach(disks_dir)
+        _seed(files_dir / disk.files.descriptor_name, layout.descriptor(disk.files))
+    vmx = layout.vmx_name(point.meta)
+    if vmx is not None:
+        _seed(files_dir / vmx, layout.vmx(point.meta, files))
+    return PointFileSystem(disks, files_dir)
+
+
+def _seed(path: Path, text: str) -> None:
+    """Write `text` to `path` unless it exists: what ESXi changed in it since the first mount stays."""
+    if path.exists():
+        return
+    temp = path.with_name(f".{path.name}.new")
+    with open(temp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+
+
+def clear_stale_mount(mount: Path) -> None:
+    """Unmount (lazily) a FUSE mount whose server died: its folder answers ENOTCONN to everything."""
+    try:
+        os.stat(mount)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
+        subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False)
+
+
+def unmount(mount: Path) -> None:
+    """Make sure nothing is mounted at `mount` any more (libfuse normally unmounted it already)."""
+    if os.path.ismount(mount):
+        subprocess.run(["fusermount3", "-u", str(mount)], check=False)
+    if os.path.ismount(mount):
+        subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False)
+
+
+def serve(request: Request) -> None:
+    """Mount and serve until a signal ends the loop; the mount is gone when this returns."""
+    clear_stale_mount(request.mount)
+    operations = prepare(request)
+    if any(request.mount.iterdir()):
+        raise Unservable(f"{request.mount} is not empty: a view is mounted only on an empty folder.")
+    try:
+        # fsname names the mount in /proc/mounts, so leftovers can be found by it.
+        mfusepy.FUSE(operations, str(request.mount), foreground=True, fsname=f"vmb-point-{request.point}")
+    finally:
+        unmount(request.mount)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m instant.view.serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, required=True, help="the local recovery point store")
+    parser.add_argument("--vault-config", type=Path, help="JSON file describing the vault (mode 0600)")
+    parser.add_argument("--point", required=True, help="the recovery point's id")
+    parser.add_argument("--mount", type=Path, required=True, help="an empty folder to mount the view on")
+    parser.add_argument("--overlay", type=Path, required=True, help="where this point's writes are kept")
+    parser.add_argument("--cache-chunks", type=int, default=CACHE_CHUNKS, help="decoded 4 MiB chunks to cache")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    request = Request(args.store, args.point, args.mount, args.overlay, args.vault_config, args.cache_chunks)
+    try:
+        serve(request)
+    except Unservable as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
