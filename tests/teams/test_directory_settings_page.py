@@ -13,7 +13,9 @@ from django.utils.html import escape
 
 from accounts.roles import RESTORE_OPERATOR
 from audit.models import AuditEntry
+from recovery.models import RestoreGrant
 from teams.models import DirectoryConfig, GroupMapping
+from tests.inventory.factories import create_test_tree, create_test_vcenter
 from tools.ldap_server import GROUPS, SERVICE_DN, SERVICE_PASSWORD, Slapd, group_dn, password_of
 
 pytestmark = pytest.mark.django_db
@@ -181,3 +183,15 @@ def test_settings_from_the_environment_sign_in_and_the_page_only_tests_them(as_a
     assert "Test passed" in tested
     assert not DirectoryConfig.objects.exists()
     assert Client().post("/login/", {"username": "dana", "password": password_of("dana")}).status_code == 302
+
+
+def test_a_mapping_with_a_folder_grant_gives_the_grant_at_sign_in(as_admin, slapd, redis_conn, django_user_model):
+    folder = create_test_tree(create_test_vcenter(), ["Helpdesk VMs"])["Helpdesk VMs"]
+    assert as_admin.post(URL, {**fields(slapd), "save": "1"}).status_code == 302
+    role = Group.objects.get(name=RESTORE_OPERATOR)
+    data = {"external_group": group_dn("Helpdesk"), "role": role.pk, "grant_folders": [folder.pk]}
+    assert as_admin.post(URL + "mappings/", data).status_code == 302
+    assert "Helpdesk VMs" in as_admin.get(URL).content.decode()
+    assert Client().post("/login/", {"username": "dana", "password": password_of("dana")}).status_code == 302
+    dana = django_user_model.objects.get(username="dana")
+    assert [g.folder_id for g in RestoreGrant.objects.filter(user=dana)] == [folder.pk]
