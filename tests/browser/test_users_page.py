@@ -39,6 +39,9 @@ def test_a_new_restore_operator_sets_a_password_sees_only_granted_vms_and_restor
     page.click("button:has-text('Create user')")
     one_time = page.get_by_test_id("one-time-password").inner_text().strip()
     screenshot("one-time-password")
+    page.click("text=← erin")
+    page.get_by_text("folder DC1/Prod and below").wait_for()
+    screenshot("user-page")
     page.click("button:has-text('Log out')")
     page.wait_for_url(f"{live_server.url}/login/")
 

@@ -109,3 +109,10 @@ def test_everyone_has_my_account_and_the_nav_links_fit_the_role(as_helpdesk, as_
     assert "My account" in body and RESTORE_OPERATOR in body and "Change my password" in body
     assert reverse("teams:users") not in body
     assert reverse("teams:users") in as_admin.get(reverse("teams:account")).content.decode()
+
+
+def test_api_tokens_load_into_my_account_and_the_user_page(as_admin, helpdesk):
+    mine = as_admin.get(reverse("teams:account")).content.decode()
+    assert f'hx-get="{reverse("tokens:mine")}"' in mine
+    theirs = as_admin.get(reverse("teams:user", args=[helpdesk.pk])).content.decode()
+    assert f'hx-get="{reverse("tokens:of_user", args=[helpdesk.pk])}"' in theirs
