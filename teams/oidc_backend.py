@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 import jwt
+import requests
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import HttpRequest
@@ -85,9 +86,8 @@ class EntraIdBackend(OIDCAuthenticationBackend):
         self.OIDC_OP_TOKEN_ENDPOINT = token_endpoint
         try:
             token_info = self.get_token(payload)
-        except Exception as exc:
-            log.warning("Entra ID token request refused: %s", type(exc).__name__)
-            raise Refused("Microsoft did not accept this sign-in's code; sign in again.") from None
+        except requests.RequestException as exc:
+            raise Refused(_token_refusal(exc)) from None
         id_token = token_info.get("id_token")
         if not isinstance(id_token, str):
             raise Refused("Microsoft's answer held no ID token; sign in again.")
@@ -190,6 +190,25 @@ class EntraIdBackend(OIDCAuthenticationBackend):
             setattr(user, field, fields[field])
         if changed:
             user.save(update_fields=changed)
+
+
+def _token_refusal(exc: requests.RequestException) -> str:
+    """The sentence for a token request the provider refused (its OAuth error code, never its body)."""
+    error = ""
+    if exc.response is not None:
+        try:
+            error = str(exc.response.json().get("error", ""))
+        except ValueError:
+            error = f"HTTP {exc.response.status_code}"
+    log.warning("Entra ID token request refused: %s", error or type(exc).__name__)
+    if error in ("invalid_client", "unauthorized_client"):
+        return (
+            "Microsoft did not accept this application's credentials (client secret or certificate); "
+            "ask an administrator."
+        )
+    if exc.response is None:
+        return "Microsoft's token endpoint did not answer; try again later."
+    return "Microsoft did not accept this sign-in's code; sign in again."
 
 
 def _strings(value: Any) -> list[str]:

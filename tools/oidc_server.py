@@ -111,6 +111,9 @@ class OidcProvider:
     tenant_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     client_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # Authenticate the client with a certificate (private_key_jwt, as Entra ID takes certificates) instead
+    # of the secret: its PEM (certificate and key) is `client_certificate`.
+    certificate_auth: bool = False
     port: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
     _key: Any = field(default=None, repr=False)
@@ -162,13 +165,37 @@ class OidcProvider:
             "tls": {"cert": str(cert), "key": str(key)},
             "jwk": jwk,
             "cookie_key": secrets.token_urlsafe(32),
-            "client": {
-                "client_id": self.client_id,
-                "client_secret": self.client_secret,
-                "redirect_uris": [self.redirect_uri],
-            },
+            "client": self._client(),
             "accounts": {name: self._account(name, account) for name, account in self.accounts.items()},
         }
+
+    @property
+    def client_certificate(self) -> Path:
+        return self.directory / "client.pem"
+
+    def _client(self) -> dict[str, Any]:
+        client: dict[str, Any] = {"client_id": self.client_id, "redirect_uris": [self.redirect_uri]}
+        if not self.certificate_auth:
+            return {**client, "client_secret": self.client_secret}
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(f"VM Backup {self.client_id}"))
+            .issuer_name(_name(f"VM Backup {self.client_id}"))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        self.client_certificate.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + pem)
+        self.client_certificate.chmod(0o600)
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+        return {**client, "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [public]}}
 
     def _account(self, name: str, account: TestAccount) -> dict[str, Any]:
         claims: dict[str, Any] = {

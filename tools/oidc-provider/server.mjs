@@ -5,7 +5,8 @@
 //
 // CONFIG: {"issuer": "https://127.0.0.1:PORT/TENANT/v2.0", "port": PORT, "tls": {"cert": PEM path, "key": PEM path},
 //          "jwk": private RSA JWK (signs ID tokens), "cookie_key": "...",
-//          "client": {"client_id", "client_secret", "redirect_uris": [...]},
+//          "client": {"client_id", "client_secret", "redirect_uris": [...]}
+//                    (or "token_endpoint_auth_method": "private_key_jwt" and "jwks" instead of the secret),
 //          "accounts": {"NAME": {"password": "...", "claims": {"oid", "tid", "groups", "roles", ...}}}}
 //
 // Like Entra ID: the issuer has the tenant in its path, the authorization code flow needs PKCE, the
@@ -25,11 +26,12 @@ const prefix = issuer.pathname.replace(/\/$/, '');
 const accounts = config.accounts;
 
 const provider = new Provider(config.issuer, {
+  // A client secret (client_secret_post), or a certificate's key (private_key_jwt, its public key in `jwks`).
   clients: [{
+    token_endpoint_auth_method: 'client_secret_post',
     ...config.client,
     grant_types: ['authorization_code'],
     response_types: ['code'],
-    token_endpoint_auth_method: 'client_secret_post',
   }],
   jwks: { keys: [config.jwk] },
   cookies: { keys: [config.cookie_key] },
