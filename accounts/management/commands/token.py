@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts import tokens
 from accounts.models import ApiToken
+from lib.cli import shown
 
 CLI_ACTOR = "command line"
 
@@ -64,7 +65,7 @@ class Command(BaseCommand):
             return
         for row in data:
             self.stdout.write(
-                f"{row['id']:>5}  {row['user']:<20} {row['name']:<24} {row['prefix']}…  {row['scope']:<8}"
+                f"{row['id']:>5}  {shown(row['user']):<20} {shown(row['name']):<24} {row['prefix']}…  {row['scope']:<8}"
                 f"{row['state']:<8} expires {row['expires'] or 'never'}  last used {row['last_used'] or 'never'}"
             )
 
@@ -73,7 +74,8 @@ class Command(BaseCommand):
         if token is None:
             raise CommandError(f"No API token {options['id']}.")
         tokens.revoke_token(CLI_ACTOR, token)
-        self.stderr.write(f"API token {token.pk} ({token.name}) of {token.user.get_username()} is revoked.")
+        owner = shown(token.user.get_username())
+        self.stderr.write(f"API token {token.pk} ({shown(token.name)}) of {owner} is revoked.")
 
 
 def _user(username: str) -> Any:

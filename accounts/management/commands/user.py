@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts import actions
 from accounts.models import Profile
-from lib.cli import print_rows
+from lib.cli import print_rows, shown
 
 CLI_ACTOR = "command line"
 ROLES = ", ".join(actions.ROLE_SLUGS)
@@ -91,7 +91,7 @@ class Command(BaseCommand):
             self.stdout.write(f"One-time password (shown once; to be changed at first sign-in): {password}")
 
     def _change(self, action: str, user: Any, options: dict[str, Any]) -> None:
-        name = user.get_username()
+        name = shown(user.get_username())  # a directory's user name may hold control characters
         if action == "disable":
             actions.disable_user(CLI_ACTOR, user)
             self.stdout.write(f"{name} disabled: their sessions ended and their API tokens were revoked.")
