@@ -18,9 +18,7 @@ from config.env import ConfigError, env_str
 from lib.oidc import EntraIdSettings
 
 ENTRA_AUTHORITY = "https://login.microsoftonline.com"
-_TENANT = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$|^[\w.-]+\.[a-z]{2,}$"
-)
+_TENANT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def _secret(name: str) -> str:
@@ -48,8 +46,9 @@ def _issuer() -> str:
         raise ConfigError("set OIDC_ISSUER or ENTRA_TENANT_ID, not both")
     if tenant:
         if not _TENANT.match(tenant):
-            raise ConfigError(f"ENTRA_TENANT_ID must be the tenant's id (a GUID) or its domain, not {tenant!r}")
-        return f"{ENTRA_AUTHORITY}/{tenant}/v2.0"
+            # A domain name would do for the endpoints, but the ID tokens' issuer names the tenant by its id.
+            raise ConfigError(f"ENTRA_TENANT_ID must be the tenant's id (a GUID), not {tenant!r}")
+        return f"{ENTRA_AUTHORITY}/{tenant.lower()}/v2.0"  # as Entra ID writes it in the ID tokens' `iss`
     if not issuer:
         raise ConfigError("OIDC_CLIENT_ID is set: set ENTRA_TENANT_ID (or OIDC_ISSUER) too")
     parts = urlsplit(issuer)

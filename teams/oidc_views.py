@@ -4,6 +4,7 @@ login page with one sentence saying why."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib import messages
@@ -15,6 +16,7 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthen
 from teams import oidc
 from teams.oidc_backend import refusal
 
+CANCELLED = "The sign-in was cancelled at Microsoft, or Microsoft refused it (access_denied)."
 NOT_THIS_SIGN_IN = "This answer from Microsoft does not match a sign-in started in this browser; sign in again."
 
 
@@ -56,8 +58,10 @@ class EntraCallbackView(OIDCAuthenticationCallbackView):
         request = self.request
         error = request.GET.get("error")
         if error:
-            detail = (request.GET.get("error_description") or error)[:300]
-            sentence = f"Microsoft did not sign you in: {detail}"
+            # Only the error code, and only a well-formed one: anyone can send a browser to this URL, so its
+            # free text (error_description) is never shown on our login page.
+            code = error if re.fullmatch(r"[a-z_]{1,40}", error) else "unknown_error"
+            sentence = CANCELLED if code == "access_denied" else f"Microsoft did not sign you in ({code})."
         else:
             sentence = refusal(request) or NOT_THIS_SIGN_IN
         return _back_to_login(request, sentence)

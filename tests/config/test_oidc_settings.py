@@ -62,7 +62,7 @@ def test_the_secret_can_come_from_a_file_and_the_ca_from_another(monkeypatch, tm
     ("env", "sentence"),
     [
         ({}, "OIDC_CLIENT_ID is set: set ENTRA_TENANT_ID (or OIDC_ISSUER) too"),
-        ({"ENTRA_TENANT_ID": "not a tenant"}, "ENTRA_TENANT_ID must be the tenant's id (a GUID) or its domain"),
+        ({"ENTRA_TENANT_ID": "contoso.onmicrosoft.com"}, "ENTRA_TENANT_ID must be the tenant's id (a GUID)"),
         ({"OIDC_ISSUER": "http://idp.example"}, "OIDC_ISSUER must be an https:// URL without query"),
         (
             {"OIDC_ISSUER": "https://a.example", "ENTRA_TENANT_ID": TENANT},

@@ -97,10 +97,14 @@ def test_a_callback_with_a_state_this_browser_never_started_is_refused(entra_set
     ]
 
 
-def test_an_error_from_the_provider_is_shown_on_the_login_page(entra_settings):
-    response = Client().get("/oidc/callback/?error=access_denied&error_description=User+cancelled")
+def test_an_error_from_the_provider_is_shown_by_its_code_never_its_free_text(entra_settings):
+    response = Client().get("/oidc/callback/?error=access_denied&error_description=Call+0800+to+unlock")
     assert response["Location"] == "/login/"
-    assert _messages(response) == ["Microsoft did not sign you in: User cancelled"]
+    assert _messages(response) == ["The sign-in was cancelled at Microsoft, or Microsoft refused it (access_denied)."]
+    response = Client().get("/oidc/callback/?error=server_error&error_description=Call+0800+to+unlock")
+    assert _messages(response) == ["Microsoft did not sign you in (server_error)."]
+    response = Client().get("/oidc/callback/?error=<script>")
+    assert _messages(response) == ["Microsoft did not sign you in (unknown_error)."]
 
 
 def test_the_login_page_offers_the_button_only_when_configured(client, settings, oidc_provider):
