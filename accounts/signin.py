@@ -102,7 +102,7 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         try:
             cleaned = super().clean()
         except forms.ValidationError as error:
-            if throttle is not None and self.user_cache is None:  # a wrong password, not an inactive account
+            if throttle is not None and _wrong_password(error):
                 self._count_failure(throttle, username, address)
             raise error
         if throttle is not None:
@@ -124,3 +124,10 @@ class ThrottledAuthenticationForm(AuthenticationForm):
             throttle.succeeded(username, address)
         except RedisError:
             logger.exception("Sign-in throttle unavailable (Redis)")
+
+
+def _wrong_password(error: forms.ValidationError) -> bool:
+    """Django's "enter a correct username and password", as opposed to a refusal with its own
+    sentence (an inactive account; the directory unreachable, or the person in no mapped group):
+    only wrong passwords count towards a lockout."""
+    return any(getattr(e, "code", None) == "invalid_login" for e in getattr(error, "error_list", [error]))
