@@ -37,6 +37,7 @@ from tools.services import ServiceError, _stop, _wait, child_process_options, fr
 DIRECTORY = Path(__file__).resolve().parent / "oidc-provider"
 SERVER = DIRECTORY / "server.mjs"
 INSTALLED = DIRECTORY / "node_modules" / "oidc-provider" / "package.json"
+MINIMUM_NODE = (20, 18)
 PASSWORD = "correct horse battery staple"  # noqa: S105 - the test tenant's users, not a secret
 
 
@@ -136,6 +137,9 @@ class OidcProvider:
         node = shutil.which("node")
         if not node:
             raise ServiceError("node is missing: install the Debian package nodejs")
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+        if tuple(int(part) for part in version.lstrip("v").split(".")[:2]) < MINIMUM_NODE:
+            raise ServiceError(f"oidc-provider needs Node.js 20.18 or later (URL.parse), not {version}")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         _, cert, key = make_ca_and_certificate(self.directory)
