@@ -80,7 +80,7 @@ def _seed(path: Path, text: str) -> None:
 def clear_stale_mount(mount: Path) -> None:
     """Unmount (lazily) a FUSE mount whose server died: its folder answers ENOTCONN to everything."""
     try:
-        os.stat(mount)
+        os.listdir(mount)  # not a stat: the kernel may answer that from its attribute cache
     except OSError as exc:
         if exc.errno != errno.ENOTCONN:
             raise

@@ -1,0 +1,145 @@
+"""A recovery point served as a datastore folder: its disks read byte for byte through the FUSE mount
+and over NFS (nfs-ganesha, read with libnfs-utils' nfs-cat), writes kept in the overlay and never in
+the store, and the overlay kept across an unmount and a restart after a kill."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+from instant.nfs import Ganesha
+from tests.instant.conftest import (
+    Served,
+    assert_chunks_hash_to_their_names,
+    nfs_cat,
+    sha256,
+    start_serving,
+    store_state,
+)
+from tests.instant.nfs_client import nfs_open
+
+
+def test_it_serves_each_disk_byte_identical_through_the_mount_and_over_nfs(
+    serving: Served, images: dict[str, Path], ganesha: Ganesha
+) -> None:
+    assert sorted(os.listdir(serving.mount)) == [
+        "win-01-flat.vmdk", "win-01.vmdk", "win-01.vmx", "win-01_1-flat.vmdk", "win-01_1.vmdk"
+    ]  # fmt: skip
+    export = ganesha.add(serving.mount)
+    try:
+        for name, key in (("win-01", "2000"), ("win-01_1", "2001")):
+            assert serving.flat(name).stat().st_size == images[key].stat().st_size
+            assert sha256(serving.flat(name)) == sha256(images[key])
+            over_nfs = nfs_cat(ganesha.url(serving.mount, f"{name}-flat.vmdk"))
+            assert hashlib.sha256(over_nfs).hexdigest() == sha256(images[key])
+        assert nfs_cat(ganesha.url(serving.mount, "win-01.vmdk")) == (serving.mount / "win-01.vmdk").read_bytes()
+    finally:
+        ganesha.remove(export)
+
+
+def test_the_folder_holds_vmfs_descriptors_and_the_captured_vmx(serving: Served, images: dict[str, Path]) -> None:
+    descriptor = (serving.mount / "win-01.vmdk").read_text()
+    sectors = images["2000"].stat().st_size // 512
+    assert 'createType="vmfs"' in descriptor
+    assert f'RW {sectors} VMFS "win-01-flat.vmdk"' in descriptor
+    assert 'ddb.adapterType = "lsilogic"' in descriptor  # as vSphere writes an LSI SAS disk
+    assert 'ddb.geometry.heads = "255"' in descriptor
+    vmx = (serving.mount / "win-01.vmx").read_text()
+    for line in (
+        'displayName = "win-01"',
+        'firmware = "efi"',
+        'memSize = "4096"',
+        'virtualHW.version = "19"',
+        'scsi0.virtualDev = "lsisas1068"',
+        'scsi0:0.fileName = "win-01.vmdk"',
+        'scsi0:1.fileName = "win-01_1.vmdk"',
+        'ethernet0.networkName = "VM Network"',
+        'ethernet0.startConnected = "FALSE"',  # a copy must not meet its original on the network
+    ):
+        assert line in vmx.splitlines()
+    assert "uuid.bios" not in vmx
+
+
+def test_writes_land_in_the_overlay_and_never_in_the_store(
+    serving: Served, store_dir: Path, images: dict[str, Path], ganesha: Ganesha
+) -> None:
+    before = store_state(store_dir)
+    original = images["2000"].read_bytes()
+    through_mount = os.urandom(10_000)  # unaligned, across three 4 KiB blocks
+    with open(serving.flat("win-01"), "r+b") as f:
+        f.seek(1_000_003)
+        f.write(through_mount)
+        f.flush()
+        os.fsync(f.fileno())
+    export = ganesha.add(serving.mount)
+    try:
+        through_nfs = os.urandom(5_000)
+        with nfs_open(ganesha.url(serving.mount, "win-01-flat.vmdk")) as f:
+            assert f.pwrite(through_nfs, 20_000_001) == len(through_nfs)
+            f.fsync()
+            assert f.pread(len(through_mount), 1_000_003) == through_mount
+        expected = bytearray(original)
+        expected[1_000_003 : 1_000_003 + len(through_mount)] = through_mount
+        expected[20_000_001 : 20_000_001 + len(through_nfs)] = through_nfs
+        wanted = hashlib.sha256(expected).hexdigest()
+        assert sha256(serving.flat("win-01")) == wanted
+        assert hashlib.sha256(nfs_cat(ganesha.url(serving.mount, "win-01-flat.vmdk"))).hexdigest() == wanted
+    finally:
+        ganesha.remove(export)
+    assert sha256(serving.flat("win-01_1")) == sha256(images["2001"])  # the other disk is untouched
+    assert store_state(store_dir) == before
+    assert assert_chunks_hash_to_their_names(store_dir) > 0
+
+
+def test_the_overlay_and_the_files_esxi_writes_survive_an_unmount(
+    tmp_path: Path, serving: Served, store_dir: Path, images: dict[str, Path]
+) -> None:
+    written = os.urandom(4096)
+    with open(serving.flat("win-01_1"), "r+b") as f:
+        f.seek(8192)
+        f.write(written)
+    (serving.mount / "vmware.log").write_text("powered on\n")
+    with open(serving.mount / "win-01.vmdk", "a") as f:
+        f.write('ddb.toolsVersion = "12345"\n')
+    serving.stop()
+    again = start_serving(store_dir, serving.mount, serving.overlay)
+    try:
+        with open(again.flat("win-01_1"), "rb") as f:
+            f.seek(8192)
+            assert f.read(4096) == written
+        expected = bytearray(images["2001"].read_bytes())
+        expected[8192 : 8192 + 4096] = written
+        assert sha256(again.flat("win-01_1")) == hashlib.sha256(expected).hexdigest()
+        assert (again.mount / "vmware.log").read_text() == "powered on\n"
+        assert (again.mount / "win-01.vmdk").read_text().endswith('ddb.toolsVersion = "12345"\n')
+    finally:
+        again.stop()
+
+
+def test_a_killed_server_leaves_a_dead_mount_that_the_next_start_clears(
+    serving: Served, store_dir: Path, images: dict[str, Path]
+) -> None:
+    written = os.urandom(4096)
+    with open(serving.flat("win-01"), "r+b") as f:
+        f.seek(4096 * 7)
+        f.write(written)
+        f.flush()
+        os.fsync(f.fileno())  # acknowledged as durable before the kill
+    serving.process.send_signal(signal.SIGKILL)
+    serving.process.wait(30)
+    try:
+        os.listdir(serving.mount)  # a stat could be answered from the kernel's attribute cache
+        raise AssertionError("a dead FUSE mount should answer ENOTCONN")
+    except OSError as exc:
+        assert exc.errno == errno.ENOTCONN  # Transport endpoint is not connected
+    again = start_serving(store_dir, serving.mount, serving.overlay)
+    try:
+        with open(again.flat("win-01"), "rb") as f:
+            f.seek(4096 * 7)
+            assert f.read(4096) == written
+        assert sha256(again.flat("win-01_1")) == sha256(images["2001"])
+    finally:
+        again.stop()
