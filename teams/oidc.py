@@ -13,6 +13,7 @@ import hashlib
 import secrets
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -126,7 +127,7 @@ def client_credentials(token_endpoint: str) -> dict[str, str]:
     config = configured()
     if config.client_secret:
         return {"client_id": config.client_id, "client_secret": config.client_secret}
-    pem = open(config.certificate_file, "rb").read()  # noqa: SIM115 - read each time: renewals apply at once
+    pem = Path(config.certificate_file).read_bytes()  # read each time: a renewed certificate applies at once
     key = serialization.load_pem_private_key(pem, password=None)
     der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
     now = int(time.time())
