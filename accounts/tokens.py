@@ -23,6 +23,9 @@ from audit.actions import record
 KEY_PREFIX = "vmb_"
 # The key's first characters kept in clear to tell tokens apart in lists ("vmb_" + 4 random ones).
 SHOWN_PREFIX_LENGTH = len(KEY_PREFIX) + 4
+# Every token expires (only keys migrated from before tokens had an expiry lack one): 90 days unless
+# told, at most ten years.
+DEFAULT_EXPIRY_DAYS = 90
 MAX_EXPIRY_DAYS = 3650
 # last_used is written at most this often per token: a script polling every second must not cost an
 # UPDATE per request.
@@ -47,7 +50,7 @@ def may_manage(actor: Any, user: Any) -> bool:
 
 
 def create_token(
-    actor: Any, user: Any, name: str, scope: str = ApiToken.Scope.READ, expires_in_days: int | None = None
+    actor: Any, user: Any, name: str, scope: str = ApiToken.Scope.READ, expires_in_days: int = DEFAULT_EXPIRY_DAYS
 ) -> tuple[ApiToken, str]:
     """A new token for `user` and its key, which is returned here once and never again."""
     name = name.strip()
@@ -59,10 +62,10 @@ def create_token(
         raise TokenRefused("A token needs a name (what uses it: a script, a monitoring system).")
     if scope not in ApiToken.Scope.values:
         raise TokenRefused(f"The scope must be one of {', '.join(ApiToken.Scope.values)}, not {scope!r}.")
-    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
-        raise TokenRefused(f"A token expires in 1 to {MAX_EXPIRY_DAYS} days (or never).")
+    if not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
+        raise TokenRefused(f"A token expires in 1 to {MAX_EXPIRY_DAYS} days.")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    expires = timezone.now() + timedelta(days=expires_in_days) if expires_in_days is not None else None
+    expires = timezone.now() + timedelta(days=expires_in_days)
     with transaction.atomic():
         token = ApiToken.objects.create(
             user=user,

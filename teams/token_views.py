@@ -23,14 +23,14 @@ from accounts import tokens
 from accounts.models import ApiToken
 from lib.htmx import htmx_partial
 
-EXPIRY_CHOICES = [("30", "30 days"), ("90", "90 days"), ("365", "1 year"), ("", "Never")]
+EXPIRY_CHOICES = [("30", "30 days"), ("90", "90 days"), ("365", "1 year")]
 
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What will use it: a script, a monitoring system.")
     scope = forms.ChoiceField(choices=ApiToken.Scope.choices, initial=ApiToken.Scope.READ)
     expires_in_days = forms.TypedChoiceField(
-        label="Expires in", choices=EXPIRY_CHOICES, coerce=int, empty_value=None, initial="90", required=False
+        label="Expires in", choices=EXPIRY_CHOICES, coerce=int, initial=str(tokens.DEFAULT_EXPIRY_DAYS)
     )
 
 

@@ -38,16 +38,17 @@ def test_it_answers_401_to_a_wrong_token_and_a_post_without_one(inventory):
 
 @pytest.mark.smoke
 def test_a_valid_token_works_and_me_names_the_token_never_its_key(admin, inventory):
-    token, key = create_token(None, admin, "inventory script", ApiToken.Scope.READ)
+    token, key = create_token(None, admin, "inventory script", ApiToken.Scope.READ, 30)
     client = Client(headers={"Authorization": f"Token {key}"})
     assert client.get("/api/v1/vms/").status_code == 200
     me = client.get("/api/v1/me/")
     assert me.json() == {
         "username": "alice",
         "roles": ["Backup administrator"],
-        "token": {"name": "inventory script", "scope": "read", "expires": None},
+        "token": {"name": "inventory script", "scope": "read", "expires": me.json()["token"]["expires"]},
     }
     assert key not in me.content.decode()
+    assert me.json()["token"]["expires"].startswith(f"{token.expires:%Y-%m-%dT%H:%M}")
 
 
 def test_a_revoked_token_and_an_inactive_users_token_stop_working(admin, helpdesk):

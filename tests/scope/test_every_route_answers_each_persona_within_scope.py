@@ -284,7 +284,13 @@ ROUTES: dict[str, list[Case]] = {
     # API tokens: everyone their own; someone else's only administrators (404 to others).
     "tokens:mine": [
         *and_fragments([Case(page("tokens:mine"), EVERYONE)]),
-        Case(page("tokens:mine"), EVERYONE, "post", data=_const({"name": "script", "scope": "read"}), hx=True),
+        Case(
+            page("tokens:mine"),
+            EVERYONE,
+            "post",
+            data=_const({"name": "script", "scope": "read", "expires_in_days": "30"}),
+            hx=True,
+        ),
     ],
     "tokens:of_user": [Case(page("tokens:of_user", lambda w: w.grant.user.pk), ADMIN_ONLY)],
     "tokens:revoke": [Case(page("tokens:revoke", lambda w: _token_of(w.grant.user)), (FOUND, FOUND, HIDDEN), "post")],

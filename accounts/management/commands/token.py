@@ -30,7 +30,12 @@ class Command(BaseCommand):
         create.add_argument("user", help="user name")
         create.add_argument("--name", default="command line", help="what uses the token")
         create.add_argument("--scope", choices=ApiToken.Scope.values, default=ApiToken.Scope.READ)
-        create.add_argument("--expires-days", type=int, default=None, help="days until it expires (default: never)")
+        create.add_argument(
+            "--expires-days",
+            type=int,
+            default=tokens.DEFAULT_EXPIRY_DAYS,
+            help=f"days until it expires, 1 to {tokens.MAX_EXPIRY_DAYS} (default: {tokens.DEFAULT_EXPIRY_DAYS})",
+        )
         listing = sub.add_parser("list", help="list tokens (never their keys)")
         listing.add_argument("user", nargs="?", help="only this user's tokens")
         listing.add_argument("--json", action="store_true", help="one JSON array")
@@ -50,8 +55,6 @@ class Command(BaseCommand):
         self.stderr.write(
             f"API token {token.pk} of {user.get_username()} ({token.get_scope_display()}, "
             f"expires {token.expires:%Y-%m-%d %H:%M} UTC). "
-            if token.expires
-            else f"API token {token.pk} of {user.get_username()} ({token.get_scope_display()}, no expiry). "
         )
         self.stderr.write("Shown once; send it as 'Authorization: Token <key>'.")
 
