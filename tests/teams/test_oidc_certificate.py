@@ -10,9 +10,8 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from accounts.roles import RESTORE_OPERATOR
-from lib.oidc import EntraIdSettings
 from teams.models import GroupMapping
-from tests.fixtures.oidc import ACCOUNTS, BACKENDS, HELPDESK_GROUP, sign_in_through_provider
+from tests.fixtures.oidc import ACCOUNTS, HELPDESK_GROUP, configure, sign_in_through_provider
 from tools.oidc_server import OidcProvider
 
 pytestmark = pytest.mark.django_db
@@ -31,13 +30,7 @@ def certificate_provider(tmp_path_factory) -> Iterator[OidcProvider]:
 
 
 def _configure(settings, provider: OidcProvider, certificate_file: str) -> None:
-    settings.ENTRA_ID = EntraIdSettings(
-        issuer=provider.issuer,
-        client_id=provider.client_id,
-        certificate_file=certificate_file,
-        ca_file=str(provider.ca_file),
-    )
-    settings.AUTHENTICATION_BACKENDS = BACKENDS
+    configure(settings, provider, client_secret="", certificate_file=certificate_file)
 
 
 def test_a_sign_in_with_the_applications_certificate_succeeds(settings, certificate_provider):
