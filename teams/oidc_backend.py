@@ -58,6 +58,11 @@ class EntraIdBackend(OIDCAuthenticationBackend):
     def get_settings(attr: str, *args: Any) -> Any:
         return oidc.library_setting(attr, *args)
 
+    def get_user(self, user_id: Any) -> Any:
+        """The signed-in user of a session, while active (the library's would keep a disabled user in)."""
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
+
     def authenticate(
         self, request: HttpRequest | None, nonce: str | None = None, code_verifier: str | None = None
     ) -> Any:

@@ -45,6 +45,15 @@ def test_a_member_of_a_mapped_group_signs_in_with_its_role(entra_settings, mappi
     assert AuditEntry.objects.filter(action="auth.login", actor=user).exists()
 
 
+def test_a_disabled_user_is_refused_and_their_open_session_ends(entra_settings, mappings):
+    client = Client()
+    sign_in_through_provider(client, entra_settings, "ada")
+    User.objects.filter(username="ada@contoso.example").update(is_active=False)
+    assert client.get("/").status_code == 302  # the session no longer signs anyone in
+    response = sign_in_through_provider(Client(), entra_settings, "ada")
+    assert _messages(response) == ["Your account is disabled here; ask an administrator."]
+
+
 def test_an_app_role_claim_maps_to_a_role_too(entra_settings, mappings):
     client = Client()
     sign_in_through_provider(client, entra_settings, "cleo")
