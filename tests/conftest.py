@@ -14,7 +14,13 @@ from accounts.throttle import KEY_PREFIX as SIGN_IN_KEYS
 from tests.factories.people import client_fixture, persona_fixture, session_client
 
 # tests.strict: under make test (VMB_STRICT_TESTS=1) a skip is a failure.
-pytest_plugins = ["tests.strict", "tests.fixtures.vcsim", "tests.fixtures.azurite", "tests.fixtures.ldap", "tests.fixtures.oidc"]
+pytest_plugins = [
+    "tests.strict",
+    "tests.fixtures.vcsim",
+    "tests.fixtures.azurite",
+    "tests.fixtures.ldap",
+    "tests.fixtures.oidc",
+]
 
 # The personas: one user for each role, and one without a role.
 admin = persona_fixture("alice", BACKUP_ADMIN, "Alice, backup administrator.")
