@@ -80,6 +80,8 @@ def password_for(vc: VCenter, params: ConnectionParams) -> str:
     if params.password:
         return params.password
     changed = [label for field, label in ENDPOINT_FIELDS.items() if _endpoint(params, field) != _endpoint(vc, field)]
+    if "protocol" in changed and VCenter.Protocol.HTTP in (params.protocol, vc.protocol):
+        changed = ["protocol"]  # to or from plain HTTP: the certificate settings change with it
     if changed:
         what = " and ".join(filter(None, [", ".join(changed[:-1]), changed[-1]]))
         raise PasswordRequired(
@@ -90,6 +92,8 @@ def password_for(vc: VCenter, params: ConnectionParams) -> str:
 
 
 def _endpoint(source: Any, field: str) -> Any:
+    if field in ("verify_tls", "thumbprint") and source.protocol == VCenter.Protocol.HTTP:
+        return None  # no certificate over plain HTTP: a form's leftover setting is no change
     value = getattr(source, field)
     return value.strip().lower() if field == "host" else value  # host names are case-insensitive
 

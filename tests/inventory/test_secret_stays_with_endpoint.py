@@ -126,3 +126,14 @@ def test_a_new_endpoint_with_the_password_typed_again_is_tested_and_saved(saved,
 
     assert (vc.host, vc.port) == (tls_sim.host, tls_sim.port)
     assert AuditEntry.objects.get(action="vcenter.update").details["password"] == "changed"
+
+
+def test_over_plain_http_a_leftover_certificate_setting_is_no_change(trap):
+    vc = VCenter(name="Sim", host="127.0.0.1", port=trap.getsockname()[1], username="u", protocol="http")
+    vc.verify_tls, vc.password = True, "stored"
+    vc.save()
+
+    assert actions.password_for(vc, edited(vc, name="Sim 2", verify_tls=False)) == "stored"
+    with pytest.raises(actions.PasswordRequired, match="Changing the protocol requires"):
+        actions.password_for(vc, edited(vc, protocol="https"))
+    assert nobody_called(trap)
