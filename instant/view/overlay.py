@@ -105,7 +105,8 @@ class Overlay:
     def write(self, offset: int, data: bytes) -> int:
         """Write `data` at `offset` (within the disk: a disk does not grow). Blocks written for the
         first time are completed from the base first, so a partial block write keeps its neighbours.
-        OSError (ENOSPC, EIO) leaves the bitmap as it was for the blocks not written."""
+        Like write(2), a write that fails part-way (ENOSPC) returns the bytes written before the
+        failure and the next one raises; a block is marked only once its bytes are all written."""
         if offset < 0 or offset + len(data) > self.size:
             raise OSError(errno.EFBIG, "write past the end of the disk")
         with self._lock:
@@ -114,10 +115,15 @@ class Overlay:
                 block = pos // BLOCK
                 within = pos - block * BLOCK
                 n = min(len(view), BLOCK - within)
-                if self.present(block) or (within == 0 and n == BLOCK):
-                    _pwrite_all(self._data, view[:n], pos)
-                else:
-                    self._write_new_block(block, within, view[:n])
+                try:
+                    if self.present(block) or (within == 0 and n == BLOCK):
+                        _pwrite_all(self._data, view[:n], pos)
+                    else:
+                        self._write_new_block(block, within, view[:n])
+                except OSError:
+                    if pos == offset:
+                        raise
+                    return pos - offset
                 self._mark(block)
                 pos += n
                 view = view[n:]
