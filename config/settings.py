@@ -151,6 +151,7 @@ INSTALLED_APPS = [
     "protection",
     "vault",
     "recovery",
+    "instant",
     "reports",
     "alerts",
     "teams",

@@ -20,6 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("accounts", "inventory", "vault"),
     ("protection",),
     ("recovery",),
+    ("instant",),
     ("alerts", "reports", "dashboard", "teams"),
     ("api",),
     ("config",),

@@ -5,7 +5,8 @@ set -euo pipefail
 
 run_packages=(python3-venv redis-server golang-go golang-github-vmware-govmomi-dev
   ntfs-3g wimtools e2fsprogs fdisk mtools dosfstools
-  libldap2-dev libsasl2-dev gcc python3-dev)
+  libldap2-dev libsasl2-dev gcc python3-dev
+  fuse3 nfs-ganesha nfs-ganesha-vfs)
 # libldap2-dev, libsasl2-dev, gcc and python3-dev build python-ldap (the directory sign-in's client).
 # nodejs and npm run Azurite (tools/azurite), the Azure Storage emulator of the vault's tests;
 # xfsprogs builds the XFS images of the file-level restore tests. The disk image tools come from
@@ -13,8 +14,10 @@ run_packages=(python3-venv redis-server golang-go golang-github-vmware-govmomi-d
 # (e2fsprogs), sfdisk (fdisk), mkfs.vfat (dosfstools), mcopy (mtools). Under make test a test that
 # finds one missing fails (tests/strict.py), so whatever a test runs must be listed here.
 # slapd (OpenLDAP, a private instance from tools/ldap_server.py) and ldap-utils: the directory sign-in's tests.
+# fuse3 (fusermount3, libfuse3 for mfusepy) and nfs-ganesha with its VFS FSAL serve a recovery point to ESXi
+# (instant/); libnfs-utils (nfs-cat, nfs-ls, and libnfs for in-place writes) reads the export without a mount.
 test_packages=("${run_packages[@]}" postgresql chromium nodejs npm xfsprogs
-  slapd ldap-utils)
+  slapd ldap-utils libnfs-utils)
 bench_packages=("${test_packages[@]}" restic)
 
 case "${1:-run}" in
