@@ -149,3 +149,25 @@ def test_a_provider_certificate_from_an_untrusted_ca_is_refused(entra_settings, 
     response = Client().get("/oidc/sign-in/")
     [sentence] = _messages(response)
     assert "has a certificate this server does not trust" in sentence
+
+
+def test_a_key_id_not_seen_yet_fetches_the_providers_keys_again(entra_settings, mappings):
+    import time
+
+    from teams import oidc
+
+    oidc.signing_keys()
+    oidc._cache["jwks"] = (time.monotonic(), {"keys": []})  # cached before the provider rolled its key
+    response = sign_in_through_provider(Client(), entra_settings, "ada")
+    assert response["Location"] == "/"
+
+
+def test_an_issuer_the_provider_does_not_serve_is_named_in_the_sentence(entra_settings, settings):
+    from dataclasses import replace
+
+    settings.ENTRA_ID = replace(settings.ENTRA_ID, issuer=f"{entra_settings.issuer}/elsewhere")
+    [sentence] = _messages(Client().get("/oidc/sign-in/"))
+    assert sentence == (
+        f"Sign-in with Microsoft is unavailable: the identity provider's discovery document at "
+        f"{entra_settings.issuer}/elsewhere/.well-known/openid-configuration did not answer (HTTP 404)."
+    )
