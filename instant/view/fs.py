@@ -72,6 +72,18 @@ class PointFileSystem(mfusepy.Operations):  # type: ignore[misc]  # mfusepy ship
         self._lock = threading.Lock()
         self._mtime = os.stat(files).st_mtime_ns
 
+    def status(self) -> dict[str, Any]:
+        """What the product shows of a running instant recovery: bytes read from the store (and from
+        which tier), and what each disk's overlay holds."""
+        caches = {id(disk.cache): disk.cache for disk in self.disks.values()}
+        return {
+            "bytes_read": sum(cache.bytes_read for cache in caches.values()),
+            "local_reads": sum(cache.source.local_reads for cache in caches.values()),
+            "vault_reads": sum(cache.source.vault_reads for cache in caches.values()),
+            "overlay_bytes": sum(disk.overlay.allocated_bytes() for disk in self.disks.values()),
+            "written_blocks": {disk.files.name: disk.overlay.written_blocks() for disk in self.disks.values()},
+        }
+
     def _real(self, path: str) -> str:
         if path in self.disks:  # a plain-file operation on a virtual extent (rename, unlink, chmod...)
             raise OSError(errno.EPERM, "the disks of a recovery point cannot be renamed or removed")

@@ -6,18 +6,22 @@ Refuses up front, with one sentence on stderr and exit status 2, a point that co
 whole (archived or missing chunks: instant.view.source.check_chunks). Otherwise mounts the view
 (instant.view.fs) in the foreground; libfuse's own SIGTERM/SIGINT handler ends the loop and
 unmounts, the overlays are synced and closed, and the mount is checked gone (fusermount3 -u) before
-exiting 0. A mount left by a killed server ("Transport endpoint is not connected") is lazily
-unmounted first, so the server can simply be started again.
+exiting 0. OVERLAY/status.json appears once the view is mounted and is rewritten every few seconds
+(bytes read from the store, overlay size). A mount left by a killed server ("Transport endpoint is
+not connected") is lazily unmounted first, so the server can simply be started again.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from instant.view.source import CACHE_CHUNKS, ChunkCache, Unservable, VaultConfi
 from vault import engine
 
 log = logging.getLogger("instant.view.serve")
+STATUS_EVERY = 2.0
 
 
 @dataclass(frozen=True)
@@ -95,16 +100,49 @@ def unmount(mount: Path) -> None:
         subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False)
 
 
-def serve(request: Request) -> None:
+class StatusWriter(threading.Thread):
+    """Writes OVERLAY/status.json once the view is mounted (the supervisor's sign that it serves),
+    then every `every` seconds: bytes read from the store, overlay size (PointFileSystem.status)."""
+
+    def __init__(self, operations: PointFileSystem, request: Request, every: float) -> None:
+        super().__init__(name="instant-status", daemon=True)
+        self.operations, self.request, self.every = operations, request, every
+        self.stopping = threading.Event()
+        self.path = request.overlay / "status.json"
+
+    def run(self) -> None:
+        written = False
+        while not self.stopping.wait(self.every if written else 0.05):
+            if written or os.path.ismount(self.request.mount):
+                written = self._write()
+
+    def _write(self) -> bool:
+        try:
+            document = {"point": self.request.point, "pid": os.getpid(), "mount": str(self.request.mount),
+                        "updated": time.time(), **self.operations.status()}  # fmt: skip
+            temp = self.path.with_name("status.json.new")
+            temp.write_text(json.dumps(document, sort_keys=True))
+            os.replace(temp, self.path)
+        except OSError as exc:  # a full overlay file system, say: the status is late, serving goes on
+            log.warning("status not written: %s", exc)
+        return True
+
+
+def serve(request: Request, status_every: float = STATUS_EVERY) -> None:
     """Mount and serve until a signal ends the loop; the mount is gone when this returns."""
     clear_stale_mount(request.mount)
     operations = prepare(request)
     if any(request.mount.iterdir()):
         raise Unservable(f"{request.mount} is not empty: a view is mounted only on an empty folder.")
+    (request.overlay / "status.json").unlink(missing_ok=True)  # a previous run's: not this one's sign
+    status = StatusWriter(operations, request, status_every)
+    status.start()
     try:
         # fsname names the mount in /proc/mounts, so leftovers can be found by it.
         mfusepy.FUSE(operations, str(request.mount), foreground=True, fsname=f"vmb-point-{request.point}")
     finally:
+        status.stopping.set()
+        status.join()
         unmount(request.mount)
 
 
@@ -116,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mount", type=Path, required=True, help="an empty folder to mount the view on")
     parser.add_argument("--overlay", type=Path, required=True, help="where this point's writes are kept")
     parser.add_argument("--cache-chunks", type=int, default=CACHE_CHUNKS, help="decoded 4 MiB chunks to cache")
+    parser.add_argument("--status-every", type=float, default=STATUS_EVERY, help="seconds between status.json writes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     request = Request(args.store, args.point, args.mount, args.overlay, args.vault_config, args.cache_chunks)
     try:
-        serve(request)
+        serve(request, args.status_every)
     except Unservable as exc:
         print(exc, file=sys.stderr)
         return 2

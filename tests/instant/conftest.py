@@ -135,7 +135,7 @@ def start_serving(store_dir: Path, mount: Path, overlay: Path, *extra: str) -> S
             if exc.errno != errno.ENOTCONN:
                 raise
             return False
-        return True
+        return (overlay / "status.json").exists()  # the server's own sign that it serves
 
     wait_until(mounted, what=f"the point is mounted on {mount}")
     return served
@@ -143,7 +143,7 @@ def start_serving(store_dir: Path, mount: Path, overlay: Path, *extra: str) -> S
 
 @pytest.fixture
 def serving(tmp_path: Path, store_dir: Path) -> Iterator[Served]:
-    served = start_serving(store_dir, tmp_path / "mnt", tmp_path / "overlay")
+    served = start_serving(store_dir, tmp_path / "mnt", tmp_path / "overlay", "--status-every", "0.2")
     yield served
     if served.process.poll() is None:
         served.stop()

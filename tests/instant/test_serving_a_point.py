@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
+import random
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from instant.nfs import Ganesha
 from tests.instant.conftest import (
+    POINT,
     Served,
     assert_chunks_hash_to_their_names,
     nfs_cat,
@@ -20,6 +24,8 @@ from tests.instant.conftest import (
     store_state,
 )
 from tests.instant.nfs_client import nfs_open
+from tests.waiting import wait_until
+from vault import engine
 
 
 def test_it_serves_each_disk_byte_identical_through_the_mount_and_over_nfs(
@@ -143,3 +149,41 @@ def test_a_killed_server_leaves_a_dead_mount_that_the_next_start_clears(
         assert sha256(again.flat("win-01_1")) == sha256(images["2001"])
     finally:
         again.stop()
+
+
+def test_it_answers_reads_from_many_threads_at_once(serving: Served, images: dict[str, Path]) -> None:
+    """FUSE runs multi-threaded and a DiskReader is not thread-safe: each thread gets its own."""
+    originals = {"win-01": images["2000"].read_bytes(), "win-01_1": images["2001"].read_bytes()}
+    ranges = [(name, random.randrange(len(data) - 200_000), random.randrange(1, 200_000))
+              for name, data in originals.items() for _ in range(100)]  # fmt: skip
+
+    def read(item: tuple[str, int, int]) -> bool:
+        name, offset, size = item
+        with open(serving.flat(name), "rb", buffering=0) as f:
+            f.seek(offset)
+            return f.read(size) == originals[name][offset : offset + size]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(read, ranges))
+
+
+def test_status_json_says_what_was_read_from_the_store_and_what_the_overlay_holds(
+    serving: Served, store_dir: Path
+) -> None:
+    first = json.loads((serving.overlay / "status.json").read_text())  # written once mounted
+    assert first["point"] == POINT and first["pid"] == serving.process.pid
+    sha256(serving.flat("win-01_1"))
+    with open(serving.flat("win-01_1"), "r+b") as f:
+        f.seek(4096 * 3)
+        f.write(b"z" * 8192)
+    index = engine.Store(store_dir).open_point(POINT).index("2001")
+    stored = sum(index.extent(i)[1] for i in range(len(index)) if index.digest(i) is not None)
+
+    def updated() -> dict[str, object] | None:
+        status = json.loads((serving.overlay / "status.json").read_text())
+        done = status["written_blocks"] == {"win-01": 0, "win-01_1": 2} and status["bytes_read"] >= stored
+        return status if done else None
+
+    status = wait_until(updated, what="status.json counts the read and the write")
+    assert status["local_reads"] >= 1 and status["vault_reads"] == 0
+    assert isinstance(status["overlay_bytes"], int) and status["overlay_bytes"] >= 8192
