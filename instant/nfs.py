@@ -143,6 +143,16 @@ class Ganesha:
         self.reload()
         return export
 
+    def reopen(self, export: Export) -> None:
+        """After its folder was mounted again (a FUSE server restarted), ganesha still holds the dead
+        mount's root and answers NFS4ERR_SERVERFAULT (seen here); a reload alone keeps that, so the
+        export is dropped and added back under its id, and ganesha opens the new mount. File handles
+        a client holds from before stay stale: FUSE node ids do not survive its server."""
+        self.exports.pop(export.export_id, None)
+        self.reload()
+        self.exports[export.export_id] = export
+        self.reload()
+
     def remove(self, export: Export) -> None:
         self.exports.pop(export.export_id, None)
         self.reload()
