@@ -149,7 +149,7 @@ def serve(request: Request, status_every: float = STATUS_EVERY) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m instant.view.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, required=True, help="the local recovery point store")
-    parser.add_argument("--vault-config", type=Path, help="JSON file describing the vault (mode 0600)")
+    parser.add_argument("--vault-config", type=Path, help="JSON file describing the vault (mode 0600), - for stdin")
     parser.add_argument("--point", required=True, help="the recovery point's id")
     parser.add_argument("--mount", type=Path, required=True, help="an empty folder to mount the view on")
     parser.add_argument("--overlay", type=Path, required=True, help="where this point's writes are kept")

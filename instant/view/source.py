@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -60,11 +61,20 @@ class VaultConfig:
 
     @classmethod
     def load(cls, path: Path) -> VaultConfig:
-        if os.stat(path).st_mode & 0o077:
-            raise Unservable(f"{path} may hold the vault's secret but others can read it: chmod 600 it.")
-        document = json.loads(path.read_text())
+        """From a file, or from standard input for "-": what the product does, so the vault's secret
+        (kept encrypted in its database) is never written out in the clear."""
+        if str(path) == "-":
+            text = sys.stdin.read()
+        else:
+            if os.stat(path).st_mode & 0o077:
+                raise Unservable(f"{path} may hold the vault's secret but others can read it: chmod 600 it.")
+            text = path.read_text()
+        try:
+            document = json.loads(text)
+        except ValueError:
+            document = None
         if not isinstance(document, dict) or document.get("kind") not in ("directory", "azure"):
-            raise Unservable(f"{path} does not describe a vault (kind directory or azure).")
+            raise Unservable(f"{path} does not describe a vault (JSON with kind directory or azure).")
         return cls(document)
 
     def open(self) -> engine.RemoteVault:

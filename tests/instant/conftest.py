@@ -117,11 +117,16 @@ def serve_command(store_dir: Path, mount: Path, overlay: Path, *extra: str, poin
             "--mount", str(mount), "--overlay", str(overlay), *extra]  # fmt: skip
 
 
-def start_serving(store_dir: Path, mount: Path, overlay: Path, *extra: str) -> Served:
+def start_serving(store_dir: Path, mount: Path, overlay: Path, *extra: str, stdin: bytes | None = None) -> Served:
     with contextlib.suppress(FileExistsError):  # a dead mount is there but fails is_dir (ENOTCONN)
         mount.mkdir(parents=True)
     command = serve_command(store_dir, mount, overlay, *extra)
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "stdin": subprocess.PIPE if stdin else None}
+    process = subprocess.Popen(command, cwd=ROOT, **pipes)
+    if stdin is not None and process.stdin is not None:
+        process.stdin.write(stdin)
+        process.stdin.close()
+        process.stdin = None  # communicate() would flush it again
     served = Served(process, mount, overlay)
 
     def mounted() -> bool:
