@@ -59,7 +59,7 @@ class VirtualDisk:
         return data + bytes(length - len(data))
 
 
-class PointFileSystem(mfusepy.Operations):  # type: ignore[misc]  # mfusepy ships no type hints
+class PointFileSystem(mfusepy.Operations):  # type: ignore[misc,unused-ignore]  # mfusepy has no hints (--strict only)
     """The mount's operations: virtual flat extents by name, everything else passed to `files`."""
 
     use_ns = True  # times in nanoseconds (mfusepy warns otherwise)
