@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 import os
 import stat
 import threading
@@ -32,6 +33,8 @@ from instant.view.overlay import Overlay
 from instant.view.source import ChunkCache
 from vault import engine
 
+log = logging.getLogger(__name__)
+
 # Flat-extent handles are numbered from here: below it, a handle is the file descriptor of a plain file.
 _VIRTUAL_HANDLES = 1 << 40
 
@@ -44,6 +47,8 @@ class VirtualDisk:
     index: engine.DiskIndex
     cache: ChunkCache
     overlay: Overlay = field(init=False)
+    read_errors: int = 0
+    last_error: str = ""
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def attach(self, directory: Path) -> None:
@@ -55,7 +60,15 @@ class VirtualDisk:
             # The shared cache keeps decoded chunks; the reader's own cache only needs the last one.
             reader = self._local.reader = engine.DiskReader(self.cache, self.index, cache_chunks=1)
         reader.seek(offset)
-        data = reader.read(length) or b""
+        try:
+            data = reader.read(length) or b""
+        except (engine.StoreError, engine.BackendError) as exc:
+            # The guest gets EIO, as from a failing disk (mfusepy would answer EINVAL to anything
+            # but an OSError); the status file carries the reason for the product to alert on.
+            self.read_errors += 1
+            self.last_error = f"{self.files.flat_name} at byte {offset}: {exc}"
+            log.error("%s", self.last_error)
+            raise OSError(errno.EIO, self.last_error) from exc
         return data + bytes(length - len(data))
 
 
@@ -82,6 +95,8 @@ class PointFileSystem(mfusepy.Operations):  # type: ignore[misc,unused-ignore]  
             "vault_reads": sum(cache.source.vault_reads for cache in caches.values()),
             "overlay_bytes": sum(disk.overlay.allocated_bytes() for disk in self.disks.values()),
             "written_blocks": {disk.files.name: disk.overlay.written_blocks() for disk in self.disks.values()},
+            "read_errors": sum(disk.read_errors for disk in self.disks.values()),
+            "last_error": next((d.last_error for d in self.disks.values() if d.last_error), ""),
         }
 
     def _real(self, path: str) -> str:

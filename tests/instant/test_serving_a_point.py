@@ -187,3 +187,34 @@ def test_status_json_says_what_was_read_from_the_store_and_what_the_overlay_hold
     status = wait_until(updated, what="status.json counts the read and the write")
     assert status["local_reads"] >= 1 and status["vault_reads"] == 0
     assert isinstance(status["overlay_bytes"], int) and status["overlay_bytes"] >= 8192
+
+
+def test_a_chunk_lost_while_served_fails_the_guests_read_with_eio_and_is_reported(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    store = engine.Store(store_dir)
+    index = store.open_point(POINT).index("2001")
+    last = max(i for i in range(len(index)) if index.digest(i) is not None)
+    served = start_serving(store_dir, tmp_path / "mnt", tmp_path / "overlay", "--status-every", "0.2")
+    try:
+        digest = index.digest(last)
+        assert digest is not None
+        store.chunk_path(digest).unlink()  # after the up-front check: a disk failing under the server
+        offset = index.extent(last)[0]
+        with open(served.flat("win-01_1"), "rb", buffering=0) as f:
+            f.seek(offset)
+            try:
+                f.read(4096)
+                raise AssertionError("a read of a lost chunk should fail")
+            except OSError as exc:
+                assert exc.errno == errno.EIO
+
+        def reported() -> dict[str, object] | None:
+            status = json.loads((served.overlay / "status.json").read_text())
+            return status if status["read_errors"] else None
+
+        status = wait_until(reported, what="status.json reports the failed read")
+        assert f"win-01_1-flat.vmdk at byte {offset}:" in str(status["last_error"])
+        assert "missing" in str(status["last_error"])
+    finally:
+        served.stop()
