@@ -1,0 +1,40 @@
+"""The names and text files of a served point's folder, from its manifest alone."""
+
+from __future__ import annotations
+
+from instant.view import layout
+from tests.instant.conftest import captured_config
+
+
+def test_a_point_without_a_captured_configuration_gets_disk_names_and_no_vmx() -> None:
+    files = layout.disk_files({"vm": "old-01"}, {"2001": 2048 * 512, "2000": 4096 * 512})
+    assert [(f.key, f.descriptor_name, f.flat_name) for f in files] == [
+        ("2000", "disk-2000.vmdk", "disk-2000-flat.vmdk"),
+        ("2001", "disk-2001.vmdk", "disk-2001-flat.vmdk"),
+    ]
+    assert layout.vmx_name({"vm": "old-01"}) is None
+    assert 'RW 4096 VMFS "disk-2000-flat.vmdk"' in layout.descriptor(files[0])
+
+
+def test_names_from_the_vm_are_made_safe_and_unique() -> None:
+    config = captured_config()
+    config["name"] = 'web "01"/x'
+    config["disks"] = [
+        {"key": 2000, "controller_key": 1000, "unit_number": 0, "path": 'a"b/Web.vmdk'},
+        {"key": 2001, "controller_key": 1000, "unit_number": 1, "path": "other/web.vmdk"},
+    ]
+    files = layout.disk_files({"config": config}, {"2000": 512, "2001": 512})
+    assert [f.name for f in files] == ["Web", "web_2"]  # datastore names compare without case
+    assert layout.vmx_name({"config": config}) == "web _01__x.vmx"
+    vmx = layout.vmx({"config": config}, files)
+    assert 'displayName = "web |2201|22/x"' in vmx.splitlines()
+
+
+def test_an_ide_disk_gets_the_ide_adapter_and_geometry() -> None:
+    config = captured_config()
+    config["controllers"] = [{"kind": "ide", "key": 200, "bus_number": 0}]
+    config["disks"] = [{"key": 3000, "controller_key": 200, "unit_number": 0, "path": "vm/vm.vmdk"}]
+    (disk,) = layout.disk_files({"config": config}, {"3000": 1 << 30})
+    text = layout.descriptor(disk)
+    assert 'ddb.adapterType = "ide"' in text and 'ddb.geometry.heads = "16"' in text
+    assert 'ide0:0.fileName = "vm.vmdk"' in layout.vmx({"config": config}, [disk]).splitlines()
