@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -140,7 +141,10 @@ def start_serving(store_dir: Path, mount: Path, overlay: Path, *extra: str, stdi
             if exc.errno != errno.ENOTCONN:
                 raise
             return False
-        return (overlay / "status.json").exists()  # the server's own sign that it serves
+        try:  # the server's own sign that it serves (a previous run's names another pid)
+            return json.loads((overlay / "status.json").read_text())["pid"] == process.pid
+        except FileNotFoundError:
+            return False
 
     wait_until(mounted, what=f"the point is mounted on {mount}")
     return served
