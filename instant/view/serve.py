@@ -86,6 +86,8 @@ def clear_stale_mount(mount: Path) -> None:
     """Unmount (lazily) a FUSE mount whose server died: its folder answers ENOTCONN to everything."""
     try:
         os.listdir(mount)  # not a stat: the kernel may answer that from its attribute cache
+    except FileNotFoundError:
+        return
     except OSError as exc:
         if exc.errno != errno.ENOTCONN:
             raise
@@ -131,6 +133,7 @@ class StatusWriter(threading.Thread):
 def serve(request: Request, status_every: float = STATUS_EVERY) -> None:
     """Mount and serve until a signal ends the loop; the mount is gone when this returns."""
     clear_stale_mount(request.mount)
+    request.mount.mkdir(parents=True, exist_ok=True)
     operations = prepare(request)
     if any(request.mount.iterdir()):
         raise Unservable(f"{request.mount} is not empty: a view is mounted only on an empty folder.")
