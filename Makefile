@@ -100,7 +100,7 @@ bench-catalog: system-packages-test $(DEV_STAMP)
 	$(PY) tools/bench_catalog.py
 
 # One page of a folder of 100,000 files (live, and through the listing index the catalog writes) against
-# one page of a folder of 10, on a real ext4 disk (built once, then cached in .cache/diskimages).
+# one page of a folder of 10, on a real NTFS disk (built once, then cached in .cache/diskimages).
 bench-listing: system-packages-test $(DEV_STAMP)
 	$(PY) tools/bench_listing.py 100000
 

@@ -432,15 +432,11 @@ def _debugfs_normalize_script(tree: Tree) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_ext4_disk(
-    tree: Tree, *, size_mib: int, label: str = "linux-root", cache_dir: Path | None = None, normalize: bool = True
-) -> Path:
+def build_ext4_disk(tree: Tree, *, size_mib: int, label: str = "linux-root", cache_dir: Path | None = None) -> Path:
     """An MBR disk with one Linux (0x83) partition at 1 MiB holding an ext4 file system with `tree`.
 
     Everything is owned by root:root with 0644/0755 modes; UUID, hash seed and times are derived
-    from the inputs so a rebuild yields the same bytes. normalize=False skips rewriting owners and
-    times with debugfs (which looks every path up: hours for a folder of 100,000 files), for
-    benchmarks that need many files, not the same bytes on every machine.
+    from the inputs so a rebuild yields the same bytes.
     """
     _check_size(size_mib, 8, "ext4")
     if len(label.encode("utf-8")) > 16:
@@ -459,16 +455,13 @@ def build_ext4_disk(
         options = f"root_owner=0:0,hash_seed={fs_uuid},nodiscard"
         mke2fs = ["mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-L", label, "-U", fs_uuid, "-E", options]
         _run([*mke2fs, "-d", str(staging), str(part)], env=fake_time)
-        if normalize:
-            script = work / "normalize.debugfs"
-            script.write_text(_debugfs_normalize_script(tree), encoding="utf-8")
-            _run(["debugfs", "-w", "-f", str(script), str(part)], env=fake_time)
+        script = work / "normalize.debugfs"
+        script.write_text(_debugfs_normalize_script(tree), encoding="utf-8")
+        _run(["debugfs", "-w", "-f", str(script), str(part)], env=fake_time)
         _create_disk(disk, size_mib, "mbr", MBR_LINUX, key)
         _splice(part, disk, PARTITION_START)
 
-    params: dict[str, object] = {"size_mib": size_mib, "label": label}
-    if not normalize:
-        params["normalize"] = False
+    params = {"size_mib": size_mib, "label": label}
     return _cached_build("ext4", params, tree, cache_dir, build)
 
 

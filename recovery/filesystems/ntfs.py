@@ -132,8 +132,9 @@ class NtfsFileSystem(FileSystem):
         # The index key's $FILE_NAME copy says folder or not; the MFT record is read for the page only.
         for name, index_entry in self._names(folder, folder.index("$I30")):
             path = join_path(folder_path, name)
-            is_dir = _ntfs_entry_from_index(path, name, index_entry).is_dir
-            yield Listed(name, is_dir, functools.partial(self._indexed_entry, path, name, index_entry))
+            yield Listed(
+                name, _key_is_dir(index_entry), functools.partial(self._indexed_entry, path, name, index_entry)
+            )
 
     def _indexed_entry(self, path: str, name: str, index_entry: Any) -> Entry:
         """The entry of one folder index entry: its MFT record, or the index's copy when that is broken."""
@@ -397,6 +398,26 @@ def _check_index(index: Any) -> None:
 _KEY_NAME_LENGTH = 64
 _KEY_NAMESPACE = 65
 _KEY_NAME = 66
+
+
+_KEY_ATTRIBUTES = struct.Struct("<II")  # FileAttributes, then ReparsePointTag, at offset 56
+_KEY_ATTRIBUTES_AT = 56
+_INDEX_PRESENT = 0x10000000  # c_ntfs.FILE_NAME_INDEX_PRESENT: the record is a folder
+_REPARSE_POINT = 0x400
+_LINK_TAGS = (0xA000000C, 0xA0000003)  # IO_REPARSE_TAG SYMLINK, MOUNT_POINT
+
+
+def _key_is_dir(entry: Any) -> bool:
+    """Whether an index entry names a real folder (not a link or junction), as dissect's FileName.is_dir()
+    and is_symlink()/is_mount_point() say, from the key's bytes: dissect's full parse of the key costs
+    90 µs, 9 s for a folder of 100,000 files."""
+    key = entry.buf
+    if len(key) < _KEY_ATTRIBUTES_AT + _KEY_ATTRIBUTES.size:
+        return False
+    attributes, tag = _KEY_ATTRIBUTES.unpack_from(key, _KEY_ATTRIBUTES_AT)
+    if attributes & _REPARSE_POINT and tag in _LINK_TAGS:
+        return False
+    return bool(attributes & _INDEX_PRESENT)
 
 
 def _index_name(entry: Any) -> tuple[str, int] | None:
