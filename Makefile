@@ -27,7 +27,7 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	DATA_DIR=$$(mktemp -d) $(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict vault/engine inventory/vcenter
+	$(VENV)/bin/mypy --strict vault/engine inventory/vcenter instant/view instant/nfs.py
 
 # Django's own checks, on a throwaway data directory so a developer's data is never touched.
 check: $(REQ_STAMP)
