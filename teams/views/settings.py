@@ -3,6 +3,7 @@ those who may see it. It composes inventory and accounts, so it lives a layer ab
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import Prefetch
@@ -11,6 +12,7 @@ from django.shortcuts import render
 
 from accounts.actions import ROLE_NAMES
 from inventory.models import VCenter
+from teams import directory
 
 
 def settings_page(request: HttpRequest) -> HttpResponse:
@@ -21,5 +23,13 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     context = {
         "vcenters": VCenter.objects.all() if request.user.has_perm("inventory.view_vcenter") else None,
         "roles": sorted(roles, key=lambda g: ROLE_NAMES.index(g.name)) if roles is not None else None,
+        "sign_in": _sign_in() if request.user.has_perm("auth.change_group") else None,
     }
     return render(request, "teams/settings.html", context)
+
+
+def _sign_in() -> dict[str, str]:
+    """How people can sign in besides local passwords: the directory's server, Entra ID's issuer."""
+    ldap = directory.current_settings()
+    entra = settings.ENTRA_ID
+    return {"directory": ldap.server_uri if ldap else "", "entra": entra.issuer if entra else ""}
