@@ -37,7 +37,7 @@ from tools.services import ServiceError, _stop, _wait, child_process_options, fr
 DIRECTORY = Path(__file__).resolve().parent / "oidc-provider"
 SERVER = DIRECTORY / "server.mjs"
 INSTALLED = DIRECTORY / "node_modules" / "oidc-provider" / "package.json"
-MINIMUM_NODE = (20, 18)
+MINIMUM_NODE = (18, 19)  # Debian 12's and Ubuntu 24.04's nodejs; oidc-provider 8 supports Node 18 LTS
 PASSWORD = "correct horse battery staple"  # noqa: S105 - the test tenant's users, not a secret
 
 
@@ -139,7 +139,7 @@ class OidcProvider:
             raise ServiceError("node is missing: install the Debian package nodejs")
         version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
         if tuple(int(part) for part in version.lstrip("v").split(".")[:2]) < MINIMUM_NODE:
-            raise ServiceError(f"oidc-provider needs Node.js 20.18 or later (URL.parse), not {version}")
+            raise ServiceError(f"oidc-provider needs Node.js 18.19 or later (Debian 12's nodejs), not {version}")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         _, cert, key = make_ca_and_certificate(self.directory)
