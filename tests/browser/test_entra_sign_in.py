@@ -31,20 +31,17 @@ def provider(live_server, tmp_path_factory) -> Iterator[OidcProvider]:
 
 
 @pytest.fixture
-def entra_page(provider, settings):
-    from playwright.sync_api import sync_playwright
-
+def entra_page(provider, settings, playwright_session):
     configure(settings, provider)
     trust = f"--ignore-certificate-errors-spki-list={spki_hash(provider.certificate)}"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, trust], headless=True)
-        context = browser.new_context()
-        yield context.new_page()
-        # The test's queries ran on a connection of the context Playwright's greenlet gave them; closed
-        # here, or the test database could not be dropped at the end of the run.
-        connections.close_all()
-        context.close()
-        browser.close()
+    browser = playwright_session.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, trust], headless=True)
+    context = browser.new_context()
+    yield context.new_page()
+    # The test's queries ran on a connection of the context Playwright's greenlet gave them; closed
+    # here, or the test database could not be dropped at the end of the run.
+    connections.close_all()
+    context.close()
+    browser.close()
 
 
 def _sign_in_with_microsoft(page, live_server, name: str) -> None:
