@@ -817,6 +817,8 @@ func (h *interceptor) serveSDK(w http.ResponseWriter, r *http.Request) {
 	// A cheap test first: most requests (bulk property reads among them) are passed through unparsed.
 	if bytes.Contains(body, []byte("QueryChangedDiskAreas")) || bytes.Contains(body, []byte("CreateSnapshot_Task")) {
 		body = h.reroute(body)
+	} else if wantsInstant(body) {
+		body = rerouteInstant(body, h.tracker) // NAS datastores, RegisterVM, storage vMotion (instant.go)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
@@ -845,7 +847,7 @@ func (h *interceptor) reroute(body []byte) []byte {
 	}
 	ref := types.ManagedObjectReference{Type: extensionType, Value: method.This.Value}
 	if simulator.Map.Get(ref) == nil {
-		simulator.Map.Put(&vmExtension{self: ref, tracker: h.tracker})
+		simulator.Map.Put(&vmExtension{ExtensibleManagedObject: mo.ExtensibleManagedObject{Self: ref}, self: ref, tracker: h.tracker})
 	}
 	return thisType.ReplaceAll(body, []byte("${1}"+extensionType+"${2}"))
 }
@@ -866,6 +868,9 @@ func failsQuiesce(vm *simulator.VirtualMachine) bool {
 // for change tracking.
 func (h *interceptor) servePut(w http.ResponseWriter, r *http.Request) {
 	file, status := h.localPath(r)
+	if status == http.StatusOK && h.readOnly(r) {
+		status = http.StatusForbidden
+	}
 	if status != http.StatusOK {
 		w.WriteHeader(status)
 		return
@@ -935,7 +940,11 @@ func (h *interceptor) localPath(r *http.Request) (string, int) {
 	q := r.URL.Query()
 	dir, ok := h.stores[q.Get("dcPath")][q.Get("dsName")]
 	if !ok {
-		return "", http.StatusNotFound
+		ds, found := mountedDatastore(q.Get("dcPath"), q.Get("dsName"))
+		if !found {
+			return "", http.StatusNotFound
+		}
+		dir = filepath.Clean(datastoreURL(ds)) // a NAS datastore mounted since start (instant.go)
 	}
 	file := filepath.Join(dir, strings.TrimPrefix(r.URL.Path, "/folder/"))
 	if !strings.HasPrefix(file, dir+string(filepath.Separator)) {
@@ -944,8 +953,29 @@ func (h *interceptor) localPath(r *http.Request) (string, int) {
 	return file, http.StatusOK
 }
 
+// readOnly tells whether the request's datastore is mounted read-only (a NAS datastore).
+func (h *interceptor) readOnly(r *http.Request) bool {
+	q := r.URL.Query()
+	ds, found := mountedDatastore(q.Get("dcPath"), q.Get("dsName"))
+	return found && readOnlyMount(ds)
+}
+
+// mountedDatastore finds a datastore by datacenter (as dcPath) and name.
+func mountedDatastore(dcPath, name string) (*simulator.Datastore, bool) {
+	for _, e := range simulator.Map.All("Datacenter") {
+		if dc, ok := e.(*simulator.Datacenter); ok && dc.Name == dcPath {
+			ds, ok := simulator.Map.FindByName(name, dc.Datastore).(*simulator.Datastore)
+			return ds, ok
+		}
+	}
+	return nil, false
+}
+
 // vmExtension implements, for one VM, the methods vcsim 0.24.2 lacks (see interceptor).
+// The embedded mo type comes first: vcsim digs one out of every registry object it scans (see
+// SearchIndex.FindByDatastorePath, which RegisterVM_Task calls), and panics on a struct without.
 type vmExtension struct {
+	mo.ExtensibleManagedObject
 	self    types.ManagedObjectReference
 	tracker *changeTracker
 }
@@ -1626,6 +1656,8 @@ func run(o options) error {
 		return err
 	}
 	b := &builder{ctx: ctx, c: c, dsRoot: o.dsRoot}
+	instant.c = c
+	defer instant.cleanup()
 	defer func() {
 		for _, dir := range b.dirs {
 			_ = os.RemoveAll(dir)
