@@ -103,3 +103,13 @@ def http_failure(where: str, status: int, request: str) -> VCenterError:
     if status in (502, 503, 504):
         return Unreachable(f"{where}: HTTP {status} {request}")
     return VCenterError(f"{where}: HTTP {status} {request}")
+
+
+class DatastoreUnreachable(VCenterError):
+    """The host could not mount an NFS export as a datastore: the NFS server does not answer from that
+    host, refuses the mount, or does not export that path. Nothing was mounted."""
+
+
+class InUse(VCenterError):
+    """vCenter refused because the object is still in use (a datastore on which a registered VM has
+    files): stop or move that VM first."""

@@ -1,0 +1,205 @@
+"""The vCenter side of instant recovery (inventory.vcenter.instant) against the simulator: a local
+directory laid out as instant.view serves a recovery point (descriptor, flat extent, .vmx), mounted as
+an NFS datastore, registered, powered on, moved to a production datastore, then removed."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyVmomi import vim
+
+from instant.view import layout
+from inventory import vcenter
+from inventory.vcenter import instant
+from inventory.vcenter.errors import AlreadyExists, DatastoreUnreachable, InUse, NotFound
+from inventory.vcenter.soap import read_one
+from tests.factories.simulator import one_datacenter
+from tests.fixtures.vcsim import simulator_for_module
+from tools.simulator import Simulator
+
+MiB = 1024 * 1024
+SPEC = one_datacenter({"": [{"name": "anchor-vm", "disks_mb": [1], "nics": ["VM Network"]}]}, datastores=("ds1",))
+
+sim = simulator_for_module(SPEC)
+
+
+def placement(conn: vcenter.Connection, sim: Simulator) -> tuple[str, str, str]:
+    """(host, VM folder, resource pool) of the spec's VM: where the recovered VM goes."""
+    anchor = conn.ref(vim.VirtualMachine, sim.vm("anchor-vm")["moref"])
+    props = read_one(conn, anchor, ["runtime.host", "parent", "resourcePool"])
+    return props["runtime.host"]._moId, props["parent"]._moId, props["resourcePool"]._moId
+
+
+def write_point(directory: Path, name: str, image: bytes) -> layout.DiskFiles:
+    """What instant.view serves for a one-disk point: NAME.vmdk, NAME-flat.vmdk and NAME.vmx."""
+    disk = layout.DiskFiles(key="2000", size=len(image), name=name)
+    (directory / disk.descriptor_name).write_text(layout.descriptor(disk))
+    (directory / disk.flat_name).write_bytes(image)
+    meta = {
+        "vm": name,
+        "config": {
+            "name": name,
+            "num_cpu": 2,
+            "memory_mb": 2048,
+            "guest_id": "otherLinux64Guest",
+            "nics": [{"network": "VM Network", "type": "VirtualVmxnet3"}],
+        },
+    }
+    (directory / f"{name}.vmx").write_text(layout.vmx(meta, [disk]))
+    return disk
+
+
+@pytest.fixture
+def point(tmp_path: Path) -> Iterator[tuple[Path, bytes]]:
+    directory = tmp_path / "view"
+    directory.mkdir()
+    image = os.urandom(3 * MiB) + bytes(MiB) + os.urandom(MiB // 2)  # a hole in the middle
+    yield directory, image
+
+
+def read_all(conn: vcenter.Connection, datastore: str, path: str) -> bytes:
+    with vcenter.DatastoreFile(conn, "DC", datastore, path) as file:
+        return vcenter.read_datastore_file(conn, "DC", datastore, path, 0, file.size)
+
+
+def datastore_moref(conn: vcenter.Connection, name: str) -> str:
+    datacenter = conn.content.rootFolder.childEntity[0]
+    for ds in datacenter.datastore:
+        if ds.name == name:
+            return str(ds._moId)
+    raise KeyError(name)
+
+
+def test_recover_run_migrate_and_clean_up(sim: Simulator, conn: vcenter.Connection, point: tuple[Path, bytes]) -> None:
+    directory, image = point
+    write_point(directory, "web-01", image)
+    host, folder, pool = placement(conn, sim)
+
+    ds = instant.mount_nas_datastore(conn, host, "instant-web-01", "127.0.0.1", str(directory), read_only=False)
+    assert ds.name == "instant-web-01"
+    assert read_all(conn, ds.name, "web-01-flat.vmdk") == image
+    descriptor = read_all(conn, ds.name, "web-01.vmdk").decode()
+    assert 'VMFS "web-01-flat.vmdk"' in descriptor
+
+    vm = instant.register_vm(conn, ds.name, "web-01.vmx", "web-01 (instant)", folder, pool, host)
+    assert vm.name == "web-01 (instant)"
+    assert vm.disk_files == ("[instant-web-01] web-01.vmdk",)
+    props = read_one(
+        conn,
+        conn.ref(vim.VirtualMachine, vm.moref),
+        ["config.hardware.numCPU", "config.hardware.memoryMB", "config.guestId", "config.hardware.device"],
+    )
+    assert (props["config.hardware.numCPU"], props["config.hardware.memoryMB"]) == (2, 2048)
+    assert props["config.guestId"] == "otherLinux64Guest"
+    devices = props["config.hardware.device"]
+    (disk,) = [d for d in devices if isinstance(d, vim.vm.device.VirtualDisk)]
+    assert disk.capacityInBytes == len(image)
+    nics = [d for d in devices if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+    assert [n.connectable.startConnected for n in nics] == [False]
+
+    started = instant.power_on(conn, vm.moref)
+    assert started.host_moref == host
+    assert vcenter.power_state(conn, vm.moref) == "poweredOn"
+
+    with pytest.raises(InUse, match="in use"):
+        instant.unmount_datastore(conn, host, ds.moref)
+
+    target = datastore_moref(conn, "ds1")
+    moved = instant.relocate_disks(conn, vm.moref, target)
+    (disk_file,) = moved.disk_files
+    assert disk_file.startswith("[ds1] web-01 (instant)/")
+    flat = disk_file.removeprefix("[ds1] ").removesuffix(".vmdk") + "-flat.vmdk"
+    assert read_all(conn, "ds1", flat) == image
+    assert vcenter.power_state(conn, vm.moref) == "poweredOn"
+    on = read_one(conn, conn.ref(vim.Datastore, ds.moref), ["vm"]).get("vm", [])
+    assert [v._moId for v in on] == []
+
+    instant.unmount_datastore(conn, host, ds.moref)  # the VM runs from ds1 now
+    assert not instant.datastore_exists(conn, ds.moref)
+    instant.unmount_datastore(conn, host, ds.moref)  # nothing to do
+
+    instant.power_off_and_unregister(conn, vm.moref)
+    with pytest.raises(NotFound):
+        vcenter.power_state(conn, vm.moref)
+    instant.power_off_and_unregister(conn, vm.moref)  # nothing to do
+
+
+def test_stop_unregisters_then_unmounts(sim: Simulator, conn: vcenter.Connection, point: tuple[Path, bytes]) -> None:
+    directory, image = point
+    write_point(directory, "db-01", image)
+    host, folder, pool = placement(conn, sim)
+    ds = instant.mount_nas_datastore(conn, host, "instant-db-01", "localhost", str(directory))
+    vm = instant.register_vm(conn, ds.name, "db-01.vmx", "db-01", folder, pool, host)
+    instant.power_on(conn, vm.moref)
+
+    with pytest.raises(InUse, match="in use"):
+        instant.unmount_datastore(conn, host, ds.moref)
+    instant.power_off_and_unregister(conn, vm.moref)
+    instant.unmount_datastore(conn, host, ds.moref)
+
+    assert not instant.datastore_exists(conn, ds.moref)
+    assert (directory / "db-01-flat.vmdk").read_bytes() == image  # the point's files are untouched
+    # the same name can be mounted again
+    again = instant.mount_nas_datastore(conn, host, "instant-db-01", "127.0.0.1", str(directory))
+    instant.unmount_datastore(conn, host, again.moref)
+
+
+def test_writes_through_the_datastore_land_in_the_directory(
+    sim: Simulator, conn: vcenter.Connection, point: tuple[Path, bytes]
+) -> None:
+    directory, image = point
+    write_point(directory, "app-01", image)
+    host, _folder, _pool = placement(conn, sim)
+    ds = instant.mount_nas_datastore(conn, host, "instant-app-01", "127.0.0.1", str(directory))
+    with vcenter.DatastoreFile(conn, "DC", ds.name, "notes.txt") as file:
+        file.write(io.BytesIO(b"hello"), 5)
+    assert (directory / "notes.txt").read_bytes() == b"hello"
+    instant.unmount_datastore(conn, host, ds.moref)
+
+    read_only = instant.mount_nas_datastore(conn, host, "instant-app-ro", "127.0.0.1", str(directory), read_only=True)
+    assert read_all(conn, read_only.name, "notes.txt") == b"hello"
+    with (
+        pytest.raises(vcenter.VCenterError, match="403"),
+        vcenter.DatastoreFile(conn, "DC", read_only.name, "x") as file,
+    ):
+        file.write(io.BytesIO(b"no"), 2)
+    assert not (directory / "x").exists()
+    instant.unmount_datastore(conn, host, read_only.moref)
+
+
+def test_refusals_are_one_sentence(sim: Simulator, conn: vcenter.Connection, point: tuple[Path, bytes]) -> None:
+    directory, image = point
+    write_point(directory, "x-01", image)
+    host, folder, pool = placement(conn, sim)
+
+    with pytest.raises(DatastoreUnreachable, match="could not mount the NFS export 192.0.2.1:"):
+        instant.mount_nas_datastore(conn, host, "instant-far", "192.0.2.1", str(directory))
+    with pytest.raises(DatastoreUnreachable):
+        instant.mount_nas_datastore(conn, host, "instant-missing", "127.0.0.1", str(directory / "nope"))
+    with pytest.raises(AlreadyExists, match="ds1"):
+        instant.mount_nas_datastore(conn, host, "ds1", "127.0.0.1", str(directory))
+
+    ds = instant.mount_nas_datastore(conn, host, "instant-x-01", "127.0.0.1", str(directory))
+    with pytest.raises(NotFound):
+        instant.register_vm(conn, ds.name, "missing.vmx", "x-01", folder, pool, host)
+    vm = instant.register_vm(conn, ds.name, "x-01.vmx", "x-01", folder, pool, host)
+    with pytest.raises(AlreadyExists):
+        instant.register_vm(conn, ds.name, "x-01.vmx", "x-01 again", folder, pool, host)
+    for error in (DatastoreUnreachable, AlreadyExists, NotFound, InUse):
+        assert issubclass(error, vcenter.VCenterError)
+    instant.power_off_and_unregister(conn, vm.moref)
+    instant.unmount_datastore(conn, host, ds.moref)
+
+
+def test_privileges_all_granted_on_the_simulator(sim: Simulator, conn: vcenter.Connection) -> None:
+    host, folder, pool = placement(conn, sim)
+    check = instant.missing_privileges(conn, host, folder, pool)
+    assert check.privileges == ()
+    assert check.sentence == ""
+    assert instant.MissingPrivileges("admin", ("Host.Config.Storage",)).sentence.startswith(
+        "the vCenter user admin lacks Host.Config.Storage"
+    )
