@@ -19,6 +19,9 @@
 //     and ethernetN (virtualDev, networkName when the datacenter has that network, startConnected).
 //     The VM's disks are backed by those files, which are not touched. vcsim's register needs
 //     "<name>.nvram" and "vmware.log" beside the .vmx: they are created when missing, as ESXi does.
+//   - Destroy_Task of a VM whose .vmx is on a NAS datastore unregisters it and deletes its own files
+//     (.vmx, .nvram, vmware.log, disks), not its log directory as vcsim does (which, for a .vmx at
+//     the datastore's root, is the whole datastore).
 //   - RelocateVM_Task with spec.datastore: storage vMotion. The disks (descriptor and extents, sparse
 //     copies), the .vmx and .nvram go to "<target>/<vm name>/" (" (N)" added if taken), the VM's
 //     disks and files point there, its datastore list is the target, and the source files are
@@ -77,19 +80,22 @@ func (s *instantState) cleanup() {
 	}
 }
 
-var thisTypes = map[string]*regexp.Regexp{}
+// thisTypes match a request's _this of each rerouted type (made once: requests run concurrently).
+var thisTypes = map[string]*regexp.Regexp{
+	"HostDatastoreSystem": thisPattern("HostDatastoreSystem"),
+	"Folder":              thisPattern("Folder"),
+	"VirtualMachine":      thisPattern("VirtualMachine"),
+}
 
-func thisTypeOf(kind string) *regexp.Regexp {
-	if re, ok := thisTypes[kind]; ok {
-		return re
-	}
-	re := regexp.MustCompile(`(<(?:[\w.-]+:)?_this\b[^>]*?\btype=")` + kind + `(")`)
-	thisTypes[kind] = re
-	return re
+func thisPattern(kind string) *regexp.Regexp {
+	return regexp.MustCompile(`(<(?:[\w.-]+:)?_this\b[^>]*?\btype=")` + kind + `(")`)
 }
 
 // instantMethods are the request names that rerouteInstant looks at (a cheap test on the body).
-var instantMethods = [][]byte{[]byte("CreateNasDatastore"), []byte("RemoveDatastore"), []byte("RegisterVM_Task"), []byte("RelocateVM_Task")}
+var instantMethods = [][]byte{
+	[]byte("CreateNasDatastore"), []byte("RemoveDatastore"), []byte("RegisterVM_Task"), []byte("RelocateVM_Task"),
+	[]byte("Destroy_Task"),
+}
 
 func wantsInstant(body []byte) bool {
 	for _, m := range instantMethods {
@@ -126,6 +132,12 @@ func rerouteInstant(body []byte, tracker *changeTracker) []byte {
 		}
 		ref := types.ManagedObjectReference{Type: extensionType, Value: method.This.Value}
 		ext = &vmExtension{ExtensibleManagedObject: mo.ExtensibleManagedObject{Self: ref}, self: ref, tracker: tracker}
+	case *types.Destroy_Task:
+		if method.This.Type != "VirtualMachine" || !onNAS(method.This) {
+			return body
+		}
+		ref := types.ManagedObjectReference{Type: extensionType, Value: method.This.Value}
+		ext = &vmExtension{ExtensibleManagedObject: mo.ExtensibleManagedObject{Self: ref}, self: ref, tracker: tracker}
 	default:
 		return body
 	}
@@ -135,7 +147,7 @@ func rerouteInstant(body []byte, tracker *changeTracker) []byte {
 	if simulator.Map.Get(ext.Reference()) == nil {
 		simulator.Map.Put(ext)
 	}
-	return thisTypeOf(method.This.Type).ReplaceAll(body, []byte("${1}"+ext.Reference().Type+"${2}"))
+	return thisTypes[method.This.Type].ReplaceAll(body, []byte("${1}"+ext.Reference().Type+"${2}"))
 }
 
 // ---- NAS datastores ----
@@ -646,10 +658,23 @@ func registerFromVMX(folder *simulator.Folder, req *types.RegisterVM_Task) (type
 	if name == "" {
 		name = escapeName(strings.TrimSuffix(path.Base(p.Path), ".vmx"))
 	}
-	// vcsim's register opens these; ESXi creates them at power-on.
+	for _, e := range simulator.Map.All("VirtualMachine") {
+		if vm, ok := e.(*simulator.VirtualMachine); ok && registeredAt(vm, req.Path) {
+			return nil, &types.AlreadyExists{Name: vm.Self.Value}
+		}
+	}
+	// vcsim's register opens these; ESXi creates them at power-on (only those made here are
+	// removed if registering fails).
+	var made []string
+	defer func() {
+		for _, f := range made {
+			_ = os.Remove(f)
+		}
+	}()
 	for _, f := range []string{filepath.Join(filepath.Dir(vmxFile), name+".nvram"), filepath.Join(filepath.Dir(vmxFile), "vmware.log")} {
-		if fh, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+		if fh, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
 			_ = fh.Close()
+			made = append(made, f)
 		}
 	}
 	c := instant.c
@@ -660,11 +685,6 @@ func registerFromVMX(folder *simulator.Folder, req *types.RegisterVM_Task) (type
 	var host *object.HostSystem
 	if req.Host != nil {
 		host = object.NewHostSystem(c, *req.Host)
-	}
-	for _, e := range simulator.Map.All("VirtualMachine") {
-		if vm, ok := e.(*simulator.VirtualMachine); ok && registeredAt(vm, req.Path) {
-			return nil, &types.AlreadyExists{Name: vm.Self.Value}
-		}
 	}
 	// vcsim takes path.Dir of the .vmx's datastore path as the log directory: "." for a .vmx at the
 	// datastore's root, which it then refuses; "./" avoids that, and the path is put back after.
@@ -691,7 +711,7 @@ func registerFromVMX(folder *simulator.Folder, req *types.RegisterVM_Task) (type
 		}
 	}
 	spec := types.VirtualMachineConfigSpec{
-		GuestId:      vmx["guestos"],
+		GuestId:      guestID(vmx["guestos"]),
 		DeviceChange: vmxDevices(vmx, p.Datastore, path.Dir(p.Path), filepath.Dir(vmxFile), datacenterOf(folder.Self)),
 	}
 	if n, err := strconv.Atoi(vmx["numvcpus"]); err == nil && n > 0 {
@@ -711,7 +731,32 @@ func registerFromVMX(folder *simulator.Folder, req *types.RegisterVM_Task) (type
 		_ = vm.Unregister(ctxBackground)
 		return nil, fault
 	}
+	made = nil // registered: they are the VM's now
 	return ref, nil
+}
+
+// vmxGuests maps a few of the .vmx's guestOS values to vSphere's guest ids.
+var vmxGuests = map[string]string{
+	"other": "otherGuest", "other-64": "otherGuest64", "otherlinux": "otherLinuxGuest",
+	"otherlinux-64": "otherLinux64Guest", "other3xlinux-64": "other3xLinux64Guest",
+	"other4xlinux-64": "other4xLinux64Guest", "ubuntu": "ubuntuGuest", "ubuntu-64": "ubuntu64Guest",
+	"debian10-64": "debian10_64Guest", "debian11-64": "debian11_64Guest", "rhel8-64": "rhel8_64Guest",
+	"rhel9-64": "rhel9_64Guest", "centos8-64": "centos8_64Guest", "windows9-64": "windows9_64Guest",
+	"windows9srv-64": "windows9Server64Guest", "windows2019srv-64": "windows2019srv_64Guest",
+}
+
+// guestID is the vSphere guest id of a .vmx guestOS (which may already be one), "" when unknown
+// (vcsim refuses unknown ids; vSphere would show "Other").
+func guestID(guestOS string) string {
+	if id, ok := vmxGuests[strings.ToLower(guestOS)]; ok {
+		return id
+	}
+	for _, id := range simulator.GuestID {
+		if strings.EqualFold(string(id), guestOS) {
+			return string(id)
+		}
+	}
+	return ""
 }
 
 func registeredAt(vm *simulator.VirtualMachine, vmx string) bool {
@@ -736,6 +781,91 @@ func waitFault(task *object.Task, err error) (types.AnyType, types.BaseMethodFau
 		return nil, t.Info.Error.Fault
 	}
 	return t.Info.Result, nil
+}
+
+// ---- Destroy_Task of a VM on a NAS datastore ----
+
+// onNAS tells whether the VM's .vmx is on a NAS datastore.
+func onNAS(ref types.ManagedObjectReference) bool {
+	vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if !ok {
+		return false
+	}
+	var vmx string
+	simulator.Map.WithLock(vm, func() {
+		if vm.Config != nil {
+			vmx = vm.Config.Files.VmPathName
+		}
+	})
+	var p object.DatastorePath
+	if !p.FromString(vmx) {
+		return false
+	}
+	ds, ok := datastoreDir(ref, p.Datastore)
+	if !ok {
+		return false
+	}
+	nas := false
+	simulator.Map.WithLock(ds, func() { _, nas = ds.Info.(*types.NasDatastoreInfo) })
+	return nas
+}
+
+// DestroyTask unregisters a VM on a NAS datastore and deletes its own files (.vmx, .nvram,
+// vmware.log, its disks' descriptors and extents), as vSphere does; vcsim's would delete the VM's
+// log directory, which for a .vmx at the datastore's root is the whole datastore.
+func (x *vmExtension) DestroyTask(ctx *simulator.Context, req *types.Destroy_Task) soap.HasFault {
+	body := new(methods.Destroy_TaskBody)
+	vm, ok := simulator.Map.Get(x.vm()).(*simulator.VirtualMachine)
+	if !ok {
+		body.Fault_ = simulator.Fault("", &types.ManagedObjectNotFound{Obj: x.vm()})
+		return body
+	}
+	task := simulator.CreateTask(vm, "destroy", func(t *simulator.Task) (types.AnyType, types.BaseMethodFault) {
+		var files []string
+		var name string
+		simulator.Map.WithLock(vm, func() {
+			name = vm.Name
+			files = append(files, vm.Config.Files.VmPathName)
+			for _, d := range vm.Config.Hardware.Device {
+				if disk, ok := d.(*types.VirtualDisk); ok {
+					if b, ok := disk.Backing.(types.BaseVirtualDeviceFileBackingInfo); ok {
+						files = append(files, b.GetVirtualDeviceFileBackingInfo().FileName)
+					}
+				}
+			}
+		})
+		// Resolved while the VM is registered: its datacenter is found through it.
+		var doomed []string
+		for i, f := range files {
+			var p object.DatastorePath
+			if !p.FromString(f) {
+				continue
+			}
+			ds, ok := datastoreDir(vm.Self, p.Datastore)
+			if !ok {
+				continue
+			}
+			local := filepath.Join(datastoreURL(ds), filepath.FromSlash(p.Path))
+			doomed = append(doomed, local)
+			if i == 0 { // the .vmx: its companions
+				doomed = append(doomed, filepath.Join(filepath.Dir(local), name+".nvram"), filepath.Join(filepath.Dir(local), "vmware.log"))
+			} else if data, err := os.ReadFile(local); err == nil {
+				extents, _ := descriptorExtents(data)
+				for _, e := range extents {
+					doomed = append(doomed, filepath.Join(filepath.Dir(local), e))
+				}
+			}
+		}
+		if err := object.NewVirtualMachine(instant.c, vm.Self).Unregister(ctxBackground); err != nil {
+			return nil, methodFault(err)
+		}
+		for _, d := range doomed {
+			_ = os.Remove(d) // a read-only datastore keeps them
+		}
+		return nil, nil
+	})
+	body.Res = &types.Destroy_TaskResponse{Returnval: task.Run()}
+	return body
 }
 
 // ---- storage vMotion ----
