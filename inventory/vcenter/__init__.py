@@ -35,6 +35,8 @@ Modules (callers import from the package, `from inventory import vcenter as vsph
   vmdk         VMDK descriptors
   restore      what a full-VM restore needs: create_vm_from_config
   layouts      disk layouts and their differences (what must not have changed for an overwrite restore)
+  instant      instant recovery: NFS datastores mounted and unmounted, a VM registered from its .vmx,
+               powered on, its disks moved (storage vMotion), unregistered; missing privileges
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ from .errors import (
     CertificateNotTrusted,
     ChangeTrackingUnavailable,
     ConfigNotRestorable,
+    DatastoreUnreachable,
+    InUse,
     InvalidName,
     NotAVCenter,
     NotFound,
@@ -69,6 +73,21 @@ from .errors import (
     ThumbprintMismatch,
     Unreachable,
     VCenterError,
+)
+from .instant import (
+    MissingPrivileges,
+    NasDatastore,
+    PoweredOn,
+    RegisteredVm,
+    Relocated,
+    datastore_exists,
+    missing_privileges,
+    mount_nas_datastore,
+    power_off_and_unregister,
+    power_on,
+    register_vm,
+    relocate_disks,
+    unmount_datastore,
 )
 from .inventory import (
     ClusterInfo,
@@ -138,6 +157,8 @@ __all__ = [
     "CertificateNotTrusted",
     "ChangeTrackingUnavailable",
     "ConfigNotRestorable",
+    "DatastoreUnreachable",
+    "InUse",
     "InvalidName",
     "NotAVCenter",
     "NotFound",
@@ -209,4 +230,18 @@ __all__ = [
     "disk_layout",
     "layout_differences",
     "layout_from_config",
+    # instant recovery
+    "MissingPrivileges",
+    "NasDatastore",
+    "PoweredOn",
+    "RegisteredVm",
+    "Relocated",
+    "datastore_exists",
+    "missing_privileges",
+    "mount_nas_datastore",
+    "power_off_and_unregister",
+    "power_on",
+    "register_vm",
+    "relocate_disks",
+    "unmount_datastore",
 ]

@@ -14,8 +14,7 @@ from pyVmomi import vim
 
 from instant.view import layout
 from inventory import vcenter
-from inventory.vcenter import instant
-from inventory.vcenter.errors import AlreadyExists, DatastoreUnreachable, InUse, NotFound
+from inventory.vcenter import AlreadyExists, DatastoreUnreachable, InUse, NotFound
 from inventory.vcenter.soap import read_one
 from tests.factories.simulator import one_datacenter
 from tests.fixtures.vcsim import simulator_for_module
@@ -79,13 +78,13 @@ def test_recover_run_migrate_and_clean_up(sim: Simulator, conn: vcenter.Connecti
     write_point(directory, "web-01", image)
     host, folder, pool = placement(conn, sim)
 
-    ds = instant.mount_nas_datastore(conn, host, "instant-web-01", "127.0.0.1", str(directory), read_only=False)
+    ds = vcenter.mount_nas_datastore(conn, host, "instant-web-01", "127.0.0.1", str(directory), read_only=False)
     assert ds.name == "instant-web-01"
     assert read_all(conn, ds.name, "web-01-flat.vmdk") == image
     descriptor = read_all(conn, ds.name, "web-01.vmdk").decode()
     assert 'VMFS "web-01-flat.vmdk"' in descriptor
 
-    vm = instant.register_vm(conn, ds.name, "web-01.vmx", "web-01 (instant)", folder, pool, host)
+    vm = vcenter.register_vm(conn, ds.name, "web-01.vmx", "web-01 (instant)", folder, pool, host)
     assert vm.name == "web-01 (instant)"
     assert vm.disk_files == ("[instant-web-01] web-01.vmdk",)
     props = read_one(
@@ -101,15 +100,15 @@ def test_recover_run_migrate_and_clean_up(sim: Simulator, conn: vcenter.Connecti
     nics = [d for d in devices if isinstance(d, vim.vm.device.VirtualEthernetCard)]
     assert [n.connectable.startConnected for n in nics] == [False]
 
-    started = instant.power_on(conn, vm.moref)
+    started = vcenter.power_on(conn, vm.moref)
     assert started.host_moref == host
     assert vcenter.power_state(conn, vm.moref) == "poweredOn"
 
     with pytest.raises(InUse, match="in use"):
-        instant.unmount_datastore(conn, host, ds.moref)
+        vcenter.unmount_datastore(conn, host, ds.moref)
 
     target = datastore_moref(conn, "ds1")
-    moved = instant.relocate_disks(conn, vm.moref, target)
+    moved = vcenter.relocate_disks(conn, vm.moref, target)
     (disk_file,) = moved.disk_files
     assert disk_file.startswith("[ds1] web-01 (instant)/")
     flat = disk_file.removeprefix("[ds1] ").removesuffix(".vmdk") + "-flat.vmdk"
@@ -118,34 +117,34 @@ def test_recover_run_migrate_and_clean_up(sim: Simulator, conn: vcenter.Connecti
     on = read_one(conn, conn.ref(vim.Datastore, ds.moref), ["vm"]).get("vm", [])
     assert [v._moId for v in on] == []
 
-    instant.unmount_datastore(conn, host, ds.moref)  # the VM runs from ds1 now
-    assert not instant.datastore_exists(conn, ds.moref)
-    instant.unmount_datastore(conn, host, ds.moref)  # nothing to do
+    vcenter.unmount_datastore(conn, host, ds.moref)  # the VM runs from ds1 now
+    assert not vcenter.datastore_exists(conn, ds.moref)
+    vcenter.unmount_datastore(conn, host, ds.moref)  # nothing to do
 
-    instant.power_off_and_unregister(conn, vm.moref)
+    vcenter.power_off_and_unregister(conn, vm.moref)
     with pytest.raises(NotFound):
         vcenter.power_state(conn, vm.moref)
-    instant.power_off_and_unregister(conn, vm.moref)  # nothing to do
+    vcenter.power_off_and_unregister(conn, vm.moref)  # nothing to do
 
 
 def test_stop_unregisters_then_unmounts(sim: Simulator, conn: vcenter.Connection, point: tuple[Path, bytes]) -> None:
     directory, image = point
     write_point(directory, "db-01", image)
     host, folder, pool = placement(conn, sim)
-    ds = instant.mount_nas_datastore(conn, host, "instant-db-01", "localhost", str(directory))
-    vm = instant.register_vm(conn, ds.name, "db-01.vmx", "db-01", folder, pool, host)
-    instant.power_on(conn, vm.moref)
+    ds = vcenter.mount_nas_datastore(conn, host, "instant-db-01", "localhost", str(directory))
+    vm = vcenter.register_vm(conn, ds.name, "db-01.vmx", "db-01", folder, pool, host)
+    vcenter.power_on(conn, vm.moref)
 
     with pytest.raises(InUse, match="in use"):
-        instant.unmount_datastore(conn, host, ds.moref)
-    instant.power_off_and_unregister(conn, vm.moref)
-    instant.unmount_datastore(conn, host, ds.moref)
+        vcenter.unmount_datastore(conn, host, ds.moref)
+    vcenter.power_off_and_unregister(conn, vm.moref)
+    vcenter.unmount_datastore(conn, host, ds.moref)
 
-    assert not instant.datastore_exists(conn, ds.moref)
+    assert not vcenter.datastore_exists(conn, ds.moref)
     assert (directory / "db-01-flat.vmdk").read_bytes() == image  # the point's files are untouched
     # the same name can be mounted again
-    again = instant.mount_nas_datastore(conn, host, "instant-db-01", "127.0.0.1", str(directory))
-    instant.unmount_datastore(conn, host, again.moref)
+    again = vcenter.mount_nas_datastore(conn, host, "instant-db-01", "127.0.0.1", str(directory))
+    vcenter.unmount_datastore(conn, host, again.moref)
 
 
 def test_writes_through_the_datastore_land_in_the_directory(
@@ -154,13 +153,13 @@ def test_writes_through_the_datastore_land_in_the_directory(
     directory, image = point
     write_point(directory, "app-01", image)
     host, _folder, _pool = placement(conn, sim)
-    ds = instant.mount_nas_datastore(conn, host, "instant-app-01", "127.0.0.1", str(directory))
+    ds = vcenter.mount_nas_datastore(conn, host, "instant-app-01", "127.0.0.1", str(directory))
     with vcenter.DatastoreFile(conn, "DC", ds.name, "notes.txt") as file:
         file.write(io.BytesIO(b"hello"), 5)
     assert (directory / "notes.txt").read_bytes() == b"hello"
-    instant.unmount_datastore(conn, host, ds.moref)
+    vcenter.unmount_datastore(conn, host, ds.moref)
 
-    read_only = instant.mount_nas_datastore(conn, host, "instant-app-ro", "127.0.0.1", str(directory), read_only=True)
+    read_only = vcenter.mount_nas_datastore(conn, host, "instant-app-ro", "127.0.0.1", str(directory), read_only=True)
     assert read_all(conn, read_only.name, "notes.txt") == b"hello"
     with (
         pytest.raises(vcenter.VCenterError, match="403"),
@@ -168,7 +167,7 @@ def test_writes_through_the_datastore_land_in_the_directory(
     ):
         file.write(io.BytesIO(b"no"), 2)
     assert not (directory / "x").exists()
-    instant.unmount_datastore(conn, host, read_only.moref)
+    vcenter.unmount_datastore(conn, host, read_only.moref)
 
 
 def test_refusals_are_one_sentence(sim: Simulator, conn: vcenter.Connection, point: tuple[Path, bytes]) -> None:
@@ -177,29 +176,72 @@ def test_refusals_are_one_sentence(sim: Simulator, conn: vcenter.Connection, poi
     host, folder, pool = placement(conn, sim)
 
     with pytest.raises(DatastoreUnreachable, match="could not mount the NFS export 192.0.2.1:"):
-        instant.mount_nas_datastore(conn, host, "instant-far", "192.0.2.1", str(directory))
+        vcenter.mount_nas_datastore(conn, host, "instant-far", "192.0.2.1", str(directory))
     with pytest.raises(DatastoreUnreachable):
-        instant.mount_nas_datastore(conn, host, "instant-missing", "127.0.0.1", str(directory / "nope"))
+        vcenter.mount_nas_datastore(conn, host, "instant-missing", "127.0.0.1", str(directory / "nope"))
     with pytest.raises(AlreadyExists, match="ds1"):
-        instant.mount_nas_datastore(conn, host, "ds1", "127.0.0.1", str(directory))
+        vcenter.mount_nas_datastore(conn, host, "ds1", "127.0.0.1", str(directory))
 
-    ds = instant.mount_nas_datastore(conn, host, "instant-x-01", "127.0.0.1", str(directory))
+    ds = vcenter.mount_nas_datastore(conn, host, "instant-x-01", "127.0.0.1", str(directory))
     with pytest.raises(NotFound):
-        instant.register_vm(conn, ds.name, "missing.vmx", "x-01", folder, pool, host)
-    vm = instant.register_vm(conn, ds.name, "x-01.vmx", "x-01", folder, pool, host)
+        vcenter.register_vm(conn, ds.name, "missing.vmx", "x-01", folder, pool, host)
+    vm = vcenter.register_vm(conn, ds.name, "x-01.vmx", "x-01", folder, pool, host)
     with pytest.raises(AlreadyExists):
-        instant.register_vm(conn, ds.name, "x-01.vmx", "x-01 again", folder, pool, host)
+        vcenter.register_vm(conn, ds.name, "x-01.vmx", "x-01 again", folder, pool, host)
     for error in (DatastoreUnreachable, AlreadyExists, NotFound, InUse):
         assert issubclass(error, vcenter.VCenterError)
-    instant.power_off_and_unregister(conn, vm.moref)
-    instant.unmount_datastore(conn, host, ds.moref)
+    (directory / "other.txt").write_text("not the VM's")
+    vcenter.destroy_vm(conn, vm.moref)  # deletes the VM's own files, as vSphere does, not the datastore's
+    assert sorted(p.name for p in directory.iterdir()) == ["other.txt"]
+    vcenter.unmount_datastore(conn, host, ds.moref)
 
 
 def test_privileges_all_granted_on_the_simulator(sim: Simulator, conn: vcenter.Connection) -> None:
     host, folder, pool = placement(conn, sim)
-    check = instant.missing_privileges(conn, host, folder, pool)
+    check = vcenter.missing_privileges(conn, host, folder, pool)
     assert check.privileges == ()
     assert check.sentence == ""
-    assert instant.MissingPrivileges("admin", ("Host.Config.Storage",)).sentence.startswith(
+    assert vcenter.MissingPrivileges("admin", ("Host.Config.Storage",)).sentence.startswith(
         "the vCenter user admin lacks Host.Config.Storage"
     )
+
+
+def test_sata_and_nvme_disks_and_an_unknown_network(
+    sim: Simulator, conn: vcenter.Connection, point: tuple[Path, bytes]
+) -> None:
+    """A hand-written .vmx in a subfolder: a SATA and an NVMe disk, a NIC on a network the datacenter
+    lacks (left out by the simulator), memory and CPUs as written."""
+    directory, image = point
+    vm_dir = directory / "legacy"
+    vm_dir.mkdir()
+    for name in ("a", "b"):
+        disk = layout.DiskFiles(key=name, size=len(image), name=name)
+        (vm_dir / disk.descriptor_name).write_text(layout.descriptor(disk))
+        (vm_dir / disk.flat_name).write_bytes(image)
+    (vm_dir / "legacy.vmx").write_text(
+        'displayName = "legacy"\nnumvcpus = "4"\nMemSize = "512"\nguestOS = "ubuntu-64"\n'
+        'sata0.present = "TRUE"\nsata0:0.present = "TRUE"\nsata0:0.fileName = "a.vmdk"\n'
+        'nvme0.present = "TRUE"\nnvme0:0.present = "TRUE"\nnvme0:0.fileName = "b.vmdk"\n'
+        'ethernet0.present = "TRUE"\nethernet0.networkName = "No Such Network"\n'
+    )
+    host, folder, pool = placement(conn, sim)
+    ds = vcenter.mount_nas_datastore(conn, host, "instant-legacy", "127.0.0.1", str(directory))
+    vm = vcenter.register_vm(conn, ds.name, "legacy/legacy.vmx", "legacy", folder, pool, host)
+    assert vm.vmx_file == "[instant-legacy] legacy/legacy.vmx"
+    assert sorted(vm.disk_files) == ["[instant-legacy] legacy/a.vmdk", "[instant-legacy] legacy/b.vmdk"]
+    props = read_one(
+        conn,
+        conn.ref(vim.VirtualMachine, vm.moref),
+        ["config.hardware.numCPU", "config.hardware.memoryMB", "config.hardware.device", "config.guestId"],
+    )
+    assert (props["config.hardware.numCPU"], props["config.hardware.memoryMB"]) == (4, 512)
+    assert props["config.guestId"] == "ubuntu64Guest"  # the .vmx's "ubuntu-64"
+    devices = props["config.hardware.device"]
+    by_key = {d.key: d for d in devices}
+    disks = [d for d in devices if isinstance(d, vim.vm.device.VirtualDisk)]
+    kinds = sorted(type(by_key[d.controllerKey]).__name__.rsplit(".", 1)[-1] for d in disks)
+    assert kinds == ["VirtualAHCIController", "VirtualNVMEController"]
+    assert not [d for d in devices if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+    vcenter.power_off_and_unregister(conn, vm.moref)
+    vcenter.unmount_datastore(conn, host, ds.moref)
+    assert (vm_dir / "a-flat.vmdk").read_bytes() == image
