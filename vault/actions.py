@@ -1,7 +1,8 @@
 """Changes to the vault and to recovery points: settings, keys, locks, deletion and retention.
 
 Each change is audited in its own transaction. Deleting a point goes through `_remove_point` only,
-which refuses a point under a retention lock whatever asked for it (page, command line or a job).
+which refuses a point under a retention lock or pinned in use (`vault.pins`) whatever asked for it
+(page, command line or a job).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from vault import archive, engine, retention
 from vault.endpoints import EndpointRefused, require_https, secret_for
 from vault.engine import tiers
 from vault.engine.sealing import generate_key, parse_key
-from vault.models import MIN_GC_GRACE_HOURS, VAULT_TIER, RecoveryPoint, VaultSettings
+from vault.models import MIN_GC_GRACE_HOURS, VAULT_TIER, RecoveryPoint, VaultSettings, pin_refusal
 from vault.storage import backend_for, local_store, remote_vault
 
 REPLICATE_KIND = "vault.replicate"
@@ -58,6 +59,10 @@ class VaultActionError(Exception):
 
 class PointLocked(VaultActionError):
     pass
+
+
+class PointInUse(VaultActionError):
+    """The point is pinned (`vault.pins`): an instant recovery runs from it."""
 
 
 # Settings and keys ------------------------------------------------------------------------------
@@ -282,7 +287,7 @@ def delete_point(user: Any, point: RecoveryPoint) -> None:
 
 def _remove_point(point: RecoveryPoint, *, local: bool, vault: bool) -> list[str]:
     """Remove the point from the tiers asked for; the row goes when no tier holds it. Refuses a
-    locked point. Returns the tiers it was removed from.
+    locked or pinned point (`vault.pins`). Returns the tiers it was removed from.
 
     The row stays locked (SELECT ... FOR UPDATE, as `lock_point` takes it) from the lock check to
     the end of the removal: a lock being set meanwhile either committed before the check, and is
@@ -293,6 +298,10 @@ def _remove_point(point: RecoveryPoint, *, local: bool, vault: bool) -> list[str
         point = RecoveryPoint.objects.select_for_update(of=("self",)).select_related("vm").get(pk=point.pk)
         if point.is_locked(now):
             raise PointLocked(f"{point} is under a retention lock until {point.locked_until:%Y-%m-%d %H:%M %Z}.")
+        # Under the row lock that `vault.pins.pin` also takes: a pin made before this is seen here.
+        in_use = pin_refusal(point.pk)
+        if in_use:
+            raise PointInUse(in_use)
         try:
             return _remove_from_tiers(point, local=local, vault=vault)
         except (engine.StoreError, engine.BackendError) as exc:
@@ -464,6 +473,7 @@ def _prune_one(item: PruneItem, actor: Any) -> list[str]:
 
 __all__ = [
     "SYSTEM_ACTOR",
+    "PointInUse",
     "PointLocked",
     "PruneItem",
     "PrunePlan",

@@ -10,6 +10,7 @@ import uuid
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from lib.crypto import EncryptedText
 
@@ -97,6 +98,33 @@ class RecoveryPoint(models.Model):
 
     def is_locked(self, now) -> bool:
         return self.locked_until is not None and self.locked_until > now
+
+
+class PointPin(models.Model):
+    """A recovery point in use (an instant recovery running from it). While a pin exists no path deletes
+    the point from any tier (page, command, API, retention, reconcile: the FK is PROTECT as a last
+    guard), so its chunks stay referenced and GC keeps them, and tiering leaves its chunks where they
+    are. Made and removed by `vault.pins`; several pins may hold one point."""
+
+    point = models.ForeignKey(RecoveryPoint, on_delete=models.PROTECT, related_name="pins")
+    reason = models.CharField(max_length=200, help_text='What uses the point, e.g. "instant recovery 12"')
+    created = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150, help_text="Who or what pinned it")
+
+    class Meta:
+        ordering = ["created", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.point_id} pinned by {self.reason}"
+
+
+def pin_refusal(point_id: uuid.UUID) -> str | None:
+    """The one sentence that refuses removing a pinned point, or None when nothing pins it."""
+    reasons = list(dict.fromkeys(PointPin.objects.filter(point_id=point_id).values_list("reason", flat=True)))
+    if not reasons:
+        return None
+    users = reasons[0] if len(reasons) == 1 else ", ".join(reasons[:-1]) + " and " + reasons[-1]
+    return f"This recovery point is in use by {users}; stop or finish it first."
 
 
 class RecoveryPointDisk(models.Model):
