@@ -26,7 +26,7 @@ from vault import archive, engine, retention
 from vault.endpoints import EndpointRefused, require_https, secret_for
 from vault.engine import tiers
 from vault.engine.sealing import generate_key, parse_key
-from vault.models import MIN_GC_GRACE_HOURS, VAULT_TIER, RecoveryPoint, VaultSettings, pin_refusal
+from vault.models import MIN_GC_GRACE_HOURS, VAULT_TIER, RecoveryPoint, VaultSettings, pin_refusal, pinned_by
 from vault.storage import backend_for, local_store, remote_vault
 
 REPLICATE_KIND = "vault.replicate"
@@ -376,7 +376,20 @@ def plan_prune(now: dt.datetime | None = None) -> PrunePlan:
         _plan_local(plan, [p for p in vm_points if p.local], policy, vault_enabled, now)
         replicated = [p for p in vm_points if p.vault_status == RecoveryPoint.VaultStatus.REPLICATED]
         _plan_vault(plan, replicated, policy, now)
+    _hold_pinned(plan)
     return plan
+
+
+def _hold_pinned(plan: PrunePlan) -> None:
+    """Keep points in use (`vault.pins`) past their expiry: held, saying what uses them, so the job log
+    says so; the first prune after the last pin goes removes them. (`_remove_point` refuses a point
+    pinned after the plan too.)"""
+    for item in list(plan.remove):
+        users = pinned_by(item.point.pk)
+        if users:
+            plan.remove.remove(item)
+            item.reason = f"in use by {users}, kept past its expiry until that ends (the next prune after removes it)"
+            plan.held.append(item)
 
 
 def _newest_intact_behind_damage(points: list[RecoveryPoint]) -> RecoveryPoint | None:

@@ -237,6 +237,12 @@ def tier(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
         return {"moved": 0}
     cutoff = timezone.now() - dt.timedelta(days=config.tier_after_days)
     old = RecoveryPoint.objects.in_tier(VAULT_TIER).filter(created__lt=cutoff)
+    # A point in use (vault.pins: an instant recovery reads it) keeps its chunks where they are, readable;
+    # with it out of `old`, apply_tiering counts its chunks as a newer point's and moves none of them.
+    in_use = old.filter(pins__isnull=False).distinct().count()
+    if in_use:
+        ctx.log(f"{in_use} point(s) in use (instant recovery) stay in their tier until that ends.")
+    old = old.filter(pins__isnull=True)
     old_ids = [str(pk) for pk in old.values_list("pk", flat=True)]
     vault = remote_vault(config)
     report = engine.apply_tiering(vault, old_ids, config.tier, dry_run=dry_run)

@@ -118,13 +118,18 @@ class PointPin(models.Model):
         return f"{self.point_id} pinned by {self.reason}"
 
 
-def pin_refusal(point_id: uuid.UUID) -> str | None:
-    """The one sentence that refuses removing a pinned point, or None when nothing pins it."""
+def pinned_by(point_id: uuid.UUID) -> str | None:
+    """What pins the point ("instant recovery 12", "instant recovery 12 and instant recovery 13"), or None."""
     reasons = list(dict.fromkeys(PointPin.objects.filter(point_id=point_id).values_list("reason", flat=True)))
     if not reasons:
         return None
-    users = reasons[0] if len(reasons) == 1 else ", ".join(reasons[:-1]) + " and " + reasons[-1]
-    return f"This recovery point is in use by {users}; stop or finish it first."
+    return reasons[0] if len(reasons) == 1 else ", ".join(reasons[:-1]) + " and " + reasons[-1]
+
+
+def pin_refusal(point_id: uuid.UUID) -> str | None:
+    """The one sentence that refuses removing a pinned point, or None when nothing pins it."""
+    users = pinned_by(point_id)
+    return None if users is None else f"This recovery point is in use by {users}; stop or finish it first."
 
 
 class RecoveryPointDisk(models.Model):

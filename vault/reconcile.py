@@ -34,7 +34,7 @@ from jobs.models import JobRun
 from jobs.registry import job_kind
 from jobs.runner import JobContext
 from vault import engine, healing
-from vault.models import RecoveryPoint, RecoveryPointDisk
+from vault.models import RecoveryPoint, RecoveryPointDisk, pinned_by
 from vault.storage import local_store
 
 RECONCILE_KIND = "vault.reconcile"
@@ -273,6 +273,10 @@ class _Settler:
             if row.vault_status == RecoveryPoint.VaultStatus.REPLICATED:
                 reason = "its local copy is gone from the store; its copy in the vault remains"
                 self._apply(row, "rows_marked_not_local", Finding(point_id, about, reason), _mark_not_local)
+            elif users := pinned_by(row.pk):
+                # A pinned row is never deleted (vault.pins): what uses it must end first.
+                wait = f"its point is gone from the store, but {users} uses it; its row goes after that ends"
+                self.report.left_for_later.append(Finding(point_id, about, wait))
             else:
                 reason = "its point is gone from the store and is not in the vault, so it names nothing restorable"
                 self._apply(row, "rows_removed", Finding(point_id, about, reason), _delete_row)
