@@ -95,6 +95,11 @@ try:
     # Seconds `make run` waits at start for each service it needs to answer (Redis loading its
     # append-only file, PostgreSQL recovering after a power loss, the simulator).
     START_TIMEOUT = env_int("START_TIMEOUT", 120, minimum=1)
+    # Instant VM recovery (instant/): served points' mounts and overlays, and the private NFS server
+    # that exports them. ESXi mounts NFS 4.1 on port 2049 only; the address must be one the hosts reach.
+    INSTANT_DIR = env_dir("INSTANT_DIR", DATA_DIR / "instant")
+    INSTANT_NFS_ADDRESS = env_str("INSTANT_NFS_ADDRESS", "127.0.0.1")
+    INSTANT_NFS_PORT = env_int("INSTANT_NFS_PORT", 2049, minimum=1, maximum=65535)
 except ConfigError as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from None

@@ -4,7 +4,8 @@ In this order, each waiting for the one before to answer: processes a crashed ea
 DATA_DIR left behind are stopped; a private Redis (unless REDIS_URL is set) that keeps its queues in
 an append-only file; the database (PostgreSQL may still be starting), then migrations and an
 administrator; the vCenter simulator with a demo inventory (when no real vCenter is configured); then
-the RQ workers (per queue, see WORKERS), RQ's cron scheduler, the inventory watcher and gunicorn.
+the RQ workers (per queue, see WORKERS), RQ's cron scheduler, the inventory watcher, the instant
+recovery supervisor (instant.supervisor) and gunicorn.
 Ctrl-C (or SIGTERM) stops all of them; if one of them dies, the others are stopped too, so nothing is
 left running half-way.
 """
@@ -276,6 +277,7 @@ def start_everything(supervisor: Supervisor, port: int) -> None:
     start_workers(supervisor, settings.WORKERS, settings.WORKER_QUEUES)
     supervisor.manage("scheduler", "rqcron", "config.cron")
     supervisor.manage("inventory watcher", "inventory", "watch")
+    supervisor.manage("instant supervisor", "instant-supervisor")  # instant recoveries' FUSE servers and NFS
     start_web_server(supervisor, port)
     if web_server_answers(port, settings.START_TIMEOUT):
         say(f"Dashboard: http://127.0.0.1:{port}/   (Ctrl-C stops everything)")

@@ -1,0 +1,162 @@
+"""The vCenter side of an instant recovery (the data path is instant.supervisor's):
+
+- instant.start: refused up front (a point not readable whole, privileges missing, the name taken);
+  then the supervisor is asked to serve the point (state starting) and the job waits for the export,
+  mounts it as an NFS datastore on the host, registers the VM from its .vmx and powers it on
+  (running). Any failure undoes what was done, in reverse, and the state failed has the supervisor
+  remove the export, the mount and the overlay: nothing is left behind.
+- instant.migrate: storage vMotion to a production datastore, then the NFS datastore unmounted
+  (finished: the supervisor removes the rest).
+- instant.stop: powered off and unregistered, the datastore unmounted (stopped).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from instant import actions, supervisor
+from instant.models import InstantRecovery
+from instant.view.source import Unservable, open_point
+from inventory import vcenter as vsphere
+from inventory.connection import open_connection
+from jobs.registry import job_kind
+from jobs.runner import JobContext, JobFailed
+from vault.storage import tiered_store
+
+State = InstantRecovery.State
+READY_TIMEOUT = 120.0  # seconds the start waits for the supervisor to serve and export the point
+_NIC_OFF = re.compile(r'^(ethernet\d+\.startConnected) = "FALSE"$', re.MULTILINE)
+
+
+def _set(recovery: InstantRecovery, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(recovery, name, value)
+    InstantRecovery.objects.filter(pk=recovery.pk).update(**fields)
+
+
+@job_kind(actions.START_KIND, title="Instant recovery", queue="restore")
+def start(ctx: JobContext, recovery_id: int) -> dict[str, Any]:
+    recovery = InstantRecovery.objects.select_related("point__vm__vcenter").get(pk=recovery_id)
+    try:
+        _refuse_if_unservable(recovery)
+        with open_connection(recovery.point.vm.vcenter) as conn:
+            _refuse_without_privileges(conn, recovery)
+            _set(recovery, state=State.STARTING)
+            ctx.log("Serving the point over NFS.")
+            _wait_until_served(recovery)
+            try:
+                _start_vm(ctx, conn, recovery)
+            except BaseException:
+                _undo(ctx, conn, recovery)
+                raise
+    except (JobFailed, vsphere.VCenterError, Unservable) as exc:
+        message = str(exc)
+        _set(recovery, state=State.FAILED, error=message, finished=timezone.now())
+        raise JobFailed(f"The instant recovery of {recovery.point.vm.name} failed: {message}") from None
+    except BaseException as exc:
+        _set(recovery, state=State.FAILED, error=str(exc) or type(exc).__name__, finished=timezone.now())
+        raise
+    _set(recovery, state=State.RUNNING)
+    ctx.log(f"{recovery.vm_name} is powered on, running from the backup on datastore {recovery.datastore_name}.")
+    return {"vm": recovery.vm_name, "moref": recovery.vm_moref, "datastore": recovery.datastore_name}
+
+
+def _refuse_if_unservable(recovery: InstantRecovery) -> None:
+    if actions.name_in_use_by_other(recovery):
+        raise JobFailed(f"A VM named {recovery.vm_name} exists already; nothing was started.")
+    open_point(tiered_store(), str(recovery.point_id))  # Unservable: archived or missing chunks
+
+
+def _refuse_without_privileges(conn: vsphere.Connection, recovery: InstantRecovery) -> None:
+    missing = vsphere.missing_privileges(conn, recovery.host_moref, recovery.folder_moref, recovery.pool_moref)
+    if missing.privileges:
+        raise JobFailed(f"{missing.sentence[0].upper()}{missing.sentence[1:]}; nothing was started.")
+
+
+def _wait_until_served(recovery: InstantRecovery) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        recovery.refresh_from_db()
+        if recovery.error:
+            raise JobFailed(recovery.error)
+        if supervisor.is_ready(recovery):
+            return
+        if time.monotonic() > deadline:
+            raise JobFailed(
+                f"The point was not served within {READY_TIMEOUT:.0f} s: is `manage.py instant-supervisor` "
+                "running (make run starts it)?"
+            )
+        time.sleep(0.2)
+
+
+def _vmx_name(recovery: InstantRecovery) -> str:
+    names = sorted(p.name for p in recovery.export_path.glob("*.vmx"))
+    if not names:
+        raise JobFailed("The point has no captured VM configuration (.vmx), so no VM can be registered from it.")
+    return names[0]
+
+
+def _start_vm(ctx: JobContext, conn: vsphere.Connection, recovery: InstantRecovery) -> None:
+    vmx = _vmx_name(recovery)
+    if recovery.connect_network:  # written through the mount: it lands in the overlay, not the point
+        path = recovery.export_path / vmx
+        path.write_text(_NIC_OFF.sub(r'\1 = "TRUE"', path.read_text()))
+    name = recovery.datastore_name or f"vmb-instant-{recovery.pk}"
+    ds = vsphere.mount_nas_datastore(
+        conn, recovery.host_moref, name, settings.INSTANT_NFS_ADDRESS, str(recovery.export_path)
+    )
+    _set(recovery, datastore_moref=ds.moref)
+    ctx.log(f"Mounted the export as datastore {ds.name} on {recovery.host_name}.")
+    vm = vsphere.register_vm(
+        conn, ds.name, vmx, vsphere.check_vm_name(recovery.vm_name), recovery.folder_moref, recovery.pool_moref,
+        recovery.host_moref,
+    )  # fmt: skip
+    _set(recovery, vm_moref=vm.moref)
+    ctx.log(f"Registered {vm.name}.")
+    vsphere.power_on(conn, vm.moref)
+
+
+def _undo(ctx: JobContext, conn: vsphere.Connection, recovery: InstantRecovery) -> None:
+    """Remove what the start made in vCenter, newest first; the supervisor removes the rest."""
+    if recovery.vm_moref:
+        vsphere.power_off_and_unregister(conn, recovery.vm_moref)
+        _set(recovery, vm_moref="")
+        ctx.log("Unregistered the VM again.")
+    if recovery.datastore_moref:
+        vsphere.unmount_datastore(conn, recovery.host_moref, recovery.datastore_moref)
+        _set(recovery, datastore_moref="")
+        ctx.log("Unmounted the datastore again.")
+
+
+@job_kind(actions.MIGRATE_KIND, title="Migrate an instant recovery", queue="restore")
+def migrate(ctx: JobContext, recovery_id: int, datastore_moref: str) -> dict[str, Any]:
+    recovery = InstantRecovery.objects.select_related("point__vm__vcenter").get(pk=recovery_id)
+    try:
+        with open_connection(recovery.point.vm.vcenter) as conn:
+            ctx.log("Moving the disks (storage vMotion).")
+            moved = vsphere.relocate_disks(conn, recovery.vm_moref, datastore_moref)
+            vsphere.unmount_datastore(conn, recovery.host_moref, recovery.datastore_moref)
+    except vsphere.VCenterError as exc:
+        _set(recovery, state=State.RUNNING, error=str(exc))
+        raise JobFailed(f"{recovery.vm_name} was not migrated and runs from the backup still: {exc}") from None
+    _set(recovery, state=State.FINISHED, datastore_moref="", finished=timezone.now())
+    ctx.log(f"{recovery.vm_name} runs from {moved.vmx_file.split(']')[0].lstrip('[')} now.")
+    return {"vm": recovery.vm_name, "vmx": moved.vmx_file, "disks": list(moved.disk_files)}
+
+
+@job_kind(actions.STOP_KIND, title="Stop an instant recovery", queue="restore")
+def stop(ctx: JobContext, recovery_id: int) -> dict[str, Any]:
+    recovery = InstantRecovery.objects.select_related("point__vm__vcenter").get(pk=recovery_id)
+    try:
+        with open_connection(recovery.point.vm.vcenter) as conn:
+            _undo(ctx, conn, recovery)
+    except vsphere.VCenterError as exc:
+        _set(recovery, error=str(exc))
+        raise JobFailed(f"{recovery.vm_name} was not stopped: {exc}; stop it again.") from None
+    _set(recovery, state=State.STOPPED, finished=timezone.now())
+    return {"vm": recovery.vm_name}
