@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
+from django.db import router, transaction
+from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 from django.utils import timezone
 
 from audit.actions import SYSTEM_ACTOR, record
@@ -309,6 +310,10 @@ def _remove_point(point: RecoveryPoint, *, local: bool, vault: bool) -> list[str
 
 
 def _remove_from_tiers(point: RecoveryPoint, *, local: bool, vault: bool) -> list[str]:
+    leaves_local = not point.local or local
+    leaves_vault = point.vault_status != RecoveryPoint.VaultStatus.REPLICATED or vault
+    if leaves_local and leaves_vault:
+        _check_row_can_go(point)
     removed = []
     if local and point.local:
         with contextlib.suppress(engine.PointNotFound):  # already gone: the row catches up
@@ -327,6 +332,18 @@ def _remove_from_tiers(point: RecoveryPoint, *, local: bool, vault: bool) -> lis
     else:
         point.save(update_fields=["local", "vault_status", "vault_at"])
     return removed
+
+
+def _check_row_can_go(point: RecoveryPoint) -> None:
+    """Refuse before any tier is touched when the row could not be deleted afterwards (a PROTECT
+    reference, e.g. a record of something that used the point): deleting the stored point and then
+    failing on the row would leave a row naming nothing."""
+    try:
+        Collector(using=router.db_for_write(RecoveryPoint)).collect([point])
+    except (ProtectedError, RestrictedError) as exc:
+        blocking = exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
+        what = next(iter(blocking))._meta.verbose_name
+        raise VaultActionError(f"{point} was not deleted: a {what} still refers to it.") from None
 
 
 def gc_grace_seconds(config: VaultSettings) -> int:

@@ -278,3 +278,15 @@ def test_a_pin_that_starts_while_the_point_is_being_deleted_waits_and_is_refused
     assert isinstance(outcome["pin"], actions.VaultActionError), outcome["pin"]
     assert "no longer exists" in str(outcome["pin"])
     assert not PointPin.objects.exists() and not RecoveryPoint.objects.filter(pk=point.pk).exists()
+
+
+def test_a_row_that_could_not_be_deleted_leaves_the_stored_point_untouched(lab):
+    vm, make_point = lab
+    point = make_point(NOW - dt.timedelta(days=30))
+    PointPin.objects.create(point=point, reason="a record of a finished instant recovery", created_by="instant")
+
+    with transaction.atomic(), pytest.raises(actions.VaultActionError) as refused:
+        actions._remove_from_tiers(point, local=True, vault=True)  # behind the pin check: the row guard alone
+
+    assert str(refused.value) == f"{point} was not deleted: a point pin still refers to it."
+    assert engine.verify_point(local_store(), str(point.pk)).ok
