@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from audit.actions import record
 from instant.models import InstantRecovery
@@ -13,8 +14,9 @@ from inventory import vcenter
 from inventory.models import Datastore, Folder, Host, ResourcePool, VirtualMachine
 from jobs.models import JobRun
 from jobs.runner import enqueue
-from vault import archive
-from vault.models import RecoveryPoint
+from vault import archive, pins
+from vault.actions import VaultActionError
+from vault.models import PointPin, RecoveryPoint
 
 START_KIND = "instant.start"
 MIGRATE_KIND = "instant.migrate"
@@ -32,6 +34,19 @@ def name_in_use(name: str) -> bool:
         VirtualMachine.objects.filter(name=name, removed_at__isnull=True).exists()
         or InstantRecovery.objects.filter(vm_name=name, state__in=ACTIVE).exists()
     )
+
+
+def end(recovery: InstantRecovery, state: str, **fields: Any) -> None:
+    """Put the recovery in a final state and release its pin on the point: the VM no longer reads it
+    (stopped, failed, or running from its own datastore), and the supervisor removes the rest."""
+    fields = {"state": state, "finished": timezone.now(), **fields}
+    for name, value in fields.items():
+        setattr(recovery, name, value)
+    InstantRecovery.objects.filter(pk=recovery.pk).update(**fields)
+    if recovery.pin_id is not None:
+        pin = PointPin.objects.filter(pk=recovery.pin_id).first()
+        if pin is not None:
+            pins.unpin(pin, f"instant recovery {recovery.pk}")
 
 
 def name_in_use_by_other(recovery: InstantRecovery) -> bool:
@@ -97,6 +112,10 @@ def start_instant_recovery(
             requested_by=user if getattr(user, "is_authenticated", False) else None,
         )
         recovery.datastore_name = f"vmb-instant-{recovery.pk}"
+        try:
+            recovery.pin = pins.pin(point, f"instant recovery {recovery.pk}", user)
+        except VaultActionError as exc:
+            raise InstantRefused(str(exc)) from None
         run = enqueue(
             START_KIND,
             params={"recovery_id": recovery.pk},
@@ -105,7 +124,7 @@ def start_instant_recovery(
             title=f"Instant recovery of {vm.name} as {name}",
         )
         recovery.job = run
-        recovery.save(update_fields=["datastore_name", "job"])
+        recovery.save(update_fields=["datastore_name", "job", "pin"])
         record(
             user,
             "instant.start",

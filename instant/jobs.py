@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
 from instant import actions, supervisor
 from instant.models import InstantRecovery
@@ -56,10 +55,10 @@ def start(ctx: JobContext, recovery_id: int) -> dict[str, Any]:
                 raise
     except (JobFailed, vsphere.VCenterError, Unservable) as exc:
         message = str(exc)
-        _set(recovery, state=State.FAILED, error=message, finished=timezone.now())
+        actions.end(recovery, State.FAILED, error=message)
         raise JobFailed(f"The instant recovery of {recovery.point.vm.name} failed: {message}") from None
     except BaseException as exc:
-        _set(recovery, state=State.FAILED, error=str(exc) or type(exc).__name__, finished=timezone.now())
+        actions.end(recovery, State.FAILED, error=str(exc) or type(exc).__name__)
         raise
     _set(recovery, state=State.RUNNING)
     ctx.log(f"{recovery.vm_name} is powered on, running from the backup on datastore {recovery.datastore_name}.")
@@ -144,7 +143,7 @@ def migrate(ctx: JobContext, recovery_id: int, datastore_moref: str) -> dict[str
     except vsphere.VCenterError as exc:
         _set(recovery, state=State.RUNNING, error=str(exc))
         raise JobFailed(f"{recovery.vm_name} was not migrated and runs from the backup still: {exc}") from None
-    _set(recovery, state=State.FINISHED, datastore_moref="", finished=timezone.now())
+    actions.end(recovery, State.FINISHED, datastore_moref="")
     ctx.log(f"{recovery.vm_name} runs from {moved.vmx_file.split(']')[0].lstrip('[')} now.")
     return {"vm": recovery.vm_name, "vmx": moved.vmx_file, "disks": list(moved.disk_files)}
 
@@ -158,5 +157,5 @@ def stop(ctx: JobContext, recovery_id: int) -> dict[str, Any]:
     except vsphere.VCenterError as exc:
         _set(recovery, error=str(exc))
         raise JobFailed(f"{recovery.vm_name} was not stopped: {exc}; stop it again.") from None
-    _set(recovery, state=State.STOPPED, finished=timezone.now())
+    actions.end(recovery, State.STOPPED)
     return {"vm": recovery.vm_name}

@@ -47,6 +47,8 @@ class InstantRecovery(models.Model):
     overlay_bytes = models.BigIntegerField(default=0, help_text="Written by the VM (status.json)")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     job = models.ForeignKey("jobs.JobRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Holds the point against delete, retention and GC from the start until a final state (vault.pins).
+    pin = models.ForeignKey("vault.PointPin", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # The supervisor's serve process: pid and kernel start time (/proc/PID/stat), so a pid reused by
     # another process is never taken for it; export_id is set once ganesha exports the mount.
     serve_pid = models.IntegerField(null=True, blank=True)

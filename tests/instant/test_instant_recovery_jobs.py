@@ -28,6 +28,7 @@ from tests.factories.protection import back_up, padded_sha256, start_backup_lab
 from tests.instant.conftest import nfs_cat, store_state
 from tests.waiting import wait_until
 from tools.services import free_port
+from vault import pins
 from vault.models import RecoveryPoint
 
 MiB = 1024 * 1024
@@ -166,6 +167,7 @@ def test_a_started_vm_runs_from_the_point_and_stopping_leaves_nothing_behind(
     assert wait_until(lambda: InstantRecovery.objects.get(pk=recovery.pk).overlay_bytes >= len(block), what="overlay")
     assert store_state(settings.BACKUP_STORE_DIR) == before  # no chunk changed, none added
     assert AuditEntry.objects.filter(action="instant.start", actor__username=admin.username).exists()
+    assert pins.is_pinned(point)  # no prune, delete or GC takes the point away while the VM runs from it
 
     run = run_job(actions.stop(admin, recovery), run_worker)
 
@@ -173,6 +175,7 @@ def test_a_started_vm_runs_from_the_point_and_stopping_leaves_nothing_behind(
     recovery.refresh_from_db()
     assert recovery.state == InstantRecovery.State.STOPPED
     assert_nothing_left(sim, recovery, supervising)
+    assert not pins.is_pinned(point)
 
 
 def test_migrating_moves_byte_identical_disks_and_leaves_nothing_behind(
@@ -195,6 +198,7 @@ def test_migrating_moves_byte_identical_disks_and_leaves_nothing_behind(
         capacity = point.disks.get().capacity_bytes
         assert flat_sha256(conn, "ds1", flat, capacity) == padded_sha256(images[("lnx-01", 0)], capacity)
     assert recovery.datastore_name not in datastore_names(sim)
+    assert not pins.is_pinned(point)
     wait_until(lambda: not recovery.directory.exists(), what="the supervisor removed the mount and overlay")
     assert supervising.children == {} and supervising.ganesha is None
 
@@ -217,6 +221,7 @@ def test_a_start_failing_half_way_leaves_nothing_behind(
         assert "exists already" in run.error
         recovery.refresh_from_db()
         assert recovery.state == InstantRecovery.State.FAILED and not recovery.vm_moref
+        assert not pins.is_pinned(point)
 
         def torn_down() -> bool:
             recovery.refresh_from_db()
