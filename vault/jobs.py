@@ -247,8 +247,11 @@ def tier(ctx: JobContext, dry_run: bool = False) -> dict[str, Any]:
     vault = remote_vault(config)
     report = engine.apply_tiering(vault, old_ids, config.tier, dry_run=dry_run)
     if not dry_run:
-        old.update(vault_tier=config.tier)
-        archive.record_states(vault, list(old))  # what pages show instead of reading archived chunks
+        moved = RecoveryPoint.objects.filter(pk__in=old_ids)  # as listed: a pin made since is seen below
+        moved.update(vault_tier=config.tier)
+        archive.record_states(vault, list(moved))  # what pages show instead of reading archived chunks
+        for point in moved.filter(pins__isnull=False).distinct().select_related("vm"):
+            ctx.log(f"{_label(point)} was pinned while tiering ran: its chunks may be in {config.tier}.", "warning")
     ctx.log(
         f"{report.points} point(s) older than {config.tier_after_days} days: {report.chunks_moved} chunk(s) "
         f"({report.bytes_moved / 2**20:.1f} MiB) {'would move' if dry_run else 'moved'} to {config.tier}; "

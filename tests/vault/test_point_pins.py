@@ -290,3 +290,29 @@ def test_a_row_that_could_not_be_deleted_leaves_the_stored_point_untouched(lab):
 
     assert str(refused.value) == f"{point} was not deleted: a point pin still refers to it."
     assert engine.verify_point(local_store(), str(point.pk)).ok
+
+
+def test_a_pin_made_while_tiering_runs_is_reported_and_the_points_archive_state_is_still_recorded(
+    lab, azurite, azure_backend, run_worker, django_capture_on_commit_callbacks, monkeypatch
+):
+    vm, make_point = lab
+    use_azure_vault(azurite.connection_string(), azure_backend.container)
+    point = make_point(NOW - dt.timedelta(days=40))
+    replicate(point)
+    VaultSettings.objects.filter(pk=1).update(tier_after_days=30, tier=VaultSettings.Tier.ARCHIVE)
+    real_tiering = engine.apply_tiering
+
+    def pinned_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        report = real_tiering(*args, **kwargs)
+        pins.pin(point, "instant recovery 12", "instant")  # after the job listed the points, before it ends
+        return report
+
+    monkeypatch.setattr(engine, "apply_tiering", pinned_meanwhile)
+    run = run_job("tier", run_worker, django_capture_on_commit_callbacks)
+
+    point.refresh_from_db()
+    assert any(
+        line["level"] == "warning" and vm.name in line["msg"] and "was pinned while tiering ran" in line["msg"]
+        for line in run.log
+    ), run.log
+    assert point.vault_tier == ARCHIVE and point.archived_chunks  # what a mount checks before reading
