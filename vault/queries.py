@@ -127,7 +127,7 @@ def overview() -> VaultOverview:
 
 
 def recent_points(limit: int = 50) -> list[RecoveryPoint]:
-    return list(RecoveryPoint.objects.select_related("vm").order_by("-created")[:limit])
+    return list(RecoveryPoint.objects.select_related("vm").prefetch_related("pins").order_by("-created")[:limit])
 
 
 class RecoveryServicesPanel(TypedDict, total=False):

@@ -93,6 +93,7 @@ def test_deleting_a_pinned_point_is_refused_by_the_page_the_command_line_and_the
     point = make_point(NOW)
     pins.pin(point, "instant recovery 12", "instant")
 
+    assert "In use by instant recovery 12" in as_admin.get("/vault/").content.decode()
     response = as_admin.post(f"/vault/points/{point.pk}/delete/", {"confirm": vm.name}, follow=True)
     assert IN_USE in response.content.decode()
     with pytest.raises(CommandError, match="in use by instant recovery 12; stop or finish it first"):
