@@ -342,8 +342,8 @@ def _check_row_can_go(point: RecoveryPoint) -> None:
         Collector(using=router.db_for_write(RecoveryPoint)).collect([point])
     except (ProtectedError, RestrictedError) as exc:
         blocking = exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
-        what = next(iter(blocking))._meta.verbose_name
-        raise VaultActionError(f"{point} was not deleted: a {what} still refers to it.") from None
+        what = next(iter(blocking))._meta.verbose_name_plural
+        raise VaultActionError(f"{point} was not deleted: {what} still refer to it.") from None
 
 
 def gc_grace_seconds(config: VaultSettings) -> int:

@@ -289,7 +289,7 @@ def test_a_row_that_could_not_be_deleted_leaves_the_stored_point_untouched(lab):
     with transaction.atomic(), pytest.raises(actions.VaultActionError) as refused:
         actions._remove_from_tiers(point, local=True, vault=True)  # behind the pin check: the row guard alone
 
-    assert str(refused.value) == f"{point} was not deleted: a point pin still refers to it."
+    assert str(refused.value) == f"{point} was not deleted: point pins still refer to it."
     assert engine.verify_point(local_store(), str(point.pk)).ok
 
 
