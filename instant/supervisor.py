@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from instant.models import InstantRecovery
-from instant.nfs import Export, Ganesha
+from instant.nfs import Export, Ganesha, NfsError
 from instant.view.serve import clear_stale_mount, unmount
 from vault.models import VaultSettings
 
@@ -37,12 +37,13 @@ STOP_TIMEOUT = 30.0
 
 
 def start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if gone."""
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if it is
+    gone or has exited (a zombie its parent has not reaped yet)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 def export_id(recovery_id: int) -> int:
@@ -100,7 +101,15 @@ class Supervisor:
         served = list(InstantRecovery.objects.filter(state__in=InstantRecovery.SERVED))
         for recovery in served:
             self._serve(recovery)
-        self._export([r for r in served if self._mounted(r)])
+        mounted = [r for r in served if self._mounted(r)]
+        try:
+            self._export(mounted)
+        except NfsError as exc:  # port 2049 taken, say: the starts waiting for it fail with the sentence
+            log.error("instant recoveries cannot be exported: %s", exc)
+            waiting = [r.pk for r in mounted if r.state == InstantRecovery.State.STARTING]
+            InstantRecovery.objects.filter(pk__in=waiting, error="").update(
+                error=f"The NFS server could not export the point: {exc}"
+            )
         keep = {r.pk for r in served} | set(
             InstantRecovery.objects.filter(state=InstantRecovery.State.QUEUED).values_list("pk", flat=True)
         )
@@ -178,8 +187,9 @@ class Supervisor:
     def _export(self, mounted: list[InstantRecovery]) -> None:
         wanted = {export_id(r.pk): r for r in mounted}
         ganesha = self.ganesha
-        if ganesha is not None and ganesha.process is not None and ganesha.process.poll() is not None:
-            log.warning("ganesha exited with status %s: starting it again", ganesha.process.returncode)
+        if ganesha is not None and (ganesha.process is None or ganesha.process.poll() is not None):
+            if ganesha.process is not None:
+                log.warning("ganesha exited with status %s: starting it again", ganesha.process.returncode)
             ganesha.process = None
             self.reopen.clear()  # a new ganesha opens every mount afresh
             ganesha.start()
