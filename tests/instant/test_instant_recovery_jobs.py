@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tempfile
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection as db_connection
 from pyVmomi import vim
 
@@ -22,7 +24,7 @@ from audit.models import AuditEntry
 from instant import actions, supervisor
 from instant.models import InstantRecovery
 from inventory import vcenter as vsphere
-from inventory.models import Datastore
+from inventory.models import Datastore, Host
 from jobs.models import JobRun
 from tests.factories.protection import back_up, padded_sha256, start_backup_lab
 from tests.instant.conftest import nfs_cat, store_state
@@ -243,12 +245,52 @@ def test_a_name_in_use_is_refused_before_anything_is_queued(lab: Any, backed_up:
     assert not InstantRecovery.objects.exists()
 
 
-def test_the_command_line_lists_instant_recoveries(lab: Any, backed_up: Any, admin: Any) -> None:
+def test_the_command_line_starts_lists_migrates_and_stops(
+    lab: Any, backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor
+) -> None:
+    sim = lab.sim
     point = backed_up("lnx-01")
+    host = Host.objects.get()
     out = io.StringIO()
-    call_command("instant-recovery", "start", "lnx-01", "--name", "lnx-01-cli", stdout=out)
-    assert "Instant recovery" in out.getvalue() and "lnx-01-cli" in out.getvalue()
+    call_command(
+        "instant-recovery", "start", "lnx-01", "--name", "lnx-01-cli", "--host", host.inventory_path, stdout=out
+    )
+    recovery = InstantRecovery.objects.get()
+    assert f"Instant recovery {recovery.pk}: lnx-01-cli on {host.name}" in out.getvalue()
+    assert recovery.point == point and recovery.host_moref == host.moref
+    run_worker()
+
+    out = io.StringIO()
+    call_command("instant-recovery", "list", "--json", stdout=out)
+    (row,) = json.loads(out.getvalue())
+    assert (row["id"], row["vm"], row["source_vm"], row["state"]) == (recovery.pk, "lnx-01-cli", "lnx-01", "running")
     out = io.StringIO()
     call_command("instant-recovery", "list", stdout=out)
-    assert "lnx-01-cli" in out.getvalue() and "queued" in out.getvalue()
-    assert InstantRecovery.objects.get().point == point
+    assert "lnx-01-cli" in out.getvalue() and "running" in out.getvalue()
+    with pytest.raises(CommandError, match="no instant recovery 999"):
+        call_command("instant-recovery", "stop", "999")
+
+    # --wait follows the job while a worker runs it (here: this thread, the command in another).
+    out = io.StringIO()
+    waiting = threading.Thread(
+        target=call_command, args=("instant-recovery", "stop", str(recovery.pk), "--wait"), kwargs={"stdout": out}
+    )
+    waiting.start()
+    wait_until(lambda: JobRun.objects.filter(kind=actions.STOP_KIND).exists(), what="the stop is queued")
+    run_worker()
+    waiting.join(60)
+    assert "Stop lnx-01-cli: job" in out.getvalue()
+    recovery.refresh_from_db()
+    assert recovery.state == InstantRecovery.State.STOPPED
+    assert_nothing_left(sim, recovery, supervising)
+    with pytest.raises(CommandError, match="not running from backup"):
+        call_command("instant-recovery", "migrate", str(recovery.pk), "--datastore", "ds1")
+
+
+def test_the_command_line_refuses_a_name_in_use_and_an_unknown_host(lab: Any, backed_up: Any) -> None:
+    backed_up("lnx-01")
+    with pytest.raises(CommandError, match="win-01 exists already"):
+        call_command("instant-recovery", "start", "lnx-01", "--name", "win-01")
+    with pytest.raises(CommandError, match="host"):
+        call_command("instant-recovery", "start", "lnx-01", "--host", "no-such-host")
+    assert not InstantRecovery.objects.exists()
