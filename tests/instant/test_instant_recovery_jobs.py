@@ -12,7 +12,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from django.core.management import call_command
@@ -26,14 +26,18 @@ from instant.models import InstantRecovery
 from inventory import vcenter as vsphere
 from inventory.models import Datastore, Host
 from jobs.models import JobRun
-from tests.factories.protection import back_up, padded_sha256, start_backup_lab
+from tests.factories.protection import BACKUP_LAB_VMS, back_up, padded_sha256, protect_simulator
+from tests.factories.simulator import prod_spec
 from tests.instant.conftest import nfs_cat, store_state
 from tests.waiting import wait_until
+from tools import diskimages
 from tools.services import free_port
+from tools.simulator import Simulator
 from vault import pins
 from vault.models import RecoveryPoint
 
 MiB = 1024 * 1024
+LINUX_VM = next(vm for vm in BACKUP_LAB_VMS if vm["name"] == "lnx-01")
 pytestmark = pytest.mark.django_db(transaction=True)  # the supervisor's thread sees committed rows only
 
 
@@ -42,7 +46,19 @@ def lab(vcsim_factory: Any, settings: Any, tmp_path: Path) -> Any:
     # ganesha exports only paths of letters, digits and ._/+- (no pytest "test_name0" folders).
     settings.INSTANT_DIR = Path(tempfile.mkdtemp(prefix="vmb-instant-"))
     settings.INSTANT_NFS_PORT = free_port()
-    return start_backup_lab(vcsim_factory, settings, tmp_path)
+    settings.BACKUP_STORE_DIR = tmp_path / "store"
+    # lnx-01 (a real ext4 disk, a NIC on "VM Network") is recovered; win-01 is there for its name.
+    spec = prod_spec({**LINUX_VM, "nics": ["VM Network"]}, {"name": "win-01", "disks_mb": [1]})
+    sim = vcsim_factory(spec, tls=True)
+    image = diskimages.build_ext4_disk(diskimages.sample_linux_tree(), size_mib=40)
+    sim.upload_disk_image("lnx-01", 0, image)
+    protect_simulator(sim, parallelism=1)
+    return Lab(sim, image)
+
+
+class Lab(NamedTuple):
+    sim: Simulator
+    image: Path  # lnx-01's disk
 
 
 @pytest.fixture
@@ -136,7 +152,7 @@ def flat_sha256(conn: vsphere.Connection, datastore: str, path: str, size: int) 
 def test_a_started_vm_runs_from_the_point_and_stopping_leaves_nothing_behind(
     lab: Any, backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor, admin: Any, settings: Any
 ) -> None:
-    sim, _vc, _group, images = lab
+    sim, image = lab
     point = backed_up("lnx-01")
     before = store_state(settings.BACKUP_STORE_DIR)
 
@@ -147,11 +163,12 @@ def test_a_started_vm_runs_from_the_point_and_stopping_leaves_nothing_behind(
         assert vsphere.power_state(conn, recovery.vm_moref) == "poweredOn"
         config = vsphere.vm_config(conn, recovery.vm_moref)
         (disk,) = config["disks"]
+        assert [nic["start_connected"] for nic in config["nics"]] == [False] * len(config["nics"])
         datastore = str(recovery.datastore_name)
         assert disk["file_name"].startswith(f"[{datastore}] ")
         flat = disk["file_name"].split("] ", 1)[1].replace(".vmdk", "-flat.vmdk")
         capacity = point.disks.get().capacity_bytes
-        expected = padded_sha256(images[("lnx-01", 0)], capacity)
+        expected = padded_sha256(image, capacity)
         assert flat_sha256(conn, datastore, flat, capacity) == expected
         url = f"nfs://127.0.0.1{recovery.export_path}/{flat}?version=4&nfsport={settings.INSTANT_NFS_PORT}"
         assert hashlib.sha256(nfs_cat(url)).hexdigest() == expected
@@ -183,9 +200,12 @@ def test_a_started_vm_runs_from_the_point_and_stopping_leaves_nothing_behind(
 def test_migrating_moves_byte_identical_disks_and_leaves_nothing_behind(
     lab: Any, backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor, admin: Any
 ) -> None:
-    sim, _vc, _group, images = lab
+    sim, image = lab
     point = backed_up("lnx-01")
-    recovery = started(point, run_worker, admin, name="lnx-01-moved")
+    recovery = started(point, run_worker, admin, name="lnx-01-moved", connect_network=True)
+    with connect(sim) as conn:
+        nics = vsphere.vm_config(conn, recovery.vm_moref)["nics"]
+    assert nics and all(nic["start_connected"] for nic in nics), nics
 
     run = run_job(actions.migrate(admin, recovery, Datastore.objects.get(name="ds1")), run_worker)
 
@@ -198,7 +218,7 @@ def test_migrating_moves_byte_identical_disks_and_leaves_nothing_behind(
         assert disk["file_name"].startswith("[ds1] ")
         flat = disk["file_name"].split("] ", 1)[1].replace(".vmdk", "-flat.vmdk")
         capacity = point.disks.get().capacity_bytes
-        assert flat_sha256(conn, "ds1", flat, capacity) == padded_sha256(images[("lnx-01", 0)], capacity)
+        assert flat_sha256(conn, "ds1", flat, capacity) == padded_sha256(image, capacity)
     assert recovery.datastore_name not in datastore_names(sim)
     assert not pins.is_pinned(point)
     wait_until(lambda: not recovery.directory.exists(), what="the supervisor removed the mount and overlay")
@@ -208,7 +228,7 @@ def test_migrating_moves_byte_identical_disks_and_leaves_nothing_behind(
 def test_a_start_failing_half_way_leaves_nothing_behind(
     lab: Any, backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor, admin: Any, tmp_path: Path
 ) -> None:
-    sim, _vc, _group, _images = lab
+    sim = lab.sim
     point = backed_up("lnx-01")
     recovery = actions.start_instant_recovery(admin, point, name="lnx-01-clash")
     # The datastore's name is taken in vCenter by the time the job mounts the export.
