@@ -222,3 +222,38 @@ def test_the_command_serves_and_stops_everything_on_sigterm(point: RecoveryPoint
         if command.poll() is None:
             command.kill()
             command.wait()
+
+
+@pytest.mark.django_db
+def test_several_points_share_one_ganesha_and_one_ending_leaves_the_other_served(
+    point: RecoveryPoint, images: dict[str, Path], running: supervisor.Supervisor
+) -> None:
+    expected = sha256(images["2000"].read_bytes())
+    first, second = served(running, recovery_of(point)), served(running, recovery_of(point))
+    assert running.ganesha is not None and sorted(running.ganesha.exports) == sorted(
+        [first.export_id, second.export_id]
+    )
+    assert sha256(flat_over_nfs(first)) == sha256(flat_over_nfs(second)) == expected
+
+    InstantRecovery.objects.filter(pk=first.pk).update(state=InstantRecovery.State.FINISHED)
+    running.reconcile()
+
+    assert not first.directory.exists()
+    assert sha256(flat_over_nfs(second)) == expected
+
+
+@pytest.mark.django_db
+def test_a_killed_ganesha_is_started_again_with_the_exports(
+    point: RecoveryPoint, images: dict[str, Path], running: supervisor.Supervisor
+) -> None:
+    recovery = served(running, recovery_of(point))
+    assert running.ganesha is not None and running.ganesha.process is not None
+    killed = running.ganesha.process
+    killed.kill()
+    killed.wait()
+    assert not nfs_answers()
+
+    running.reconcile()
+
+    assert running.ganesha is not None and running.ganesha.process is not killed and nfs_answers()
+    assert sha256(flat_over_nfs(recovery)) == sha256(images["2000"].read_bytes())
