@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.actions import record
@@ -163,9 +164,14 @@ def migrate(user: Any, recovery: InstantRecovery, datastore: Datastore) -> JobRu
 def stop(user: Any, recovery: InstantRecovery) -> JobRun:
     """Queue powering the VM off and removing it, its datastore, export, mount and overlay."""
     with transaction.atomic():
-        claimed = InstantRecovery.objects.filter(
-            pk=recovery.pk, state__in=(InstantRecovery.State.RUNNING, InstantRecovery.State.STOPPING)
-        ).update(state=InstantRecovery.State.STOPPING, error="")
+        # A start whose job ended without finishing it (its worker was killed) is stopped the same way:
+        # the job recorded what it made in vCenter as it went.
+        stoppable = Q(state__in=(InstantRecovery.State.RUNNING, InstantRecovery.State.STOPPING)) | Q(
+            state__in=(InstantRecovery.State.QUEUED, InstantRecovery.State.STARTING), job__status__in=JobRun.FINAL
+        )
+        claimed = InstantRecovery.objects.filter(stoppable, pk=recovery.pk).update(
+            state=InstantRecovery.State.STOPPING, error=""
+        )
         if not claimed:
             raise InstantRefused(f"{recovery.vm_name} is not running from backup, so there is nothing to stop.")
         run = enqueue(

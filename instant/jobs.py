@@ -51,7 +51,10 @@ def start(ctx: JobContext, recovery_id: int) -> dict[str, Any]:
             try:
                 _start_vm(ctx, conn, recovery)
             except BaseException:
-                _undo(ctx, conn, recovery)
+                try:
+                    _undo(ctx, conn, recovery)
+                except vsphere.VCenterError as undo_failed:  # the first failure is the one to report
+                    ctx.log(f"Could not remove what the start made in vCenter: {undo_failed}", level="error")
                 raise
     except (JobFailed, vsphere.VCenterError, Unservable) as exc:
         message = str(exc)

@@ -314,3 +314,28 @@ def test_the_command_line_refuses_a_name_in_use_and_an_unknown_host(lab: Any, ba
     with pytest.raises(CommandError, match="host"):
         call_command("instant-recovery", "start", "lnx-01", "--host", "no-such-host")
     assert not InstantRecovery.objects.exists()
+
+
+def test_a_start_whose_worker_died_can_be_stopped_and_leaves_nothing_behind(
+    lab: Any, backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor, admin: Any
+) -> None:
+    point = backed_up("lnx-01")
+    recovery = started(point, run_worker, admin, name="lnx-01-orphan")
+    # As if the worker was killed after powering the VM on: the row still says starting and the
+    # reaper has marked the job errored.
+    InstantRecovery.objects.filter(pk=recovery.pk).update(state=InstantRecovery.State.STARTING)
+    assert recovery.job is not None
+    JobRun.objects.filter(pk=recovery.job.pk).update(status=JobRun.Status.ERRORED)
+    recovery.refresh_from_db()
+
+    run = run_job(actions.stop(admin, recovery), run_worker)
+
+    assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
+    assert_nothing_left(lab.sim, recovery, supervising)
+    assert not pins.is_pinned(point)
+
+
+def test_a_start_still_running_cannot_be_stopped(lab: Any, backed_up: Any, admin: Any) -> None:
+    recovery = actions.start_instant_recovery(admin, backed_up("lnx-01"), name="lnx-01-busy")
+    with pytest.raises(actions.InstantRefused, match="not running from backup"):
+        actions.stop(admin, recovery)
