@@ -103,6 +103,7 @@ def start_instant_recovery(
     with transaction.atomic():
         recovery = InstantRecovery.objects.create(
             point=point,
+            point_created=point.created,
             vm_name=name,
             source_vm=vm,
             host_moref=host.moref,

@@ -23,6 +23,7 @@ from instant.models import InstantRecovery
 from instant.view.source import Unservable, open_point
 from inventory import vcenter as vsphere
 from inventory.connection import open_connection
+from inventory.models import VCenter
 from jobs.registry import job_kind
 from jobs.runner import JobContext, JobFailed
 from vault.storage import tiered_store
@@ -43,7 +44,7 @@ def start(ctx: JobContext, recovery_id: int) -> dict[str, Any]:
     recovery = InstantRecovery.objects.select_related("point__vm__vcenter").get(pk=recovery_id)
     try:
         _refuse_if_unservable(recovery)
-        with open_connection(recovery.point.vm.vcenter) as conn:
+        with open_connection(_vcenter(recovery)) as conn:
             _refuse_without_privileges(conn, recovery)
             _set(recovery, state=State.STARTING)
             ctx.log("Serving the point over NFS.")
@@ -59,13 +60,19 @@ def start(ctx: JobContext, recovery_id: int) -> dict[str, Any]:
     except (JobFailed, vsphere.VCenterError, Unservable) as exc:
         message = str(exc)
         actions.end(recovery, State.FAILED, error=message)
-        raise JobFailed(f"The instant recovery of {recovery.point.vm.name} failed: {message}") from None
+        raise JobFailed(f"The instant recovery {recovery.vm_name} failed: {message}") from None
     except BaseException as exc:
         actions.end(recovery, State.FAILED, error=str(exc) or type(exc).__name__)
         raise
     _set(recovery, state=State.RUNNING)
     ctx.log(f"{recovery.vm_name} is powered on, running from the backup on datastore {recovery.datastore_name}.")
     return {"vm": recovery.vm_name, "moref": recovery.vm_moref, "datastore": recovery.datastore_name}
+
+
+def _vcenter(recovery: InstantRecovery) -> VCenter:
+    if recovery.point is None:  # pinned while active, so only a row edited by hand
+        raise JobFailed("Its recovery point no longer exists.")
+    return recovery.point.vm.vcenter
 
 
 def _refuse_if_unservable(recovery: InstantRecovery) -> None:
@@ -139,7 +146,7 @@ def _undo(ctx: JobContext, conn: vsphere.Connection, recovery: InstantRecovery) 
 def migrate(ctx: JobContext, recovery_id: int, datastore_moref: str) -> dict[str, Any]:
     recovery = InstantRecovery.objects.select_related("point__vm__vcenter").get(pk=recovery_id)
     try:
-        with open_connection(recovery.point.vm.vcenter) as conn:
+        with open_connection(_vcenter(recovery)) as conn:
             ctx.log("Moving the disks (storage vMotion).")
             moved = vsphere.relocate_disks(conn, recovery.vm_moref, datastore_moref)
             vsphere.unmount_datastore(conn, recovery.host_moref, recovery.datastore_moref)
@@ -155,7 +162,7 @@ def migrate(ctx: JobContext, recovery_id: int, datastore_moref: str) -> dict[str
 def stop(ctx: JobContext, recovery_id: int) -> dict[str, Any]:
     recovery = InstantRecovery.objects.select_related("point__vm__vcenter").get(pk=recovery_id)
     try:
-        with open_connection(recovery.point.vm.vcenter) as conn:
+        with open_connection(_vcenter(recovery)) as conn:
             _undo(ctx, conn, recovery)
     except vsphere.VCenterError as exc:
         _set(recovery, error=str(exc))

@@ -27,7 +27,12 @@ class InstantRecovery(models.Model):
     SERVED = (State.STARTING, State.RUNNING, State.MIGRATING, State.STOPPING)
     FINAL = (State.FINISHED, State.FAILED, State.STOPPED)
 
-    point = models.ForeignKey("vault.RecoveryPoint", on_delete=models.PROTECT, related_name="instant_recoveries")
+    # Not PROTECT: a finished recovery's row must not keep its point from retention for ever (vault
+    # refuses to delete a point a PROTECT reference holds). While one is active, `pin` holds the point.
+    point = models.ForeignKey(
+        "vault.RecoveryPoint", null=True, on_delete=models.SET_NULL, related_name="instant_recoveries"
+    )
+    point_created = models.DateTimeField(null=True, help_text="When the point was taken (kept once it is deleted)")
     vm_name = models.CharField(max_length=80, help_text="The new VM's name")
     source_vm = models.ForeignKey("inventory.VirtualMachine", null=True, on_delete=models.SET_NULL, related_name="+")
     host_moref = models.CharField(max_length=255)

@@ -133,7 +133,7 @@ class Supervisor:
         )
 
     def _serve(self, recovery: InstantRecovery) -> None:
-        if self._alive(recovery):
+        if self._alive(recovery) or recovery.point_id is None:  # pinned while served: never None here
             return
         child = self.children.pop(recovery.pk, None)
         if child is not None:

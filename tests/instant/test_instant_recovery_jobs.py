@@ -33,7 +33,9 @@ from tests.waiting import wait_until
 from tools import diskimages
 from tools.services import free_port
 from tools.simulator import Simulator
+from vault import actions as vault_actions
 from vault import pins
+from vault.actions import VaultActionError
 from vault.models import RecoveryPoint
 
 MiB = 1024 * 1024
@@ -187,6 +189,8 @@ def test_a_started_vm_runs_from_the_point_and_stopping_leaves_nothing_behind(
     assert store_state(settings.BACKUP_STORE_DIR) == before  # no chunk changed, none added
     assert AuditEntry.objects.filter(action="instant.start", actor__username=admin.username).exists()
     assert pins.is_pinned(point)  # no prune, delete or GC takes the point away while the VM runs from it
+    with pytest.raises(VaultActionError):
+        vault_actions.delete_point(admin, point)
 
     run = run_job(actions.stop(admin, recovery), run_worker)
 
@@ -195,6 +199,9 @@ def test_a_started_vm_runs_from_the_point_and_stopping_leaves_nothing_behind(
     assert recovery.state == InstantRecovery.State.STOPPED
     assert_nothing_left(sim, recovery, supervising)
     assert not pins.is_pinned(point)
+    vault_actions.delete_point(admin, point)  # a finished recovery's row does not hold its point
+    recovery.refresh_from_db()
+    assert recovery.point is None and recovery.point_created == point.created
 
 
 def test_migrating_moves_byte_identical_disks_and_leaves_nothing_behind(
