@@ -26,12 +26,12 @@ from instant.models import InstantRecovery
 from inventory import vcenter as vsphere
 from inventory.models import Datastore, Host
 from jobs.models import JobRun
+from tests.factories.instant import instant_dir
 from tests.factories.protection import BACKUP_LAB_VMS, back_up, padded_sha256, protect_simulator
 from tests.factories.simulator import prod_spec
 from tests.instant.conftest import nfs_cat, store_state
 from tests.waiting import wait_until
 from tools import diskimages
-from tools.services import free_port
 from tools.simulator import Simulator
 from vault import actions as vault_actions
 from vault import pins
@@ -44,10 +44,12 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the supervisor's thread 
 
 
 @pytest.fixture
-def lab(vcsim_factory: Any, settings: Any, tmp_path: Path) -> Any:
-    # ganesha exports only paths of letters, digits and ._/+- (no pytest "test_name0" folders).
-    settings.INSTANT_DIR = Path(tempfile.mkdtemp(prefix="vmb-instant-"))
-    settings.INSTANT_NFS_PORT = free_port()
+def lab(vcsim_factory: Any, settings: Any, tmp_path: Path) -> Iterator[Lab]:
+    with instant_dir(settings):
+        yield start_lab(vcsim_factory, settings, tmp_path)
+
+
+def start_lab(vcsim_factory: Any, settings: Any, tmp_path: Path) -> Lab:
     settings.BACKUP_STORE_DIR = tmp_path / "store"
     # lnx-01 (a real ext4 disk, a NIC on "VM Network") is recovered; win-01 is there for its name.
     spec = prod_spec({**LINUX_VM, "nics": ["VM Network"]}, {"name": "win-01", "disks_mb": [1]})

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,23 +22,21 @@ from django.utils import timezone
 
 from instant import supervisor
 from instant.models import InstantRecovery
+from tests.factories.instant import instant_dir
 from tests.factories.recovery import point_with_disks
 from tests.instant.conftest import nfs_cat
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
 from tests.waiting import wait_until
-from tools.services import free_port
 from vault.models import RecoveryPoint
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture
-def instant_settings(settings: Any, tmp_path: Path) -> Any:
-    # ganesha exports only paths of letters, digits and ._/+- (no pytest "test_name0" folders).
-    settings.INSTANT_DIR = Path(tempfile.mkdtemp(prefix="vmb-instant-"))
-    settings.INSTANT_NFS_PORT = free_port()
+def instant_settings(settings: Any, tmp_path: Path) -> Iterator[Any]:
     settings.BACKUP_STORE_DIR = tmp_path / "store"
-    return settings
+    with instant_dir(settings):
+        yield settings
 
 
 @pytest.fixture
