@@ -246,7 +246,7 @@ class Supervisor:
         elif row is not None and row.serve_pid and start_ticks(row.serve_pid) == row.serve_start_ticks:
             _stop_pid(row.serve_pid)
         directory = Path(settings.INSTANT_DIR) / str(recovery_id)
-        unmount(directory / "mount")
+        _unmount(directory / "mount")
         if os.path.ismount(directory / "mount"):
             log.warning("%s is still mounted: its folder is kept", directory / "mount")
         else:
@@ -268,6 +268,8 @@ class Supervisor:
         """Stop every server (they unmount) and ganesha: what `make run` does on its way out."""
         for recovery_id in list(self.children):
             _stop(self.children.pop(recovery_id))
+            # A server that was killed could not unmount: its dead mount must not outlive us.
+            _unmount(Path(settings.INSTANT_DIR) / str(recovery_id) / "mount")
         if self.ganesha is not None:
             self.ganesha.stop()
             self.ganesha = None
@@ -291,6 +293,14 @@ def _stop_pid(pid: int) -> None:
             time.sleep(0.05)
         if start_ticks(pid) is not None:
             os.kill(pid, signal.SIGKILL)
+
+
+def _unmount(mount: Path) -> None:
+    """Unmount a live mount or the dead one of a killed server (os.path.ismount misses that one: its
+    stat fails with ENOTCONN)."""
+    with contextlib.suppress(OSError):
+        clear_stale_mount(mount)
+    unmount(mount)
 
 
 def _last_line(path: Path) -> str:

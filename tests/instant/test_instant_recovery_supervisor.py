@@ -176,6 +176,22 @@ def test_a_point_that_cannot_be_served_is_not_retried_and_says_why(
 
 
 @pytest.mark.django_db
+def test_the_dead_mount_of_a_killed_server_is_removed_when_its_recovery_ends(
+    point: RecoveryPoint, running: supervisor.Supervisor
+) -> None:
+    recovery = served(running, recovery_of(point))
+    os.kill(recovery.serve_pid or 0, signal.SIGKILL)
+    wait_until(lambda: running.children[recovery.pk].poll() is not None, what="the server died")
+    InstantRecovery.objects.filter(pk=recovery.pk).update(state=InstantRecovery.State.FAILED)
+
+    running.reconcile()
+
+    assert not recovery.directory.exists()
+    with open("/proc/mounts") as mounts:
+        assert str(recovery.export_path) not in mounts.read()
+
+
+@pytest.mark.django_db
 def test_leftovers_of_a_crash_are_removed_by_their_folder_name(
     instant_settings: Any, running: supervisor.Supervisor
 ) -> None:
