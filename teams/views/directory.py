@@ -3,7 +3,7 @@ role): the connection, tested before it is saved, and the directory groups' mapp
 
 The test binds with the bind account, looks one named user up and shows their groups and the roles
 those map to; Save runs the same test and saves only when it passes. The bind password is never
-rendered (the field is write-only). Changes are teams.directory_actions, audited there.
+rendered (the field is write-only). Changes are teams.directory_actions and teams.mapping_actions, audited there.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from teams import directory_actions as actions
+from teams import mapping_actions
 from teams.directory import CheckResult, DirectoryError, check, environment_settings
 from teams.directory_forms import DirectoryForm, MappingForm, TestForm, initial_from
 from teams.mapping import membership_for
@@ -93,10 +94,15 @@ def mapping_add(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            actions.add_mapping(
-                request.user, data["external_group"], data["role"], data["grant_groups"], data["grant_folders"]
+            mapping_actions.add_mapping(
+                request.user,
+                GroupMapping.Source.DIRECTORY,
+                data["external_group"],
+                data["role"],
+                data["grant_groups"],
+                data["grant_folders"],
             )
-        except actions.MappingRefused as exc:
+        except mapping_actions.MappingRefused as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Members of {data['external_group']} get it at their next sign-in.")
@@ -109,7 +115,7 @@ def mapping_add(request: HttpRequest) -> HttpResponse:
 @permission_required(MANAGE, raise_exception=True)
 def mapping_remove(request: HttpRequest, pk: int) -> HttpResponse:
     mapping = get_object_or_404(GroupMapping, pk=pk, source=GroupMapping.Source.DIRECTORY)
-    actions.remove_mapping(request.user, mapping)
+    mapping_actions.remove_mapping(request.user, mapping)
     messages.success(
         request, f"Mapping of {mapping.external_group} removed: its members lose it at their next sign-in."
     )

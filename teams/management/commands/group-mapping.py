@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from inventory.models import Folder
 from lib.cli import print_rows
 from protection.models import ProtectionGroup
-from teams import directory_actions, entra_actions
+from teams import mapping_actions
 from teams.mapping import ROLE_NAMES
 from teams.models import GroupMapping
 
@@ -108,10 +108,9 @@ class Command(BaseCommand):
         role = role_named(options["role"]) if options["role"] else None
         groups = [_group(name) for name in options["grant_group"]]
         folders = [_folder(path) for path in options["grant_folder"]]
-        add = entra_actions.add_entra_mapping if options["source"] == "entra" else directory_actions.add_mapping
         try:
-            mapping = add(CLI_ACTOR, options["group"], role, groups, folders)
-        except directory_actions.MappingRefused as exc:
+            mapping = mapping_actions.add_mapping(CLI_ACTOR, options["source"], options["group"], role, groups, folders)
+        except mapping_actions.MappingRefused as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Mapped {mapping.get_source_display()} group {mapping.external_group}.")
 
@@ -121,6 +120,5 @@ class Command(BaseCommand):
         found = [m for m in mappings if _same(source, m.external_group, name)]
         if not found:
             raise CommandError(f"No {source} mapping for {name}.")
-        remove = entra_actions.remove_entra_mapping if source == "entra" else directory_actions.remove_mapping
-        remove(CLI_ACTOR, found[0])
+        mapping_actions.remove_mapping(CLI_ACTOR, found[0])
         self.stdout.write(f"Removed the mapping of {found[0].external_group}.")
