@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from api import placement, rehydrate, search, views, zip_download
+from api import instant, placement, rehydrate, search, views, zip_download
 
 app_name = "api"
 
@@ -15,6 +15,7 @@ router.register("vms", views.VirtualMachineViewSet, basename="vm")
 router.register("groups", views.ProtectionGroupViewSet, basename="group")
 router.register("jobs", views.JobRunViewSet, basename="job")
 router.register("points", views.RecoveryPointViewSet, basename="point")
+router.register("instant-recoveries", instant.InstantRecoveryViewSet, basename="instant-recovery")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

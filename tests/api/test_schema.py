@@ -114,7 +114,7 @@ def test_generated_get_requests_never_get_a_server_error(api):
 
         run()
         checked.append(operation.label)
-    assert len(checked) == 16, checked  # 14 + GET /api/v1/vms/{id}/placement/ + GET /api/v1/search/
+    assert len(checked) == 18, checked  # 14 + vms/{id}/placement/ + search/ + instant-recoveries/ and {id}/
 
 
 def test_the_swagger_page_works_offline_for_a_logged_in_user(as_admin):

@@ -341,6 +341,15 @@ ROUTES: dict[str, list[Case]] = {
         Case(api("v1/points/{h}/restore-vm/"), (BAD, DENIED, DENIED), "post"),
     ],
     "api:backups": [Case(api("v1/backups/"), (BAD, DENIED, DENIED), "post")],
+    "api:instant-recovery-list": [
+        Case(api("v1/instant-recoveries/"), READERS),
+        Case(api("v1/instant-recoveries/"), (BAD, DENIED, DENIED), "post"),
+    ],
+    "api:instant-recovery-detail": [Case(api("v1/instant-recoveries/999999/"), (HIDDEN, DENIED, HIDDEN))],
+    "api:instant-recovery-migrate": [
+        Case(api("v1/instant-recoveries/999999/migrate/"), (HIDDEN, DENIED, DENIED), "post")
+    ],
+    "api:instant-recovery-stop": [Case(api("v1/instant-recoveries/999999/stop/"), (HIDDEN, DENIED, DENIED), "post")],
     "api:search": [
         Case(api("v1/search/", query="?q=hostname"), EVERYONE, bob_sees=ids("g", "stay", "branch")),
         Case(api("v1/search/", query="?q=hostname&vm={fin}"), SEE_OTHERS),
