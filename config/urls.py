@@ -20,6 +20,7 @@ urlpatterns = [
     path("inventory/", include((inventory_pages, inventory_urls.app_name))),
     path("protection/", include("protection.urls")),
     path("recovery/", include("recovery.urls")),
+    path("instant/", include("instant.urls")),
     path("jobs/", include("jobs.urls")),
     path("vault/", include("vault.urls")),
     path("alerts/", include("alerts.urls")),

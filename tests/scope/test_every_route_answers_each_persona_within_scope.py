@@ -202,6 +202,12 @@ ROUTES: dict[str, list[Case]] = {
     "recovery:select": point_route("recovery:select", BROWSE_MINE, BROWSE_OTHERS, method="post", data=item),
     "recovery:zip": point_route("recovery:zip", BROWSE_MINE, BROWSE_OTHERS, method="post", data=item),
     "recovery:restore_vm": point_route("recovery:restore_vm", ADMIN_ONLY, ADMIN_ONLY),
+    # Instant recoveries: administrators start, migrate and stop them, auditors see the page, helpdesk nothing
+    # (no recovery 0: alice is told it does not exist, the others may not ask).
+    "instant:index": and_fragments([Case(page("instant:index"), READERS)]),
+    "instant:start": point_route("instant:start", ADMIN_ONLY, ADMIN_ONLY),
+    "instant:migrate": [Case(page("instant:migrate", _const(0)), (HIDDEN, DENIED, DENIED), "post")],
+    "instant:stop": [Case(page("instant:stop", _const(0)), (HIDDEN, DENIED, DENIED), "post")],
     "recovery:folder": and_fragments(
         point_route("recovery:folder", BROWSE_MINE, BROWSE_OTHERS, volume=True, query="?path=/etc")
     ),
