@@ -19,6 +19,7 @@ from django.template.defaultfilters import filesizeformat, pluralize
 from django.utils import timezone
 
 from alerts.models import Alert
+from instant.models import InstantRecovery
 from inventory.models import VCenter, VirtualMachine
 from jobs.models import JobRun
 from protection.jobs import CLEANUP_KIND
@@ -307,4 +308,29 @@ def store_nearly_full(now: dt.datetime) -> Iterable[Finding]:
             "",
             "Local store",
         )
+    ]
+
+
+@check(Kind.INSTANT_RUNNING_LONG)
+def instant_recoveries_running_long(now: dt.datetime) -> Iterable[Finding]:
+    """A VM still running from its recovery point (instant recovery, not yet migrated or stopped) after
+    INSTANT_ALERT_HOURS: its disks live on the backup server and its writes fill the overlay."""
+    hours = settings.INSTANT_ALERT_HOURS
+    running = InstantRecovery.objects.filter(
+        state=InstantRecovery.State.RUNNING, started__lte=now - dt.timedelta(hours=hours)
+    )
+    return [
+        Finding(
+            Kind.INSTANT_RUNNING_LONG,
+            str(row.pk),
+            Severity.WARNING,
+            f"{row.vm_name} has run from its backup for over {hours} hour{pluralize(hours)}",
+            f"Instant recovery {row.pk} started {when(row.started)} on {row.host_name}; the VM still runs from the "
+            f"backup server ({filesizeformat(row.overlay_bytes)} written to its overlay). Migrate it to a datastore "
+            "(Instant recoveries page, or `manage.py instant-recovery migrate`) or stop it.",
+            "instant.instantrecovery",
+            str(row.pk),
+            row.vm_name,
+        )
+        for row in running
     ]

@@ -30,6 +30,7 @@ class Alert(models.Model):
         DAMAGED_POINT = "damaged_point", "Damaged recovery point"
         VCENTER_UNREACHABLE = "vcenter_unreachable", "vCenter unreachable"
         STORE_NEARLY_FULL = "store_nearly_full", "Local store nearly full"
+        INSTANT_RUNNING_LONG = "instant_running_long", "Instant recovery running long"
 
     class Severity(models.TextChoices):
         CRITICAL = "critical", "Critical"

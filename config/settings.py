@@ -126,6 +126,9 @@ try:
         raise ConfigError("ALERT_WEBHOOK_SECRET is too short: use at least 16 characters")
     STORE_NEARLY_FULL_PERCENT = env_int("STORE_NEARLY_FULL_PERCENT", 90, minimum=1, maximum=100)
     REPLICATION_LAG_HOURS = env_int("REPLICATION_LAG_HOURS", 24, minimum=1)
+    # An instant recovery still running from its backup after this long raises an alert: the VM runs on
+    # the backup server's disks until it is migrated to production storage.
+    INSTANT_ALERT_HOURS = env_int("INSTANT_ALERT_HOURS", 24, minimum=1)
 except ConfigError as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from None
