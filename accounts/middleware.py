@@ -10,7 +10,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from accounts import tokens
 from accounts.models import Profile
 
 # The page where a user changes their own password (the teams app serves it; named here, not imported,
@@ -20,18 +19,10 @@ API_PREFIX = "/api/"
 MUST_CHANGE_SENTENCE = "You must choose a new password before going on: sign in on the web page and change it."
 
 
-def _must_change(user_pk: int) -> bool:
+def must_change(user_pk: int) -> bool:
+    """Whether the user holds a generated or reset password. Sessions are checked here; API tokens by
+    the API's authentication class (api.authentication), which has the token's user in hand."""
     return Profile.objects.filter(user_id=user_pk, must_change_password=True).exists()
-
-
-def _token_user_must_change(request: HttpRequest) -> bool:
-    """A script's API token (authenticated later, by the API's own class) of a user who must first
-    choose a password: refused like their session, or a reset would leave their scripts running."""
-    parts = request.headers.get("Authorization", "").split()
-    if len(parts) != 2 or parts[0].lower() != "token":
-        return False
-    mine = tokens.valid_tokens().filter(key_hash=tokens.hash_key(parts[1]))
-    return mine.filter(user__profile__must_change_password=True).exists()
 
 
 class PasswordChangeRequiredMiddleware:
@@ -40,10 +31,7 @@ class PasswordChangeRequiredMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            if not self._exempt(request.path) and _must_change(user.pk):
-                return self._refuse(request)
-        elif request.path.startswith(API_PREFIX) and _token_user_must_change(request):
+        if user is not None and user.is_authenticated and not self._exempt(request.path) and must_change(user.pk):
             return self._refuse(request)
         return self.get_response(request)
 

@@ -16,6 +16,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 
 from accounts import tokens
+from accounts.middleware import MUST_CHANGE_SENTENCE, must_change
 from accounts.models import ApiToken
 
 KEYWORD = "Token"
@@ -44,6 +45,8 @@ class ApiTokenAuthentication(BaseAuthentication):
         token = tokens.token_for_key(key)
         if token is None:  # unknown, revoked, expired, or of a disabled user: the same answer
             raise exceptions.AuthenticationFailed("Invalid token.")
+        if must_change(token.user_id):  # a reset password stops the user's scripts too, until they choose one
+            raise exceptions.PermissionDenied(MUST_CHANGE_SENTENCE)
         if token.scope == ApiToken.Scope.READ and request.method not in SAFE_METHODS:
             raise ReadOnlyToken()
         tokens.note_use(token)
