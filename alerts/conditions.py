@@ -334,3 +334,64 @@ def instant_recoveries_running_long(now: dt.datetime) -> Iterable[Finding]:
         )
         for row in running
     ]
+
+
+# A restart of an instant recovery's data path stays an open alert this long (then it resolves).
+RESTART_ALERT_FOR = dt.timedelta(hours=1)
+
+
+def _instant(kind: str, row: InstantRecovery, severity: str, title: str, detail: str) -> Finding:
+    return Finding(kind, str(row.pk), severity, title, detail, "instant.instantrecovery", str(row.pk), row.vm_name)
+
+
+@check(Kind.INSTANT_RESTARTED)
+def instant_data_paths_restarted(now: dt.datetime) -> Iterable[Finding]:
+    """The FUSE server of a point, or the NFS server, died under a running VM and was restarted: the
+    guest's I/O waited meanwhile (NFS retries), and the cause may come back."""
+    rows = InstantRecovery.objects.filter(state__in=InstantRecovery.SERVED, last_restart__gte=now - RESTART_ALERT_FOR)
+    return [
+        _instant(
+            Kind.INSTANT_RESTARTED,
+            row,
+            Severity.WARNING,
+            f"The data path of {row.vm_name}'s instant recovery was restarted",
+            f"Instant recovery {row.pk}: {row.restart_reason or 'a server exited'}; it was restarted "
+            f"{when(row.last_restart)} and reads resumed ({row.restarts} restart{pluralize(row.restarts)} in all). "
+            "See the supervisor's log and serve.log under INSTANT_DIR; migrate the VM to a datastore "
+            "to stop depending on them.",
+        )
+        for row in rows
+    ]
+
+
+@check(Kind.INSTANT_OVERLAY_FULL)
+def instant_writes_failing(now: dt.datetime) -> Iterable[Finding]:
+    """A VM running from its point whose writes fail: the overlay's file system is full (the guest sees
+    write errors, as from a failing disk; the point and its chunks are untouched)."""
+    rows = InstantRecovery.objects.filter(state__in=InstantRecovery.SERVED).exclude(write_error="")
+    return [
+        _instant(
+            Kind.INSTANT_OVERLAY_FULL,
+            row,
+            Severity.CRITICAL,
+            f"{row.vm_name}'s writes fail (instant recovery)",
+            f"Instant recovery {row.pk}: {row.write_error} {filesizeformat(row.overlay_bytes)} written so far.",
+        )
+        for row in rows
+    ]
+
+
+@check(Kind.INSTANT_STOP_FAILING)
+def instant_stops_failing(now: dt.datetime) -> Iterable[Finding]:
+    """A stop that could not finish (vCenter unreachable): retried every few minutes by the reaper."""
+    rows = InstantRecovery.objects.filter(state=InstantRecovery.State.STOPPING).exclude(error="")
+    return [
+        _instant(
+            Kind.INSTANT_STOP_FAILING,
+            row,
+            Severity.WARNING,
+            f"{row.vm_name} could not be stopped yet",
+            f"Instant recovery {row.pk} is still being stopped: {row.error}.",
+        )
+        for row in rows
+    ]

@@ -31,6 +31,9 @@ class Alert(models.Model):
         VCENTER_UNREACHABLE = "vcenter_unreachable", "vCenter unreachable"
         STORE_NEARLY_FULL = "store_nearly_full", "Local store nearly full"
         INSTANT_RUNNING_LONG = "instant_running_long", "Instant recovery running long"
+        INSTANT_RESTARTED = "instant_restarted", "Instant recovery's server restarted"
+        INSTANT_OVERLAY_FULL = "instant_overlay_full", "Instant recovery's writes failing"
+        INSTANT_STOP_FAILING = "instant_stop_failing", "Instant recovery not stopped"
 
     class Severity(models.TextChoices):
         CRITICAL = "critical", "Critical"

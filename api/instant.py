@@ -72,6 +72,11 @@ class InstantRecoverySerializer(serializers.ModelSerializer):
             "finished",
             "bytes_read",
             "overlay_bytes",
+            "overlay_free_bytes",
+            "write_error",
+            "restarts",
+            "last_restart",
+            "restart_reason",
             "requested_by",
             "job",
         ]

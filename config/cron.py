@@ -6,6 +6,7 @@ Each app's periodic functions are registered here so one file shows everything t
 from rq import cron
 
 from alerts.jobs import evaluate_alerts
+from instant.reaper import reap_instant_leftovers
 from inventory.actions import enqueue_all_syncs
 from jobs.maintenance import reap_orphaned_runs
 from protection.scheduling import tick
@@ -29,3 +30,6 @@ cron.register(record_storage_sample, queue_name="maintenance", cron="7 * * * *",
 # Alerts: every minute, open and resolve alerts from the current state, then send (or retry) their
 # email and webhook notifications.
 cron.register(evaluate_alerts, queue_name="maintenance", interval=60, job_timeout=300)
+# Instant recoveries: stops that failed (vCenter unreachable) queued again, and NFS datastores and VMs
+# left in vCenter by recoveries that are over removed (instant.reaper; instant.jobs.RETRY_MINUTES).
+cron.register(reap_instant_leftovers, queue_name="maintenance", cron="*/5 * * * *", job_timeout=300)

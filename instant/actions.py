@@ -157,6 +157,7 @@ def migrate(user: Any, recovery: InstantRecovery, datastore: Datastore) -> JobRu
             user=user,
             title=f"Migrate {recovery.vm_name} to {datastore.name}",
         )
+        InstantRecovery.objects.filter(pk=recovery.pk).update(job=run)  # the last job, shown with the row
         details = {"instant_recovery": recovery.pk, "name": recovery.vm_name, "datastore": datastore.name}
         record(user, "instant.migrate", target=recovery.source_vm, details=details)
     return run
@@ -182,6 +183,23 @@ def stop(user: Any, recovery: InstantRecovery) -> JobRun:
             user=user,
             title=f"Stop {recovery.vm_name}",
         )
+        InstantRecovery.objects.filter(pk=recovery.pk).update(job=run)
         record(user, "instant.stop", target=recovery.source_vm,
                details={"instant_recovery": recovery.pk, "name": recovery.vm_name})  # fmt: skip
+    return run
+
+
+def retry_stop(recovery: InstantRecovery) -> JobRun:
+    """Queue a stop again (the reaper's, after one failed because vCenter could not be reached)."""
+    with transaction.atomic():
+        run = enqueue(
+            STOP_KIND,
+            params={"recovery_id": recovery.pk},
+            target=recovery.source_vm,
+            user=None,
+            title=f"Stop {recovery.vm_name} (retried)",
+        )
+        InstantRecovery.objects.filter(pk=recovery.pk).update(job=run)
+        record(None, "instant.stop", target=recovery.source_vm,
+               details={"instant_recovery": recovery.pk, "name": recovery.vm_name, "retry": True})  # fmt: skip
     return run

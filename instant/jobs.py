@@ -7,7 +7,8 @@
   remove the export, the mount and the overlay: nothing is left behind.
 - instant.migrate: storage vMotion to a production datastore, then the NFS datastore unmounted
   (finished: the supervisor removes the rest).
-- instant.stop: powered off and unregistered, the datastore unmounted (stopped).
+- instant.stop: powered off and unregistered, the datastore unmounted (stopped). When vCenter cannot be
+  reached it stays stopping and instant.reaper queues it again.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from jobs.runner import JobContext, JobFailed
 from vault.storage import tiered_store
 
 State = InstantRecovery.State
+RETRY_MINUTES = 5  # config.cron runs instant.reaper this often
 READY_TIMEOUT = 120.0  # seconds the start waits for the supervisor to serve and export the point
 _NIC_OFF = re.compile(r'^(ethernet\d+\.startConnected) = "FALSE"$', re.MULTILINE)
 
@@ -165,7 +167,10 @@ def stop(ctx: JobContext, recovery_id: int) -> dict[str, Any]:
         with open_connection(_vcenter(recovery)) as conn:
             _undo(ctx, conn, recovery)
     except vsphere.VCenterError as exc:
-        _set(recovery, error=str(exc))
-        raise JobFailed(f"{recovery.vm_name} was not stopped: {exc}; stop it again.") from None
-    actions.end(recovery, State.STOPPED)
+        # Still stopping (and still served: the VM may run on): instant.reaper queues the stop again.
+        _set(recovery, error=f"{exc}; the stop is retried every {RETRY_MINUTES} minutes")
+        raise JobFailed(
+            f"{recovery.vm_name} was not stopped yet: {exc}. The stop is retried every {RETRY_MINUTES} minutes."
+        ) from None
+    actions.end(recovery, State.STOPPED, error="")
     return {"vm": recovery.vm_name}

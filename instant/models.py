@@ -50,6 +50,13 @@ class InstantRecovery(models.Model):
     finished = models.DateTimeField(null=True, blank=True)
     bytes_read = models.BigIntegerField(default=0, help_text="Read from the store (status.json)")
     overlay_bytes = models.BigIntegerField(default=0, help_text="Written by the VM (status.json)")
+    # Faults of the data path, for the page and the alerts: the last restart of the point's server or of
+    # ganesha (each one a few seconds of I/O the guest waited for), and the overlay's file system.
+    restarts = models.IntegerField(default=0, help_text="Times the data path was restarted after dying")
+    last_restart = models.DateTimeField(null=True, blank=True)
+    restart_reason = models.CharField(max_length=500, blank=True)
+    overlay_free_bytes = models.BigIntegerField(null=True, blank=True, help_text="Free on the overlay's file system")
+    write_error = models.CharField(max_length=500, blank=True, help_text="Why the VM's writes fail now, if they do")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     job = models.ForeignKey("jobs.JobRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Holds the point against delete, retention and GC from the start until a final state (vault.pins).

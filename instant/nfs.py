@@ -155,7 +155,11 @@ class Ganesha:
 
     def remove(self, export: Export) -> None:
         self.exports.pop(export.export_id, None)
-        self.reload()
+        try:
+            self.reload()
+        except (OSError, NfsError):  # its file system full, say: still exported, so still listed
+            self.exports[export.export_id] = export
+            raise
 
     def reload(self, timeout: float = 30) -> None:
         """Rewrite the configuration and have ganesha re-read its exports (SIGHUP); waits for it."""

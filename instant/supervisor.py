@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
+from django.utils import timezone
 
 from instant.models import InstantRecovery
 from instant.nfs import Export, Ganesha, NfsError
@@ -136,6 +137,7 @@ class Supervisor:
         if self._alive(recovery) or recovery.point_id is None:  # pinned while served: never None here
             return
         child = self.children.pop(recovery.pk, None)
+        reason = ""
         if child is not None:
             reason = _last_line(recovery.directory / "serve.log") or f"exit status {child.returncode}"
             if child.returncode == 2 and recovery.state == InstantRecovery.State.STARTING:
@@ -143,9 +145,12 @@ class Supervisor:
                 InstantRecovery.objects.filter(pk=recovery.pk).update(error=reason)
                 recovery.error = reason
                 return
-            log.warning("the server of instant recovery %s exited (%s): restarting it", recovery.pk, reason)
         if recovery.error and recovery.state == InstantRecovery.State.STARTING:
             return
+        if recovery.serve_pid is not None:  # it served and died (shutdown() clears the pid of those it stops)
+            reason = f"the server of its point exited ({reason or 'killed'})"
+            log.warning("instant recovery %s: %s; restarting it", recovery.pk, reason)
+            _record_restart([recovery.pk], reason)
         self._start_server(recovery)
 
     def _start_server(self, recovery: InstantRecovery) -> None:
@@ -189,7 +194,9 @@ class Supervisor:
         ganesha = self.ganesha
         if ganesha is not None and (ganesha.process is None or ganesha.process.poll() is not None):
             if ganesha.process is not None:
-                log.warning("ganesha exited with status %s: starting it again", ganesha.process.returncode)
+                reason = f"the NFS server (nfs-ganesha) exited with status {ganesha.process.returncode}"
+                log.warning("%s: starting it again", reason)
+                _record_restart([r.pk for r in mounted if export_id(r.pk) in ganesha.exports], reason)
             ganesha.process = None
             self.reopen.clear()  # a new ganesha opens every mount afresh
             ganesha.start()
@@ -237,8 +244,10 @@ class Supervisor:
             self.tear_down(recovery_id)
 
     def tear_down(self, recovery_id: int) -> None:
-        """Unexport, stop the server, unmount, remove the folder (overlay included); clear the row."""
-        self._unexport(recovery_id)
+        """Stop the server, unmount, remove the folder (overlay included), unexport; clear the row.
+        The export goes last: removing the overlay first frees the space ganesha's configuration and
+        log need when a full overlay filled their file system (until then the pass fails, and the
+        next one tries again)."""
         row = InstantRecovery.objects.filter(pk=recovery_id).first()
         child = self.children.pop(recovery_id, None)
         if child is not None:
@@ -251,18 +260,24 @@ class Supervisor:
             log.warning("%s is still mounted: its folder is kept", directory / "mount")
         else:
             shutil.rmtree(directory, ignore_errors=True)
+        self._unexport(recovery_id)
         InstantRecovery.objects.filter(pk=recovery_id).update(serve_pid=None, serve_start_ticks=None, export_id=None)
 
     def _copy_status(self, recovery: InstantRecovery) -> None:
         status = read_status(recovery)
         if status is None or status.get("pid") != recovery.serve_pid:
             return
-        counters = {
+        free = _free_bytes(recovery.overlay_dir)
+        fields: dict[str, Any] = {
             "bytes_read": int(status.get("bytes_read", 0)),
             "overlay_bytes": int(status.get("overlay_bytes", 0)),
+            "overlay_free_bytes": free,
+            "write_error": _write_error(status, free, recovery.overlay_dir),
         }
-        if (recovery.bytes_read, recovery.overlay_bytes) != tuple(counters.values()):
-            InstantRecovery.objects.filter(pk=recovery.pk).update(**counters)
+        if any(getattr(recovery, name) != value for name, value in fields.items()):
+            if fields["write_error"] and not recovery.write_error:
+                log.error("instant recovery %s: %s", recovery.pk, fields["write_error"])
+            InstantRecovery.objects.filter(pk=recovery.pk).update(**fields)
 
     def shutdown(self) -> None:
         """Stop every server (they unmount) and ganesha: what `make run` does on its way out."""
@@ -270,6 +285,8 @@ class Supervisor:
             _stop(self.children.pop(recovery_id))
             # A server that was killed could not unmount: its dead mount must not outlive us.
             _unmount(Path(settings.INSTANT_DIR) / str(recovery_id) / "mount")
+            # Stopped on purpose: the next supervisor starts it again without counting a restart.
+            InstantRecovery.objects.filter(pk=recovery_id).update(serve_pid=None, serve_start_ticks=None)
         if self.ganesha is not None:
             self.ganesha.stop()
             self.ganesha = None
@@ -301,6 +318,36 @@ def _unmount(mount: Path) -> None:
     with contextlib.suppress(OSError):
         clear_stale_mount(mount)
     unmount(mount)
+
+
+# Below this, the overlay's file system counts as full: the guest's next writes may fail.
+FULL_BELOW = 1 << 20
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _write_error(status: dict[str, Any], free: int | None, overlay: Path) -> str:
+    """Why the VM's writes fail now: the server's last write error while writes fail, or a full file
+    system (when it is full, the server cannot rewrite status.json to say so)."""
+    advice = f"free space on the file system of {overlay}, or migrate or stop the VM"
+    if status.get("write_failing"):
+        reason = status.get("last_write_error") or "no reason given"
+        return f"The VM's writes fail ({reason}): {advice}."[:500]
+    if free is not None and free < FULL_BELOW:
+        return f"The overlay's file system is full, so the VM's writes fail: {advice}."[:500]
+    return ""
+
+
+def _record_restart(recovery_ids: list[int], reason: str) -> None:
+    InstantRecovery.objects.filter(pk__in=recovery_ids).update(
+        restarts=F("restarts") + 1, last_restart=timezone.now(), restart_reason=reason[:500]
+    )
 
 
 def _last_line(path: Path) -> str:

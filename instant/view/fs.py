@@ -49,6 +49,9 @@ class VirtualDisk:
     overlay: Overlay = field(init=False)
     read_errors: int = 0
     last_error: str = ""
+    write_errors: int = 0
+    write_failing: bool = False  # the last write to the overlay failed (its file system is full, say)
+    last_write_error: str = ""
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def attach(self, directory: Path) -> None:
@@ -70,6 +73,20 @@ class VirtualDisk:
             log.error("%s", self.last_error)
             raise OSError(errno.EIO, self.last_error) from exc
         return data + bytes(length - len(data))
+
+    def write(self, offset: int, data: bytes) -> int:
+        """The guest's write, to the overlay; a failure (ENOSPC when the overlay's file system is full)
+        reaches the guest as from a failing disk and is counted for the status file."""
+        try:
+            written = self.overlay.write(offset, data)
+        except OSError as exc:
+            self.write_errors += 1
+            self.write_failing = True
+            self.last_write_error = f"{self.files.flat_name} at byte {offset}: {exc.strerror or exc}"
+            log.error("write failed: %s", self.last_write_error)
+            raise
+        self.write_failing = False
+        return written
 
 
 class PointFileSystem(mfusepy.Operations):  # type: ignore[misc,unused-ignore]  # mfusepy has no hints (--strict only)
@@ -97,6 +114,9 @@ class PointFileSystem(mfusepy.Operations):  # type: ignore[misc,unused-ignore]  
             "written_blocks": {disk.files.name: disk.overlay.written_blocks() for disk in self.disks.values()},
             "read_errors": sum(disk.read_errors for disk in self.disks.values()),
             "last_error": next((d.last_error for d in self.disks.values() if d.last_error), ""),
+            "write_errors": sum(disk.write_errors for disk in self.disks.values()),
+            "write_failing": any(disk.write_failing for disk in self.disks.values()),
+            "last_write_error": next((d.last_write_error for d in self.disks.values() if d.last_write_error), ""),
         }
 
     def _real(self, path: str) -> str:
@@ -157,7 +177,7 @@ class PointFileSystem(mfusepy.Operations):  # type: ignore[misc,unused-ignore]  
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         if fh >= _VIRTUAL_HANDLES:
-            return self._handles[fh].overlay.write(offset, data)
+            return self._handles[fh].write(offset, data)
         return os.pwrite(fh, data, offset)
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:

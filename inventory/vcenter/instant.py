@@ -7,7 +7,7 @@ host storage configuration, for one)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from pyVmomi import vim, vmodl
 from .connection import Connection, fault_message, translated
 from .errors import AlreadyExists, DatastoreUnreachable, InUse, NotFound, VCenterError
 from .names import unescape_name
-from .soap import read_one
+from .soap import _props, _retrieve, read_one
 from .tasks import TaskFailed, wait_for_task
 from .vmomi import build, moref_of
 from .vms import power_off, power_state
@@ -290,3 +290,66 @@ def missing_privileges(
         granted[moref_of(answer.entity)] = {a.privId for a in answer.privAvailability if a.isGranted}
     missing = sorted({p for moref, privs in wanted.items() for p in privs if p not in granted.get(moref, set())})
     return MissingPrivileges(user=user, privileges=tuple(missing))
+
+
+@dataclass(frozen=True)
+class LeftoverVm:
+    moref: str
+    name: str
+    vmx_file: str  # "[vmb-instant-7] web-01.vmx": on the datastore, or elsewhere once migrated
+
+
+@dataclass(frozen=True)
+class InstantDatastore:
+    """An NFS datastore instant recovery mounted (found by its name), with where it is mounted and the
+    VMs that use it: what the reaper removes once its recovery is over."""
+
+    moref: str
+    name: str
+    remote_host: str  # the NFS server and path it mounts ("" when it is no NFS datastore)
+    remote_path: str
+    host_morefs: tuple[str, ...]
+    vms: tuple[LeftoverVm, ...]
+
+
+def instant_datastores(conn: Connection, prefix: str) -> list[InstantDatastore]:
+    """Every datastore whose name starts with `prefix`, with its NFS server and path, hosts and VMs."""
+    query = vmodl.query.PropertyCollector
+    with translated(conn.endpoint):
+        view = conn.view_manager.CreateContainerView(conn.content.rootFolder, [vim.Datastore], True)
+    try:
+        through_view = build(query.TraversalSpec, name="view", type=vim.view.ContainerView, path="view", skip=False)
+        spec = build(
+            query.FilterSpec,
+            objectSet=[build(query.ObjectSpec, obj=view, skip=True, selectSet=[through_view])],
+            propSet=[build(query.PropertySpec, type=vim.Datastore, pathSet=["name", "info", "host", "vm"])],
+        )
+        found = []
+        for content in _retrieve(conn, spec, page_size=1000):
+            props = _props(content)
+            name = unescape_name(str(props.get("name", "")))
+            if not name.startswith(prefix):
+                continue
+            hosts = tuple(sorted(moref_of(mount.key) for mount in props.get("host") or []))
+            vms = tuple(_leftover_vm(conn, vm) for vm in props.get("vm") or [])
+            nas = getattr(props.get("info"), "nas", None)
+            remote = (str(getattr(nas, "remoteHost", "") or ""), str(getattr(nas, "remotePath", "") or ""))
+            left = tuple(vm for vm in vms if vm)
+            found.append(InstantDatastore(moref_of(content.obj), name, *remote, hosts, left))
+        return found
+    finally:
+        with suppress(VCenterError), translated(conn.endpoint):
+            view.DestroyView()
+
+
+def _leftover_vm(conn: Connection, vm: vim.VirtualMachine) -> LeftoverVm | None:
+    try:
+        with translated(conn.endpoint):
+            props = read_one(conn, vm, ["name", "config.files.vmPathName"])
+    except NotFound:  # unregistered meanwhile
+        return None
+    if not props:
+        return None
+    return LeftoverVm(
+        moref_of(vm), unescape_name(str(props.get("name", ""))), str(props.get("config.files.vmPathName", ""))
+    )

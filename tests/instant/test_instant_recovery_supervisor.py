@@ -6,6 +6,7 @@ cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import signal
@@ -20,13 +21,17 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from alerts.evaluation import evaluate
+from alerts.models import Alert
 from instant import supervisor
 from instant.models import InstantRecovery
 from tests.factories.instant import instant_dir
 from tests.factories.recovery import point_with_disks
-from tests.instant.conftest import nfs_cat
+from tests.instant.conftest import nfs_cat, store_state
+from tests.instant.test_overlay import write_until_full
 from tests.inventory.factories import create_test_tree, create_test_vcenter, create_test_vm
 from tests.waiting import wait_until
+from vault.engine.format import decode_chunk_file
 from vault.models import RecoveryPoint
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -110,6 +115,9 @@ def test_a_killed_server_is_restarted_and_reads_over_nfs_resume(
 
     assert recovery.serve_pid != first
     assert sha256(flat_over_nfs(recovery)) == expected  # the export was reopened on the new mount
+    assert recovery.restarts == 1 and "the server of its point exited" in recovery.restart_reason
+    alert = open_alert(Alert.Kind.INSTANT_RESTARTED)
+    assert alert.key == str(recovery.pk) and "reads resumed" in alert.detail
 
     def counted() -> bool:  # status.json is rewritten every 2 s; the supervisor copies it to the row
         running.reconcile()
@@ -269,3 +277,70 @@ def test_a_killed_ganesha_is_started_again_with_the_exports(
 
     assert running.ganesha is not None and running.ganesha.process is not killed and nfs_answers()
     assert sha256(flat_over_nfs(recovery)) == sha256(images["2000"].read_bytes())
+    recovery.refresh_from_db()
+    assert recovery.restarts == 1 and "nfs-ganesha" in recovery.restart_reason
+    assert "nfs-ganesha" in open_alert(Alert.Kind.INSTANT_RESTARTED).detail
+
+
+@pytest.mark.django_db
+def test_a_supervisor_stopped_on_purpose_counts_no_restart(point: RecoveryPoint) -> None:
+    first = supervisor.Supervisor()
+    recovery = served(first, recovery_of(point))
+    first.shutdown()  # make run stopped
+    second = supervisor.Supervisor()
+    try:
+        recovery = served(second, recovery)
+    finally:
+        second.shutdown()
+    assert recovery.restarts == 0
+
+
+def open_alert(kind: str) -> Alert:
+    evaluate()
+    return Alert.objects.get(kind=kind, resolved_at__isnull=True)
+
+
+@pytest.fixture
+def small_instant_dir(instant_settings: Any) -> Iterator[Path]:
+    """INSTANT_DIR on a 3 MiB tmpfs: the overlays' file system fills after a few writes."""
+    directory = Path(instant_settings.INSTANT_DIR)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(directory)], check=True)
+    yield directory
+    subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+@pytest.mark.django_db
+def test_a_full_overlay_fails_the_vms_writes_cleanly_says_why_and_leaves_the_chunks_intact(
+    point: RecoveryPoint, images: dict[str, Path], small_instant_dir: Path, running: supervisor.Supervisor
+) -> None:
+    store = Path(django_settings.BACKUP_STORE_DIR)
+    before = store_state(store)
+    recovery = served(running, recovery_of(point, InstantRecovery.State.RUNNING))
+    (flat,) = recovery.export_path.glob("*-flat.vmdk")
+
+    written, error = write_until_full(flat)
+
+    assert error.errno == errno.ENOSPC and written
+
+    def said() -> bool:
+        running.reconcile()
+        recovery.refresh_from_db()
+        return bool(recovery.write_error)
+
+    wait_until(said, what="the supervisor says the VM's writes fail")
+    assert "full" in recovery.write_error or "No space left" in recovery.write_error
+    assert recovery.overlay_free_bytes is not None and recovery.overlay_free_bytes < supervisor.FULL_BELOW
+    alert = open_alert(Alert.Kind.INSTANT_OVERLAY_FULL)
+    assert alert.severity == Alert.Severity.CRITICAL and "writes fail" in alert.title
+    expected = bytearray(images["2000"].read_bytes())
+    for offset, piece in written:
+        expected[offset : offset + len(piece)] = piece
+    assert sha256(flat_over_nfs(recovery)) == sha256(bytes(expected))  # still served, the failed write left no trace
+    assert store_state(store) == before
+    for chunk in (p for p in (store / "chunks").rglob("*") if p.is_file()):
+        decode_chunk_file(chunk.read_bytes(), bytes.fromhex(chunk.name))  # ChunkCorrupt if not
+
+    InstantRecovery.objects.filter(pk=recovery.pk).update(state=InstantRecovery.State.STOPPED)
+    running.reconcile()
+    evaluate()
+    assert not Alert.objects.filter(kind=Alert.Kind.INSTANT_OVERLAY_FULL, resolved_at__isnull=True).exists()
