@@ -1,7 +1,8 @@
 """What instant recoveries leave in vCenter when a stop or a failed start could not finish (vCenter
 unreachable, a worker killed), removed by the maintenance cron (config.cron, every 5 minutes):
 
-- a stop that failed (its job ended, the recovery still stopping) is queued again;
+- a stop that failed (its job ended, the recovery still stopping) is queued again, and a start whose
+  worker was killed (its job ended, the recovery still queued or starting) is stopped;
 - an NFS datastore this product mounted (named vmb-instant-N, mounting an export of this machine's
   INSTANT_NFS_ADDRESS under INSTANT_DIR) whose recovery N is over or unknown is removed: the VMs whose
   configuration lives on it are powered off and unregistered, then it is unmounted from every host.
@@ -30,14 +31,32 @@ PREFIX = "vmb-instant-"
 
 
 def reap_instant_leftovers() -> None:
-    """The cron's entry point: retry failed stops, then remove leftovers in every vCenter."""
+    """The cron's entry point: retry failed stops, stop abandoned starts, then remove leftovers in
+    every vCenter."""
     retry_failed_stops()
+    stop_abandoned_starts()
     for vc in VCenter.objects.order_by("pk"):
         try:
             with open_connection(vc) as conn:
                 reap_vcenter(conn, vc)
         except vsphere.VCenterError as exc:  # unreachable now: the next run tries again
             log.warning("instant recovery leftovers in %s not checked: %s", vc.name, exc)
+
+
+def stop_abandoned_starts() -> list[int]:
+    """Stop each start whose job ended without finishing it (its worker was killed: jobs.maintenance
+    marks such a job errored): it never will, and what it made must not linger."""
+    abandoned = InstantRecovery.objects.filter(
+        state__in=(InstantRecovery.State.QUEUED, InstantRecovery.State.STARTING), job__status__in=JobRun.FINAL
+    )
+    stopped = []
+    for recovery in abandoned:
+        try:
+            actions.stop(None, recovery)
+        except actions.InstantRefused:  # changed meanwhile
+            continue
+        stopped.append(recovery.pk)
+    return stopped
 
 
 def retry_failed_stops() -> list[int]:

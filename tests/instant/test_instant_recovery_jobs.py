@@ -21,7 +21,7 @@ from django.db import connection as db_connection
 from pyVmomi import vim
 
 from audit.models import AuditEntry
-from instant import actions, supervisor
+from instant import actions, reaper, supervisor
 from instant.models import InstantRecovery
 from inventory import vcenter as vsphere
 from inventory.models import Datastore, Host
@@ -342,6 +342,24 @@ def test_a_start_whose_worker_died_can_be_stopped_and_leaves_nothing_behind(
     assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
     assert_nothing_left(lab.sim, recovery, supervising)
     assert not pins.is_pinned(point)
+
+
+def test_a_start_whose_worker_died_is_stopped_by_the_reaper(
+    lab: Any, backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor, admin: Any
+) -> None:
+    point = backed_up("lnx-01")
+    recovery = started(point, run_worker, admin, name="lnx-01-abandoned")
+    InstantRecovery.objects.filter(pk=recovery.pk).update(state=InstantRecovery.State.STARTING)
+    assert recovery.job is not None
+    JobRun.objects.filter(pk=recovery.job.pk).update(status=JobRun.Status.ERRORED)
+
+    assert reaper.stop_abandoned_starts() == [recovery.pk]
+    run_worker()
+
+    recovery.refresh_from_db()
+    assert recovery.state == InstantRecovery.State.STOPPED
+    assert_nothing_left(lab.sim, recovery, supervising)
+    assert AuditEntry.objects.filter(action="instant.stop", actor__isnull=True).exists()
 
 
 def test_a_start_still_running_cannot_be_stopped(lab: Any, backed_up: Any, admin: Any) -> None:
