@@ -133,7 +133,7 @@ def vmx(meta: dict[str, Any], disks: list[DiskFiles]) -> str:
         "config.version": "8",
         "virtualHW.version": str(config.get("hardware_version") or "vmx-13").removeprefix("vmx-"),
         "displayName": str(config.get("name") or meta.get("vm") or "vm"),
-        "guestOS": str(config.get("guest_id") or "other-64"),
+        "guestOS": vmx_guest_os(str(config.get("guest_id") or "")),
         "numvcpus": str(config.get("num_cpu") or 1),
         "memSize": str(config.get("memory_mb") or 1024),
     }
@@ -145,6 +145,35 @@ def vmx(meta: dict[str, Any], disks: list[DiskFiles]) -> str:
     lines.update(_disk_lines(disks))
     lines.update(_nic_lines(config))
     return "".join(f'{key} = "{_quote(value)}"\n' for key, value in lines.items())
+
+
+# Guest ids whose .vmx name is not the rule's (ESXi's own table; the rule covers the rest).
+_VMX_GUEST_NAMES = {
+    "otherGuest64": "other-64",
+    "windows7Server64Guest": "windows7srv-64",
+    "windows8Server64Guest": "windows8srv-64",
+    "windows9Server64Guest": "windows9srv-64",
+    "winLonghornGuest": "longhorn",
+    "winLonghorn64Guest": "longhorn-64",
+}
+
+
+def vmx_guest_os(guest_id: str) -> str:
+    """The .vmx's guestOS for a vSphere guest id: ESXi names guests differently there
+    ("windows2019srv_64Guest" is "windows2019srv-64", "otherLinux64Guest" "otherlinux-64") and takes
+    an id it does not know for "Other"."""
+    if not guest_id:
+        return "other-64"
+    if guest_id in _VMX_GUEST_NAMES:
+        return _VMX_GUEST_NAMES[guest_id]
+    if not guest_id.endswith("Guest"):
+        return guest_id.lower()  # a .vmx name already
+    name = guest_id.removesuffix("Guest").lower()
+    if name.endswith("_64"):
+        return name[:-3] + "-64"
+    if name.endswith("64"):
+        return name[:-2] + "-64"
+    return name
 
 
 def _quote(value: str) -> str:

@@ -230,8 +230,11 @@ def test_migrating_moves_byte_identical_disks_and_leaves_nothing_behind(
         assert flat_sha256(conn, "ds1", flat, capacity) == padded_sha256(image, capacity)
     assert recovery.datastore_name not in datastore_names(sim)
     assert not pins.is_pinned(point)
-    wait_until(lambda: not recovery.directory.exists(), what="the supervisor removed the mount and overlay")
-    assert supervising.children == {} and supervising.ganesha is None
+    wait_until(
+        lambda: not recovery.directory.exists() and supervising.ganesha is None,
+        what="the supervisor removed the mount, the overlay and the export",
+    )
+    assert supervising.children == {}
 
 
 def test_a_start_failing_half_way_leaves_nothing_behind(

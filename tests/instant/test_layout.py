@@ -38,3 +38,17 @@ def test_an_ide_disk_gets_the_ide_adapter_and_geometry() -> None:
     text = layout.descriptor(disk)
     assert 'ddb.adapterType = "ide"' in text and 'ddb.geometry.heads = "16"' in text
     assert 'ide0:0.fileName = "vm.vmdk"' in layout.vmx({"config": config}, [disk]).splitlines()
+
+
+def test_a_guest_id_is_written_as_the_name_esxi_reads_in_a_vmx() -> None:
+    names = {
+        "windows2019srv_64Guest": "windows2019srv-64",
+        "otherLinux64Guest": "otherlinux-64",
+        "ubuntu64Guest": "ubuntu-64",
+        "rhel9_64Guest": "rhel9-64",
+        "windows9Server64Guest": "windows9srv-64",
+        "otherGuest": "other",
+        "otherGuest64": "other-64",
+        "": "other-64",
+    }
+    assert {guest_id: layout.vmx_guest_os(guest_id) for guest_id in names} == names
