@@ -100,6 +100,8 @@ try:
     INSTANT_DIR = env_dir("INSTANT_DIR", DATA_DIR / "instant")
     INSTANT_NFS_ADDRESS = env_str("INSTANT_NFS_ADDRESS", "127.0.0.1")
     INSTANT_NFS_PORT = env_int("INSTANT_NFS_PORT", 2049, minimum=1, maximum=65535)
+    # Vault chunks instant recoveries fetched, kept on disk for all of them (INSTANT_DIR/cache).
+    INSTANT_SHARED_CACHE_MB = env_int("INSTANT_SHARED_CACHE_MB", 8192, minimum=0)
 except ConfigError as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from None

@@ -30,11 +30,13 @@ from django.utils import timezone
 from instant.models import InstantRecovery
 from instant.nfs import Export, Ganesha, NfsError
 from instant.view.serve import clear_stale_mount, unmount
+from instant.view.shared_cache import trim
 from vault.models import VaultSettings
 
 log = logging.getLogger("instant.supervisor")
 ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT = 30.0
+TRIM_EVERY = 30.0  # seconds between trims of the shared cache to INSTANT_SHARED_CACHE_MB
 
 
 def start_ticks(pid: int) -> int | None:
@@ -45,6 +47,11 @@ def start_ticks(pid: int) -> int | None:
     except OSError:
         return None
     return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def shared_cache_dir() -> Path:
+    """Vault chunks fetched by any server, read by all (instant.view.shared_cache)."""
+    return Path(settings.INSTANT_DIR) / "cache"
 
 
 def export_id(recovery_id: int) -> int:
@@ -97,6 +104,7 @@ class Supervisor:
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.reopen: set[int] = set()  # restarted servers whose export must be reopened
         self.ganesha: Ganesha | None = None
+        self.next_trim = 0.0  # monotonic time of the shared cache's next trim
 
     def reconcile(self) -> None:
         served = list(InstantRecovery.objects.filter(state__in=InstantRecovery.SERVED))
@@ -117,6 +125,9 @@ class Supervisor:
         self._tear_down_all_but(keep)
         for recovery in served:
             self._copy_status(recovery)
+        if time.monotonic() >= self.next_trim:
+            self.next_trim = time.monotonic() + TRIM_EVERY
+            trim(shared_cache_dir(), settings.INSTANT_SHARED_CACHE_MB << 20)
 
     # Serving ---------------------------------------------------------------------------------------
 
@@ -162,7 +173,7 @@ class Supervisor:
                    "--point", str(recovery.point_id), "--mount", str(recovery.export_path),
                    "--overlay", str(recovery.overlay_dir)]  # fmt: skip
         if document is not None:
-            command += ["--vault-config", "-"]
+            command += ["--vault-config", "-", "--shared-cache", str(shared_cache_dir())]
         with open(recovery.directory / "serve.log", "ab") as errors:
             child = subprocess.Popen(
                 command,

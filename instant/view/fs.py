@@ -110,6 +110,7 @@ class PointFileSystem(mfusepy.Operations):  # type: ignore[misc,unused-ignore]  
             "bytes_read": sum(cache.bytes_read for cache in caches.values()),
             "local_reads": sum(cache.source.local_reads for cache in caches.values()),
             "vault_reads": sum(cache.source.vault_reads for cache in caches.values()),
+            "shared_cache_reads": sum(cache.shared_reads for cache in caches.values()),
             "overlay_bytes": sum(disk.overlay.allocated_bytes() for disk in self.disks.values()),
             "written_blocks": {disk.files.name: disk.overlay.written_blocks() for disk in self.disks.values()},
             "read_errors": sum(disk.read_errors for disk in self.disks.values()),

@@ -1,6 +1,7 @@
 """Serve one recovery point as a datastore folder until SIGTERM:
 
-    python -m instant.view.serve --store DIR [--vault-config FILE] --point ID --mount DIR --overlay DIR
+    python -m instant.view.serve --store DIR [--vault-config FILE] [--shared-cache DIR] --point ID
+        --mount DIR --overlay DIR
 
 Refuses up front, with one sentence on stderr and exit status 2, a point that could not be read
 whole (archived or missing chunks: instant.view.source.check_chunks). Otherwise mounts the view
@@ -29,6 +30,7 @@ import mfusepy
 
 from instant.view import layout
 from instant.view.fs import PointFileSystem, VirtualDisk
+from instant.view.shared_cache import SharedChunkFiles
 from instant.view.source import CACHE_CHUNKS, ChunkCache, Unservable, VaultConfig, open_point
 from vault import engine
 
@@ -44,6 +46,7 @@ class Request:
     overlay: Path
     vault_config: Path | None = None
     cache_chunks: int = CACHE_CHUNKS
+    shared_cache: Path | None = None  # vault chunks kept on disk for every server (shared_cache)
 
 
 def prepare(request: Request) -> PointFileSystem:
@@ -54,7 +57,8 @@ def prepare(request: Request) -> PointFileSystem:
     vault = VaultConfig.load(request.vault_config).open() if request.vault_config else None
     source = engine.TieredStore(engine.Store(request.store), vault)
     point = open_point(source, request.point)
-    cache = ChunkCache(source, request.cache_chunks)
+    shared = SharedChunkFiles(request.shared_cache) if request.shared_cache and vault is not None else None
+    cache = ChunkCache(source, request.cache_chunks, shared)
     indexes = {key: point.index(key) for key in point.disk_keys}
     files = layout.disk_files(point.meta, {key: index.image_size for key, index in indexes.items()})
     disks_dir, files_dir = request.overlay / "disks", request.overlay / "files"
@@ -157,10 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mount", type=Path, required=True, help="an empty folder to mount the view on")
     parser.add_argument("--overlay", type=Path, required=True, help="where this point's writes are kept")
     parser.add_argument("--cache-chunks", type=int, default=CACHE_CHUNKS, help="decoded 4 MiB chunks to cache")
+    parser.add_argument("--shared-cache", type=Path, help="a folder where vault chunks are kept for every server")
     parser.add_argument("--status-every", type=float, default=STATUS_EVERY, help="seconds between status.json writes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    request = Request(args.store, args.point, args.mount, args.overlay, args.vault_config, args.cache_chunks)
+    request = Request(
+        args.store, args.point, args.mount, args.overlay, args.vault_config, args.cache_chunks, args.shared_cache
+    )
     try:
         serve(request, args.status_every)
     except Unservable as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from instant.view.shared_cache import SharedChunkFiles
 from vault import engine
 from vault.engine.blobs import ARCHIVE
 
@@ -28,10 +29,14 @@ class ChunkCache:
     process serves: disks of one VM share chunks, and a digest names the same bytes everywhere.
     Thread-safe; two threads missing the same chunk at once may both read it (no lock over I/O)."""
 
-    def __init__(self, source: engine.TieredStore, capacity: int = CACHE_CHUNKS) -> None:
+    def __init__(
+        self, source: engine.TieredStore, capacity: int = CACHE_CHUNKS, shared: SharedChunkFiles | None = None
+    ) -> None:
         self.source = source
         self.capacity = max(1, capacity)
-        self.bytes_read = 0  # plaintext bytes fetched from the store or the vault
+        self.shared = shared  # vault chunks on local disk, shared with the other servers
+        self.bytes_read = 0  # plaintext bytes fetched from the store, the shared cache or the vault
+        self.shared_reads = 0
         self._chunks: OrderedDict[bytes, memoryview] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -41,12 +46,25 @@ class ChunkCache:
             if data is not None:
                 self._chunks.move_to_end(digest)
                 return data
-        data = self.source.read_chunk(digest, length, verify=verify)
+        data = self._fetch(digest, length, verify)
         with self._lock:
             self.bytes_read += len(data)
             self._chunks[digest] = data
             while len(self._chunks) > self.capacity:
                 self._chunks.popitem(last=False)
+        return data
+
+    def _fetch(self, digest: bytes, length: int, verify: bool) -> memoryview:
+        local = self.source.local
+        if self.shared is None or self.source.vault is None or (local is not None and local.has_chunk(digest)):
+            return self.source.read_chunk(digest, length, verify=verify)
+        data = self.shared.get(digest, length)
+        if data is not None:
+            with self._lock:
+                self.shared_reads += 1
+            return data
+        data = self.source.read_chunk(digest, length, verify=verify)
+        self.shared.put(digest, data)
         return data
 
 
