@@ -156,6 +156,7 @@ class Simulator:
         tls: bool = False,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
+        extra_users: dict[str, str] | None = None,
     ) -> Simulator:
         """Start the simulator with spec (see tools/vcsim/main.go) and wait until it answers.
 
@@ -167,6 +168,10 @@ class Simulator:
         tls=True serves HTTPS with a self-signed certificate read from tls_cert/tls_key (default
         workdir/tls-cert.pem and tls-key.pem), created there when missing: the same files give the same
         certificate and thumbprint after a restart.
+
+        extra_users ({login name: password}) may log in besides username, with no permission (so no
+        privilege) until one is set through the AuthorizationManager; username is Admin on the root
+        folder. "NAME@DOMAIN" logs in as vCenter's principal "DOMAIN\\NAME" (tools/vcsim/privileges.go).
         """
         kwargs = {
             "port": port,
@@ -180,6 +185,7 @@ class Simulator:
             "tls": tls,
             "tls_cert": tls_cert,
             "tls_key": tls_key,
+            "extra_users": extra_users,
         }
         binary = binary or build()
         workdir.mkdir(parents=True, exist_ok=True)
@@ -205,6 +211,8 @@ class Simulator:
         if tls:
             tls_cert, tls_key = tls_cert or workdir / "tls-cert.pem", tls_key or workdir / "tls-key.pem"
             args += ["-tls", "-tls-cert", str(tls_cert), "-tls-key", str(tls_key)]
+        for name, secret in (extra_users or {}).items():
+            args += ["-extra-user", f"{name}:{secret}"]
         log = open(workdir / "vcsim.log", "ab")  # noqa: SIM115 - the child writes to it until stop()
         try:
             process = subprocess.Popen(
@@ -433,6 +441,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--username", default="user")
     parser.add_argument("--password", default=DEFAULT_PASSWORD)
     parser.add_argument("--tls", action="store_true", help="serve HTTPS with a self-signed certificate")
+    parser.add_argument(
+        "--extra-user",
+        action="append",
+        default=[],
+        metavar="NAME:PASSWORD",
+        help="another user who may log in, with no permission until one is set (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.build:
         print(build())
@@ -456,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             password=args.password,
             datastore_dir=args.datastore_dir,
             tls=args.tls,
+            extra_users={name: secret for name, _, secret in (u.partition(":") for u in args.extra_user)},
         ) as sim:
             print(json.dumps(sim.ready), flush=True)
             print(f"manifest: {workdir / 'manifest.json'}", file=sys.stderr)

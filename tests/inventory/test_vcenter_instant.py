@@ -15,15 +15,25 @@ from pyVmomi import vim
 from instant.view import layout
 from inventory import vcenter
 from inventory.vcenter import AlreadyExists, DatastoreUnreachable, InUse, NotFound
+from inventory.vcenter.instant import FOLDER_PRIVILEGES, HOST_PRIVILEGES, POOL_PRIVILEGES, VM_PRIVILEGES
 from inventory.vcenter.soap import read_one
 from tests.factories.simulator import one_datacenter
-from tests.fixtures.vcsim import simulator_for_module
+from tests.factories.vcenter_roles import (
+    CLOUDADMIN,
+    CLOUDADMIN_PASSWORD,
+    CLOUDADMIN_PRINCIPAL,
+    admin_privileges_except,
+    grant_role,
+)
+from tests.fixtures.vcsim import connect_to, simulator_for_module
 from tools.simulator import Simulator
 
 MiB = 1024 * 1024
 SPEC = one_datacenter({"": [{"name": "anchor-vm", "disks_mb": [1], "nics": ["VM Network"]}]}, datastores=("ds1",))
 
-sim = simulator_for_module(SPEC)
+NOBODY, NOBODY_PASSWORD = "nobody@vsphere.local", "N0body-Pa55-q2"  # signs in, has no permission
+
+sim = simulator_for_module(SPEC, extra_users={CLOUDADMIN: CLOUDADMIN_PASSWORD, NOBODY: NOBODY_PASSWORD})
 
 
 def placement(conn: vcenter.Connection, sim: Simulator) -> tuple[str, str, str]:
@@ -98,7 +108,7 @@ def test_recover_run_migrate_and_clean_up(sim: Simulator, conn: vcenter.Connecti
     (disk,) = [d for d in devices if isinstance(d, vim.vm.device.VirtualDisk)]
     assert disk.capacityInBytes == len(image)
     nics = [d for d in devices if isinstance(d, vim.vm.device.VirtualEthernetCard)]
-    assert [n.connectable.startConnected for n in nics] == [False]
+    assert [n.connectable.startConnected for n in nics if n.connectable] == [False]
 
     started = vcenter.power_on(conn, vm.moref)
     assert started.host_moref == host
@@ -196,7 +206,7 @@ def test_refusals_are_one_sentence(sim: Simulator, conn: vcenter.Connection, poi
     vcenter.unmount_datastore(conn, host, ds.moref)
 
 
-def test_privileges_all_granted_on_the_simulator(sim: Simulator, conn: vcenter.Connection) -> None:
+def test_an_administrator_misses_no_privilege(sim: Simulator, conn: vcenter.Connection) -> None:
     host, folder, pool = placement(conn, sim)
     check = vcenter.missing_privileges(conn, host, folder, pool)
     assert check.privileges == ()
@@ -204,6 +214,38 @@ def test_privileges_all_granted_on_the_simulator(sim: Simulator, conn: vcenter.C
     assert vcenter.MissingPrivileges("admin", ("Host.Config.Storage",)).sentence.startswith(
         "the vCenter user admin lacks Host.Config.Storage"
     )
+
+
+def test_a_role_without_host_storage_rights_misses_exactly_those(sim: Simulator, conn: vcenter.Connection) -> None:
+    """As CloudAdmin on Azure VMware Solution may be: everything but host storage configuration, given
+    on the root folder; then a more specific permission on the host's cluster wins below it."""
+    host, folder, pool = placement(conn, sim)
+    grant_role(sim, CLOUDADMIN, "CloudAdmin", admin_privileges_except(sim, "Host.Config.Storage"))
+
+    with connect_to(sim, username=CLOUDADMIN, password=CLOUDADMIN_PASSWORD) as restricted:
+        check = vcenter.missing_privileges(restricted, host, folder, pool)
+
+    assert check.user == CLOUDADMIN_PRINCIPAL
+    assert check.privileges == ("Host.Config.Storage",)
+    assert check.sentence.startswith(f"the vCenter user {CLOUDADMIN_PRINCIPAL} lacks Host.Config.Storage, which")
+    assert vcenter.missing_privileges(conn, host, folder, pool).privileges == ()  # the administrator's
+
+    cluster = read_one(conn, conn.ref(vim.HostSystem, host), ["parent"])["parent"]._moId
+    grant_role(sim, CLOUDADMIN, "Storage only", ["Host.Config.Storage"], (vim.ClusterComputeResource, cluster))
+    with connect_to(sim, username=CLOUDADMIN, password=CLOUDADMIN_PASSWORD) as restricted:
+        below = vcenter.missing_privileges(restricted, host, folder, pool)
+    # On the host and the cluster's pool only storage now; the VM folder keeps the root folder's role.
+    assert below.privileges == tuple(sorted(VM_PRIVILEGES + POOL_PRIVILEGES))
+    assert "Host.Config.Storage" not in below.privileges and "VirtualMachine.Inventory.Register" not in below.privileges
+
+
+def test_a_user_without_any_permission_misses_every_privilege(sim: Simulator, conn: vcenter.Connection) -> None:
+    host, folder, pool = placement(conn, sim)
+    with connect_to(sim, username=NOBODY, password=NOBODY_PASSWORD) as nobody:
+        check = vcenter.missing_privileges(nobody, host, folder, pool)
+    needed = HOST_PRIVILEGES + FOLDER_PRIVILEGES + POOL_PRIVILEGES + VM_PRIVILEGES
+    assert check.privileges == tuple(sorted(needed))
+    assert check.user == "VSPHERE.LOCAL\\nobody"
 
 
 def test_sata_and_nvme_disks_and_an_unknown_network(

@@ -25,6 +25,8 @@
 //
 // Beyond vcsim 0.24.2 (see registerOverrides): RetrievePropertiesEx pages by maxObjects with
 // ContinueRetrievePropertiesEx, and config.changeVersion is kept up to date as vCenter does.
+// More users (-extra-user NAME:PASSWORD), and privileges answered from the permissions set, as
+// vCenter does (privileges.go); the -username user is Admin on the root folder.
 //
 // Extensions for backups (see interceptor and changeTracker):
 //
@@ -819,6 +821,8 @@ func (h *interceptor) serveSDK(w http.ResponseWriter, r *http.Request) {
 		body = h.reroute(body)
 	} else if wantsInstant(body) {
 		body = rerouteInstant(body, h.tracker) // NAS datastores, RegisterVM, storage vMotion (instant.go)
+	} else if bytes.Contains(body, []byte("Login")) {
+		body = rerouteLogin(body) // more than one user (privileges.go)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
@@ -1589,6 +1593,7 @@ type options struct {
 	listen, specFile, manifestFile, username, password, dsRoot string
 	tls                                                        bool
 	certFile, keyFile                                          string
+	extraUsers                                                 userList
 }
 
 func main() {
@@ -1596,8 +1601,9 @@ func main() {
 	flag.StringVar(&o.listen, "listen", "127.0.0.1:0", "host:port to serve on (port 0 picks a free port)")
 	flag.StringVar(&o.specFile, "spec", "", "JSON inventory spec")
 	flag.StringVar(&o.manifestFile, "manifest", "", "where to write the JSON manifest")
-	flag.StringVar(&o.username, "username", "user", "the only user name accepted by Login")
-	flag.StringVar(&o.password, "password", "pass", "the only password accepted by Login")
+	flag.StringVar(&o.username, "username", "user", "user name accepted by Login (Admin on the root folder)")
+	flag.StringVar(&o.password, "password", "pass", "that user's password")
+	flag.Var(&o.extraUsers, "extra-user", "NAME:PASSWORD of another user, with no permission until one is set (repeatable)")
 	flag.StringVar(&o.dsRoot, "datastore-dir", "", "parent directory for datastore directories (default: system temp)")
 	flag.BoolVar(&o.tls, "tls", false, "serve HTTPS with a self-signed certificate")
 	flag.StringVar(&o.certFile, "tls-cert", "", "PEM certificate for -tls; created (with -tls-key) if missing")
@@ -1670,9 +1676,13 @@ func run(o options) error {
 	}
 
 	registerOverrides(model)
+	if err := registerPrivileges(model, o.username, o.password, o.extraUsers); err != nil {
+		return err
+	}
 
-	// Login accepts any non-empty credentials while Listen.User is simulator.DefaultLogin (pointer
-	// comparison, see SessionManager.validLogin); a fresh Userinfo makes it check these exactly.
+	// Login goes to sessionLogin (privileges.go). Should it reach vcsim's: it accepts any non-empty
+	// credentials while Listen.User is simulator.DefaultLogin (pointer comparison, see
+	// SessionManager.validLogin); a fresh Userinfo makes it check these exactly.
 	model.Service.Listen = &url.URL{Host: o.listen, User: url.UserPassword(o.username, o.password)}
 	model.Service.TLS = nil
 	if o.tls {
