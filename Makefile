@@ -13,7 +13,7 @@ AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
 OIDC_PROVIDER := tools/oidc-provider/node_modules/oidc-provider/package.json
 OIDC_PROVIDER_STAMP := tools/oidc-provider/node_modules/.installed-stamp
 
-.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite oidc-provider clean bench-inventory bench-backup bench-vault bench-restore bench-catalog bench-listing chaos
+.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite oidc-provider clean bench-inventory bench-backup bench-vault bench-restore bench-catalog bench-listing bench-instant chaos
 
 run: system-packages-run $(REQ_STAMP) $(VCSIM)
 	$(PY) tools/run.py
@@ -103,6 +103,11 @@ bench-catalog: system-packages-test $(DEV_STAMP)
 # one page of a folder of 10, on a real NTFS disk (built once, then cached in .cache/diskimages).
 bench-listing: system-packages-test $(DEV_STAMP)
 	$(PY) tools/bench_listing.py 100000
+
+# Instant recovery of a 1 GiB and a 32 GiB point (request to powered on, bytes read before it), random and
+# sequential reads over NFS beside a plain file exported by the same ganesha, and a full restore of each.
+bench-instant: system-packages-test $(DEV_STAMP) $(VCSIM)
+	$(PY) tools/bench_instant.py
 
 # Faults injected into the real stack (workers, Redis, PostgreSQL, the simulator, Azurite), with a
 # table of what was lost, stuck or left; non-zero exit if anything was. Not part of `make test`.

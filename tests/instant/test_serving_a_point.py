@@ -23,8 +23,8 @@ from tests.instant.conftest import (
     start_serving,
     store_state,
 )
-from tests.instant.nfs_client import nfs_open
 from tests.waiting import wait_until
+from tools.nfs_client import nfs_open
 from vault import engine
 
 
