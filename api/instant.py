@@ -85,7 +85,12 @@ class InstantRecoverySerializer(serializers.ModelSerializer):
 
 class StartRequestSerializer(serializers.Serializer):
     point = serializers.UUIDField(help_text="The recovery point to run the VM from")
-    name = serializers.CharField(required=False, default="", max_length=80, help_text="Default: VM-instant")
+    name = serializers.CharField(
+        required=False,
+        default="",
+        max_length=80,
+        help_text="Default: VM-instant, or the VM's own name when it is gone from vCenter",
+    )
     host = Target(
         required=False, help_text="Host id or inventory path, e.g. DC/host/Cluster/esx1 (default: the VM's own)"
     )

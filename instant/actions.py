@@ -87,9 +87,11 @@ def start_instant_recovery(
     user: Any, point: RecoveryPoint, *, name: str = "", host: Host | None = None, connect_network: bool = False
 ) -> InstantRecovery:
     """Queue the start of a VM from the point, named `name` (default "VM-instant") on `host` (default
-    the VM's own), its network adapters disconnected unless `connect_network`."""
+    the VM's own), its network adapters disconnected unless `connect_network`. When the original VM is
+    gone from vCenter, it comes back as itself: its name by default, and its UUIDs."""
     vm = point.vm
-    name = (name or f"{vm.name}-instant").strip()
+    original_gone = vm.removed_at is not None
+    name = (name or (vm.name if original_gone else f"{vm.name}-instant")).strip()
     if archive.notice(point) is not None:
         raise InstantRefused(archive.refusal([point], "no instant recovery was started"))
     try:
@@ -111,6 +113,7 @@ def start_instant_recovery(
             folder_moref=folder,
             pool_moref=pool,
             connect_network=connect_network,
+            keep_identity=original_gone,
             requested_by=user if getattr(user, "is_authenticated", False) else None,
         )
         recovery.datastore_name = f"vmb-instant-{recovery.pk}"

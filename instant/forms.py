@@ -25,7 +25,7 @@ class StartForm(forms.Form):
     )
 
     def __init__(self, point: RecoveryPoint, data: Any = None) -> None:
-        super().__init__(data, initial={"name": f"{point.vm.name}-instant"})
+        super().__init__(data, initial={"name": point.vm.name if point.vm.removed_at else f"{point.vm.name}-instant"})
         field_of(self, "host", PlacementField).queryset = placement.candidates("host", point.vm)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -32,6 +33,7 @@ from vault.storage import tiered_store
 State = InstantRecovery.State
 RETRY_MINUTES = 5  # config.cron runs instant.reaper this often
 READY_TIMEOUT = 120.0  # seconds the start waits for the supervisor to serve and export the point
+_UUID_LINE = re.compile(r"^(vc\.uuid|uuid\.bios)\s*=", re.IGNORECASE)
 _NIC_OFF = re.compile(r'^(ethernet\d+\.startConnected) = "FALSE"$', re.MULTILINE)
 
 
@@ -114,9 +116,11 @@ def _vmx_name(recovery: InstantRecovery) -> str:
 
 def _start_vm(ctx: JobContext, conn: vsphere.Connection, recovery: InstantRecovery) -> None:
     vmx = _vmx_name(recovery)
-    if recovery.connect_network:  # written through the mount: it lands in the overlay, not the point
-        path = recovery.export_path / vmx
+    path = recovery.export_path / vmx  # changed through the mount: it lands in the overlay, not the point
+    if recovery.connect_network:
         path.write_text(_NIC_OFF.sub(r'\1 = "TRUE"', path.read_text()))
+    if recovery.keep_identity:
+        _keep_identity(ctx, conn, recovery, path)
     name = recovery.datastore_name or f"vmb-instant-{recovery.pk}"
     ds = vsphere.mount_nas_datastore(
         conn, recovery.host_moref, name, settings.INSTANT_NFS_ADDRESS, str(recovery.export_path)
@@ -130,6 +134,29 @@ def _start_vm(ctx: JobContext, conn: vsphere.Connection, recovery: InstantRecove
     _set(recovery, vm_moref=vm.moref)
     ctx.log(f"Registered {vm.name}.")
     vsphere.power_on(conn, vm.moref)
+
+
+def _keep_identity(ctx: JobContext, conn: vsphere.Connection, recovery: InstantRecovery, vmx: Path) -> None:
+    """The original is gone: give the VM its UUIDs back (vc.uuid, uuid.bios), unless vCenter has a VM
+    with its instance UUID again, which keeps a copy from posing as it."""
+    config = recovery.point.config if recovery.point is not None else {}
+    instance, bios = str(config.get("instance_uuid") or ""), str(config.get("bios_uuid") or "")
+    if not instance:
+        return
+    if vsphere.vm_with_instance_uuid(conn, instance) is not None:
+        ctx.log("The original VM is in vCenter again: this one gets new UUIDs, as a copy.")
+        return
+    lines = [f'vc.uuid = "{_vmx_uuid(instance)}"'] + ([f'uuid.bios = "{_vmx_uuid(bios)}"'] if bios else [])
+    text = "".join(line for line in vmx.read_text().splitlines(keepends=True) if not _UUID_LINE.match(line))
+    vmx.write_text(text + "".join(f"{line}\n" for line in lines))
+    ctx.log(f"The original VM is gone: {recovery.vm_name} keeps its instance UUID {instance}.")
+
+
+def _vmx_uuid(value: str) -> str:
+    """ "421c6f3e-8a1b-4c2d-9e8f-7a6b5c4d3e2f" as a .vmx writes it: "42 1c 6f 3e 8a 1b 4c 2d-9e 8f ..."."""
+    raw = value.replace("-", "").lower()
+    pairs = [raw[i : i + 2] for i in range(0, 32, 2)]
+    return " ".join(pairs[:8]) + "-" + " ".join(pairs[8:])
 
 
 def _undo(ctx: JobContext, conn: vsphere.Connection, recovery: InstantRecovery) -> None:

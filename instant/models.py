@@ -40,6 +40,9 @@ class InstantRecovery(models.Model):
     folder_moref = models.CharField(max_length=255)
     pool_moref = models.CharField(max_length=255)
     connect_network = models.BooleanField(default=False)
+    # The original VM was gone from vCenter when this was requested: the VM comes back as itself (its
+    # name by default, its instance and BIOS UUIDs) instead of as a copy, unless vCenter has it again.
+    keep_identity = models.BooleanField(default=False)
     state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED, db_index=True)
     error = models.TextField(blank=True)
     datastore_name = models.CharField(max_length=80, unique=True, blank=True, null=True)

@@ -91,6 +91,7 @@ from .instant import (
     register_vm,
     relocate_disks,
     unmount_datastore,
+    vm_with_instance_uuid,
 )
 from .inventory import (
     ClusterInfo,
@@ -250,4 +251,5 @@ __all__ = [
     "register_vm",
     "relocate_disks",
     "unmount_datastore",
+    "vm_with_instance_uuid",
 ]

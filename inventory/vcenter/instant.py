@@ -353,3 +353,13 @@ def _leftover_vm(conn: Connection, vm: vim.VirtualMachine) -> LeftoverVm | None:
     return LeftoverVm(
         moref_of(vm), unescape_name(str(props.get("name", ""))), str(props.get("config.files.vmPathName", ""))
     )
+
+
+def vm_with_instance_uuid(conn: Connection, instance_uuid: str) -> str | None:
+    """The moref of the VM with this instance UUID, None when vCenter has none (the original is gone)."""
+    index = conn.content.searchIndex
+    if index is None:
+        raise VCenterError(f"{conn.endpoint.where}: no search index to look the VM up in")
+    with translated(conn.endpoint):
+        found = index.FindByUuid(datacenter=None, uuid=instance_uuid, vmSearch=True, instanceUuid=True)
+    return moref_of(found) if found is not None else None

@@ -18,13 +18,14 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection as db_connection
+from django.utils import timezone
 from pyVmomi import vim
 
 from audit.models import AuditEntry
 from instant import actions, reaper, supervisor
 from instant.models import InstantRecovery
 from inventory import vcenter as vsphere
-from inventory.models import Datastore, Host
+from inventory.models import Datastore, Host, VirtualMachine
 from jobs.models import JobRun
 from tests.factories.instant import instant_dir
 from tests.factories.protection import BACKUP_LAB_VMS, back_up, padded_sha256, protect_simulator
@@ -369,3 +370,31 @@ def test_a_start_still_running_cannot_be_stopped(lab: Any, backed_up: Any, admin
     recovery = actions.start_instant_recovery(admin, backed_up("lnx-01"), name="lnx-01-busy")
     with pytest.raises(actions.InstantRefused, match="not running from backup"):
         actions.stop(admin, recovery)
+
+
+def test_a_vm_gone_from_vcenter_comes_back_as_itself_and_a_copy_gets_new_uuids(
+    lab: Any, backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor, admin: Any
+) -> None:
+    point = backed_up("lnx-01")
+    original = point.config["instance_uuid"]
+    with connect(lab.sim) as conn:  # an administrator removed it from vCenter; the next sync noticed
+        vsphere.power_off_and_unregister(conn, point.vm.moref)
+    VirtualMachine.objects.filter(pk=point.vm_id).update(removed_at=timezone.now())
+    point.vm.refresh_from_db()
+
+    recovery = started(point, run_worker, admin)
+
+    assert recovery.vm_name == "lnx-01" and recovery.keep_identity
+    with connect(lab.sim) as conn:
+        config = vsphere.vm_config(conn, recovery.vm_moref)
+    assert config["instance_uuid"] == original and config["bios_uuid"] == point.config["bios_uuid"]
+
+    # A second one from the same point while the first runs: vCenter has that identity, so a copy.
+    copy = started(point, run_worker, admin, name="lnx-01-copy")
+    with connect(lab.sim) as conn:
+        assert vsphere.vm_config(conn, copy.vm_moref)["instance_uuid"] != original
+    for one in (copy, recovery):
+        assert run_job(actions.stop(admin, one), run_worker).status == JobRun.Status.SUCCEEDED
+    wait_until(lambda: InstantRecovery.objects.filter(serve_pid__isnull=False).count() == 0, what="both torn down")
+    assert_nothing_left(lab.sim, copy, supervising)
+    assert_nothing_left(lab.sim, recovery, supervising)

@@ -14,7 +14,7 @@
 //     no host mounts it; ResourceInUse ("The resource 'NAME' is in use.") while a registered VM has
 //     files on it. The directory is left as it is.
 //   - RegisterVM_Task reads the .vmx: displayName (the name when none is given), numvcpus, memsize,
-//     guestOS, firmware, SCSI (lsilogic, lsisas1068, pvscsi, buslogic), SATA and NVMe controllers,
+//     guestOS, firmware, vc.uuid and uuid.bios (kept unless another VM has that instance UUID), SCSI (lsilogic, lsisas1068, pvscsi, buslogic), SATA and NVMe controllers,
 //     their disks' fileName (descriptors beside the .vmx; capacity from the descriptor's extents)
 //     and ethernetN (virtualDev, networkName when the datacenter has that network, startConnected).
 //     The VM's disks are backed by those files, which are not touched. vcsim's register needs
@@ -726,6 +726,13 @@ func registerFromVMX(folder *simulator.Folder, req *types.RegisterVM_Task) (type
 	if vmx["firmware"] != "" {
 		spec.Firmware = vmx["firmware"]
 	}
+	// As vCenter does: the .vmx's identity is kept unless another VM has it already (a copy gets new ones).
+	if id := vmxUUID(vmx["vc.uuid"]); id != "" && !instanceUUIDInUse(id, ref) {
+		spec.InstanceUuid = id
+	}
+	if id := vmxUUID(vmx["uuid.bios"]); id != "" {
+		spec.Uuid = id
+	}
 	vm := object.NewVirtualMachine(c, ref)
 	if _, fault := waitFault(vm.Reconfigure(ctxBackground, spec)); fault != nil {
 		_ = vm.Unregister(ctxBackground)
@@ -733,6 +740,31 @@ func registerFromVMX(folder *simulator.Folder, req *types.RegisterVM_Task) (type
 	}
 	made = nil // registered: they are the VM's now
 	return ref, nil
+}
+
+// vmxUUID turns a .vmx uuid ("42 1c 6f 3e 8a 1b 4c 2d-9e 8f 7a 6b 5c 4d 3e 2f") into vSphere's
+// form, "" when it is none.
+func vmxUUID(value string) string {
+	h := strings.ToLower(strings.NewReplacer(" ", "", "-", "").Replace(value))
+	if len(h) != 32 || strings.Trim(h, "0123456789abcdef") != "" {
+		return ""
+	}
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+func instanceUUIDInUse(id string, self types.ManagedObjectReference) bool {
+	for _, entity := range simulator.Map.All("VirtualMachine") {
+		vm, ok := entity.(*simulator.VirtualMachine)
+		if !ok || vm.Self == self {
+			continue
+		}
+		inUse := false
+		simulator.Map.WithLock(vm, func() { inUse = vm.Config != nil && strings.EqualFold(vm.Config.InstanceUuid, id) })
+		if inUse {
+			return true
+		}
+	}
+	return false
 }
 
 // vmxGuests maps a few of the .vmx's guestOS values to vSphere's guest ids.

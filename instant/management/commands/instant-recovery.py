@@ -33,7 +33,11 @@ class Command(BaseCommand):
         start = sub.add_parser("start", help="start a VM from its recovery point")
         start.add_argument("vm", help="VM name")
         start.add_argument("--point", help="recovery point id or prefix (default: the newest)")
-        start.add_argument("--name", default="", help="name of the new VM (default: VM-instant)")
+        start.add_argument(
+            "--name",
+            default="",
+            help="name of the new VM (default: VM-instant; the VM's own when it is gone from vCenter)",
+        )
         start.add_argument("--host", help="host: path (DC/host/Cluster/esx01) or unique name (default: the VM's)")
         start.add_argument("--connect-network", action="store_true", help="connect its network adapters at power-on")
         start.add_argument("--wait", action="store_true")
