@@ -17,7 +17,18 @@ RESTORE_OPERATOR = "Restore operator"
 AUDITOR = "Auditor"
 
 # The apps whose permissions make up the product; an administrator holds all of them.
-PRODUCT_APPS = ("accounts", "audit", "jobs", "inventory", "protection", "vault", "recovery", "instant", "alerts")
+PRODUCT_APPS = (
+    "accounts",
+    "audit",
+    "jobs",
+    "inventory",
+    "protection",
+    "vault",
+    "recovery",
+    "instant",
+    "restore_tests",
+    "alerts",
+)
 
 # Helpdesk: look at the recovery points of the VMs granted to them, restore files, follow their own
 # jobs. No inventory permission: the Recovery page is their list of VMs (the inventory pages describe

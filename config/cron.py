@@ -11,6 +11,7 @@ from inventory.actions import enqueue_all_syncs
 from jobs.maintenance import reap_orphaned_runs
 from protection.scheduling import tick
 from recovery.catalog.jobs import enqueue_nightly_backfill
+from restore_tests.scheduling import tick as restore_test_tick
 from vault.jobs import enqueue_lagging_replications, enqueue_maintenance
 from vault.usage import record_storage_sample
 
@@ -33,3 +34,5 @@ cron.register(evaluate_alerts, queue_name="maintenance", interval=60, job_timeou
 # Instant recoveries: stops that failed (vCenter unreachable) queued again, and NFS datastores and VMs
 # left in vCenter by recoveries that are over removed (instant.reaper; instant.jobs.RETRY_MINUTES).
 cron.register(reap_instant_leftovers, queue_name="maintenance", cron="*/5 * * * *", job_timeout=300)
+# Restore tests: every 5 minutes, the tests that are due in an open window are queued (restore_tests).
+cron.register(restore_test_tick, queue_name="maintenance", cron="*/5 * * * *", job_timeout=300)

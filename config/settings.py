@@ -90,8 +90,10 @@ try:
         "restore": ("restore",),
         "maintenance": ("maintenance", "default"),
         "vault": ("vault", "default"),
+        # Restore tests mostly wait (for a guest's heartbeat): their own workers, so they delay no restore.
+        "verify": ("verify",),
     }
-    WORKERS = env_counts("WORKERS", {"backup": 2, "restore": 1, "maintenance": 1, "vault": 1})
+    WORKERS = env_counts("WORKERS", {"backup": 2, "restore": 1, "maintenance": 1, "vault": 1, "verify": 2})
     # Seconds `make run` waits at start for each service it needs to answer (Redis loading its
     # append-only file, PostgreSQL recovering after a power loss, the simulator).
     START_TIMEOUT = env_int("START_TIMEOUT", 120, minimum=1)
@@ -162,6 +164,7 @@ INSTALLED_APPS = [
     "vault",
     "recovery",
     "instant",
+    "restore_tests",
     "reports",
     "alerts",
     "teams",
@@ -274,7 +277,7 @@ CONTENT_SECURITY_POLICY = {
 
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT}
-    for name in ("default", "backup", "restore", "maintenance", "vault")
+    for name in ("default", "backup", "restore", "maintenance", "vault", "verify")
 }
 # django-rq's default commit mode ("on_db_commit") enqueues when the surrounding transaction
 # commits, so a worker never picks up a job whose JobRun row it cannot see yet.

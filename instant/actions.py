@@ -84,11 +84,20 @@ def _pool_and_folder(vm: VirtualMachine, host: Host) -> tuple[str, str]:
 
 
 def start_instant_recovery(
-    user: Any, point: RecoveryPoint, *, name: str = "", host: Host | None = None, connect_network: bool = False
+    user: Any,
+    point: RecoveryPoint,
+    *,
+    name: str = "",
+    host: Host | None = None,
+    connect_network: bool = False,
+    network: str = "",
+    run_in: JobRun | None = None,
 ) -> InstantRecovery:
     """Queue the start of a VM from the point, named `name` (default "VM-instant") on `host` (default
     the VM's own), its network adapters disconnected unless `connect_network`. When the original VM is
-    gone from vCenter, it comes back as itself: its name by default, and its UUIDs."""
+    gone from vCenter, it comes back as itself: its name by default, and its UUIDs. `network`: connect
+    the NICs to that network instead (a restore test's isolated one). `run_in`: the job that runs
+    instant.jobs.start itself (a restore test's); by default instant.start is queued."""
     vm = point.vm
     original_gone = vm.removed_at is not None
     name = (name or (vm.name if original_gone else f"{vm.name}-instant")).strip()
@@ -112,7 +121,8 @@ def start_instant_recovery(
             host_name=host.name,
             folder_moref=folder,
             pool_moref=pool,
-            connect_network=connect_network,
+            connect_network=connect_network or bool(network),
+            network_name=network,
             keep_identity=original_gone,
             requested_by=user if getattr(user, "is_authenticated", False) else None,
         )
@@ -121,14 +131,13 @@ def start_instant_recovery(
             recovery.pin = pins.pin(point, f"instant recovery {recovery.pk}", user)
         except VaultActionError as exc:
             raise InstantRefused(str(exc)) from None
-        run = enqueue(
+        recovery.job = run_in or enqueue(
             START_KIND,
             params={"recovery_id": recovery.pk},
             target=vm,
             user=user,
             title=f"Instant recovery of {vm.name} as {name}",
         )
-        recovery.job = run
         recovery.save(update_fields=["datastore_name", "job", "pin"])
         record(
             user,
@@ -166,8 +175,9 @@ def migrate(user: Any, recovery: InstantRecovery, datastore: Datastore) -> JobRu
     return run
 
 
-def stop(user: Any, recovery: InstantRecovery) -> JobRun:
-    """Queue powering the VM off and removing it, its datastore, export, mount and overlay."""
+def stop(user: Any, recovery: InstantRecovery, run_in: JobRun | None = None) -> JobRun:
+    """Queue powering the VM off and removing it, its datastore, export, mount and overlay (`run_in`:
+    the job that runs instant.jobs.stop itself instead)."""
     with transaction.atomic():
         # A start whose job ended without finishing it (its worker was killed) is stopped the same way:
         # the job recorded what it made in vCenter as it went.
@@ -179,7 +189,7 @@ def stop(user: Any, recovery: InstantRecovery) -> JobRun:
         )
         if not claimed:
             raise InstantRefused(f"{recovery.vm_name} is not running from backup, so there is nothing to stop.")
-        run = enqueue(
+        run = run_in or enqueue(
             STOP_KIND,
             params={"recovery_id": recovery.pk},
             target=recovery.source_vm,

@@ -22,6 +22,7 @@ from django.conf import settings
 
 from instant import actions, supervisor
 from instant.models import InstantRecovery
+from instant.view.layout import vmx_quote
 from instant.view.source import Unservable, open_point
 from inventory import vcenter as vsphere
 from inventory.connection import open_connection
@@ -34,6 +35,7 @@ State = InstantRecovery.State
 RETRY_MINUTES = 5  # config.cron runs instant.reaper this often
 READY_TIMEOUT = 120.0  # seconds the start waits for the supervisor to serve and export the point
 _UUID_LINE = re.compile(r"^(vc\.uuid|uuid\.bios)\s*=", re.IGNORECASE)
+_NIC_NETWORK = re.compile(r"^(ethernet\d+\.networkName) = \".*\"$", re.MULTILINE)
 _NIC_OFF = re.compile(r'^(ethernet\d+\.startConnected) = "FALSE"$', re.MULTILINE)
 
 
@@ -119,6 +121,9 @@ def _start_vm(ctx: JobContext, conn: vsphere.Connection, recovery: InstantRecove
     path = recovery.export_path / vmx  # changed through the mount: it lands in the overlay, not the point
     if recovery.connect_network:
         path.write_text(_NIC_OFF.sub(r'\1 = "TRUE"', path.read_text()))
+    if recovery.network_name:  # an isolated network instead of the NICs' own (a restore test's)
+        name = vmx_quote(recovery.network_name)
+        path.write_text(_NIC_NETWORK.sub(lambda m: f'{m[1]} = "{name}"', path.read_text()))
     if recovery.keep_identity:
         _keep_identity(ctx, conn, recovery, path)
     name = recovery.datastore_name or f"vmb-instant-{recovery.pk}"

@@ -40,6 +40,8 @@ class InstantRecovery(models.Model):
     folder_moref = models.CharField(max_length=255)
     pool_moref = models.CharField(max_length=255)
     connect_network = models.BooleanField(default=False)
+    # Connect the NICs to this network instead of their own (a restore test's isolated network).
+    network_name = models.CharField(max_length=255, blank=True)
     # The original VM was gone from vCenter when this was requested: the VM comes back as itself (its
     # name by default, its instance and BIOS UUIDs) instead of as a copy, unless vCenter has it again.
     keep_identity = models.BooleanField(default=False)

@@ -206,6 +206,10 @@ class VirtualMachine(models.Model):
         "protection.ProtectionGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="members"
     )
     do_not_protect = models.BooleanField(default=False)
+    # Written by restore_tests (a layer above): when a restore test last proved a point of the VM
+    # recoverable, and whether that is longer ago than its group's restore test policy allows.
+    proven_at = models.DateTimeField(null=True, blank=True)
+    proof_overdue = models.BooleanField(default=False)
     first_seen = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True, db_index=True)

@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("protection",),
     ("recovery",),
     ("instant",),
+    ("restore_tests",),
     ("alerts", "reports", "dashboard", "teams"),
     ("api",),
     ("config",),

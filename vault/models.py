@@ -59,6 +59,11 @@ class RecoveryPoint(models.Model):
     read_bytes = models.BigIntegerField(default=0, help_text="Bytes read from vCenter")
     duration_seconds = models.FloatField(default=0)
     config = models.JSONField(default=dict, help_text="The VM's configuration, enough to recreate it")
+    # Written by restore_tests (a layer above): the newest restore test of this point that passed or
+    # failed, when it finished and how long it took, or which check failed and why.
+    restore_test = models.CharField(max_length=8, blank=True, help_text="passed, failed, or '' (not tested)")
+    restore_tested_at = models.DateTimeField(null=True, blank=True)
+    restore_test_note = models.CharField(max_length=500, blank=True)
     local = models.BooleanField(default=True, help_text="Present in the local store")
     vault_status = models.CharField(max_length=12, choices=VaultStatus.choices, default=VaultStatus.NOT_REPLICATED)
     vault_at = models.DateTimeField(null=True, blank=True)

@@ -144,7 +144,7 @@ def vmx(meta: dict[str, Any], disks: list[DiskFiles]) -> str:
     lines.update(_controller_lines(config))
     lines.update(_disk_lines(disks))
     lines.update(_nic_lines(config))
-    return "".join(f'{key} = "{_quote(value)}"\n' for key, value in lines.items())
+    return "".join(f'{key} = "{vmx_quote(value)}"\n' for key, value in lines.items())
 
 
 # Guest ids whose .vmx name is not the rule's (ESXi's own table; the rule covers the rest).
@@ -176,7 +176,8 @@ def vmx_guest_os(guest_id: str) -> str:
     return name
 
 
-def _quote(value: str) -> str:
+def vmx_quote(value: str) -> str:
+    """A value as a .vmx writes it between its double quotes (| escapes)."""
     return value.replace("|", "|7C").replace('"', "|22").replace("\n", " ")
 
 

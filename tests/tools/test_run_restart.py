@@ -15,10 +15,16 @@ from tests.tools.make_run import log_in, make_run_env, processes_mentioning, sta
 from tests.waiting import wait_until
 from tools.services import process_is_running
 
-WORKERS = {"backup": "backup", "restore": "restore", "maintenance": "maintenance default", "vault": "vault default"}
+WORKERS = {
+    "backup": "backup",
+    "restore": "restore",
+    "maintenance": "maintenance default",
+    "vault": "vault default",
+    "verify": "verify",
+}
 WORKERS_LINE = (
     r"Workers: backup ×2 \(backup\); restore ×1 \(restore\); maintenance ×1 \(maintenance, default\); "
-    r"vault ×1 \(vault, default\)"
+    r"vault ×1 \(vault, default\); verify ×2 \(verify\)"
 )
 
 

@@ -12,7 +12,7 @@ import pytest
 from config.env import ConfigError, env_counts
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT = {"backup": 2, "restore": 1, "maintenance": 1, "vault": 1}
+DEFAULT = {"backup": 2, "restore": 1, "maintenance": 1, "vault": 1, "verify": 2}
 
 
 def test_by_default_backups_restores_maintenance_and_the_vault_each_have_workers(settings) -> None:
@@ -22,6 +22,7 @@ def test_by_default_backups_restores_maintenance_and_the_vault_each_have_workers
         "restore": ("restore",),
         "maintenance": ("maintenance", "default"),
         "vault": ("vault", "default"),
+        "verify": ("verify",),
     }
 
 
@@ -35,7 +36,7 @@ def test_every_queue_has_a_worker_kind_and_no_kind_mixes_backups_with_housekeepi
 
 def test_a_machine_names_only_the_kinds_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKERS", "backup=4, vault=1")
-    assert env_counts("WORKERS", DEFAULT) == {"backup": 4, "restore": 0, "maintenance": 0, "vault": 1}
+    assert env_counts("WORKERS", DEFAULT) == {"backup": 4, "restore": 0, "maintenance": 0, "vault": 1, "verify": 0}
 
 
 @pytest.mark.parametrize("value", ["backup", "backup=two", "backups=2", "backup=-1", "backup=100"])
@@ -53,6 +54,6 @@ def test_a_bad_workers_value_stops_every_process_with_one_line(tmp_path: Path) -
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "Configuration error: WORKERS must look like backup=2,restore=1,maintenance=1,vault=1 "
-        "(kinds: backup, restore, maintenance, vault), not 'restores=1'"
+        "Configuration error: WORKERS must look like backup=2,restore=1,maintenance=1,vault=1,verify=2 "
+        "(kinds: backup, restore, maintenance, vault, verify), not 'restores=1'"
     ]
