@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.db.models import Min
 
 from inventory.models import VirtualMachine
+from protection.models import ProtectionGroup
 from restore_tests.models import RestoreTest, RestoreTestPolicy
 from vault.models import RecoveryPoint
 
@@ -45,11 +46,22 @@ class Overdue:
         return f"last proven {self.last.finished:%Y-%m-%d}" if self.last and self.last.finished else "never proven"
 
 
+def policies() -> list[RestoreTestPolicy]:
+    """The enabled policy of each active protection group; a group without one has the defaults
+    (enabled: every protected VM's recoverability is measured unless an administrator says no)."""
+    found = []
+    for group in ProtectionGroup.objects.filter(paused=False).select_related("restore_test_policy", "policy"):
+        policy = getattr(group, "restore_test_policy", None) or RestoreTestPolicy(group=group)
+        if policy.enabled:
+            found.append(policy)
+    return found
+
+
 def overdue(now: dt.datetime) -> list[Overdue]:
     """VMs of groups with an enabled policy not proven within `every_days`, among those whose first
     point is older than that (a VM protected yesterday is not late yet)."""
     result: list[Overdue] = []
-    for policy in RestoreTestPolicy.objects.filter(enabled=True, group__paused=False).select_related("group"):
+    for policy in policies():
         since = now - dt.timedelta(days=policy.every_days)
         vms = VirtualMachine.objects.filter(protection_group=policy.group, removed_at__isnull=True).order_by("name")
         first_points = dict(

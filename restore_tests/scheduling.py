@@ -1,7 +1,8 @@
-"""Restore tests on a schedule: every 5 minutes (config.cron), each enabled policy whose window is open
-queues tests of its group's VMs that are due, up to `max_concurrent` at once. A VM is due when it was
-not proven within `every_days` and it has a point not tested yet, or its last test ended long enough
-ago to try again (RETRY_AFTER): a failed point is not tested again every five minutes."""
+"""Restore tests on a schedule: every 5 minutes (config.cron), each enabled policy whose window is
+open (a group without a policy has the defaults: every 7 days, any time, one at once) queues tests of
+its group's VMs that are due, up to `max_concurrent` at once. A VM is due when it was not proven
+within `every_days` and it has a point not tested yet, or its last test ended long enough ago to try
+again (RETRY_AFTER): a failed point is not tested again every five minutes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 
 from inventory.models import VirtualMachine
-from restore_tests import actions, results
+from restore_tests import actions, queries, results
 from restore_tests.models import RestoreTest, RestoreTestPolicy
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,7 @@ def tick(now: dt.datetime | None = None) -> list[int]:
     now = now or timezone.now()
     results.refresh_overdue(now)
     queued: list[int] = []
-    policies = RestoreTestPolicy.objects.filter(enabled=True, group__paused=False).select_related("group")
-    for policy in policies:
+    for policy in queries.policies():
         if not in_window(policy, now):
             continue
         free = policy.max_concurrent - RestoreTest.objects.filter(group=policy.group, state__in=actions.ACTIVE).count()
