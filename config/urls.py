@@ -21,6 +21,7 @@ urlpatterns = [
     path("protection/", include("protection.urls")),
     path("recovery/", include("recovery.urls")),
     path("instant/", include("instant.urls")),
+    path("restore-tests/", include("restore_tests.urls")),
     path("jobs/", include("jobs.urls")),
     path("vault/", include("vault.urls")),
     path("alerts/", include("alerts.urls")),

@@ -208,6 +208,13 @@ ROUTES: dict[str, list[Case]] = {
     "instant:start": point_route("instant:start", ADMIN_ONLY, ADMIN_ONLY),
     "instant:migrate": [Case(page("instant:migrate", _const(0)), (HIDDEN, DENIED, DENIED), "post")],
     "instant:stop": [Case(page("instant:stop", _const(0)), (HIDDEN, DENIED, DENIED), "post")],
+    # Restore tests: administrators test now and edit policies, auditors see the page, helpdesk nothing.
+    "restore_tests:index": and_fragments([Case(page("restore_tests:index"), READERS)]),
+    "restore_tests:start": [Case(page("restore_tests:start"), ADMIN_ONLY_POST, "post")],
+    "restore_tests:policy": [
+        Case(page("restore_tests:policy", lambda w: w.groups["G"].pk), ADMIN_ONLY),
+        Case(page("restore_tests:policy", _const(0)), (HIDDEN, DENIED, DENIED)),
+    ],
     "recovery:folder": and_fragments(
         point_route("recovery:folder", BROWSE_MINE, BROWSE_OTHERS, volume=True, query="?path=/etc")
     ),
