@@ -146,7 +146,7 @@ def test_the_schedule_lists_each_group_with_its_policy_and_overdue_vms(lab: Lab,
     assert '<span class="warn">2</span>' in prod
     assert reverse("restore_tests:policy", args=[lab.group.pk]) in prod
     branch = page.split(f'id="schedule-{other.pk}"')[1].split("</tr>")[0]
-    assert "No policy (defaults)" in branch and "network adapters disconnected" in branch
+    assert "No policy: the defaults (every 7 days" in branch and "network adapters disconnected" in branch
 
 
 def test_an_administrator_saves_a_policy_and_it_is_audited(lab: Lab, as_admin: Any) -> None:
