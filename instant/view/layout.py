@@ -125,8 +125,9 @@ def vmx_name(meta: dict[str, Any]) -> str | None:
 def vmx(meta: dict[str, Any], disks: list[DiskFiles]) -> str:
     """A .vmx for registering the VM from this folder: its hardware as captured, its disks pointing
     at the descriptors served beside it, NICs present but not connected at power-on (a copy of a
-    running server must not meet its original on the network unless someone asks). No uuid.bios or
-    instance UUID: vSphere gives the registered copy new ones."""
+    running server must not meet its original on the network unless someone asks), then the captured
+    extraConfig as vSphere keeps it in the .vmx (but keys set above, the original's identity and any key
+    that is not a plain name). No uuid.bios or instance UUID: vSphere gives the registered copy new ones."""
     config: dict[str, Any] = meta["config"]
     lines = {
         ".encoding": "UTF-8",
@@ -144,6 +145,7 @@ def vmx(meta: dict[str, Any], disks: list[DiskFiles]) -> str:
     lines.update(_controller_lines(config))
     lines.update(_disk_lines(disks))
     lines.update(_nic_lines(config))
+    lines.update(_extra_lines(config, lines))
     return "".join(f'{key} = "{vmx_quote(value)}"\n' for key, value in lines.items())
 
 
@@ -179,6 +181,27 @@ def vmx_guest_os(guest_id: str) -> str:
 def vmx_quote(value: str) -> str:
     """A value as a .vmx writes it between its double quotes (| escapes)."""
     return value.replace("|", "|7C").replace('"', "|22").replace("\n", " ")
+
+
+# An extraConfig key that may go into a .vmx as it is; the identity keys are the original VM's (see
+# inventory.vcenter.restore: a copy gets its own).
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+_IDENTITY_KEY = re.compile(r"^(uuid\.|vc\.uuid$|vmci0\.id$)", re.IGNORECASE)
+
+
+def _extra_lines(config: dict[str, Any], taken: dict[str, str]) -> dict[str, str]:
+    extra = config.get("extra_config")
+    if not isinstance(extra, dict):
+        return {}
+    seen = {key.lower() for key in taken}
+    lines: dict[str, str] = {}
+    for key, value in extra.items():
+        key = str(key)
+        if not _PLAIN_KEY.match(key) or _IDENTITY_KEY.match(key) or key.lower() in seen:
+            continue
+        seen.add(key.lower())
+        lines[key] = "" if value is None else str(value)
+    return lines
 
 
 def _controller_lines(config: dict[str, Any]) -> dict[str, str]:

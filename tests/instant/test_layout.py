@@ -52,3 +52,27 @@ def test_a_guest_id_is_written_as_the_name_esxi_reads_in_a_vmx() -> None:
         "": "other-64",
     }
     assert {guest_id: layout.vmx_guest_os(guest_id) for guest_id in names} == names
+
+
+def test_the_captured_extra_config_lands_in_the_vmx_but_unsafe_identity_and_duplicate_keys() -> None:
+    config = captured_config()
+    config["extra_config"] = {
+        "disk.EnableUUID": "TRUE",
+        "vcsim.guest.tools": "never",
+        "tools.note": 'say "hi" | bye',
+        'evil = "x"\nscsi0:0.fileName': "other.vmdk",  # would add a line: not a plain key
+        "bad key": "x",
+        "uuid.bios": "42 1c 6f 3e 8a 1b 4c 2d-9e 8f 7a 6b 5c 4d 3e 2f",  # the original's identity
+        "vc.uuid": "52 1c 6f 3e 8a 1b 4c 2d-9e 8f 7a 6b 5c 4d 3e 2f",
+        "NUMVCPUS": "64",  # set already, whatever its case
+    }
+    files = layout.disk_files({"config": config}, {"2000": 512, "2001": 512})
+    lines = layout.vmx({"config": config}, files).splitlines()
+    assert 'disk.EnableUUID = "TRUE"' in lines
+    assert 'vcsim.guest.tools = "never"' in lines
+    assert 'tools.note = "say |22hi|22 |7C bye"' in lines
+    assert 'numvcpus = "2"' in lines
+    keys = [line.split(" = ", 1)[0] for line in lines]
+    assert len(keys) == len({key.lower() for key in keys})
+    assert not [key for key in keys if key.lower().startswith(("evil", "bad", "uuid.", "vc.uuid"))]
+    assert [line for line in lines if line.startswith("scsi0:0.fileName")] == ['scsi0:0.fileName = "win-01.vmdk"']
