@@ -35,6 +35,7 @@ Modules (callers import from the package, `from inventory import vcenter as vsph
   vmdk         VMDK descriptors
   restore      what a full-VM restore needs: create_vm_from_config
   layouts      disk layouts and their differences (what must not have changed for an overwrite restore)
+  guest        wait_for_guest(): VMware Tools running, a heartbeat and an IP address after power-on
   instant      instant recovery: NFS datastores mounted and unmounted, a VM registered from its .vmx,
                powered on, its disks moved (storage vMotion), unregistered; missing privileges
 """
@@ -74,6 +75,7 @@ from .errors import (
     Unreachable,
     VCenterError,
 )
+from .guest import GuestReport, wait_for_guest
 from .instant import (
     InstantDatastore,
     LeftoverVm,
@@ -234,6 +236,9 @@ __all__ = [
     "disk_layout",
     "layout_differences",
     "layout_from_config",
+    # the guest after power-on
+    "GuestReport",
+    "wait_for_guest",
     # instant recovery
     "InstantDatastore",
     "LeftoverVm",

@@ -16,7 +16,8 @@
 //   - RegisterVM_Task reads the .vmx: displayName (the name when none is given), numvcpus, memsize,
 //     guestOS, firmware, vc.uuid and uuid.bios (kept unless another VM has that instance UUID), SCSI (lsilogic, lsisas1068, pvscsi, buslogic), SATA and NVMe controllers,
 //     their disks' fileName (descriptors beside the .vmx; capacity from the descriptor's extents)
-//     and ethernetN (virtualDev, networkName when the datacenter has that network, startConnected).
+//     and ethernetN (virtualDev, networkName when the datacenter has that network, startConnected);
+//     its other settings become config.extraConfig (vmxExtraConfig in guest.go).
 //     The VM's disks are backed by those files, which are not touched. vcsim's register needs
 //     "<name>.nvram" and "vmware.log" beside the .vmx: they are created when missing, as ESXi does.
 //   - Destroy_Task of a VM whose .vmx is on a NAS datastore unregisters it and deletes its own files
@@ -713,6 +714,7 @@ func registerFromVMX(folder *simulator.Folder, req *types.RegisterVM_Task) (type
 	spec := types.VirtualMachineConfigSpec{
 		GuestId:      guestID(vmx["guestos"]),
 		DeviceChange: vmxDevices(vmx, p.Datastore, path.Dir(p.Path), filepath.Dir(vmxFile), datacenterOf(folder.Self)),
+		ExtraConfig:  vmxExtraConfig(data), // the .vmx's other settings, as vCenter shows them (guest.go)
 	}
 	if n, err := strconv.Atoi(vmx["numvcpus"]); err == nil && n > 0 {
 		spec.NumCPUs = int32(n)

@@ -26,7 +26,9 @@
 // Beyond vcsim 0.24.2 (see registerOverrides): RetrievePropertiesEx pages by maxObjects with
 // ContinueRetrievePropertiesEx, and config.changeVersion is kept up to date as vCenter does.
 // More users (-extra-user NAME:PASSWORD), and privileges answered from the permissions set, as
-// vCenter does (privileges.go); the -username user is Admin on the root folder.
+// vCenter does (privileges.go); the -username user is Admin on the root folder. VMware Tools status,
+// heartbeat and IP address appear after power-on, as vCenter reports them (guest.go; extraConfig
+// "vcsim.guest.tools" = "never" or seconds, "vcsim.guest.ip" = "none").
 //
 // Extensions for backups (see interceptor and changeTracker):
 //
@@ -1655,6 +1657,7 @@ func run(o options) error {
 	simulator.Map.AddHandler(&changeVersions{pending: map[types.ManagedObjectReference]types.ManagedObjectReference{}})
 	tracker := newChangeTracker(s.CBTMaxAreas)
 	simulator.Map.AddHandler(tracker)
+	simulator.Map.AddHandler(newGuestAgent()) // VMware Tools, heartbeat and IP after power-on (guest.go)
 
 	ctx := context.Background()
 	c, err := vim25.NewClient(ctx, model.Service)
