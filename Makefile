@@ -52,7 +52,7 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@rm -f $(VENV)/.requirements-dev-* && touch $@
 
-$(VCSIM): tools/vcsim/main.go tools/vcsim/instant.go tools/vcsim/privileges.go tools/simulator.py $(REQ_STAMP)
+$(VCSIM): $(wildcard tools/vcsim/*.go) tools/simulator.py $(REQ_STAMP)
 	$(PY) -m tools.simulator --build
 
 vcsim: $(VCSIM)
