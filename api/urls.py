@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from api import instant, placement, rehydrate, search, views, zip_download
+from api import instant, placement, rehydrate, restore_tests, search, views, zip_download
 
 app_name = "api"
 
@@ -16,6 +16,8 @@ router.register("groups", views.ProtectionGroupViewSet, basename="group")
 router.register("jobs", views.JobRunViewSet, basename="job")
 router.register("points", views.RecoveryPointViewSet, basename="point")
 router.register("instant-recoveries", instant.InstantRecoveryViewSet, basename="instant-recovery")
+router.register("restore-tests", restore_tests.RestoreTestViewSet, basename="restore-test")
+router.register("restore-test-policies", restore_tests.RestoreTestPolicyViewSet, basename="restore-test-policy")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -79,6 +79,8 @@ def test_real_answers_match_the_schema(api, inventory, rows, disks):
         "/api/v1/points/{id}/volumes/": f"/api/v1/points/{point}/volumes/",
         "/api/v1/points/{id}/files/": f"/api/v1/points/{point}/files/?disk=2001&volume=1&path=/home",
         "/api/v1/me/": "/api/v1/me/",
+        "/api/v1/restore-tests/": "/api/v1/restore-tests/?state=passed",
+        "/api/v1/restore-test-policies/{id}/": f"/api/v1/restore-test-policies/{inventory['group'].pk}/",
     }
     for template, url in urls.items():
         response = client.get(url, headers=headers)
@@ -114,7 +116,8 @@ def test_generated_get_requests_never_get_a_server_error(api):
 
         run()
         checked.append(operation.label)
-    assert len(checked) == 18, checked  # 14 + vms/{id}/placement/ + search/ + instant-recoveries/ and {id}/
+    # 14 + vms/{id}/placement/ + search/ + instant-recoveries/ and {id}/ + restore-tests/ and {id}/ + policies/{id}/
+    assert len(checked) == 21, checked
 
 
 def test_the_swagger_page_works_offline_for_a_logged_in_user(as_admin):

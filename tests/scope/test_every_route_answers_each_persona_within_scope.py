@@ -363,6 +363,15 @@ ROUTES: dict[str, list[Case]] = {
         Case(api("v1/instant-recoveries/999999/migrate/"), (HIDDEN, DENIED, DENIED), "post")
     ],
     "api:instant-recovery-stop": [Case(api("v1/instant-recoveries/999999/stop/"), (HIDDEN, DENIED, DENIED), "post")],
+    "api:restore-test-list": [
+        Case(api("v1/restore-tests/"), READERS),
+        Case(api("v1/restore-tests/"), (BAD, DENIED, DENIED), "post"),
+    ],
+    "api:restore-test-detail": [Case(api("v1/restore-tests/999999/"), (HIDDEN, DENIED, HIDDEN))],
+    "api:restore-test-policy-detail": [
+        Case(api("v1/restore-test-policies/{group}/"), READERS),
+        Case(api("v1/restore-test-policies/999999/"), (HIDDEN, DENIED, DENIED), "put"),
+    ],
     "api:search": [
         Case(api("v1/search/", query="?q=hostname"), EVERYONE, bob_sees=ids("g", "stay", "branch")),
         Case(api("v1/search/", query="?q=hostname&vm={fin}"), SEE_OTHERS),
