@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.template.defaultfilters import filesizeformat, pluralize
 from django.utils import timezone
@@ -26,6 +26,8 @@ from protection.jobs import CLEANUP_KIND
 from protection.models import SnapshotCleanup
 from protection.rpo import rpo_states
 from protection.scheduling import BACKUP_KIND
+from restore_tests.models import RestoreTest
+from restore_tests.queries import overdue
 from vault.actions import replication_backlog
 from vault.models import RecoveryPoint, VaultSettings
 from vault.usage import local_store_bytes
@@ -395,3 +397,58 @@ def instant_stops_failing(now: dt.datetime) -> Iterable[Finding]:
         )
         for row in rows
     ]
+
+
+RESTORE_TESTS_PAGE = "/restore-tests/"
+PROVEN = (RestoreTest.State.PASSED, RestoreTest.State.FAILED)
+
+
+@check(Kind.RESTORE_TEST_FAILED)
+def restore_tests_failed(now: dt.datetime) -> Iterable[Finding]:
+    """A VM's newest restore test that passed or failed, failed: its newest tested point is not proven
+    recoverable ("could not run" proves nothing either way). Resolved by a later test that passes."""
+    later = RestoreTest.objects.filter(vm=OuterRef("vm"), state__in=PROVEN, finished__gt=OuterRef("finished"))
+    failed = (
+        RestoreTest.objects.filter(state=RestoreTest.State.FAILED, finished__isnull=False, vm__removed_at__isnull=True)
+        .exclude(Exists(later))
+        .select_related("vm")
+        .order_by("vm_id", "-finished", "-pk")
+    )
+    newest: dict[int, RestoreTest] = {}
+    for test in failed:
+        newest.setdefault(test.vm_id, test)
+    return [
+        about_vm(
+            Kind.RESTORE_TEST_FAILED,
+            test.vm,
+            Severity.CRITICAL,
+            f"Restore test of {test.vm.name} failed",
+            f"The restore test of its point of {when(test.point_created)} failed at the {test.failed_check or 'test'} "
+            f"check ({when(test.finished)}): {test.error or 'no reason was recorded.'} The point is not proven "
+            f"recoverable; see the Restore tests page ({RESTORE_TESTS_PAGE}).",
+            job_id=str(test.job_id) if test.job_id else None,
+        )
+        for test in newest.values()
+    ]
+
+
+@check(Kind.RESTORE_TEST_OVERDUE)
+def restore_tests_overdue(now: dt.datetime) -> Iterable[Finding]:
+    """A VM not proven recoverable within its group's restore test policy (restore_tests.queries.overdue).
+    Resolved once a test passes."""
+    findings = []
+    for item in overdue(now):
+        vm, every = item.vm, item.policy.every_days
+        policy = f"(policy: every {every} day{pluralize(every)})"
+        if item.last is not None and item.last.finished is not None:
+            days = (now - item.last.finished).days
+            title = f"{vm.name} not proven recoverable for {days} day{pluralize(days)} {policy}"
+        else:
+            title = f"{vm.name} never proven recoverable {policy}"
+        detail = (
+            f"{vm.name} is {item.since}; the group {item.policy.group.name} asks for a passed restore test every "
+            f"{every} day{pluralize(every)}. Queue one on the Restore tests page ({RESTORE_TESTS_PAGE}) or with "
+            f"`manage.py restore-test {vm.name}`."
+        )
+        findings.append(about_vm(Kind.RESTORE_TEST_OVERDUE, vm, Severity.WARNING, title, detail))
+    return findings

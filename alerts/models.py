@@ -34,6 +34,8 @@ class Alert(models.Model):
         INSTANT_RESTARTED = "instant_restarted", "Instant recovery's server restarted"
         INSTANT_OVERLAY_FULL = "instant_overlay_full", "Instant recovery's writes failing"
         INSTANT_STOP_FAILING = "instant_stop_failing", "Instant recovery not stopped"
+        RESTORE_TEST_FAILED = "restore_test_failed", "Restore test failed"
+        RESTORE_TEST_OVERDUE = "restore_test_overdue", "Restore test overdue"
 
     class Severity(models.TextChoices):
         CRITICAL = "critical", "Critical"
