@@ -28,15 +28,18 @@ def volume_name(disk: str, volume: fs.Volume) -> str:
 
 
 def _damage(layout: fs.DiskLayout, volume: fs.Volume) -> str:
-    """Why a volume the product can read is damaged, "" when it opens and its root lists."""
+    """Why a volume the product can read is damaged ("damaged NTFS: ..."), "" when it opens and its root
+    lists (or when it is
+    nothing the product reads: BitLocker, swap, an unknown partition)."""
+    if not volume.browsable:
+        # Recognised by its signature but failing to open: recovery.filesystems says "damaged NTFS: ...".
+        return volume.reason if volume.reason.startswith("damaged ") else ""
     if not (volume.fs_type or "").startswith(KNOWN):
         return ""
-    if not volume.browsable:
-        return volume.reason or "it does not open"
     try:
         layout.filesystem(volume.index).list_page("/", 0, 100)
     except (fs.FileSystemError, OSError, ValueError) as exc:
-        return f"its root folder does not list: {exc}"
+        return f"damaged {volume.fs_type}: its root folder does not list: {exc}"
     return ""
 
 
@@ -56,7 +59,7 @@ def check_volumes(point: RecoveryPoint, before: list[dict[str, Any]] | None) -> 
             name = volume_name(disk, volume)
             results.append({"disk": view.disk.key, "index": volume.index, "name": name, "ok": not why, "why": why})
             if why and (view.disk.key, volume.index) not in damaged_before:
-                failures.append(f"{name} is damaged: {why}")
+                failures.append(f"{name} is {why}")
     if failures:
         return Check(False, "; ".join(failures), results)
     readable = sum(1 for r in results if r["ok"])

@@ -1,0 +1,184 @@
+"""Restore tests end to end against the simulator, a real FUSE server, nfs-ganesha and RQ: a backed-up
+VM is proven recoverable (volumes, instant recovery, heartbeat) and nothing is left; a flipped byte in
+a file system's metadata fails the volume check naming the volume; a VM whose VMware Tools never start
+fails the heartbeat check after the timeout; twenty runs leave no test VM, datastore, export or overlay."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from django.conf import settings
+
+from instant import supervisor
+from instant.models import InstantRecovery
+from inventory.models import VirtualMachine
+from jobs.models import JobRun
+from protection.models import ProtectionGroup
+from recovery import filesystems as fs
+from restore_tests import actions
+from restore_tests.models import RestoreTest
+from tests.factories.instant import instant_dir
+from tests.factories.protection import BACKUP_LAB_VMS, back_up, protect_simulator
+from tests.factories.simulator import prod_spec
+from tests.instant.test_instant_recovery_jobs import datastore_names, supervising, vm_names
+from tests.waiting import wait_until
+from tools import diskimages
+from tools.simulator import Simulator
+from vault.models import RecoveryPoint
+
+__all__ = ["supervising"]  # a fixture of the instant tests, used here by name
+pytestmark = pytest.mark.django_db(transaction=True)  # the supervisor's thread sees committed rows only
+MUTE_VM = {
+    "name": "mute-01",
+    "disks_mb": [40],
+    "instance_uuid": "50000000-0000-0000-0000-00000000a003",
+    "extra_config": {"vcsim.guest.tools": "never"},  # its VMware Tools never start
+}
+
+
+class Lab(NamedTuple):
+    sim: Simulator
+    group: ProtectionGroup
+
+
+def damaged_copy(image: Path, directory: Path) -> Path:
+    """The NTFS disk with one byte of its root folder's MFT record flipped (its "FILE" signature)."""
+    with open(image, "rb") as f:
+        layout = fs.open_disk(f, image.stat().st_size)
+        (volume,) = [v for v in layout.volumes if v.fs_type == "ntfs"]
+        f.seek(volume.offset)
+        boot = f.read(512)
+    sector, per_cluster = struct.unpack_from("<HB", boot, 0x0B)
+    mft = volume.offset + struct.unpack_from("<Q", boot, 0x30)[0] * sector * per_cluster
+    copy = directory / "damaged-ntfs.img"
+    shutil.copyfile(image, copy)
+    with open(copy, "r+b") as f:
+        f.seek(mft + 5 * 1024)  # record 5: the root folder
+        assert f.read(4) == b"FILE"
+        f.seek(mft + 5 * 1024)
+        f.write(b"GILE")
+    return copy
+
+
+@pytest.fixture
+def lab_factory(vcsim_factory: Any, settings: Any, tmp_path: Path) -> Iterator[Callable[..., Lab]]:
+    with instant_dir(settings):
+
+        def start(*, damaged: bool = False) -> Lab:
+            settings.BACKUP_STORE_DIR = tmp_path / "store"
+            sim = vcsim_factory(prod_spec(*BACKUP_LAB_VMS, MUTE_VM), tls=True)
+            ntfs = diskimages.build_ntfs_disk(diskimages.sample_windows_tree(), size_mib=48)
+            ext4 = diskimages.build_ext4_disk(diskimages.sample_linux_tree(), size_mib=40)
+            sim.upload_disk_image("win-01", 0, damaged_copy(ntfs, tmp_path) if damaged else ntfs)
+            sim.upload_disk_image("win-01", 1, diskimages.build_ext4_disk({"d.txt": "d\n"}, size_mib=40))
+            sim.upload_disk_image("lnx-01", 0, ext4)
+            sim.upload_disk_image("mute-01", 0, ext4)
+            _vc, group = protect_simulator(sim, parallelism=1)
+            actions.save_policy(None, group, heartbeat_seconds=20)
+            return Lab(sim, group)
+
+        yield start
+
+
+@pytest.fixture
+def backed_up(
+    run_worker: Callable[[], None], django_capture_on_commit_callbacks: Any
+) -> Callable[[str], RecoveryPoint]:
+    def back_up_now(vm_name: str) -> RecoveryPoint:
+        run = back_up(vm_name, run_worker, django_capture_on_commit_callbacks)
+        assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
+        return RecoveryPoint.objects.filter(vm__name=vm_name).latest("created")
+
+    return back_up_now
+
+
+def proved(vm_name: str, run_worker: Callable[[], None], user: Any = None) -> RestoreTest:
+    test = actions.start_test(user, VirtualMachine.objects.get(name=vm_name))
+    run_worker()
+    test.refresh_from_db()
+    return test
+
+
+def assert_nothing_left(lab: Lab, running: supervisor.Supervisor) -> None:
+    def torn_down() -> bool:
+        return not InstantRecovery.objects.filter(serve_pid__isnull=False).exists() and running.ganesha is None
+
+    wait_until(torn_down, what="every mount, export and overlay removed")
+    assert not [name for name in vm_names(lab.sim) if name.startswith("vmb-test-")]
+    assert not [name for name in datastore_names(lab.sim) if name.startswith("vmb-instant-")]
+    assert not [p for p in Path(settings.INSTANT_DIR).iterdir() if p.name.isdigit()]
+    with open("/proc/mounts") as mounts:
+        assert str(settings.INSTANT_DIR) not in mounts.read()
+
+
+def test_a_backed_up_vm_is_proven_recoverable_and_nothing_is_left(
+    lab_factory: Callable[..., Lab], backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor, admin: Any
+) -> None:
+    lab = lab_factory()
+    point = backed_up("win-01")
+
+    test = proved("win-01", run_worker, admin)
+
+    assert test.state == RestoreTest.State.PASSED, (test.failed_check, test.error, test.steps)
+    assert [s["check"] for s in test.steps] == ["volumes", "start", "heartbeat", "cleanup"]
+    assert all(s["ok"] for s in test.steps), test.steps
+    assert "volume(s) open and list" in test.steps[0]["detail"]
+    assert test.test_vm_name == "vmb-test-win-01" and test.point_id == point.pk
+    assert test.bytes_read >= 0 and test.duration is not None
+    point.refresh_from_db()
+    assert point.restore_test == "passed" and point.restore_tested_at == test.finished
+    assert VirtualMachine.objects.get(name="win-01").proven_at == test.finished
+    recovery = test.instant_recovery
+    assert recovery is not None and recovery.state == InstantRecovery.State.STOPPED
+    assert_nothing_left(lab, supervising)
+
+
+def test_a_flipped_byte_in_file_system_metadata_fails_the_volume_check_naming_the_volume(
+    lab_factory: Callable[..., Lab], backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor
+) -> None:
+    lab = lab_factory(damaged=True)
+    point = backed_up("win-01")
+
+    test = proved("win-01", run_worker)
+
+    assert test.state == RestoreTest.State.FAILED and test.failed_check == "volumes", test.steps
+    assert test.error.startswith("Hard disk 1, volume 1 [Basic data] is damaged NTFS: "), test.error
+    assert test.instant_recovery is None  # nothing was started
+    point.refresh_from_db()
+    assert point.restore_test == "failed" and point.restore_test_note.startswith("volumes: ")
+    assert VirtualMachine.objects.get(name="win-01").proven_at is None
+    assert_nothing_left(lab, supervising)
+
+
+def test_a_vm_whose_tools_never_start_fails_the_heartbeat_check_after_the_timeout(
+    lab_factory: Callable[..., Lab], backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor
+) -> None:
+    lab = lab_factory()
+    actions.save_policy(None, lab.group, heartbeat_seconds=3)
+    backed_up("mute-01")
+
+    test = proved("mute-01", run_worker)
+
+    assert test.state == RestoreTest.State.FAILED and test.failed_check == "heartbeat", test.steps
+    assert "within 3 s" in test.error
+    heartbeat = next(s for s in test.steps if s["check"] == "heartbeat")
+    assert heartbeat["seconds"] >= 3
+    assert test.steps[-1]["check"] == "cleanup" and test.steps[-1]["ok"], test.steps
+    assert_nothing_left(lab, supervising)
+
+
+def test_twenty_runs_leave_no_test_vm_datastore_export_or_overlay(
+    lab_factory: Callable[..., Lab], backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor
+) -> None:
+    lab = lab_factory()
+    backed_up("lnx-01")
+    for _ in range(20):
+        test = proved("lnx-01", run_worker)
+        assert test.state == RestoreTest.State.PASSED, (test.failed_check, test.error)
+    assert RestoreTest.objects.filter(state=RestoreTest.State.PASSED).count() == 20
+    assert_nothing_left(lab, supervising)
