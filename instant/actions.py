@@ -69,7 +69,7 @@ def default_host(vm: VirtualMachine) -> Host:
     return host
 
 
-def _pool_and_folder(vm: VirtualMachine, host: Host) -> tuple[str, str]:
+def pool_and_folder(vm: VirtualMachine, host: Host) -> tuple[str, str]:
     pool = vm.resource_pool if vm.host_id == host.pk else None
     if pool is None:  # the root pool of the host's cluster (or of the standalone host)
         owners = [host.cluster.moref] if host.cluster is not None else []
@@ -110,7 +110,7 @@ def start_instant_recovery(
     if name_in_use(name):
         raise InstantRefused(f"A VM named {name} exists already: choose another name.")
     host = host or default_host(vm)
-    pool, folder = _pool_and_folder(vm, host)
+    pool, folder = pool_and_folder(vm, host)
     with transaction.atomic():
         recovery = InstantRecovery.objects.create(
             point=point,

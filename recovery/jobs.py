@@ -105,6 +105,12 @@ def restore_vm(ctx: JobContext, point_id: str, target: dict[str, Any]) -> dict[s
     return result.as_dict()
 
 
+def restore_within(ctx: JobContext, point: RecoveryPoint, target: dict[str, Any]) -> RestoreResult:
+    """A restore to a new VM run inside another job (a restore test's): no Restore row, no audit of
+    its own (the caller's job is audited); the VM is removed again if writing fails."""
+    return _restore(ctx, point, target, tiered_store())
+
+
 def _restore(
     ctx: JobContext, point: RecoveryPoint, target: dict[str, Any], source: engine.TieredStore
 ) -> RestoreResult:

@@ -19,7 +19,7 @@ from vault.models import RecoveryPoint
 RUN_KIND = "restore_tests.run"
 ACTIVE = (RestoreTest.State.QUEUED, RestoreTest.State.RUNNING)
 POLICY_FIELDS = (
-    "enabled", "every_days", "window_start", "window_hours", "max_concurrent", "host", "name_prefix",
+    "enabled", "every_days", "window_start", "window_hours", "max_concurrent", "host", "datastore", "name_prefix",
     "heartbeat_seconds", "network", "require_ip", "tcp_port", "canary_path", "canary_min_bytes",
 )  # fmt: skip
 

@@ -3,7 +3,9 @@
 Checks, in order, each timed and recorded on the RestoreTest: `volumes` (every disk's volumes open
 and list; restore_tests.checks), `canary` (the policy's file is in the point), `start` (an instant
 recovery of the point, run inside this job: served, mounted as a datastore, registered with its NICs
-disconnected or on the policy's isolated network, powered on), `heartbeat` (VMware Tools running with a
+disconnected or on the policy's isolated network, powered on; when the vCenter user may not mount a
+datastore, as Azure VMware Solution's CloudAdmin may not, a full restore of the point to the policy's
+datastore instead), `heartbeat` (VMware Tools running with a
 green heartbeat within the policy's time), `ip` and `tcp` when the policy asks, then `cleanup`
 (stopped and unregistered, the datastore unmounted, the supervisor's mount, export and overlay gone),
 whatever happened before. A check that fails makes the test failed (the point is not proven); a test
@@ -27,14 +29,18 @@ from instant.models import InstantRecovery
 from instant.view.source import Unservable, open_point
 from inventory import vcenter as vsphere
 from inventory.connection import open_connection
+from inventory.models import Datastore, Folder, Host, Network, ResourcePool
 from jobs.registry import job_kind
 from jobs.runner import JobContext, JobFailed
+from recovery.jobs import restore_within
 from restore_tests import checks, results
 from restore_tests.actions import RUN_KIND, policy_of
 from restore_tests.models import RestoreTest, RestoreTestPolicy
 from vault.storage import tiered_store
 
 State = RestoreTest.State
+# What instant recovery needs beyond a full restore: without it, the test restores the point in full.
+INSTANT_ONLY = {"Host.Config.Storage"}
 CLEANUP_TIMEOUT = 120.0  # seconds the supervisor gets to remove the mount, export and overlay
 
 
@@ -87,7 +93,9 @@ class Proof:
     def __init__(self, ctx: JobContext, test: RestoreTest, policy: RestoreTestPolicy) -> None:
         self.ctx, self.test, self.policy = ctx, test, policy
         self.steps: list[dict[str, Any]] = []
-        self.recovery: InstantRecovery | None = None
+        self.recovery: InstantRecovery | None = None  # the instant recovery, or
+        self.restored_moref = ""  # the VM a full restore made
+        self.vm_moref = ""  # the test VM, either way
         self.cleanup_error = ""
 
     @contextmanager
@@ -140,7 +148,7 @@ class Proof:
         return None
 
     def _boot_and_watch(self) -> None:
-        point, policy = self.test.point, self.policy
+        point, policy, vm = self.test.point, self.policy, self.test.vm
         assert point is not None
         with self.step("start") as entry:
             try:
@@ -149,22 +157,63 @@ class Proof:
                 raise CheckFailed("start", str(exc)) from None
             name = _test_vm_name(policy.name_prefix, self.test)
             RestoreTest.objects.filter(pk=self.test.pk).update(test_vm_name=name)
-            self.recovery = instant_actions.start_instant_recovery(
-                None, point, name=name, host=policy.host, network=policy.network, run_in=self.ctx.run
-            )
-            RestoreTest.objects.filter(pk=self.test.pk).update(instant_recovery=self.recovery)
-            instant_jobs.start(self.ctx, self.recovery.pk)
-            self.recovery.refresh_from_db()
-            entry["detail"] = f"{name} powered on from the point on {self.recovery.host_name}"
-        with open_connection(self.test.vm.vcenter) as conn:
+            host = policy.host or instant_actions.default_host(vm)
+            pool, folder = instant_actions.pool_and_folder(vm, host)
+            with open_connection(vm.vcenter) as conn:
+                missing = vsphere.missing_privileges(conn, host.moref, folder, pool).privileges
+            if INSTANT_ONLY & set(missing):  # Azure VMware Solution's CloudAdmin, say: a full restore
+                self.ctx.log(f"No instant recovery without {', '.join(sorted(INSTANT_ONLY & set(missing)))}: "
+                             "the point is restored in full to a test VM instead.")  # fmt: skip
+                entry["detail"] = self._restore_in_full(name, host, pool, folder)
+            else:
+                entry["detail"] = self._start_instantly(name, host)
+        with open_connection(vm.vcenter) as conn:
             self._guest_checks(conn)
 
+    def _start_instantly(self, name: str, host: Host) -> str:
+        point = self.test.point
+        assert point is not None
+        self.recovery = instant_actions.start_instant_recovery(
+            None, point, name=name, host=host, network=self.policy.network, run_in=self.ctx.run
+        )
+        RestoreTest.objects.filter(pk=self.test.pk).update(instant_recovery=self.recovery)
+        instant_jobs.start(self.ctx, self.recovery.pk)
+        self.recovery.refresh_from_db()
+        self.vm_moref = self.recovery.vm_moref
+        return f"{name} powered on from the point (instant recovery) on {self.recovery.host_name}"
+
+    def _restore_in_full(self, name: str, host: Host, pool: str, folder: str) -> str:
+        point, vm = self.test.point, self.test.vm
+        assert point is not None
+        datastore = (
+            self.policy.datastore
+            or Datastore.objects.filter(
+                vcenter_id=vm.vcenter_id, moref=point.config.get("datastore_moref") or ""
+            ).first()
+        )
+        if datastore is None:
+            raise CouldNotRun("no datastore for a full restore: choose one in the group's restore test policy")
+        network = Network.objects.filter(vcenter_id=vm.vcenter_id, name=self.policy.network).first()
+        nics = {str(nic["key"]): network.pk if network and self.policy.network else None
+                for nic in point.config.get("nics") or []}  # fmt: skip
+        target = {
+            "mode": "new", "name": name, "datastore_id": datastore.pk, "host_id": host.pk, "nics": nics,
+            "folder_id": Folder.objects.get(vcenter_id=vm.vcenter_id, moref=folder).pk,
+            "pool_id": ResourcePool.objects.get(vcenter_id=vm.vcenter_id, moref=pool).pk,
+        }  # fmt: skip
+        RestoreTest.objects.filter(pk=self.test.pk).update(method="restore")
+        result = restore_within(self.ctx, point, target)
+        self.vm_moref, self.restored_moref = result.moref, result.moref
+        RestoreTest.objects.filter(pk=self.test.pk).update(bytes_read=result.bytes)
+        with open_connection(vm.vcenter) as conn:
+            vsphere.power_on(conn, result.moref)
+        return f"{name} restored in full to {datastore.name} and powered on"
+
     def _guest_checks(self, conn: vsphere.Connection) -> None:
-        policy, recovery = self.policy, self.recovery
-        assert recovery is not None
+        policy = self.policy
         wants_ip = policy.require_ip or bool(policy.tcp_port and policy.network)
         with self.step("heartbeat") as entry:
-            report = vsphere.wait_for_guest(conn, recovery.vm_moref, timeout=policy.heartbeat_seconds, want_ip=wants_ip)
+            report = vsphere.wait_for_guest(conn, self.vm_moref, timeout=policy.heartbeat_seconds, want_ip=wants_ip)
             if not report.tools_running or report.heartbeat != "green":
                 raise CheckFailed(
                     "heartbeat",
@@ -184,20 +233,34 @@ class Proof:
 
     def _clean_up(self) -> None:
         recovery = self.recovery
-        if recovery is None:
+        if recovery is None and not self.restored_moref:
             return
         with self.step("cleanup") as entry:
             try:
-                self._remove(recovery)
+                if recovery is not None:
+                    self._remove(recovery)
+                else:
+                    self._destroy_restored()
             except (vsphere.VCenterError, JobFailed, CouldNotRun) as exc:
                 # Not the point's fault: the instant reaper retries the stop and removes what is left.
                 self.cleanup_error = f"Not everything made for the test is removed yet ({exc}); it is retried."
                 entry["detail"] = self.cleanup_error
                 entry["ok"] = False
                 return
+            if recovery is None:
+                entry["detail"] = "the restored test VM and its files removed; nothing left"
+                return
             recovery.refresh_from_db()
             RestoreTest.objects.filter(pk=self.test.pk).update(bytes_read=recovery.bytes_read)
             entry["detail"] = "VM, datastore, export, mount and overlay removed; nothing left"
+
+    def _destroy_restored(self) -> None:
+        with open_connection(self.test.vm.vcenter) as conn:
+            if _vm_exists(conn, self.restored_moref):
+                vsphere.power_off(conn, self.restored_moref)
+                vsphere.destroy_vm(conn, self.restored_moref)
+            if _vm_exists(conn, self.restored_moref):
+                raise CouldNotRun(f"the restored test VM {self.restored_moref} is still in vCenter")
 
     def _remove(self, recovery: InstantRecovery) -> None:
         recovery.refresh_from_db()

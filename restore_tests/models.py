@@ -27,6 +27,10 @@ class RestoreTestPolicy(models.Model):
         "inventory.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="Where test VMs run (empty: each VM's own host).",
     )  # fmt: skip
+    datastore = models.ForeignKey(
+        "inventory.Datastore", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Where a full restore puts test VMs when instant recovery is not possible (empty: the VM's own).",
+    )  # fmt: skip
     name_prefix = models.CharField(max_length=20, default="vmb-test-", help_text="Test VMs are named PREFIX + VM.")
     heartbeat_seconds = models.PositiveIntegerField(
         default=600, help_text="How long VMware Tools may take to report running with a heartbeat (seconds)."
@@ -64,7 +68,7 @@ class RestoreTest(models.Model):
     point_created = models.DateTimeField(null=True, help_text="When the tested point was taken")
     group = models.ForeignKey("protection.ProtectionGroup", null=True, blank=True, on_delete=models.SET_NULL)
     state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED, db_index=True)
-    method = models.CharField(max_length=16, default="instant", help_text="instant recovery")
+    method = models.CharField(max_length=16, default="instant", help_text="instant (recovery) or restore (full)")
     # Each check, in order: {"check", "ok", "seconds", "detail"} (and "volumes" for the volume check).
     steps = models.JSONField(default=list)
     failed_check = models.CharField(max_length=32, blank=True)

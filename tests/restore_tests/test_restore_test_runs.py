@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import struct
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,7 +17,9 @@ from django.conf import settings
 
 from instant import supervisor
 from instant.models import InstantRecovery
-from inventory.models import VirtualMachine
+from inventory.actions import update_vcenter
+from inventory.connection import ConnectionParams
+from inventory.models import VCenter, VirtualMachine
 from jobs.models import JobRun
 from protection.models import ProtectionGroup
 from recovery import filesystems as fs
@@ -25,6 +28,7 @@ from restore_tests.models import RestoreTest
 from tests.factories.instant import instant_dir
 from tests.factories.protection import BACKUP_LAB_VMS, back_up, protect_simulator
 from tests.factories.simulator import prod_spec
+from tests.factories.vcenter_roles import CLOUDADMIN, CLOUDADMIN_PASSWORD, admin_privileges_except, grant_role
 from tests.instant.test_instant_recovery_jobs import datastore_names, supervising, vm_names
 from tests.waiting import wait_until
 from tools import diskimages
@@ -71,7 +75,9 @@ def lab_factory(vcsim_factory: Any, settings: Any, tmp_path: Path) -> Iterator[C
 
         def start(*, damaged: bool = False) -> Lab:
             settings.BACKUP_STORE_DIR = tmp_path / "store"
-            sim = vcsim_factory(prod_spec(*BACKUP_LAB_VMS, MUTE_VM), tls=True)
+            sim = vcsim_factory(
+                prod_spec(*BACKUP_LAB_VMS, MUTE_VM), tls=True, extra_users={CLOUDADMIN: CLOUDADMIN_PASSWORD}
+            )
             ntfs = diskimages.build_ntfs_disk(diskimages.sample_windows_tree(), size_mib=48)
             ext4 = diskimages.build_ext4_disk(diskimages.sample_linux_tree(), size_mib=40)
             sim.upload_disk_image("win-01", 0, damaged_copy(ntfs, tmp_path) if damaged else ntfs)
@@ -181,4 +187,23 @@ def test_twenty_runs_leave_no_test_vm_datastore_export_or_overlay(
         test = proved("lnx-01", run_worker)
         assert test.state == RestoreTest.State.PASSED, (test.failed_check, test.error)
     assert RestoreTest.objects.filter(state=RestoreTest.State.PASSED).count() == 20
+    assert_nothing_left(lab, supervising)
+
+
+def test_without_host_storage_rights_the_point_is_restored_in_full_tested_and_removed_again(
+    lab_factory: Callable[..., Lab], backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor, admin: Any
+) -> None:
+    lab = lab_factory()
+    backed_up("lnx-01")
+    grant_role(lab.sim, CLOUDADMIN, "CloudAdmin", admin_privileges_except(lab.sim, "Host.Config.Storage"))
+    vc = VCenter.objects.get()
+    update_vcenter(admin, vc, replace(ConnectionParams.of(vc), username=CLOUDADMIN, password=CLOUDADMIN_PASSWORD))
+
+    test = proved("lnx-01", run_worker)
+
+    assert test.state == RestoreTest.State.PASSED, (test.failed_check, test.error, test.steps)
+    assert test.method == "restore" and test.instant_recovery is None
+    start = next(s for s in test.steps if s["check"] == "start")
+    assert "restored in full" in start["detail"] and test.bytes_read > 0
+    assert test.steps[-1]["check"] == "cleanup" and test.steps[-1]["ok"], test.steps
     assert_nothing_left(lab, supervising)
