@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.db.models import Exists, OuterRef, QuerySet
 
-from inventory.models import Host, VirtualMachine
+from inventory.models import Datastore, Host, VirtualMachine
 from recovery.forms import PlacementField, field_of
 from restore_tests.actions import POLICY_FIELDS
 from restore_tests.models import RestoreTestPolicy
@@ -21,6 +21,10 @@ class PolicyForm(forms.ModelForm):
     host = PlacementField(
         "host", required=False, label="Host for test VMs", empty_label="Each VM's own host",
         help_text="Hosts are shown by their inventory path.",
+    )  # fmt: skip
+    datastore = PlacementField(
+        "datastore", required=False, label="Datastore for full restores", empty_label="Each VM's own datastore",
+        help_text="Used only when instant recovery is not possible (the vCenter user may not mount a datastore).",
     )  # fmt: skip
 
     class Meta:
@@ -52,6 +56,8 @@ class PolicyForm(forms.ModelForm):
         super().__init__(data, instance=instance)
         hosts = Host.objects.order_by("inventory_path", "name", "pk")
         field_of(self, "host", PlacementField).queryset = hosts
+        datastores = Datastore.objects.order_by("inventory_path", "name", "pk")
+        field_of(self, "datastore", PlacementField).queryset = datastores
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
