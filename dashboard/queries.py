@@ -66,8 +66,11 @@ def growth(today: dt.date | None = None) -> Growth:
 
 def overview(now: dt.datetime | None = None) -> dict:
     now = now or timezone.now()
+    protected = Q(removed_at__isnull=True, protection_group__isnull=False)
     vms = VirtualMachine.objects.aggregate(
-        protected=Count("pk", filter=Q(removed_at__isnull=True, protection_group__isnull=False)),
+        protected=Count("pk", filter=protected),
+        proven=Count("pk", filter=protected & Q(proven_at__isnull=False)),  # kept by restore_tests
+        proof_overdue=Count("pk", filter=protected & Q(proof_overdue=True)),
         removed=Count("pk", filter=Q(removed_at__isnull=False)),
         total=Count("pk", filter=Q(removed_at__isnull=True)),
     )
@@ -86,6 +89,8 @@ def overview(now: dt.datetime | None = None) -> dict:
     return {
         "vm_total": vms["total"],
         "protected": vms["protected"],
+        "proven": vms["proven"],
+        "proof_overdue": vms["proof_overdue"],
         "unprotected": unprotected_count(),
         "removed": vms["removed"],
         "backups": backups,

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 
 from dashboard import queries
 from inventory.models import VCenter
+from inventory.queries import PROOF_OVERDUE
 from jobs.queries import visible_runs
 from lib.htmx import htmx_partial
 from protection.models import ProtectionGroup
@@ -21,6 +25,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             "whole_estate": True,
             "vcenter_count": VCenter.objects.count(),
             "group_count": ProtectionGroup.objects.count(),
+            "proof_url": _proof_url(user),
         }
     else:
         context = {**queries.restore_operator_overview(user), "whole_estate": False}
@@ -29,3 +34,14 @@ def overview(request: HttpRequest) -> HttpResponse:
     )
     template = "dashboard/overview.html#numbers" if htmx_partial(request) else "dashboard/overview.html"
     return render(request, template, context)
+
+
+def _proof_url(user: Any) -> str:
+    """Where the "proven recoverable" tile leads: the Restore tests page for those who may see it,
+    otherwise the VM list filtered to the VMs not proven within their policy."""
+    if user.has_perm("restore_tests.view_restoretest"):
+        try:
+            return reverse("restore_tests:index")
+        except NoReverseMatch:  # the page is not there (yet)
+            pass
+    return reverse("inventory:index") + "?protection=" + PROOF_OVERDUE

@@ -7,7 +7,7 @@ from django import forms
 from inventory.actions import normalise_thumbprint
 from inventory.connection import ConnectionParams
 from inventory.models import VCenter
-from inventory.queries import PROTECTION_FILTERS, SORTS, VmFilter
+from inventory.queries import PROOF_OVERDUE, PROTECTION_FILTERS, SORTS, VmFilter
 
 
 class VCenterForm(forms.Form):
@@ -93,7 +93,11 @@ class VMFilterForm(forms.Form):
     )
     protection = forms.ChoiceField(
         required=False,
-        choices=[("", "any protection"), *[(p, p.replace("_", " ")) for p in PROTECTION_FILTERS]],
+        choices=[
+            ("", "any protection"),
+            *[(p, p.replace("_", " ")) for p in PROTECTION_FILTERS],
+            (PROOF_OVERDUE, "not proven within policy"),
+        ],
     )
     sort = forms.ChoiceField(required=False, choices=[(s, s) for s in SORTS], widget=forms.HiddenInput)
     removed = forms.BooleanField(required=False, label="include removed")

@@ -19,6 +19,15 @@ SORTS = {
     "-group": ("-protection_group__name", "name", "pk"),
 }
 PROTECTION_FILTERS = ("protected", "unprotected", "do_not_protect", "removed")
+# The VM list also offers the protected VMs a restore test has not proven within their group's policy
+# (proof_overdue, kept by restore_tests, a layer above); the API's and the command's filters do not yet.
+PROOF_OVERDUE = "proof_overdue"
+_PROTECTION_SCOPES = {  # "removed" is applied with include_removed in vm_queryset
+    "protected": Q(protection_group__isnull=False),
+    "unprotected": Q(protection_group__isnull=True, do_not_protect=False, is_template=False),
+    "do_not_protect": Q(do_not_protect=True),
+    PROOF_OVERDUE: Q(protection_group__isnull=False, proof_overdue=True),
+}
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,7 @@ class VmFilter:
     folder_id: int | None = None  # the folder and its subfolders
     folder_path: str | None = None  # "DC/Production": the folder and its subfolders
     power_state: str | None = None
-    protection: str | None = None  # one of PROTECTION_FILTERS
+    protection: str | None = None  # one of PROTECTION_FILTERS, or PROOF_OVERDUE
     include_removed: bool = False
 
 
@@ -58,12 +67,8 @@ def vm_queryset(filters: VmFilter, sort: str = "name") -> QuerySet[VirtualMachin
         vms = vms.filter(Q(folder__path=path) | Q(folder__path__startswith=path + "/"))
     if filters.power_state:
         vms = vms.filter(power_state=filters.power_state)
-    if protection == "protected":
-        vms = vms.filter(protection_group__isnull=False)
-    elif protection == "unprotected":
-        vms = vms.filter(protection_group__isnull=True, do_not_protect=False, is_template=False)
-    elif protection == "do_not_protect":
-        vms = vms.filter(do_not_protect=True)
+    if protection in _PROTECTION_SCOPES:
+        vms = vms.filter(_PROTECTION_SCOPES[protection])
     return vms.order_by(*SORTS.get(sort, SORTS["name"]))
 
 

@@ -1,5 +1,7 @@
 """The protection status report: one row per VM, built from a handful of queries whatever the size
-of the inventory (VMs, point aggregates per VM, the newest backup job per VM, RPO states).
+of the inventory (VMs, point aggregates per VM, the newest backup job per VM, RPO states). When each
+VM was last proven recoverable and whether it is overdue for a restore test come from the VM's own
+fields (proven_at, proof_overdue), which restore_tests keeps, as the VM list shows them.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class VmStatus:
     last_job_status: str
     last_job_time: dt.datetime | None
     points: int
+    last_proven: dt.datetime | None = None  # the newest restore test that passed
+    proof_overdue: bool = False  # not proven within its group's restore test policy
 
     @property
     def off_site(self) -> bool:
@@ -59,6 +63,8 @@ class Totals:
     removed: int = 0
     breached: int = 0
     not_off_site: int = 0  # protected VMs with no recovery point in the vault
+    proven: int = 0  # protected VMs a restore test has proven recoverable
+    proof_overdue: int = 0  # protected VMs not proven within their policy
 
 
 @dataclass
@@ -76,6 +82,8 @@ class ProtectionReport:
                 totals.protected += 1
                 totals.breached += row.breached
                 totals.not_off_site += not row.off_site
+                totals.proven += row.last_proven is not None
+                totals.proof_overdue += row.proof_overdue
             elif row.group == DO_NOT_PROTECT:
                 totals.do_not_protect += 1
             elif row.group == TEMPLATE:
@@ -123,6 +131,8 @@ def _vms():
             "do_not_protect",
             "is_template",
             "removed_at",
+            "proven_at",
+            "proof_overdue",
         )
     )
 
@@ -157,6 +167,8 @@ def protection_report(now: dt.datetime | None = None) -> ProtectionReport:
                 last_job_status=job["status"] if job else "",
                 last_job_time=(job["finished"] or job["started"] or job["created"]) if job else None,
                 points=figures.get("points", 0),
+                last_proven=vm["proven_at"],
+                proof_overdue=vm["proof_overdue"] and bool(group) and not removed,
             )
         )
     return report
@@ -174,12 +186,15 @@ CSV_HEADER = [
     "Last backup job",
     "Last backup job time",
     "Points",
+    "Last proven",
+    "Proof overdue",
 ]
+TIMES = {"Newest local point", "Newest vault point", "Last backup job time", "Last proven"}
 
 
 def csv_header() -> list[str]:
     tz = timezone.get_current_timezone_name()
-    return [f"{h} ({tz})" if h.endswith(("point", "time")) else h for h in CSV_HEADER]
+    return [f"{h} ({tz})" if h in TIMES else h for h in CSV_HEADER]
 
 
 def csv_rows(report: ProtectionReport) -> Iterator[list[Any]]:
@@ -196,4 +211,6 @@ def csv_rows(report: ProtectionReport) -> Iterator[list[Any]]:
             row.last_job_status,
             row.last_job_time,
             row.points,
+            row.last_proven,
+            "overdue" if row.proof_overdue else "",
         ]

@@ -25,6 +25,9 @@ def protection(request: HttpRequest) -> HttpResponse:
     only = request.GET.get("rpo", "")
     if only == "breached":  # the overview's "past their RPO" number links here
         rows = [row for row in rows if row.rpo == "breached"]
+    elif request.GET.get("proof") == "overdue":  # not proven recoverable within their restore test policy
+        only = "proof_overdue"
+        rows = [row for row in rows if row.proof_overdue]
     context = {"report": report, "totals": report.totals, "rows": rows, "only": only}
     return render(request, "reports/protection.html", context)
 

@@ -14,7 +14,10 @@ from reports import queries
 
 
 class Command(BaseCommand):
-    help = "Reports: `report protection` lists every VM with its group, newest points, RPO and last backup."
+    help = (
+        "Reports: `report protection` lists every VM with its group, newest points, RPO, last backup "
+        "and when a restore test last proved it recoverable."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="report", required=True)
@@ -34,7 +37,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Generated {timezone.localtime(report.generated):%Y-%m-%d %H:%M:%S %Z}: {totals.protected} protected, "
             f"{totals.unprotected} unprotected, {totals.do_not_protect} do not protect, "
-            f"{totals.breached} RPO breached, {totals.not_off_site} not off-site, {totals.removed} removed with points"
+            f"{totals.breached} RPO breached, {totals.not_off_site} not off-site, "
+            f"{totals.removed} removed with points, {totals.proven} proven recoverable, "
+            f"{totals.proof_overdue} overdue for a restore test"
         )
         rows = [[_cell(c) for c in row] for row in queries.csv_rows(report)]
         print_table(self.stdout, [h.upper() for h in queries.CSV_HEADER], rows)
