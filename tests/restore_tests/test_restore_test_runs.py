@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 import pytest
 from django.conf import settings
 
+from alerts.evaluation import evaluate
+from alerts.models import Alert
 from instant import supervisor
 from instant.models import InstantRecovery
 from inventory.actions import update_vcenter
@@ -23,7 +25,7 @@ from inventory.models import VCenter, VirtualMachine
 from jobs.models import JobRun
 from protection.models import ProtectionGroup
 from recovery import filesystems as fs
-from restore_tests import actions
+from restore_tests import actions, scheduling
 from restore_tests.models import RestoreTest
 from tests.factories.instant import instant_dir
 from tests.factories.protection import BACKUP_LAB_VMS, back_up, protect_simulator
@@ -206,4 +208,25 @@ def test_without_host_storage_rights_the_point_is_restored_in_full_tested_and_re
     start = next(s for s in test.steps if s["check"] == "start")
     assert "restored in full" in start["detail"] and test.bytes_read > 0
     assert test.steps[-1]["check"] == "cleanup" and test.steps[-1]["ok"], test.steps
+    assert_nothing_left(lab, supervising)
+
+
+def test_a_group_s_policy_gets_every_vm_tested_in_its_window_and_a_failure_alerts_until_a_pass(
+    lab_factory: Callable[..., Lab], backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor
+) -> None:
+    lab = lab_factory()
+    for name in ("win-01", "lnx-01", "mute-01"):
+        backed_up(name)
+    actions.save_policy(None, lab.group, max_concurrent=2, heartbeat_seconds=3)
+
+    for _ in range(5):  # the cron's 5-minute ticks, each followed by the verify workers
+        if not scheduling.tick():
+            break
+        run_worker()
+
+    results = dict(RestoreTest.objects.values_list("vm__name", "state"))
+    assert results == {"win-01": "passed", "lnx-01": "passed", "mute-01": "failed"}
+    evaluate()
+    alert = Alert.objects.get(kind=Alert.Kind.RESTORE_TEST_FAILED, resolved_at__isnull=True)
+    assert "mute-01" in alert.title
     assert_nothing_left(lab, supervising)
