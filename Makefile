@@ -13,7 +13,7 @@ AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
 OIDC_PROVIDER := tools/oidc-provider/node_modules/oidc-provider/package.json
 OIDC_PROVIDER_STAMP := tools/oidc-provider/node_modules/.installed-stamp
 
-.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite oidc-provider clean bench-inventory bench-backup bench-vault bench-restore bench-catalog bench-listing bench-instant chaos
+.PHONY: run test lint check install system-packages-run system-packages-test system-packages-bench vcsim azurite oidc-provider clean bench-inventory bench-backup bench-vault bench-restore bench-catalog bench-listing bench-instant bench-restore-test chaos
 
 run: system-packages-run $(REQ_STAMP) $(VCSIM)
 	$(PY) tools/run.py
@@ -108,6 +108,11 @@ bench-listing: system-packages-test $(DEV_STAMP)
 # sequential reads over NFS beside a plain file exported by the same ganesha, and a full restore of each.
 bench-instant: system-packages-test $(DEV_STAMP) $(VCSIM)
 	$(PY) tools/bench_instant.py
+
+# A restore test (issue 17) of a 1 GiB and a 32 GiB point: start to proven, each step's seconds and the bytes
+# read from the store, beside a full restore of the same point (the simulator's guest boots in 1 s).
+bench-restore-test: system-packages-test $(DEV_STAMP) $(VCSIM)
+	$(PY) tools/bench_restore_test.py
 
 # Faults injected into the real stack (workers, Redis, PostgreSQL, the simulator, Azurite), with a
 # table of what was lost, stuck or left; non-zero exit if anything was. Not part of `make test`.
