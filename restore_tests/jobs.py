@@ -42,6 +42,8 @@ State = RestoreTest.State
 # What instant recovery needs beyond a full restore: without it, the test restores the point in full.
 INSTANT_ONLY = {"Host.Config.Storage"}
 CLEANUP_TIMEOUT = 120.0  # seconds the supervisor gets to remove the mount, export and overlay
+# The vSphere tag on every test VM (besides its name prefix): a leftover one is found by it.
+TAG_CATEGORY, TAG = "VM Backup", "restore-test"
 
 
 class CheckFailed(Exception):
@@ -167,6 +169,7 @@ class Proof:
                 entry["detail"] = self._restore_in_full(name, host, pool, folder)
             else:
                 entry["detail"] = self._start_instantly(name, host)
+            entry["detail"] += self._tag_test_vm()
         with open_connection(vm.vcenter) as conn:
             self._guest_checks(conn)
 
@@ -208,6 +211,17 @@ class Proof:
         with open_connection(vm.vcenter) as conn:
             vsphere.power_on(conn, result.moref)
         return f"{name} restored in full to {datastore.name} and powered on"
+
+    def _tag_test_vm(self) -> str:
+        """Tag the test VM TAG_CATEGORY/TAG; a failure is a warning, not a failed test (the name
+        prefix marks the VM too, and cleanup removes it either way)."""
+        try:
+            with open_connection(self.test.vm.vcenter) as conn:
+                vsphere.tag_vm(conn, self.vm_moref, TAG_CATEGORY, TAG)
+        except vsphere.VCenterError as exc:
+            self.ctx.log(f"The test VM was not tagged {TAG_CATEGORY}/{TAG}: {exc}", level="warning")
+            return ""
+        return f"; tagged {TAG_CATEGORY}/{TAG}"
 
     def _guest_checks(self, conn: vsphere.Connection) -> None:
         policy = self.policy

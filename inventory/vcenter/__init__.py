@@ -38,6 +38,8 @@ Modules (callers import from the package, `from inventory import vcenter as vsph
   guest        wait_for_guest(): VMware Tools running, a heartbeat and an IP address after power-on
   instant      instant recovery: NFS datastores mounted and unmounted, a VM registered from its .vmx,
                powered on, its disks moved (storage vMotion), unregistered; missing privileges
+  tags         vSphere tags over vCenter's REST API: tag_vm (category and tag created if missing),
+               vms_with_tag
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ from .snapshots import (
     snapshot_disks,
 )
 from .soap import PAGE_SIZE
+from .tags import tag_vm, vms_with_tag
 from .vmconfig import CONFIG_SCHEMA, vm_config
 from .vmdk import VmdkDescriptor, VmdkExtent, parse_vmdk_descriptor, read_vmdk_descriptor
 from .vms import (
@@ -257,4 +260,7 @@ __all__ = [
     "relocate_disks",
     "unmount_datastore",
     "vm_with_instance_uuid",
+    # vSphere tags
+    "tag_vm",
+    "vms_with_tag",
 ]

@@ -288,10 +288,19 @@ class Connection(ClosedOnExit):
     Thread-safe for calls from several threads (pyVmomi and urllib3 pool their HTTP connections).
     """
 
-    def __init__(self, si: vim.ServiceInstance, content: vim.ServiceInstanceContent, endpoint: Endpoint) -> None:
+    def __init__(
+        self,
+        si: vim.ServiceInstance,
+        content: vim.ServiceInstanceContent,
+        endpoint: Endpoint,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self.si = si
         self.content = content
         self.endpoint = endpoint
+        # (user name, password) of connect(), for vCenter's REST API (tags.py), which does not accept
+        # the SOAP session's cookie and signs in on its own. Never logged.
+        self.credentials = credentials
         # Optional in pyVmomi's types (an ESXi host may lack them); connect() checked them already.
         if content.sessionManager is None or content.viewManager is None:
             raise NotAVCenter(f"{endpoint.where} is not a vCenter Server")
@@ -411,7 +420,7 @@ def connect(endpoint: Endpoint, username: str, password: str) -> Connection:
     except BaseException:
         stub.DropConnections()
         raise
-    return Connection(si, content, endpoint)
+    return Connection(si, content, endpoint, (username, password))
 
 
 def _api_version(endpoint: Endpoint) -> str:

@@ -136,6 +136,7 @@ def test_a_backed_up_vm_is_proven_recoverable_and_nothing_is_left(
     assert [s["check"] for s in test.steps] == ["volumes", "start", "heartbeat", "cleanup"]
     assert all(s["ok"] for s in test.steps), test.steps
     assert "volume(s) open and list" in test.steps[0]["detail"]
+    assert test.steps[1]["detail"].endswith("; tagged VM Backup/restore-test"), test.steps[1]
     assert test.test_vm_name == "vmb-test-win-01" and test.point_id == point.pk
     assert test.bytes_read >= 0 and test.duration is not None
     point.refresh_from_db()
@@ -206,7 +207,8 @@ def test_without_host_storage_rights_the_point_is_restored_in_full_tested_and_re
     assert test.state == RestoreTest.State.PASSED, (test.failed_check, test.error, test.steps)
     assert test.method == "restore" and test.instant_recovery is None
     start = next(s for s in test.steps if s["check"] == "start")
-    assert "restored in full" in start["detail"] and test.bytes_read > 0
+    assert "restored in full" in start["detail"] and "tagged VM Backup/restore-test" in start["detail"]
+    assert test.bytes_read > 0
     assert test.steps[-1]["check"] == "cleanup" and test.steps[-1]["ok"], test.steps
     assert_nothing_left(lab, supervising)
 

@@ -26,7 +26,9 @@
 // Beyond vcsim 0.24.2 (see registerOverrides): RetrievePropertiesEx pages by maxObjects with
 // ContinueRetrievePropertiesEx, and config.changeVersion is kept up to date as vCenter does.
 // More users (-extra-user NAME:PASSWORD), and privileges answered from the permissions set, as
-// vCenter does (privileges.go); the -username user is Admin on the root folder. VMware Tools status,
+// vCenter does (privileges.go); the -username user is Admin on the root folder. vCenter's REST API
+// (/rest: cis/session, tagging category, tag, tag-association) is vcsim's vapi/simulator, signing in
+// only these users with their passwords (HTTP basic authentication), as vCenter does. VMware Tools status,
 // heartbeat and IP address appear after power-on, as vCenter reports them (guest.go; extraConfig
 // "vcsim.guest.tools" = "never" or seconds, "vcsim.guest.ip" = "none").
 //
@@ -96,6 +98,7 @@ import (
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
+	_ "github.com/vmware/govmomi/vapi/simulator" // registers vCenter's REST API (/rest: sessions, tagging)
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -798,6 +801,7 @@ type interceptor struct {
 	next    http.Handler
 	tracker *changeTracker
 	stores  map[string]map[string]string // datacenter (escaped name) -> datastore -> local directory
+	users   map[string]string            // login name -> password (REST sign-in)
 }
 
 func (h *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -806,6 +810,16 @@ func (h *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveSDK(w, r)
 	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/folder/"):
 		h.servePut(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == "/rest/com/vmware/cis/session" && r.URL.Query().Get("~action") == "":
+		// vapi/simulator signs in any non-empty user name and password; vCenter checks them.
+		name, password, ok := r.BasicAuth()
+		if known, exists := h.users[name]; !ok || !exists || known != password {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"type":"com.vmware.vapi.std.errors.unauthenticated","value":{"messages":[]}}`)
+			return
+		}
+		h.next.ServeHTTP(w, r)
 	default:
 		h.next.ServeHTTP(w, r)
 	}
@@ -1679,7 +1693,8 @@ func run(o options) error {
 	}
 
 	registerOverrides(model)
-	if err := registerPrivileges(model, o.username, o.password, o.extraUsers); err != nil {
+	users, err := registerPrivileges(model, o.username, o.password, o.extraUsers)
+	if err != nil {
 		return err
 	}
 
@@ -1691,9 +1706,11 @@ func run(o options) error {
 	if o.tls {
 		model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	// vCenter's REST API under /rest (vapi/simulator, imported for its init): sessions and tagging.
+	model.Service.RegisterEndpoints = true
 	server := model.Service.NewServer()
 	// Set before the ready line is printed: no client knows the port yet.
-	server.Config.Handler = &interceptor{next: server.Config.Handler, tracker: tracker, stores: b.stores()}
+	server.Config.Handler = &interceptor{next: server.Config.Handler, tracker: tracker, stores: b.stores(), users: users}
 
 	host, port, _ := net.SplitHostPort(server.URL.Host)
 	b.out.URL = fmt.Sprintf("%s://%s/sdk", server.URL.Scheme, server.URL.Host)

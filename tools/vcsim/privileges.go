@@ -71,13 +71,13 @@ func principal(login string) string {
 func samePrincipal(a, b string) bool { return strings.EqualFold(principal(a), principal(b)) }
 
 // registerPrivileges puts sessionLogin and authz in the registry; the default user becomes Admin on
-// the root folder.
-func registerPrivileges(model *simulator.Model, defaultUser, defaultPassword string, extra userList) error {
+// the root folder. Returns the users (login name -> password), for the REST API's sign-in too.
+func registerPrivileges(model *simulator.Model, defaultUser, defaultPassword string, extra userList) (map[string]string, error) {
 	users := map[string]string{defaultUser: defaultPassword}
 	for _, u := range extra {
 		name, password, _ := strings.Cut(u, ":")
 		if _, taken := users[name]; taken {
-			return fmt.Errorf("-extra-user %s: a user of that name exists already", name)
+			return nil, fmt.Errorf("-extra-user %s: a user of that name exists already", name)
 		}
 		users[name] = password
 	}
@@ -92,16 +92,16 @@ func registerPrivileges(model *simulator.Model, defaultUser, defaultPassword str
 	simulator.Map.Put(a)
 	admin := a.roleNamed("Admin")
 	if admin == nil {
-		return fmt.Errorf("vcsim has no Admin role")
+		return nil, fmt.Errorf("vcsim has no Admin role")
 	}
 	grant := types.Permission{Principal: defaultUser, RoleId: admin.RoleId, Propagate: true}
 	res := a.SetEntityPermissions(&types.SetEntityPermissions{
 		This: ref, Entity: model.ServiceContent.RootFolder, Permission: []types.Permission{grant},
 	})
 	if f := res.Fault(); f != nil {
-		return fmt.Errorf("admin permission for %s: %s", defaultUser, f.String)
+		return nil, fmt.Errorf("admin permission for %s: %s", defaultUser, f.String)
 	}
-	return nil
+	return users, nil
 }
 
 // ---- login ----
