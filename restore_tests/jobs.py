@@ -36,14 +36,13 @@ from recovery.jobs import restore_within
 from restore_tests import checks, results
 from restore_tests.actions import RUN_KIND, policy_of
 from restore_tests.models import RestoreTest, RestoreTestPolicy
+from restore_tests.reaper import TAG, TAG_CATEGORY
 from vault.storage import tiered_store
 
 State = RestoreTest.State
 # What instant recovery needs beyond a full restore: without it, the test restores the point in full.
 INSTANT_ONLY = {"Host.Config.Storage"}
 CLEANUP_TIMEOUT = 120.0  # seconds the supervisor gets to remove the mount, export and overlay
-# The vSphere tag on every test VM (besides its name prefix): a leftover one is found by it.
-TAG_CATEGORY, TAG = "VM Backup", "restore-test"
 
 
 class CheckFailed(Exception):

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 
 from inventory.models import VirtualMachine
-from restore_tests import actions, queries, results
+from restore_tests import actions, queries, reaper, results
 from restore_tests.models import RestoreTest, RestoreTestPolicy
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ def is_due(vm: VirtualMachine, policy: RestoreTestPolicy, now: dt.datetime) -> b
 def tick(now: dt.datetime | None = None) -> list[int]:
     """Queue the tests that are due; their ids."""
     now = now or timezone.now()
+    reaper.end_abandoned_tests()
+    reaper.remove_leftover_vms()
     results.refresh_overdue(now)
     queued: list[int] = []
     for policy in queries.policies():

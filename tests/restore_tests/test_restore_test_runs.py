@@ -17,8 +17,11 @@ from django.conf import settings
 
 from alerts.evaluation import evaluate
 from alerts.models import Alert
+from audit.models import AuditEntry
+from instant import actions as instant_actions
 from instant import supervisor
 from instant.models import InstantRecovery
+from inventory import vcenter as vsphere
 from inventory.actions import update_vcenter
 from inventory.connection import ConnectionParams
 from inventory.models import VCenter, VirtualMachine
@@ -27,18 +30,20 @@ from protection.models import ProtectionGroup
 from recovery import filesystems as fs
 from restore_tests import actions, scheduling
 from restore_tests.models import RestoreTest
+from restore_tests.reaper import TAG, TAG_CATEGORY
 from tests.factories.instant import instant_dir
 from tests.factories.protection import BACKUP_LAB_VMS, back_up, protect_simulator
 from tests.factories.simulator import prod_spec
 from tests.factories.vcenter_roles import CLOUDADMIN, CLOUDADMIN_PASSWORD, admin_privileges_except, grant_role
-from tests.instant.test_instant_recovery_jobs import datastore_names, supervising, vm_names
+from tests.instant.test_instant_recovery_jobs import connect, datastore_names, supervising, vm_names
 from tests.waiting import wait_until
 from tools import diskimages
 from tools.simulator import Simulator
 from vault.models import RecoveryPoint
 
 __all__ = ["supervising"]  # a fixture of the instant tests, used here by name
-pytestmark = pytest.mark.django_db(transaction=True)  # the supervisor's thread sees committed rows only
+pytestmark = pytest.mark.django_db(transaction=True)
+TAGGED = (TAG_CATEGORY, TAG)  # the supervisor's thread sees committed rows only
 MUTE_VM = {
     "name": "mute-01",
     "disks_mb": [40],
@@ -232,3 +237,41 @@ def test_a_group_s_policy_gets_every_vm_tested_in_its_window_and_a_failure_alert
     alert = Alert.objects.get(kind=Alert.Kind.RESTORE_TEST_FAILED, resolved_at__isnull=True)
     assert "mute-01" in alert.title
     assert_nothing_left(lab, supervising)
+
+
+def test_a_test_whose_worker_died_is_ended_and_what_it_made_is_removed(
+    lab_factory: Callable[..., Lab], backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor, admin: Any
+) -> None:
+    lab = lab_factory()
+    point = backed_up("lnx-01")
+    # As if a test's worker had been killed with its test VM running: the test and its instant
+    # recovery still say running, the job was reaped (errored); and a full restore's test VM, tagged,
+    # is left in vCenter (here mute-01 plays it).
+    recovery = started_instantly(point, run_worker, admin)
+    job = JobRun.objects.create(kind=actions.RUN_KIND, status=JobRun.Status.ERRORED)
+    test = RestoreTest.objects.create(
+        vm=point.vm, point=point, state=RestoreTest.State.RUNNING, instant_recovery=recovery, job=job,
+        test_vm_name=recovery.vm_name,
+    )  # fmt: skip
+    with connect(lab.sim) as conn:
+        vsphere.tag_vm(conn, VirtualMachine.objects.get(name="mute-01").moref, *TAGGED)
+
+    scheduling.tick()
+    run_worker()  # the stop the tick queued
+
+    test.refresh_from_db()
+    assert test.state == RestoreTest.State.ERROR and "worker was killed" in test.error
+    assert "mute-01" not in vm_names(lab.sim) and "win-01" in vm_names(lab.sim)
+    reaped = AuditEntry.objects.filter(action="restore_test.reap")
+    assert sorted(str(e.details.get("vm") or e.details.get("restore_test")) for e in reaped) == sorted(
+        ["mute-01", str(test.pk)]
+    )
+    assert_nothing_left(lab, supervising)
+
+
+def started_instantly(point: RecoveryPoint, run_worker: Callable[[], None], user: Any) -> InstantRecovery:
+    recovery = instant_actions.start_instant_recovery(user, point, name="vmb-test-lnx-01")
+    run_worker()
+    recovery.refresh_from_db()
+    assert recovery.state == InstantRecovery.State.RUNNING, recovery.error
+    return recovery
