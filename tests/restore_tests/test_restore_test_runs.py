@@ -44,6 +44,8 @@ from vault.models import RecoveryPoint
 __all__ = ["supervising"]  # a fixture of the instant tests, used here by name
 pytestmark = pytest.mark.django_db(transaction=True)
 TAGGED = (TAG_CATEGORY, TAG)  # the supervisor's thread sees committed rows only
+# lnx-01 with a network adapter: a guest reports its IP address on one (disconnected, as in every test).
+LAB_VMS = [{**vm, "nics": ["VM Network"]} if vm["name"] == "lnx-01" else vm for vm in BACKUP_LAB_VMS]
 MUTE_VM = {
     "name": "mute-01",
     "disks_mb": [40],
@@ -82,9 +84,7 @@ def lab_factory(vcsim_factory: Any, settings: Any, tmp_path: Path) -> Iterator[C
 
         def start(*, damaged: bool = False) -> Lab:
             settings.BACKUP_STORE_DIR = tmp_path / "store"
-            sim = vcsim_factory(
-                prod_spec(*BACKUP_LAB_VMS, MUTE_VM), tls=True, extra_users={CLOUDADMIN: CLOUDADMIN_PASSWORD}
-            )
+            sim = vcsim_factory(prod_spec(*LAB_VMS, MUTE_VM), tls=True, extra_users={CLOUDADMIN: CLOUDADMIN_PASSWORD})
             ntfs = diskimages.build_ntfs_disk(diskimages.sample_windows_tree(), size_mib=48)
             ext4 = diskimages.build_ext4_disk(diskimages.sample_linux_tree(), size_mib=40)
             sim.upload_disk_image("win-01", 0, damaged_copy(ntfs, tmp_path) if damaged else ntfs)
@@ -275,3 +275,27 @@ def started_instantly(point: RecoveryPoint, run_worker: Callable[[], None], user
     recovery.refresh_from_db()
     assert recovery.state == InstantRecovery.State.RUNNING, recovery.error
     return recovery
+
+
+def test_the_canary_file_and_the_guest_s_ip_are_checked_when_the_policy_asks(
+    lab_factory: Callable[..., Lab], backed_up: Any, run_worker: Any, supervising: supervisor.Supervisor
+) -> None:
+    lab = lab_factory()
+    backed_up("lnx-01")
+    actions.save_policy(None, lab.group, canary_path="/var/log/syslog", canary_min_bytes=1024, require_ip=True)
+
+    test = proved("lnx-01", run_worker)
+
+    assert test.state == RestoreTest.State.PASSED, (test.failed_check, test.error, test.steps)
+    assert [s["check"] for s in test.steps] == ["volumes", "canary", "start", "heartbeat", "ip", "cleanup"]
+    steps = {s["check"]: s["detail"] for s in test.steps}
+    assert steps["canary"].startswith("/var/log/syslog on Hard disk 1, volume ") and "bytes" in steps["canary"]
+    assert steps["ip"].startswith("the guest reported 10.")
+
+    actions.save_policy(None, lab.group, canary_path="/var/lib/db/main.db")
+    test = proved("lnx-01", run_worker)
+
+    assert test.state == RestoreTest.State.FAILED and test.failed_check == "canary"
+    assert test.error == "/var/lib/db/main.db is on no volume of the point"
+    assert test.instant_recovery is None  # failed before anything was started
+    assert_nothing_left(lab, supervising)
