@@ -49,7 +49,10 @@ class SlowSource:
 
     def readinto(self, offset, buffer):
         if stage == "reading" and offset >= 2 * CHUNK_SIZE:
-            print("slow", flush=True)
+            # One write per line: two reader threads printing at once would interleave "slow" and
+            # print's separate newline into "slowslow".
+            sys.stdout.write("slow\n")
+            sys.stdout.flush()
             time.sleep(600)
         return self.inner.readinto(offset, buffer)
 
