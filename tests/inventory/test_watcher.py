@@ -12,7 +12,7 @@ import pytest
 from audit.models import AuditEntry
 from inventory import vcenter as vsphere
 from inventory.models import Folder, ResourcePool, VCenter, VirtualMachine
-from inventory.watcher import VCenterWatcher
+from inventory.watcher import VCenterWatcher, watch_all
 from protection.models import ProtectionGroup
 from tests.factories.simulator import SMALL_SPEC
 from tests.waiting import wait_until
@@ -117,3 +117,19 @@ def test_the_watcher_reconnects_after_vcenter_restarts(vcsim_factory, watch):
         vsphere.rename_vm(conn, moref, "web-01-after-restart")
     eventually(lambda: VirtualMachine.objects.filter(pk=web.pk, name="web-01-after-restart").exists(), "rename")
     assert VirtualMachine.objects.filter(removed_at__isnull=True).count() == len(restarted.vms())
+
+
+def test_a_vcenter_added_while_the_watchers_run_is_watched_at_once(vcsim):
+    stop = threading.Event()
+    watchers = threading.Thread(target=watch_all, args=(stop,), daemon=True)
+    watchers.start()
+    try:
+        vc = register(vcsim)  # as the vCenters page adds one, with the watchers already running
+        eventually(lambda: VirtualMachine.objects.filter(vcenter=vc, name="web-01").exists(), "first sync")
+        web = VirtualMachine.objects.get(vcenter=vc, name="web-01")
+        with connect(vcsim) as conn:
+            vsphere.rename_vm(conn, web.moref, "web-01-renamed")
+        eventually(lambda: VirtualMachine.objects.filter(pk=web.pk, name="web-01-renamed").exists(), "rename")
+    finally:
+        stop.set()
+        watchers.join(30)
