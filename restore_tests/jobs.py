@@ -32,6 +32,7 @@ from inventory.connection import open_connection
 from inventory.models import Datastore, Folder, Host, Network, ResourcePool
 from jobs.registry import job_kind
 from jobs.runner import JobContext, JobFailed
+from recovery import browse
 from recovery.jobs import restore_within
 from restore_tests import checks, results
 from restore_tests.actions import RUN_KIND, policy_of
@@ -101,20 +102,21 @@ class Proof:
 
     @contextmanager
     def step(self, check: str) -> Iterator[dict[str, Any]]:
-        """Time a check and record it; CheckFailed inside records it as failed and goes on up."""
-        entry: dict[str, Any] = {"check": check, "ok": False, "seconds": 0.0, "detail": ""}
+        """Time a check and record it; CheckFailed inside records it as failed and goes on up. A check
+        that ends without an exception is ok unless it set entry["ok"] to False itself (cleanup does)."""
+        entry: dict[str, Any] = {"check": check, "ok": None, "seconds": 0.0, "detail": ""}
         began = time.monotonic()
         self.steps.append(entry)
         try:
             yield entry
         except CheckFailed as failed:
-            entry["detail"] = failed.args[1]
+            entry.update(ok=False, detail=failed.args[1])
             raise
         except Exception as exc:
-            entry["detail"] = f"could not run: {exc}"
+            entry.update(ok=False, detail=f"could not run: {exc}")
             raise
         else:
-            entry["ok"] = True
+            entry["ok"] = entry["ok"] is not False
         finally:
             entry["seconds"] = round(time.monotonic() - began, 2)
             RestoreTest.objects.filter(pk=self.test.pk).update(steps=self.steps)
@@ -123,14 +125,15 @@ class Proof:
     def run(self) -> None:
         point = self.test.point
         assert point is not None
+        views = browse.disk_views(point)  # opened once for both checks of the point itself
         with self.step("volumes") as entry:
-            result = checks.check_volumes(point, self._previous_volumes())
+            result = checks.check_volumes(views, self._previous_volumes())
             entry.update(detail=result.detail, volumes=result.volumes)
             if not result.ok:
                 raise CheckFailed("volumes", result.detail)
         if self.policy.canary_path:
             with self.step("canary") as entry:
-                result = checks.check_canary(point, self.policy.canary_path, self.policy.canary_min_bytes)
+                result = checks.check_canary(views, self.policy.canary_path, self.policy.canary_min_bytes)
                 entry["detail"] = result.detail
                 if not result.ok:
                     raise CheckFailed("canary", result.detail)
