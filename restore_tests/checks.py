@@ -8,7 +8,6 @@ from typing import Any
 
 from recovery import browse
 from recovery import filesystems as fs
-from vault.models import RecoveryPoint
 
 # File systems the product can open: one of these that does not open or list is damaged. Anything else
 # (BitLocker, swap, an unknown partition) is only noted: the test cannot judge it.
@@ -43,13 +42,14 @@ def _damage(layout: fs.DiskLayout, volume: fs.Volume) -> str:
     return ""
 
 
-def check_volumes(point: RecoveryPoint, before: list[dict[str, Any]] | None) -> Check:
-    """Every disk's volumes open and their root folders list. A damaged volume fails the check unless
-    it was damaged already in the previously tested point (`before`: that test's volumes)."""
+def check_volumes(views: list[browse.DiskView], before: list[dict[str, Any]] | None) -> Check:
+    """Every disk's volumes (browse.disk_views of the point) open and their root folders list. A
+    damaged volume fails the check unless it was damaged already in the previously tested point
+    (`before`: that test's volumes)."""
     damaged_before = {(v["disk"], v["index"]) for v in before or [] if not v["ok"]}
     results: list[dict[str, Any]] = []
     failures: list[str] = []
-    for view in browse.disk_views(point):
+    for view in views:
         disk = view.disk.label or f"disk {view.disk.key}"
         if view.layout is None:
             failures.append(f"{disk} cannot be read: {view.error}")
@@ -67,9 +67,9 @@ def check_volumes(point: RecoveryPoint, before: list[dict[str, Any]] | None) -> 
     return Check(True, "; ".join([f"{readable} volume(s) open and list", *noted]), results)
 
 
-def check_canary(point: RecoveryPoint, path: str, min_bytes: int) -> Check:
+def check_canary(views: list[browse.DiskView], path: str, min_bytes: int) -> Check:
     """The file the administrator named is in the point (on any volume), at least min_bytes big."""
-    for view in browse.disk_views(point):
+    for view in views:
         if view.layout is None:
             continue
         for volume in view.layout.volumes:
