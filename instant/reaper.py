@@ -35,6 +35,8 @@ def reap_instant_leftovers() -> None:
     every vCenter."""
     retry_failed_stops()
     stop_abandoned_starts()
+    if not InstantRecovery.objects.exclude(state__in=actions.ACTIVE).exists():
+        return  # no recovery ever ended, so none can have left anything: no vCenter is asked
     for vc in VCenter.objects.order_by("pk"):
         try:
             with open_connection(vc) as conn:

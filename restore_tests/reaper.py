@@ -48,6 +48,8 @@ def end_abandoned_tests() -> list[int]:
 
 def remove_leftover_vms() -> list[str]:
     """Destroy tagged test VMs no running test owns (not instant recoveries'); their names."""
+    if not RestoreTest.objects.filter(method="restore").exists():
+        return []  # only full restores leave VMs of their own (instant recoveries' are instant.reaper's)
     owned = set(RestoreTest.objects.filter(state__in=ACTIVE).values_list("test_vm_name", flat=True))
     removed: list[str] = []
     for vc in VCenter.objects.order_by("pk"):

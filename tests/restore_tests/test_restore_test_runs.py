@@ -32,16 +32,16 @@ from restore_tests import actions, scheduling
 from restore_tests.models import RestoreTest
 from restore_tests.reaper import TAG, TAG_CATEGORY
 from tests.factories.instant import instant_dir
-from tests.factories.protection import BACKUP_LAB_VMS, back_up, protect_simulator
+from tests.factories.protection import BACKUP_LAB_VMS, protect_simulator
 from tests.factories.simulator import prod_spec
 from tests.factories.vcenter_roles import CLOUDADMIN, CLOUDADMIN_PASSWORD, admin_privileges_except, grant_role
-from tests.instant.test_instant_recovery_jobs import connect, datastore_names, supervising, vm_names
+from tests.instant.test_instant_recovery_jobs import backed_up, connect, datastore_names, supervising, vm_names
 from tests.waiting import wait_until
 from tools import diskimages
 from tools.simulator import Simulator
 from vault.models import RecoveryPoint
 
-__all__ = ["supervising"]  # a fixture of the instant tests, used here by name
+__all__ = ["backed_up", "supervising"]  # fixtures of the instant tests, used here by name
 pytestmark = pytest.mark.django_db(transaction=True)
 TAGGED = (TAG_CATEGORY, TAG)  # the supervisor's thread sees committed rows only
 # lnx-01 with a network adapter: a guest reports its IP address on one (disconnected, as in every test).
@@ -96,18 +96,6 @@ def lab_factory(vcsim_factory: Any, settings: Any, tmp_path: Path) -> Iterator[C
             return Lab(sim, group)
 
         yield start
-
-
-@pytest.fixture
-def backed_up(
-    run_worker: Callable[[], None], django_capture_on_commit_callbacks: Any
-) -> Callable[[str], RecoveryPoint]:
-    def back_up_now(vm_name: str) -> RecoveryPoint:
-        run = back_up(vm_name, run_worker, django_capture_on_commit_callbacks)
-        assert run.status == JobRun.Status.SUCCEEDED, (run.error, run.traceback)
-        return RecoveryPoint.objects.filter(vm__name=vm_name).latest("created")
-
-    return back_up_now
 
 
 def proved(vm_name: str, run_worker: Callable[[], None], user: Any = None) -> RestoreTest:
@@ -245,14 +233,17 @@ def test_a_test_whose_worker_died_is_ended_and_what_it_made_is_removed(
     lab = lab_factory()
     point = backed_up("lnx-01")
     # As if a test's worker had been killed with its test VM running: the test and its instant
-    # recovery still say running, the job was reaped (errored); and a full restore's test VM, tagged,
-    # is left in vCenter (here mute-01 plays it).
+    # recovery still say running, the job was reaped (errored); and a full restore's test, its job
+    # reaped too, left its tagged test VM in vCenter (here mute-01 plays it).
     recovery = started_instantly(point, run_worker, admin)
     job = JobRun.objects.create(kind=actions.RUN_KIND, status=JobRun.Status.ERRORED)
     test = RestoreTest.objects.create(
         vm=point.vm, point=point, state=RestoreTest.State.RUNNING, instant_recovery=recovery, job=job,
         test_vm_name=recovery.vm_name,
     )  # fmt: skip
+    full = RestoreTest.objects.create(
+        vm=point.vm, point=point, state=RestoreTest.State.RUNNING, method="restore", job=job, test_vm_name="mute-01"
+    )
     with connect(lab.sim) as conn:
         vsphere.tag_vm(conn, VirtualMachine.objects.get(name="mute-01").moref, *TAGGED)
 
@@ -264,7 +255,7 @@ def test_a_test_whose_worker_died_is_ended_and_what_it_made_is_removed(
     assert "mute-01" not in vm_names(lab.sim) and "win-01" in vm_names(lab.sim)
     reaped = AuditEntry.objects.filter(action="restore_test.reap")
     assert sorted(str(e.details.get("vm") or e.details.get("restore_test")) for e in reaped) == sorted(
-        ["mute-01", str(test.pk)]
+        ["mute-01", str(test.pk), str(full.pk)]
     )
     assert_nothing_left(lab, supervising)
 
