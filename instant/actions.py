@@ -189,30 +189,27 @@ def stop(user: Any, recovery: InstantRecovery, run_in: JobRun | None = None) -> 
         )
         if not claimed:
             raise InstantRefused(f"{recovery.vm_name} is not running from backup, so there is nothing to stop.")
-        run = run_in or enqueue(
-            STOP_KIND,
-            params={"recovery_id": recovery.pk},
-            target=recovery.source_vm,
-            user=user,
-            title=f"Stop {recovery.vm_name}",
-        )
-        InstantRecovery.objects.filter(pk=recovery.pk).update(job=run)
-        record(user, "instant.stop", target=recovery.source_vm,
-               details={"instant_recovery": recovery.pk, "name": recovery.vm_name})  # fmt: skip
-    return run
+        return _queue_stop(user, recovery, run_in)
 
 
 def retry_stop(recovery: InstantRecovery) -> JobRun:
     """Queue a stop again (the reaper's, after one failed because vCenter could not be reached)."""
     with transaction.atomic():
-        run = enqueue(
-            STOP_KIND,
-            params={"recovery_id": recovery.pk},
-            target=recovery.source_vm,
-            user=None,
-            title=f"Stop {recovery.vm_name} (retried)",
-        )
-        InstantRecovery.objects.filter(pk=recovery.pk).update(job=run)
-        record(None, "instant.stop", target=recovery.source_vm,
-               details={"instant_recovery": recovery.pk, "name": recovery.vm_name, "retry": True})  # fmt: skip
+        return _queue_stop(None, recovery, retry=True)
+
+
+def _queue_stop(user: Any, recovery: InstantRecovery, run_in: JobRun | None = None, *, retry: bool = False) -> JobRun:
+    """The stop's job (or `run_in`) as the row's last job, and its audit row; inside the caller's transaction."""
+    run = run_in or enqueue(
+        STOP_KIND,
+        params={"recovery_id": recovery.pk},
+        target=recovery.source_vm,
+        user=user,
+        title=f"Stop {recovery.vm_name}" + (" (retried)" if retry else ""),
+    )
+    InstantRecovery.objects.filter(pk=recovery.pk).update(job=run)
+    details: dict[str, Any] = {"instant_recovery": recovery.pk, "name": recovery.vm_name}
+    if retry:
+        details["retry"] = True
+    record(user, "instant.stop", target=recovery.source_vm, details=details)
     return run
