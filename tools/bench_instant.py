@@ -402,14 +402,27 @@ def table(figures: dict[str, Figures]) -> None:
         lines.append((f"{label}: sequential read of the first GiB, MB/s", [f"{r.nfs[kind][2]:.0f}" for r in rows], ""))
     lines.append(("full restore to a new VM (write, read back, check), s", [f"{r.restore_s:.1f}" for r in rows], ""))
     heads = [f"{SIZES[name] // 1024} GiB point" for name in figures]
-    width = max(len(label) for label, _, _ in lines)
-    cells = [max(len(h), *(len(v[i]) for _, v, _ in lines)) for i, h in enumerate(heads)]
-    head = " | ".join(f"{h:>{c}}" for h, c in zip(heads, cells, strict=True))
-    print(f"\n| {'figure':<{width}} | {head} | target |")
-    print(f"|{'-' * (width + 2)}|" + "|".join("-" * (c + 2) for c in cells) + "|--------|")
-    for label, values, target in lines:
-        shown = " | ".join(f"{v:>{c}}" for v, c in zip(values, cells, strict=True))
-        print(f"| {label:<{width}} | {shown} | {target} |")
+    print_table(["figure", *heads, "target"], [[label, *values, target] for label, values, target in lines])
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table: the figure's name and a last "target" column left-aligned, numbers right."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    left = {0} | ({len(header) - 1} if header[-1] == "target" else set())
+
+    def line(cells: list[str]) -> str:
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
+
+    print("\n" + line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(line(row))
 
 
 def main() -> None:

@@ -199,14 +199,7 @@ def table(figures: dict[str, Figures], heartbeat: int) -> None:
         ("  chunks read from the store by the full restore", [_bytes(r.restore_bytes, r.disk_bytes) for r in rows]),
     ]
     heads = [f"{lab.SIZES[name] // 1024} GiB point" for name in figures]
-    width = max(len(label) for label, _ in lines)
-    cells = [max(len(h), *(len(v[i]) for _, v in lines)) for i, h in enumerate(heads)]
-    head = " | ".join(f"{h:>{c}}" for h, c in zip(heads, cells, strict=True))
-    print(f"\n| {'figure':<{width}} | {head} |")
-    print(f"|{'-' * (width + 2)}|" + "|".join("-" * (c + 2) for c in cells) + "|")
-    for label, values in lines:
-        shown = " | ".join(f"{v:>{c}}" for v, c in zip(values, cells, strict=True))
-        print(f"| {label:<{width}} | {shown} |")
+    lab.print_table(["figure", *heads], [[label, *values] for label, values in lines])
 
 
 def main() -> None:
