@@ -6,6 +6,7 @@ once into DATA_DIR when not given, so a fresh install is never running on a know
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -44,6 +45,10 @@ try:
     # instances with different DATA_DIRs never share queues.
     REDIS_URL = check_redis_url("REDIS_URL", env_str("REDIS_URL", f"unix://{DATA_DIR / 'redis.sock'}?db=0"))
     JOB_TIMEOUT = env_int("JOB_TIMEOUT", 24 * 3600, minimum=60)
+    # This machine's name in running job rows ("name:pid"): the orphan reaper errors at once the rows
+    # whose process on this machine is gone, and leaves other machines' rows to RQ's registry. Set it
+    # where several worker machines share a host name (containers, clones).
+    MACHINE_NAME = env_str("MACHINE_NAME", socket.gethostname())
     SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
     # Directory sign-in (README "Directory sign-in"): with LDAP_SERVER_URI set, these replace the
     # Directory settings page's (teams/directory.py checks the rest before each use).

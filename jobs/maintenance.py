@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import enum
 import logging
-import socket
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import django_rq
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -74,9 +74,9 @@ def release_waiting(run_ids: Iterable[Any]) -> list[Any]:
 
 
 def _dead_here(worker: str) -> bool:
-    """True when the job ran in a process of this host that no longer exists."""
+    """True when the job ran in a process of this machine (settings.MACHINE_NAME) that no longer exists."""
     host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != settings.MACHINE_NAME or not pid.isdigit():
         return False
     try:
         status = open(f"/proc/{int(pid)}/status").read()  # noqa: SIM115

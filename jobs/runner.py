@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import traceback
 from typing import Any
@@ -260,9 +259,9 @@ def execute(run_id: str) -> str:
     """RQ entry point. Takes the row's primary key, never a model instance."""
     _drop_unusable_connections()
     # Claim atomically: a cancelled or already-claimed row is left alone.
-    # host:pid of the process running the job, so a reaper on this host can tell it died.
+    # machine:pid of the process running the job, so a reaper on this machine can tell it died.
     claimed = JobRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started=timezone.now(), worker=f"{socket.gethostname()}:{os.getpid()}"
+        status=Status.RUNNING, started=timezone.now(), worker=f"{settings.MACHINE_NAME}:{os.getpid()}"
     )
     if not claimed:
         return "not claimed"
