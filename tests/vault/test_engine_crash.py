@@ -191,10 +191,11 @@ def test_device_full_gives_the_same_clean_error(tmp_path, store, monkeypatch):
     image = tmp_path / "disk.img"
     build_image(image, MIXED_LAYOUT)
 
-    def no_space(fd, buffers):
+    def no_space(fd, data, *offset):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "writev", no_space)
+    monkeypatch.setattr(os, "writev", no_space)  # chunk files through the page cache
+    monkeypatch.setattr(os, "pwrite", no_space)  # and with O_DIRECT (fsutil.create_direct)
     with pytest.raises(StoreFull, match="no space left"):
         backup(store, "p1", image)
     monkeypatch.undo()

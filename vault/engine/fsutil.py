@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
+import mmap
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +63,73 @@ def write_all(fd: int, pieces: Sequence[bytes | memoryview]) -> int:
             raise OSError(errno.ENOSPC, "short write")
         done += written
     return total
+
+
+_ALIGN = 4096  # O_DIRECT's alignment for memory, offsets and lengths (a page; covers 512-byte sectors too)
+_direct_buffers = threading.local()
+
+
+def _aligned_buffer(size: int) -> memoryview:
+    """This thread's page-aligned buffer of at least size bytes (mmap memory is page-aligned), kept
+    for the thread's next file: a fresh buffer per file would cost its page faults again."""
+    buf: mmap.mmap | None = getattr(_direct_buffers, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = _direct_buffers.buf = mmap.mmap(-1, -(-size // _ALIGN) * _ALIGN)
+    return memoryview(buf)
+
+
+class DirectUnsupported(OSError):
+    """The file system refused O_DIRECT (tmpfs before Linux 6.6, some FUSE file systems): write buffered."""
+
+
+def create_direct(path: Path, pieces: Sequence[bytes | memoryview]) -> int:
+    """Create `path` (which must not exist) holding `pieces`, written with O_DIRECT; returns its size.
+
+    Why: a new chunk file written through the page cache costs about 2 CPU seconds per GB here
+    (copying into fresh page-cache pages, then writeback), while a direct write costs about 0.15, and
+    backups run out of CPU, not disk. Nothing reads a chunk back soon after it is stored, so the page
+    cache would only hold it for nothing. The pieces are gathered into this thread's aligned buffer;
+    the whole pages go directly, the last partial page through the page cache (O_DIRECT cleared), so
+    the file has exactly its length. Not a durability point: fsync the file before relying on it.
+    DirectUnsupported (nothing left behind) where the file system refuses O_DIRECT.
+    """
+    total = sum(len(p) for p in pieces)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        if err.errno == errno.EINVAL:
+            raise DirectUnsupported(err.errno, f"{path.parent}: O_DIRECT is not supported here") from None
+        raise
+    try:
+        buffer = _aligned_buffer(total)
+        position = 0
+        for piece in pieces:
+            buffer[position : position + len(piece)] = piece
+            position += len(piece)
+        whole = total - total % _ALIGN
+        try:
+            _pwrite_all(fd, buffer[:whole], 0)
+        except OSError as err:
+            if err.errno != errno.EINVAL:  # EINVAL: larger sectors than _ALIGN; write it all buffered
+                raise
+            whole = 0
+        if whole < total:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+            _pwrite_all(fd, buffer[whole:total], whole)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    return total
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        if written == 0:
+            raise OSError(errno.ENOSPC, "short write")
+        data, offset = data[written:], offset + written
 
 
 def fsync_path(path: Path) -> None:

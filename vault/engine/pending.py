@@ -30,6 +30,7 @@ class PointStore(Protocol):
     root: Path
     chunks_dir: Path
     points_dir: Path
+    direct_writes: bool  # new chunk files with O_DIRECT (fsutil.create_direct) while the file system takes it
 
     def chunk_path(self, digest: bytes) -> Path: ...
     def touch_chunk(self, digest: bytes) -> bool: ...
@@ -141,13 +142,20 @@ class PendingPoint:
         all of it."""
         size = sum(len(p) for p in pieces)
         self._reserve(size)
+        path = self._chunk_dir / digest.hex()
         with fsutil.translate_full(self.store.root):
-            fd = os.open(self._chunk_dir / digest.hex(), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                fsutil.write_all(fd, pieces)
-                fsutil.start_writeback(fd)
-            finally:
-                os.close(fd)
+            if self.store.direct_writes:
+                try:
+                    fsutil.create_direct(path, pieces)
+                except fsutil.DirectUnsupported:
+                    self.store.direct_writes = False
+            if not self.store.direct_writes:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    fsutil.write_all(fd, pieces)
+                    fsutil.start_writeback(fd)
+                finally:
+                    os.close(fd)
         with self._claims_lock:
             self._claims[digest] = size
         return size
