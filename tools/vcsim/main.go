@@ -24,7 +24,9 @@
 //	 "cbt_max_areas": 2000}                // optional: changed areas per QueryChangedDiskAreas answer
 //
 // Beyond vcsim 0.24.2 (see registerOverrides): RetrievePropertiesEx pages by maxObjects with
-// ContinueRetrievePropertiesEx, and config.changeVersion is kept up to date as vCenter does.
+// ContinueRetrievePropertiesEx, config.changeVersion is kept up to date as vCenter does, and a
+// collector made by CreatePropertyCollector answers WaitForUpdatesEx at the cost of what changed,
+// not of the whole inventory (watch.go: 0.1 s instead of 6-7 s at 50,000 VMs).
 // More users (-extra-user NAME:PASSWORD), and privileges answered from the permissions set, as
 // vCenter does (privileges.go); the -username user is Admin on the root folder. vCenter's REST API
 // (/rest: cis/session, tagging category, tag, tag-association) is vcsim's vapi/simulator, signing in
