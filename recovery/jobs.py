@@ -13,8 +13,8 @@ marked damaged, with a sentence naming the newest intact point.
 
 from __future__ import annotations
 
-import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,22 +28,13 @@ from jobs.registry import job_kind
 from jobs.runner import JobCancelled, JobContext, JobFailed
 from protection import claims
 from recovery import actions, point_check
+from recovery.disk_copy import DiskTarget, NotExact, write_and_check
 from recovery.models import Restore
 from vault import archive, engine, healing
-from vault.engine.format import ZERO
 from vault.models import RecoveryPoint
 from vault.storage import tiered_store
 
 _FLAT_FILE = re.compile(r"^\[(?P<datastore>[^\]]+)\] (?P<path>.+)$")
-
-
-@dataclass(frozen=True)
-class DiskTarget:
-    source_key: int  # the point's disk
-    label: str
-    datacenter: str
-    datastore: str
-    path: str
 
 
 @dataclass(frozen=True)
@@ -344,51 +335,30 @@ class _Restorer:
     # ---- writing and reading back ----
 
     def _write_and_check(self, disks: list[DiskTarget]) -> int:
-        """Write every disk, then read every disk back; returns the bytes written."""
+        """Write every disk and read it back (recovery.disk_copy); returns the bytes written."""
         total = sum(self.indexes[d.source_key].image_size for d in disks)
-        self.ctx.set_total(2 * total, "bytes")  # written, then read back
+        self.ctx.set_total(2 * total, "bytes")  # written, and read back
         done = 0
         for disk in disks:
-            self._write_disk(disk, done_before=done)
-            done += self.indexes[disk.source_key].image_size
-        for disk in disks:
-            self._check_disk(disk, done_before=done)
-            done += self.indexes[disk.source_key].image_size
+            index = self.indexes[disk.source_key]
+            self.ctx.log(
+                f"Writing {disk.label} ({index.image_size / 2**20:,.0f} MiB) to [{disk.datastore}] {disk.path}, "
+                "reading every chunk back as it goes."
+            )
+            monitor = engine.Monitor(progress=self._progress_from(done), should_cancel=self.ctx.cancel_requested)
+            try:
+                write_and_check(self.conn, disk, self.source, index, monitor)
+            except (vsphere.Cancelled, engine.Cancelled):
+                raise JobCancelled() from None
+            except NotExact as exc:
+                raise JobFailed(str(exc)) from None
+            self.ctx.log(f"{disk.label}: every chunk checked against the point.")
+            done += 2 * index.image_size
         self.ctx.progress(2 * total)
         return total
 
-    def _write_disk(self, disk: DiskTarget, *, done_before: int) -> None:
-        index = self.indexes[disk.source_key]
-        self.ctx.log(f"Writing {disk.label} ({index.image_size / 2**20:,.0f} MiB) to [{disk.datastore}] {disk.path}.")
-        with engine.DiskReader(self.source, index) as reader:
-            try:
-                vsphere.DatastoreFile(self.conn, disk.datacenter, disk.datastore, disk.path).write(
-                    reader,
-                    index.image_size,
-                    progress=lambda n: self.ctx.progress(done_before + n),
-                    should_cancel=self.ctx.cancel_requested,
-                )
-            except vsphere.Cancelled:
-                raise JobCancelled() from None
-
-    def _check_disk(self, disk: DiskTarget, *, done_before: int) -> None:
-        """Read the disk back from the datastore and compare every chunk with the point's digest."""
-        index = self.indexes[disk.source_key]
-        buffer = vsphere.read_buffer(index.chunk_size)
-        conn, size = self.conn, index.image_size
-        with vsphere.DatastoreFile(conn, disk.datacenter, disk.datastore, disk.path, size=size) as written:
-            for i in range(len(index)):
-                self.ctx.check_cancelled()
-                offset, length = index.extent(i)
-                view = buffer[:length]
-                if written.readinto(offset, view) != length:
-                    raise JobFailed(f"{disk.label} reads back shorter than the point: the restore is incomplete.")
-                expected = index.digest(i)
-                ok = bytes(view) == ZERO[:length] if expected is None else hashlib.sha256(view).digest() == expected
-                if not ok:
-                    raise JobFailed(f"{disk.label} differs from the point at byte {offset}: the restore is not exact.")
-                self.ctx.progress(done_before + offset + length)
-        self.ctx.log(f"{disk.label}: every chunk checked against the point.")
+    def _progress_from(self, done_before: int) -> Callable[[int], None]:
+        return lambda n: self.ctx.progress(done_before + n)
 
 
 def _beside_original_warning(original: str, networks: dict[int, str | None]) -> str:

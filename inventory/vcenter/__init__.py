@@ -57,7 +57,7 @@ from .connection import (
     fetch_server_identity,
     normalize_thumbprint,
 )
-from .datastore import CHUNK_SIZE, DatastoreFile, read_buffer, read_datastore_file
+from .datastore import CHUNK_SIZE, DatastoreFile, Upload, read_buffer, read_datastore_file
 from .errors import (
     CREDENTIALS_REJECTED,
     SESSION_ENDED,
@@ -224,6 +224,7 @@ __all__ = [
     # datastore files and VMDK descriptors
     "CHUNK_SIZE",
     "DatastoreFile",
+    "Upload",
     "read_buffer",
     "read_datastore_file",
     "VmdkDescriptor",

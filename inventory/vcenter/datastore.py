@@ -146,65 +146,41 @@ class DatastoreFile(ClosedOnExit):
         progress: Callable[[int], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> None:
-        """Create or replace the file with the next size bytes of source, streamed in one HTTP PUT (the
-        session's cookie, TLS checked as the SOAP connection is; on a connection of its own).
+        """Create or replace the file with the next size bytes of source, streamed in one HTTP PUT (see
+        upload(); this is upload() fed from a file-like source).
 
         Memory stays at one CHUNK_SIZE buffer whatever the size: source is read (readinto when it has
         it, so a pipe or a file both do) and sent a chunk at a time. progress(bytes sent) is called
-        after each chunk; should_cancel() before each, True raising Cancelled.
+        after each chunk; should_cancel() before each, True raising Cancelled. ValueError when source
+        ends before size bytes; the failures of upload() otherwise.
+        """
+        buffer = memoryview(bytearray(max(1, min(size, CHUNK_SIZE))))
+        with self.upload(size) as upload:
+            while upload.sent < size:
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled(f"{self.name}: writing cancelled after {upload.sent} of {size} bytes")
+                n = _read_some(source, buffer[: min(len(buffer), size - upload.sent)])
+                if n == 0:
+                    raise ValueError(f"{self.name}: the source ended after {upload.sent} of {size} bytes")
+                upload.write(buffer[:n])
+                if progress is not None:
+                    progress(upload.sent)
+
+    def upload(self, size: int) -> Upload:
+        """Start creating or replacing the file with one HTTP PUT of size bytes (the session's cookie,
+        TLS checked as the SOAP connection is; on a connection of its own): the caller write()s the
+        body, in pieces of any size, inside a with block, whose end reads vCenter's answer.
 
         vCenter writes a file from one request only (the simulator's ranged PUTs are its own
         extension), so a failed or cancelled write leaves a partial file: write it again whole.
         Failures: NotFound (HTTP 404: no such datacenter or datastore, or a directory missing),
         Unreachable (the connection refused or reset, HTTP 401: the session ended, 502-504),
         VCenterError (HTTP 403: the user may not write datastore files; any other status), ValueError
-        when source ends before size bytes.
+        when the body is not exactly size bytes.
         """
         if size < 0:
             raise ValueError("size must not be negative")
-        conn, name = self.conn, self.name
-        where = conn.endpoint.where
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "Content-Length": str(size),
-            "Cookie": conn.cookie(),
-        }
-        buffer = memoryview(bytearray(max(1, min(size, CHUNK_SIZE))))
-        http_conn = _http_connection(conn.endpoint)
-        sent = 0
-        try:
-            with translated(conn.endpoint):
-                http_conn.putrequest("PUT", self._target, skip_accept_encoding=True)
-                for header, value in headers.items():
-                    http_conn.putheader(header, value)
-                try:
-                    http_conn.endheaders()
-                    while sent < size:
-                        if should_cancel is not None and should_cancel():
-                            raise Cancelled(f"{name}: writing cancelled after {sent} of {size} bytes")
-                        n = _read_some(source, buffer[: min(len(buffer), size - sent)])
-                        if n == 0:
-                            raise ValueError(f"{name}: the source ended after {sent} of {size} bytes")
-                        http_conn.send(buffer[:n])
-                        sent += n
-                        if progress is not None:
-                            progress(sent)
-                except OSError as exc:
-                    # vCenter may have refused the request (404, 401, ...) and closed the connection before
-                    # the body was all sent: its answer says more than the broken pipe does.
-                    status = _early_status(http_conn)
-                    if status is None:
-                        raise Unreachable(
-                            f"{where}: the connection broke while writing {name} after {sent} of "
-                            f"{size} bytes ({os_message(exc)})"
-                        ) from None
-                    raise datastore_failure(where, status, name, writing=True) from None
-                resp = http_conn.getresponse()
-                resp.read(64 * 1024)
-            if not 200 <= resp.status < 300:
-                raise datastore_failure(where, resp.status, name, writing=True)
-        finally:
-            http_conn.close()
+        return Upload(self.conn, self._target, self.name, size)
 
     def close(self) -> None:
         with self._lock:
@@ -318,6 +294,77 @@ def _fill(resp: http.client.HTTPResponse, view: memoryview) -> int:
     while filled < len(view) and (n := resp.readinto(view[filled:])):
         filled += n
     return filled
+
+
+class Upload:
+    """One HTTP PUT of a datastore file in progress (DatastoreFile.upload): write() sends body bytes as
+    they come, with no copy; the with block's end reads the answer (or, on an error, drops the
+    connection, which tells vCenter the request is incomplete)."""
+
+    def __init__(self, conn: Connection, target: str, name: str, size: int) -> None:
+        self.conn, self.name, self.size = conn, name, size
+        self.sent = 0
+        self._target = target
+        self._http: http.client.HTTPConnection | None = None
+
+    def __enter__(self) -> Upload:
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(self.size),
+            "Cookie": self.conn.cookie(),
+        }
+        self._http = _http_connection(self.conn.endpoint)
+        try:
+            with translated(self.conn.endpoint):
+                self._http.putrequest("PUT", self._target, skip_accept_encoding=True)
+                for header, value in headers.items():
+                    self._http.putheader(header, value)
+            self._send(self._http.endheaders)
+        except BaseException:
+            self._http.close()
+            raise
+        return self
+
+    def write(self, data: bytes | memoryview) -> int:
+        """Send the next bytes of the body; returns how many (all of them)."""
+        assert self._http is not None, "write() inside the with block"
+        if self.sent + len(data) > self.size:
+            raise ValueError(f"{self.name}: more than the announced {self.size} bytes")
+        http_conn = self._http
+        self._send(lambda: http_conn.send(data))
+        self.sent += len(data)
+        return len(data)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        assert self._http is not None
+        try:
+            if exc_type is not None:
+                return
+            if self.sent != self.size:
+                raise ValueError(f"{self.name}: the body ended after {self.sent} of {self.size} bytes")
+            with translated(self.conn.endpoint):
+                resp = self._http.getresponse()
+                resp.read(64 * 1024)
+            if not 200 <= resp.status < 300:
+                raise datastore_failure(self.conn.endpoint.where, resp.status, self.name, writing=True)
+        finally:
+            self._http.close()
+
+    def _send(self, send: Callable[[], None]) -> None:
+        assert self._http is not None
+        with translated(self.conn.endpoint):
+            try:
+                send()
+            except OSError as exc:
+                # vCenter may have refused the request (404, 401, ...) and closed the connection before
+                # the body was all sent: its answer says more than the broken pipe does.
+                status = _early_status(self._http)
+                if status is None:
+                    raise Unreachable(
+                        f"{self.conn.endpoint.where}: the connection broke while writing {self.name} after "
+                        f"{self.sent} of {self.size} bytes ({os_message(exc)})"
+                    ) from None
+                raise datastore_failure(self.conn.endpoint.where, status, self.name, writing=True) from None
 
 
 def _http_connection(endpoint: Endpoint) -> http.client.HTTPConnection:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from .format import ZERO, DiskIndex
 from .monitor import UNWATCHED, Monitor
@@ -25,6 +25,12 @@ class ChunkReader(Protocol):
     (`TieredStore`). Each checks what it returns against the digest when `verify`."""
 
     def read_chunk(self, digest: bytes, length: int, *, verify: bool = True) -> memoryview: ...
+
+
+class Writable(Protocol):
+    """What restore_disk writes an image to when not a path: an open file, a pipe, an upload."""
+
+    def write(self, data: memoryview, /) -> int | None: ...
 
 
 class DiskReader(io.RawIOBase):
@@ -121,7 +127,7 @@ class RestoreStats:
 def restore_disk(
     store: ChunkReader,
     index: DiskIndex,
-    dest: str | os.PathLike[str] | BinaryIO,
+    dest: str | os.PathLike[str] | Writable,
     *,
     threads: int | None = None,
     monitor: Monitor = UNWATCHED,
@@ -201,7 +207,7 @@ class _Restore:
         finally:
             os.close(fd)
 
-    def to_stream(self, out: BinaryIO) -> None:
+    def to_stream(self, out: Writable) -> None:
         done = 0
         with ThreadPoolExecutor(self.threads, thread_name_prefix="vault-restore") as pool:
             # The window bounds how many decoded chunks wait here for their turn to be written.
@@ -211,7 +217,7 @@ class _Restore:
         self.monitor.report(self.index.image_size)
 
 
-def _write_stream(out: BinaryIO, data: memoryview) -> int:
+def _write_stream(out: Writable, data: memoryview) -> int:
     written = 0
     while written < len(data):
         n = out.write(data[written:])
