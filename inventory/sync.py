@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -37,6 +37,11 @@ from inventory.signals import announce_vms_changed
 
 logger = logging.getLogger(__name__)
 BATCH = 1000
+# A full sync that adds or removes this many VMs refreshes the planner's statistics of the inventory
+# tables itself. Autovacuum would, a minute or more later; until then PostgreSQL plans for the tables
+# as they were (empty, after a first sync): at 50,000 VMs the VM list filtered by a folder took
+# 1.2 s instead of 70 ms (make bench-inventory). ANALYZE samples, so it costs about 0.2 s at 50,000.
+ANALYZE_AFTER = 1000
 M = TypeVar("M", bound=models.Model)
 
 
@@ -322,6 +327,14 @@ def _sync_disks(disks_by_vm: dict[int, Sequence[vsphere.DiskInfo]], maps: _Maps)
         VirtualDisk.objects.filter(pk__in=stale).delete()
 
 
+def _analyze(*tables: type[models.Model]) -> None:
+    """ANALYZE inside the sync's transaction: it counts the rows this transaction wrote, and its
+    statistics commit (or roll back) with them."""
+    names = ", ".join(connection.ops.quote_name(table._meta.db_table) for table in tables)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {names}")
+
+
 @transaction.atomic
 def apply_inventory(vcenter: VCenter, inv: vsphere.Inventory) -> SyncResult:
     """Apply a complete inventory: upsert everything, mark VMs and folders that vanished as removed."""
@@ -338,6 +351,8 @@ def apply_inventory(vcenter: VCenter, inv: vsphere.Inventory) -> SyncResult:
         .update(removed_at=timezone.now())
     )
     result.folders = len(maps.folder_path)
+    if result.vms_new + result.vms_removed >= ANALYZE_AFTER:
+        _analyze(VirtualMachine, VirtualDisk, Folder)
     vcenter.instance_uuid = inv.about.instance_uuid or vcenter.instance_uuid
     vcenter.version = inv.about.full_name or vcenter.version
     vcenter.last_sync, vcenter.last_sync_error = timezone.now(), ""

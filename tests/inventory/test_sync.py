@@ -7,11 +7,15 @@ import copy
 from collections import Counter
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from inventory import sync
 from inventory import vcenter as vsphere
 from inventory.models import Datacenter, Folder, VCenter, VirtualDisk, VirtualMachine
 from inventory.sync import apply_inventory
 from tests.factories.simulator import NON_LATIN_NAME, SCRIPT_NAME, SMALL_SPEC
+from tools.bench_specs import bulk_spec
 
 pytestmark = pytest.mark.django_db
 
@@ -117,6 +121,36 @@ def test_two_vcenters_with_the_same_vms_do_not_collide(vcsim_factory):
         "one",
         "two",
     }
+
+
+def synced_with_queries(vcsim_factory, folders: int, per_folder: int) -> int:
+    """SQL statements of one full sync (the write) of a new vCenter of folders × per_folder VMs."""
+    sim = vcsim_factory(bulk_spec(folders, per_folder))
+    vc = register(sim, f"bulk-{folders}x{per_folder}")
+    with vsphere.connect(vsphere.Endpoint(sim.host, sim.port, protocol="http"), sim.username, sim.password) as conn:
+        inventory = vsphere.fetch_inventory(conn)
+    with CaptureQueriesContext(connection) as queries:
+        apply_inventory(vc, inventory)
+    assert VirtualMachine.objects.filter(vcenter=vc).count() == folders * per_folder
+    return len(queries)
+
+
+def test_a_full_sync_takes_as_many_queries_for_120_vms_as_for_20(vcsim_factory):
+    assert synced_with_queries(vcsim_factory, 6, 20) == synced_with_queries(vcsim_factory, 2, 10)
+
+
+def test_beyond_one_batch_a_full_sync_adds_one_query_per_batch_of_vms_and_of_disks(vcsim_factory, monkeypatch):
+    monkeypatch.setattr(sync, "BATCH", 10)
+    # 20 VMs: two batches of VM rows and two of disk rows; 60 VMs: six of each.
+    assert synced_with_queries(vcsim_factory, 6, 10) == synced_with_queries(vcsim_factory, 2, 10) + 2 * 4
+
+
+def test_a_sync_that_adds_many_vms_leaves_the_planner_statistics_up_to_date(vcsim_factory, monkeypatch):
+    monkeypatch.setattr(sync, "ANALYZE_AFTER", 20)
+    synced_with_queries(vcsim_factory, 2, 10)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [VirtualMachine._meta.db_table])
+        assert cursor.fetchone()[0] == VirtualMachine.objects.count()
 
 
 def test_the_sync_job_runs_on_a_real_worker_over_pinned_tls(
