@@ -136,23 +136,57 @@ def _read_plan(
     change_id: str,
     previous: RecoveryPoint | None,
     previous_index: engine.DiskIndex | None,
-) -> tuple[list[tuple[int, int]] | None, str]:
-    """Changed areas to read (CBT) or None (read everything), and why — recorded on the point."""
+) -> tuple[list[tuple[int, int]] | None, engine.DiskIndex | None, str]:
+    """What to read, as backup_disk's changed_areas (None: everything) and previous, and why (recorded
+    on the point): the areas changed since the last point, or on a first backup the areas in use."""
     if not change_id:
-        return None, "Changed block tracking is off for this VM: read in full, deduplication skips known chunks."
+        return (
+            None,
+            previous_index,
+            "Changed block tracking is off for this VM: read in full, deduplication skips known chunks.",
+        )
     old = previous.disks.filter(key=disk.key).first() if previous else None
     if previous_index is None or old is None or not old.change_id:
-        return None, "No earlier point with a change id for this disk: read in full."
+        return _areas_in_use(conn, vm, snapshot, disk, previous_index)
     if previous_index.image_size != disk.capacity_bytes:
-        return None, "The disk was resized since the last point: read in full."
+        return None, previous_index, "The disk was resized since the last point: read in full."
     try:
         areas = vsphere.query_changed_areas(
             conn, vm.moref, snapshot.moref, disk.key, old.change_id, disk.capacity_bytes
         )
     except vsphere.ChangeTrackingUnavailable as exc:
-        return None, f"vCenter could not say what changed ({exc}): read in full."
+        return None, previous_index, f"vCenter could not say what changed ({exc}): read in full."
     changed = sum(length for _, length in areas)
-    return areas, f"Changed block tracking: {changed / 1024**2:.1f} MiB changed since the last point."
+    return areas, previous_index, f"Changed block tracking: {changed / 1024**2:.1f} MiB changed since the last point."
+
+
+def _areas_in_use(
+    conn: vsphere.Connection,
+    vm: VirtualMachine,
+    snapshot: Snapshot,
+    disk: VirtualDisk,
+    previous_index: engine.DiskIndex | None,
+) -> tuple[list[tuple[int, int]] | None, engine.DiskIndex | None, str]:
+    """No earlier point with a change id: changed block tracking's areas in use (change id "*"), so a
+    thin disk's never written areas are not read; they are zeros. The areas are not changes since
+    any point, so no previous index goes with them."""
+    try:
+        areas = vsphere.query_changed_areas(conn, vm.moref, snapshot.moref, disk.key, "*", disk.capacity_bytes)
+    except vsphere.ChangeTrackingUnavailable as exc:
+        return (
+            None,
+            previous_index,
+            f"No earlier point with a change id, and vCenter could not say what is in use ({exc}): read in full.",
+        )
+    in_use = sum(length for _, length in areas)
+    return (
+        areas,
+        None,
+        (
+            f"No earlier point with a change id: read the {in_use / 1024**2:,.1f} MiB in use "
+            f"(changed block tracking), the rest of the {disk.capacity_bytes / 1024**2:,.0f} MiB is zeros."
+        ),
+    )
 
 
 def backup_vm(ctx: JobContext, vm: VirtualMachine) -> dict[str, Any]:
@@ -266,7 +300,9 @@ class _SnapshotDisks:
         if self.previous_point is not None and str(disk.key) in self.previous_point.disk_keys:
             previous_index = self.previous_point.index(str(disk.key))
         change_id = self.change_ids.get(disk.key, "")
-        areas, reason = _read_plan(self.conn, self.vm, self.snapshot, disk, change_id, self.previous, previous_index)
+        areas, previous_index, reason = _read_plan(
+            self.conn, self.vm, self.snapshot, disk, change_id, self.previous, previous_index
+        )
         self.ctx.log(f"{disk.label}: {reason}")
         size = disk.capacity_bytes
         with vsphere.DatastoreFile(self.conn, datacenter, captured.datastore_name, flat, size=size) as source:

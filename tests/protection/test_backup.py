@@ -179,9 +179,15 @@ def test_with_changed_block_tracking_only_the_changed_areas_are_read(
         vsphere.enable_change_tracking(conn, vm.moref)
     first = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
     assert first.status == "succeeded", first.error
-    first_disk = RecoveryPoint.objects.get(vm=vm).disks.get()
-    assert first_disk.read_path == "full" and first_disk.change_id
-    assert "No earlier point with a change id" in first_disk.read_reason
+    first_point = RecoveryPoint.objects.get(vm=vm)
+    first_disk = first_point.disks.get()
+    # A first backup reads only the areas in use (change id "*"): the disk's zero tail is not read.
+    assert first_disk.read_path == "cbt" and first_disk.change_id
+    assert "No earlier point with a change id: read the" in first_disk.read_reason
+    assert first_disk.bytes_read < first_disk.capacity_bytes
+    image = bytearray(lab[3][("lnx-01", 0)].read_bytes())
+    image += bytes(first_disk.capacity_bytes - len(image))
+    assert restored_sha256(first_point, first_disk.key, tmp_path) == hashlib.sha256(image).hexdigest()
     sim.write_disk_range("lnx-01", 0, 20 * MiB, b"\x5a" * MiB)
     second = back_up("lnx-01", run_worker, django_capture_on_commit_callbacks)
     assert second.status == "succeeded", second.error

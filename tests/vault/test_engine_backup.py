@@ -8,7 +8,19 @@ import random
 
 import pytest
 
-from tests.vault import CS, DISK, MIB, backup, build_image, chunk_files, index_of, overwrite, restored, sha256
+from tests.vault import (
+    CS,
+    DISK,
+    MIB,
+    CountingSource,
+    backup,
+    build_image,
+    chunk_files,
+    index_of,
+    overwrite,
+    restored,
+    sha256,
+)
 from tests.vault.engine_helpers import counted_backup
 from tools import diskimages
 from vault.engine import DiskReader, FileSource, PointExists, PointNotFound, SourceError, backup_disk, restore_disk
@@ -133,6 +145,22 @@ def test_cbt_reads_grown_area_and_empty_change_list_reads_nothing(store, tmp_pat
     result, source = counted_backup(store, "p3", path, previous="p2", changed_areas=[])
     assert source.bytes_read == 0 and result.stats.chunks_reused == 4
     assert restored(store, "p3") == grown
+
+
+def test_a_first_backup_with_areas_in_use_reads_only_them_and_the_rest_is_zeros(store, tmp_path):
+    path = tmp_path / "thin.img"
+    data = bytearray(4 * CS + 100)
+    data[CS + 10 : CS + 20] = b"x" * 10  # in use: chunk 1
+    data[4 * CS + 50 : 4 * CS + 60] = b"y" * 10  # in use: the short last chunk
+    path.write_bytes(data)
+    source = CountingSource(path)
+    with store.begin_point("p1") as pending:
+        result = backup_disk(pending, DISK, source, changed_areas=[(CS, 64 * 1024), (4 * CS, 100)])
+        pending.commit({})
+    source.close()
+    assert sorted(set(source.offsets)) == [CS, 4 * CS]
+    assert (result.stats.chunks_zero, result.stats.chunks_new) == (3, 2)
+    assert restored(store, "p1") == bytes(data)
 
 
 def test_disk_reader_random_access(store, mixed):

@@ -45,6 +45,8 @@ def backup_disk(
     changed_areas: (offset, length) pairs that changed since `previous` (vSphere changed block
         tracking, queried with the change id of that point). Only chunks overlapping one are read;
         the others take the previous digest. A disk that grew or shrank has its new tail read too.
+        Without `previous` they are the areas in use (changed block tracking asked with change id
+        "*", for a first backup): only chunks overlapping one are read, the others are zero chunks.
     monitor: progress gets the bytes of this disk done so far, as chunks complete, and at the end;
         should_cancel is asked before each chunk read (True raises Cancelled).
     threads: the worker pool's size (default: one per core).
@@ -69,6 +71,16 @@ def chunks_to_read(size: int, previous: DiskIndex, changed_areas: Iterable[tuple
     if size != previous.image_size or previous.chunk_size != CHUNK_SIZE:
         same = min(size, previous.image_size) // CHUNK_SIZE if previous.chunk_size == CHUNK_SIZE else 0
         flags[same:] = b"\x01" * (n - same)
+    return _flag_areas(flags, size, changed_areas)
+
+
+def chunks_in_use(size: int, areas_in_use: Iterable[tuple[int, int]]) -> bytearray:
+    """One flag per chunk: 1 = it overlaps an area in use and is read; the others are zeros."""
+    return _flag_areas(bytearray(chunk_count(size)), size, areas_in_use)
+
+
+def _flag_areas(flags: bytearray, size: int, changed_areas: Iterable[tuple[int, int]]) -> bytearray:
+    n = len(flags)
     for offset, length in changed_areas:
         if offset < 0 or length < 0:
             raise ValueError(f"invalid changed area ({offset}, {length})")
@@ -94,15 +106,17 @@ class _DiskJob:
         self.size = int(source.size)
         self.previous = previous if previous is not None and previous.chunk_size == CHUNK_SIZE else None
         self.must_read: bytearray | None = None
-        if self.previous is not None and changed_areas is not None:
+        if changed_areas is not None and self.previous is not None:
             self.must_read = chunks_to_read(self.size, self.previous, changed_areas)
+        elif changed_areas is not None and previous is None:  # not when previous had another chunk size
+            self.must_read = chunks_in_use(self.size, changed_areas)
         cbt = self.must_read is not None
         # Chunks found corrupt and not yet stored again: whatever an earlier index says, their bytes
         # must be read and stored anew (this is how the next backup repairs them).
         self.bad = point.store.bad_chunks()
         # The previous point's chunks are known to be stored: a set lookup instead of a stat per chunk.
         self.known = self.previous.referenced() - self.bad if self.previous is not None else set()
-        if self.must_read is not None and self.bad:
+        if self.must_read is not None and self.previous is not None and self.bad:
             self._read_bad_chunks(self.must_read)
         self.threads = max(1, threads)
         self.stats = BackupStats(disk_key=disk_key, path="cbt" if cbt else "full", logical_bytes=self.size)
@@ -153,7 +167,10 @@ class _DiskJob:
         return DiskBackup(self.stats.disk_key, index, self.stats)
 
     def _reuse_previous(self, i: int) -> None:
-        assert self.previous is not None
+        """Chunk i is not read: the previous point's chunk, or with no previous point a zero chunk."""
+        if self.previous is None:
+            self.stats.chunks_zero += 1
+            return
         digest = self.previous.digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE]
         if digest == ZERO_DIGEST:
             self.stats.chunks_zero += 1
