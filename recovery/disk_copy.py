@@ -5,7 +5,7 @@ as long as a plain PUT of the image:
 
 - decoding: `engine.restore_disk` decompresses and checks chunks on a thread pool, ahead of the PUT;
 - sending: this thread only hands decoded chunks to the socket (`DatastoreFile.upload`);
-- reading back: every chunk is read from the datastore on a second pool, READBACK_LAG bytes behind
+- reading back: every chunk is read from the datastore on a thread of its own, READBACK_LAG bytes behind
   what has been sent, and compared with the bytes sent for it (a memcmp: restore_disk checked those
   against the point's digest as it decoded them, so this is the digest check at a tenth of the cost of
   hashing again); a chunk whose sent bytes are no longer held is hashed and compared with its digest.
@@ -28,11 +28,9 @@ from dataclasses import dataclass
 from inventory import vcenter as vsphere
 from vault import engine
 from vault.engine.format import ZERO
-from vault.engine.parallel import bounded_map
 from vault.engine.reader import ChunkReader
 
 READBACK_LAG = 16 * 2**20  # what may still be in socket buffers on its way to the datastore
-READBACK_THREADS = 1  # one more thread measured no faster here, and cost more CPU (GIL hand-offs)
 HELD_CHUNKS = 16  # sent chunks kept for the comparison; the upload waits while more are unchecked
 PROGRESS_SECONDS = 0.5  # how often progress is reported while the last chunks are read back
 
@@ -169,11 +167,11 @@ class _ReadBack:
         t = self.target
         size = self.index.image_size
         again: list[int] = []
-        with (
-            vsphere.DatastoreFile(self.conn, t.datacenter, t.datastore, t.path, size=size) as file,
-            ThreadPoolExecutor(READBACK_THREADS, thread_name_prefix="restore-readback") as pool,
-        ):
-            for i, ok, tentative in bounded_map(pool, lambda item: self._check(file, *item), self._due(), 4):
+        # One thread reads back, chunk after chunk: a second one measured no faster here and cost more
+        # CPU (GIL hand-offs); reading back is well ahead of the upload's pace anyway.
+        with vsphere.DatastoreFile(self.conn, t.datacenter, t.datastore, t.path, size=size) as file:
+            for i, tentative in self._due():
+                _, ok, _ = self._check(file, i, tentative)
                 if ok:
                     self.checked += self.index.extent(i)[1]
                 elif tentative:
@@ -202,7 +200,7 @@ class _ReadBack:
             yield i, tentative
 
     def _check(self, file: vsphere.DatastoreFile, i: int, tentative: bool) -> tuple[int, bool, bool]:
-        """Runs in the pool: whether chunk i reads back as the point has it."""
+        """Whether chunk i reads back as the point has it."""
         offset, length = self.index.extent(i)
         buffer: memoryview | None = getattr(self._buffers, "buffer", None)
         if buffer is None:
