@@ -30,7 +30,7 @@ def inventory():
 
 
 def names(response) -> list[str]:
-    return [vm.name for vm in response.context["page"].object_list]
+    return [vm.name for vm in response.context["vms"]]
 
 
 def test_the_tree_counts_vms_in_each_folder_and_below(as_admin, inventory):
@@ -42,6 +42,19 @@ def test_the_tree_counts_vms_in_each_folder_and_below(as_admin, inventory):
     assert counts == {"Dev": 2, "Prod": 3}
     prod = next(node for node in dc["root"]["children"] if node["name"] == "Prod")
     assert [(n["name"], n["count"]) for n in prod["children"]] == [("Web", 2)]
+
+
+def test_the_tree_shows_nested_folders_with_counts_and_marks_the_selected_one(as_admin, inventory):
+    _, folders, _ = inventory
+    folders["Dev"].name = XSS
+    folders["Dev"].save()
+    html = as_admin.get(reverse("inventory:index"), {"folder": folders["Prod/Web"].pk}).content.decode()
+    prod, web = folders["Prod"].pk, folders["Prod/Web"].pk
+    assert (
+        f'<li><a href="?folder={prod}">Prod</a> <span class="count">3</span>'
+        f'<ul><li><a href="?folder={web}" class="current">Web</a> <span class="count">2</span></li></ul></li>'
+    ) in html
+    assert XSS not in html and '&lt;script&gt;alert(1)&lt;/script&gt;</a> <span class="count">2</span>' in html
 
 
 def test_a_folder_filter_includes_subfolders(as_admin, inventory):
