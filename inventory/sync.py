@@ -1,4 +1,5 @@
-"""Write what vCenter reported into the database: bulk upserts, a constant number of queries.
+"""Write what vCenter reported into the database: bulk upserts, a fixed number of queries plus one
+INSERT per 1,000 VMs, disks or folders (make bench-inventory prints them at 1,000, 10,000 and 50,000 VMs).
 
 `apply_inventory` takes a complete `vcenter.Inventory` (a full sync) and may mark objects that
 vanished as removed; `apply_vm_changes` takes the few VMs the watcher saw change. Both run in one
@@ -280,20 +281,31 @@ def _vm_row(vcenter: VCenter, instance_uuid: str, vm: vsphere.VmInfo, maps: _Map
     )
 
 
-def _sync_vms(vcenter: VCenter, vms: dict[str, vsphere.VmInfo], maps: _Maps) -> list[int]:
-    """Upsert VMs (by instance UUID) and their disks; returns the VMs' primary keys."""
-    now = timezone.now()
+def _sync_vms(
+    vcenter: VCenter, vms: dict[str, vsphere.VmInfo], maps: _Maps, now: dt.datetime, *, complete: bool = False
+) -> list[int]:
+    """Upsert VMs (by instance UUID) and their disks; returns the VMs' primary keys.
+
+    complete: vms are all the vCenter's VMs (a full sync), so rows are looked up by vCenter rather
+    than by a list of every UUID and primary key (50,000 parameters cost seconds to send at 50,000 VMs).
+    """
     rows = [_vm_row(vcenter, uuid, vm, maps, now) for uuid, vm in vms.items()]
     _upsert(VirtualMachine, rows, ["vcenter", "instance_uuid"], VM_FIELDS)
-    pks: dict[str, int] = dict(
-        VirtualMachine.objects.filter(vcenter=vcenter, instance_uuid__in=list(vms)).values_list("instance_uuid", "pk")
-    )
-    _sync_disks({pks[uuid]: vm.disks for uuid, vm in vms.items()}, maps)
+    found = VirtualMachine.objects.filter(vcenter=vcenter)
+    if not complete:
+        found = found.filter(instance_uuid__in=list(vms))
+    pks = {uuid: pk for uuid, pk in found.values_list("instance_uuid", "pk") if uuid in vms}
+    disks = VirtualDisk.objects.all()
+    disks = disks.filter(vm__vcenter=vcenter) if complete else disks.filter(vm_id__in=list(pks.values()))
+    _sync_disks({pks[uuid]: vm.disks for uuid, vm in vms.items()}, maps, disks)
     return list(pks.values())
 
 
-def _sync_disks(disks_by_vm: dict[int, Sequence[vsphere.DiskInfo]], maps: _Maps) -> None:
-    """Upsert the disks of these VMs (by primary key) and delete those vCenter no longer lists."""
+def _sync_disks(
+    disks_by_vm: dict[int, Sequence[vsphere.DiskInfo]], maps: _Maps, known: models.QuerySet[VirtualDisk]
+) -> None:
+    """Upsert the disks of these VMs (by primary key) and delete those vCenter no longer lists (of
+    known, the disk rows these VMs may have)."""
     rows = [
         VirtualDisk(
             vm_id=vm_id,
@@ -320,8 +332,8 @@ def _sync_disks(disks_by_vm: dict[int, Sequence[vsphere.DiskInfo]], maps: _Maps)
     current = {(vm_id, d.key) for vm_id, disks in disks_by_vm.items() for d in disks}
     stale = [
         pk
-        for pk, vm_id, key in VirtualDisk.objects.filter(vm_id__in=list(disks_by_vm)).values_list("pk", "vm_id", "key")
-        if (vm_id, key) not in current
+        for pk, vm_id, key in known.values_list("pk", "vm_id", "key")
+        if vm_id in disks_by_vm and (vm_id, key) not in current
     ]
     if stale:
         VirtualDisk.objects.filter(pk__in=stale).delete()
@@ -342,13 +354,15 @@ def apply_inventory(vcenter: VCenter, inv: vsphere.Inventory) -> SyncResult:
     known = set(VirtualMachine.objects.filter(vcenter=vcenter).values_list("instance_uuid", flat=True))
     maps = _sync_containers(vcenter, inv)
     vms = _unique_vms(inv.vms, result)
-    pks = _sync_vms(vcenter, vms, maps)
+    now = timezone.now()
+    pks = _sync_vms(vcenter, vms, maps, now, complete=True)
     result.vms_seen = len(vms)
     result.vms_new = len(vms.keys() - known)
+    # Every VM this sync saw has last_seen = now (exactly: one value for the whole sync).
     result.vms_removed = (
         VirtualMachine.objects.filter(vcenter=vcenter, removed_at__isnull=True)
-        .exclude(pk__in=pks)
-        .update(removed_at=timezone.now())
+        .exclude(last_seen=now)
+        .update(removed_at=now)
     )
     result.folders = len(maps.folder_path)
     if result.vms_new + result.vms_removed >= ANALYZE_AFTER:
@@ -386,7 +400,7 @@ def apply_vm_changes(
             "instance_uuid", flat=True
         )
     )
-    pks = _sync_vms(vcenter, vms, maps)
+    pks = _sync_vms(vcenter, vms, maps, timezone.now())
     removed = list(removed_morefs)
     if removed:
         result.vms_removed = VirtualMachine.objects.filter(
