@@ -174,6 +174,32 @@ def _soap_objects(conn: Connection, request: bytes) -> Generator[RawObject, None
     handed over. Measured against parsing each page whole (ET.fromstring): as fast or faster, with
     about 40 MB less memory per 1000-VM page.
     """
+    endpoint = conn.endpoint
+    resp = _post(conn, request)
+    try:
+        token = None
+        with translated(endpoint):
+            # ElementTree resolves no external entities, and expat >= 2.4.1 (Debian 12: 2.5) refuses
+            # entity expansion bombs; pyVmomi parses the same responses with the same expat.
+            for _, element in ET.iterparse(resp, events=("end",)):  # noqa: S314
+                tag = element.tag
+                if tag == f"{VIM25}objects":
+                    yield _raw_object(endpoint, element)
+                    element.clear()
+                elif tag == f"{VIM25}token":
+                    token = element.text
+                elif tag == f"{{{_SOAPENV}}}Fault":
+                    raise _soap_fault(endpoint, element)
+        resp.release_conn()
+        return token
+    except ET.ParseError as exc:
+        raise VCenterError(f"{endpoint.where}: unreadable SOAP response ({exc})") from None
+    finally:
+        resp.close()
+
+
+def _post(conn: Connection, request: bytes) -> urllib3.BaseHTTPResponse:
+    """POST a SOAP request to /sdk on the session; the response is left to stream (close it)."""
     conn.count_round_trip()
     endpoint = conn.endpoint
     headers = {
@@ -193,24 +219,41 @@ def _soap_objects(conn: Connection, request: bytes) -> Generator[RawObject, None
             retries=False,
             timeout=timeout,
         )
+    if resp.status not in (200, 500):  # 500 carries a SOAP fault
+        resp.close()
+        raise http_failure(endpoint.where, resp.status, "from /sdk")
+    return resp
+
+
+def skip_updates(conn: Connection, collector: str, version: str) -> tuple[str, bool]:
+    """WaitForUpdatesEx(version, maxWaitSeconds=0) on the collector, its update set read as it streams
+    in and dropped; returns the new version and whether the set was truncated (more to come).
+
+    For a watcher's initial state, which lists every watched object: pyVmomi would build an object
+    per object and property first (50,000 VMs: about 10 s and some 200 MB, make bench-inventory).
+    """
+    endpoint = conn.endpoint
+    request = _envelope(
+        "WaitForUpdatesEx",
+        collector,
+        f"<version>{xml_escape(version)}</version><options><maxWaitSeconds>0</maxWaitSeconds></options>",
+    )
+    resp = _post(conn, request)
+    new_version, truncated = version, False
     try:
-        if resp.status not in (200, 500):  # 500 carries a SOAP fault
-            raise http_failure(endpoint.where, resp.status, "from /sdk")
-        token = None
         with translated(endpoint):
-            # ElementTree resolves no external entities, and expat >= 2.4.1 (Debian 12: 2.5) refuses
-            # entity expansion bombs; pyVmomi parses the same responses with the same expat.
-            for _, element in ET.iterparse(resp, events=("end",)):  # noqa: S314
+            for _, element in ET.iterparse(resp, events=("end",)):  # noqa: S314 - as in _soap_objects
                 tag = element.tag
-                if tag == f"{VIM25}objects":
-                    yield _raw_object(endpoint, element)
+                if tag == f"{VIM25}objectSet":
                     element.clear()
-                elif tag == f"{VIM25}token":
-                    token = element.text
+                elif tag == f"{VIM25}version":
+                    new_version = element.text or ""
+                elif tag == f"{VIM25}truncated":
+                    truncated = (element.text or "").strip() == "true"
                 elif tag == f"{{{_SOAPENV}}}Fault":
                     raise _soap_fault(endpoint, element)
         resp.release_conn()
-        return token
+        return new_version, truncated
     except ET.ParseError as exc:
         raise VCenterError(f"{endpoint.where}: unreadable SOAP response ({exc})") from None
     finally:

@@ -13,6 +13,7 @@ from pyVmomi import vim, vmodl
 
 from .connection import ClosedOnExit, Connection, translated
 from .errors import Unreachable, VCenterError
+from .soap import skip_updates
 from .vmomi import build, moref_of
 
 WAIT_SLICE = 60  # seconds: longest single WaitForUpdatesEx, well below READ_TIMEOUT (the socket timeout)
@@ -90,9 +91,10 @@ class ChangeWatcher(ClosedOnExit):
         )
 
     def _consume_initial(self) -> None:
+        """Read the initial state (every watched object as entered) and drop it, raw: see skip_updates."""
         while True:
-            update = self._wait_once(0)
-            if update is None or not update.truncated:
+            self.version, truncated = skip_updates(self.conn, moref_of(self._pc), self.version)
+            if not truncated:
                 return
 
     def wait(self, timeout_seconds: float) -> ChangeSet | None:
