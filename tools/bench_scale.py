@@ -52,7 +52,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tools.chaos.lab import register_vcenter  # noqa: E402
-from tools.chaos.measure import backup_snapshots_left, check_local, reap, retrying, wait_final  # noqa: E402
+from tools.chaos.measure import (  # noqa: E402
+    backup_snapshots_left,
+    check_local,
+    reap,
+    retrying,
+    wait_all_final,
+    wait_final,
+)
 from tools.chaos.stack import Stack, VmSpec, wait_until  # noqa: E402
 from tools.machines import Machine, shared_environment  # noqa: E402
 
@@ -420,11 +427,18 @@ class Run:
         # What the next inventory sync or worker start queues: the leftover snapshot cleanup.
         (cleanup,) = wait_final([enqueue("protection.cleanup_snapshots").pk], 120)
         snapshots, where = backup_snapshots_left()
+        # The survivor is still at work (the last slot's catalog jobs, its cron's jobs): every row must
+        # end, none of the dead machine's may stay running.
+        left = wait_all_final(120)
+        dead = f"{self.result.kill.get('machine')}:"
+        unfinished = JobRun.objects.exclude(status__in=JobRun.FINAL)
         self.result.end = {
             "cleanup_status": cleanup.status,
             "snapshots_left": snapshots,
             "snapshots_where": where,
-            "rows_not_final": JobRun.objects.exclude(status__in=JobRun.FINAL).count(),
+            "rows_not_final": left,
+            "rows_not_final_kinds": sorted(unfinished.values_list("kind", flat=True)),
+            "killed_machine_rows_not_final": unfinished.filter(worker__startswith=dead).count(),
             "jobs_not_succeeded": self.unsuccessful(),
             **self.store_figures(),
         }
@@ -489,6 +503,7 @@ class Run:
         self.write(x, "v1")  # slot 1's bytes again: a chunk only the deleted points held
         self.write(y, "c")
         gc: list[Any] = []
+        wait_all_final(180)  # the vault queue idle (slot 2's catalog jobs done): the GC starts when queued
         self.run_slot(GC_SLOT, self.machines, during=lambda: gc.append(self.start_gc_beside_backups(self.machines)))
         self.result.gc = self.gc_figures(gc[0])
         sampler.stopping.set()

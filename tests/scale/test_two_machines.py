@@ -72,7 +72,7 @@ def test_a_killed_machines_vms_are_backed_up_by_the_other_at_the_next_slot_and_n
     assert kill["reaped_statuses"] == ["errored"], kill
     assert kill["backed_up_next_slot"] == kill["killed_vms"], kill
     assert kill["backed_up_by"] == ["machine-b"], kill
-    assert end["rows_not_final"] == 0, end
+    assert end["killed_machine_rows_not_final"] == end["rows_not_final"] == 0, end
     assert (end["cleanup_status"], end["snapshots_left"]) == ("succeeded", 0), end
     assert end["staging_left"] == 0, end
     assert end["chunks_missing_or_corrupt"] == end["points_unreadable"] == 0, end
