@@ -12,8 +12,8 @@ package main
 // initial state) is vcsim's own; from then on the collector listens to the registry itself. Updates
 // of objects whose type no filter names are left out (tasks, hosts, ...); a change of an object a
 // filter holds is answered with that object's properties of the filter, read alone; creations (or a
-// change of an object no filter holds yet) run the filter's retrieval once per batch, as vcsim does
-// for each of them; a removal is passed on. The root PropertyCollector is left as vcsim has it.
+// change of an object no filter holds yet) walk the filter's traversal once per batch (vcsim: a full
+// retrieval for each of them) and read the new objects' properties; a removal is passed on. The root PropertyCollector is left as vcsim has it.
 
 import (
 	"context"
@@ -280,15 +280,21 @@ func (wc *watchCollector) read(ctx *simulator.Context, spec types.PropertyFilter
 	return nil
 }
 
-// entered: the objects the filter reaches now and had not reported, as vcsim's apply() finds them.
+// entered: the objects the filter reaches now and had not reported, as vcsim's apply() finds them,
+// but the filter's traversal is walked without reading properties (at 50,000 VMs reading them all
+// took 0.5-1.3 s per creation), and only the new objects' properties are read.
 func (wc *watchCollector) entered(ctx *simulator.Context, spec types.PropertyFilterSpec, refs map[types.ManagedObjectReference]struct{}) []types.ObjectUpdate {
+	reach := types.PropertyFilterSpec{ObjectSet: spec.ObjectSet}
+	for _, p := range spec.PropSet {
+		reach.PropSet = append(reach.PropSet, types.PropertySpec{Type: p.Type})
+	}
 	var out []types.ObjectUpdate
-	for _, o := range wc.retrieve(ctx, spec) {
+	for _, o := range wc.retrieve(ctx, reach) {
 		if _, ok := refs[o.Obj]; ok {
 			continue
 		}
 		refs[o.Obj] = struct{}{}
-		out = append(out, types.ObjectUpdate{Obj: o.Obj, Kind: types.ObjectUpdateKindEnter, ChangeSet: assigned(o.PropSet)})
+		out = append(out, types.ObjectUpdate{Obj: o.Obj, Kind: types.ObjectUpdateKindEnter, ChangeSet: wc.read(ctx, spec, o.Obj)})
 	}
 	return out
 }
