@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from vault.engine.blobs import DirectoryBackend
 
 
 def _gc_marker(backend: DirectoryBackend, pid: int, host: str | None = None) -> None:
-    body = {"host": host or socket.gethostname(), "pid": pid, "kind": "gc"}
+    body = {"host": host or leases.MACHINE, "pid": pid, "kind": "gc"}
     backend.put(f"{leases.LOCKS}gc-0123456789abcdef.json", json.dumps(body).encode(), overwrite=True)
 
 
@@ -45,5 +44,14 @@ def test_a_marker_of_a_running_gc_still_holds_up_a_replication(backend):
 
 def test_a_marker_of_another_machine_is_trusted_until_it_ages(backend):
     _gc_marker(backend, _dead_pid(), host="another-machine")
+    with pytest.raises(VaultBusy), leases.writing(backend, wait_seconds=0):
+        pass
+
+
+def test_a_machine_sharing_this_host_name_is_another_machine(backend, monkeypatch):
+    # Two worker machines in containers or cloned VMs may share a host name; MACHINE_NAME tells them
+    # apart, and a pid that is gone here says nothing about the other machine's GC.
+    monkeypatch.setattr(leases, "MACHINE", "machine-a")
+    _gc_marker(backend, _dead_pid(), host="machine-b")
     with pytest.raises(VaultBusy), leases.writing(backend, wait_seconds=0):
         pass

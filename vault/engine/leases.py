@@ -6,7 +6,7 @@ other side's fresh markers and backs off if it finds one. Because both write bef
 that start together both see each other and both back off; neither can miss the other. Many
 replications may run together (they only add blobs); a GC runs alone. A marker not refreshed for
 `STALE_AFTER` belongs to a process that died and is ignored (and removed by the next GC); so is one
-whose process, on this host, no longer exists.
+whose process, on this machine (`MACHINE`), no longer exists.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ from .errors import StoreError
 LOCKS = "locks/"
 REFRESH_SECONDS = 60.0
 STALE_AFTER = dt.timedelta(minutes=10)
+# This machine, as markers name it: MACHINE_NAME when set (as config reads it for jobs' rows), else the
+# host name. Two machines sharing a host name (containers, cloned VMs) must not take each other's
+# markers for their own, which would let a replication run during the other machine's GC.
+MACHINE = os.environ.get("MACHINE_NAME") or socket.gethostname()
 
 
 class VaultBusy(StoreError):
@@ -43,11 +47,11 @@ def _fresh(backend: Backend, kind: str, own: str) -> list[str]:
 
 
 def _owner_gone(backend: Backend, name: str) -> bool:
-    """True when the marker's process ran on this host and no longer exists (a killed GC or
+    """True when the marker's process ran on this machine and no longer exists (a killed GC or
     replication): its marker need not age `STALE_AFTER` before the other side may go on."""
     try:
         owner = json.loads(backend.get(name))
-        if owner.get("host") != socket.gethostname():
+        if owner.get("host") != MACHINE:
             return False  # another machine's process: only its age tells
         status = open(f"/proc/{int(owner['pid'])}/status").read()  # noqa: SIM115
     except FileNotFoundError:
@@ -65,7 +69,7 @@ def stale_markers(backend: Backend) -> list[str]:
 @contextlib.contextmanager
 def _marker(backend: Backend, kind: str, blocker: str, wait_seconds: float, what: str) -> Iterator[None]:
     name = f"{LOCKS}{kind}-{secrets.token_hex(8)}.json"
-    body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "kind": kind}).encode()
+    body = json.dumps({"host": MACHINE, "pid": os.getpid(), "kind": kind}).encode()
     deadline = time.monotonic() + wait_seconds
     while True:
         backend.put(name, body, overwrite=True)
