@@ -206,6 +206,11 @@ class Run:
             policy_values=policy,
         )
         self.base = Policy.objects.get(group=group).last_slot
+        # Restore tests (issue 17) would be queued on the `verify` queue, which these machines do not
+        # serve: they are not what this bench measures.
+        from restore_tests.models import RestoreTestPolicy
+
+        RestoreTestPolicy.objects.create(group=group, enabled=False)
         members = group.members.count()
         if members != len(self.vms):
             raise RuntimeError(f"the group has {members} members, not {len(self.vms)}")
@@ -440,16 +445,23 @@ class Run:
             "rows_not_final_kinds": sorted(unfinished.values_list("kind", flat=True)),
             "killed_machine_rows_not_final": unfinished.filter(worker__startswith=dead).count(),
             "jobs_not_succeeded": self.unsuccessful(),
+            "errors": self.unexpected_errors,  # why they did not succeed, for the reader of a failed run
             **self.store_figures(),
         }
+
+    unexpected_errors: list[str] = []
 
     def unsuccessful(self) -> dict[str, int]:
         """Jobs that did not succeed, by kind and status, apart from those the kill stopped."""
         from jobs.models import JobRun
 
         killed = set(self.result.kill.get("killed_runs", [])) | set(self.result.kill.get("killed_other_jobs", []))
-        rows = JobRun.objects.exclude(status=JobRun.Status.SUCCEEDED).values_list("kind", "status", "pk")
-        return dict(Counter(f"{kind} {status}" for kind, status, pk in rows if str(pk) not in killed))
+        rows = JobRun.objects.exclude(status=JobRun.Status.SUCCEEDED).values_list("kind", "status", "pk", "error")
+        unexpected = [(kind, status, error) for kind, status, pk, error in rows if str(pk) not in killed]
+        self.unexpected_errors = sorted(
+            {f"{kind} {status}: {(error or '')[-600:]}" for kind, status, error in unexpected}
+        )
+        return dict(Counter(f"{kind} {status}" for kind, status, _ in unexpected))
 
     # Counting -------------------------------------------------------------------------------------
 
