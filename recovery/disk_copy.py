@@ -180,7 +180,6 @@ class _ReadBack:
                     self._fail(file, i)
             if self._aborted:
                 return
-            self.rechecked = len(again)
             for i in again:  # the upload is answered: these read-backs are final
                 _, ok, _ = self._check(file, i, False)
                 if not ok:

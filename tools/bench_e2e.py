@@ -18,24 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from inventory import vcenter as vsphere
-from tools.simulator import Simulator
+from tools.simulator import Simulator, one_vm_spec
 from vault.engine import Store, backup_disk
 
 GIB = 2**30
 
 
 def spec(vm_count: int, size_mib: int) -> dict[str, Any]:
-    vms = [{"name": f"bench-{n}", "disks_mb": [size_mib]} for n in range(vm_count)]
-    return {
-        "datacenters": [
-            {
-                "name": "DC",
-                "clusters": [{"name": "C", "hosts": 1}],
-                "datastores": [{"name": "ds1"}],
-                "folders": [{"path": "", "vms": vms}],
-            }
-        ]
-    }
+    """one_vm_spec's inventory with vm_count VMs "bench-0".. of one disk each."""
+    inventory = one_vm_spec("bench-0", [size_mib])
+    inventory["datacenters"][0]["folders"][0]["vms"] += [
+        {"name": f"bench-{n}", "disks_mb": [size_mib]} for n in range(1, vm_count)
+    ]
+    return inventory
 
 
 def end_to_end(work: Path, images: list[Path], reps: int = 3) -> dict[str, float]:
@@ -72,10 +67,10 @@ def _once(sim: Simulator, store_dir: Path, vm_count: int) -> dict[str, float]:
     for worker in workers:
         worker.start()
     time.sleep(1.0)  # every process is up and connected
-    sim_before = _process_cpu(sim.process.pid)
+    sim_before = process_cpu(sim.process.pid)
     go.set()
     reported = [results.get(timeout=600) for _ in workers]
-    sim_cpu = _process_cpu(sim.process.pid) - sim_before
+    sim_cpu = process_cpu(sim.process.pid) - sim_before
     for worker in workers:
         worker.join()
         if worker.exitcode:
@@ -92,7 +87,7 @@ def _backup_vm(sim: Simulator, store_dir: Path, n: int, go: Any, results: Any) -
     with vsphere.connect(endpoint, sim.username, sim.password) as conn:
         store = Store(store_dir)
         go.wait()
-        cpu_before = _own_cpu()
+        cpu_before = own_cpu()
         started = time.time()
         snapshot = vsphere.create_snapshot(conn, vm["moref"], "bench", "benchmark", quiesce=False)
         with (
@@ -103,14 +98,14 @@ def _backup_vm(sim: Simulator, store_dir: Path, n: int, go: Any, results: Any) -
             pending.commit({})
         vsphere.remove_snapshot(conn, snapshot)
         ended = time.time()
-    results.put({"started": started, "ended": ended, "cpu": _own_cpu() - cpu_before})
+    results.put({"started": started, "ended": ended, "cpu": own_cpu() - cpu_before})
 
 
-def _own_cpu() -> float:
+def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def _process_cpu(pid: int) -> float:
+def process_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

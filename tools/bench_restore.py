@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from inventory import vcenter as vsphere  # noqa: E402
 from recovery import filesystems as fs  # noqa: E402
 from recovery.disk_copy import DiskTarget, write_and_check  # noqa: E402
 from tools import diskimages, imagegen  # noqa: E402
+from tools.bench_e2e import own_cpu, process_cpu  # noqa: E402
 from tools.simulator import Simulator, one_vm_spec  # noqa: E402
 from vault.engine import DiskReader, FileSource, Monitor, Store, TieredStore, backup_disk  # noqa: E402
 
@@ -126,16 +126,6 @@ def cpu_timed(sim: Simulator, step) -> tuple[float, float, float]:
     sim_before, own_before, started = process_cpu(sim.process.pid), own_cpu(), time.perf_counter()
     step()
     return time.perf_counter() - started, own_cpu() - own_before, process_cpu(sim.process.pid) - sim_before
-
-
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

@@ -108,14 +108,14 @@ def create_direct(path: Path, pieces: Sequence[bytes | memoryview]) -> int:
             position += len(piece)
         whole = total - total % _ALIGN
         try:
-            _pwrite_all(fd, buffer[:whole], 0)
+            pwrite_all(fd, buffer[:whole], 0)
         except OSError as err:
             if err.errno != errno.EINVAL:  # EINVAL: larger sectors than _ALIGN; write it all buffered
                 raise
             whole = 0
         if whole < total:
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
-            _pwrite_all(fd, buffer[whole:total], whole)
+            pwrite_all(fd, buffer[whole:total], whole)
     except BaseException:
         os.close(fd)
         os.unlink(path)
@@ -124,7 +124,8 @@ def create_direct(path: Path, pieces: Sequence[bytes | memoryview]) -> int:
     return total
 
 
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """pwrite until all of data is written at offset (a regular file can still return short near ENOSPC)."""
     while data:
         written = os.pwrite(fd, data, offset)
         if written == 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .format import ZERO, DiskIndex
+from .fsutil import pwrite_all
 from .monitor import UNWATCHED, Monitor
 from .parallel import bounded_map
 
@@ -193,7 +194,7 @@ class _Restore:
 
             def write(i: int) -> int:  # runs in the pool; writes land anywhere, so order does not matter
                 data = self._load(i)
-                _pwrite_all(fd, data, self.index.extent(i)[0])
+                pwrite_all(fd, data, self.index.extent(i)[0])
                 return len(data)
 
             written = 0
@@ -224,9 +225,3 @@ def _write_stream(out: Writable, data: memoryview) -> int:
         # Buffered files write everything and return the count; a few file-likes return None for that.
         written += len(data) - written if n is None else n
     return written
-
-
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    done = 0
-    while done < len(data):
-        done += os.pwrite(fd, data[done:], offset + done)
