@@ -154,3 +154,20 @@ def test_gc_keeps_an_old_quarantine_record_a_point_still_needs(store: Store, mix
 
     # It is what keeps the next backup from trusting p1's index for that digest.
     assert report.bad_swept == 0 and store.bad_chunks() == {digest}
+
+
+def test_a_store_clock_behind_the_workers_does_not_sweep_a_chunk_touched_after_the_gc_started(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # File times come from the file system's clock: a tick behind time.time() locally, and the
+    # server's clock on NFS. Here the workers' clock runs 5 s ahead of the store's.
+    digests = unused_old_chunks(store, tmp_path)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 5)
+    touched = on_first_sweep(store, monkeypatch, before=lambda chunk: os.utime(chunk), after=lambda: None)
+
+    report = collect_local(store, grace_seconds=0)
+
+    [chunk] = touched
+    assert chunk.exists()
+    assert (report.chunks_swept, report.chunks_kept_young) == (len(digests) - 1, 1)

@@ -7,7 +7,9 @@ import errno
 import fcntl
 import mmap
 import os
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,6 +146,22 @@ def fsync_path(path: Path) -> None:
 def fsync_dir(path: Path) -> None:
     """Make the entries of a directory (creations, renames, deletions) durable."""
     fsync_path(path)
+
+
+def file_system_now(directory: Path) -> float:
+    """Now on the clock file times in `directory` are stamped with: the mtime of a file created at
+    this moment. Kernels stamp files with a coarse clock, a tick behind time.time() (and NFS with the
+    server's), so a cutoff compared with mtimes must be read on this clock; falls back to time.time()
+    where nothing can be created (a read-only store)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".clock-")
+    except OSError:
+        return time.time()
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        os.unlink(name)
 
 
 def write_durable(path: Path, data: bytes) -> None:

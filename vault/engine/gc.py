@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import leases
+from . import fsutil, leases
 from .format import MANIFEST
 from .remote import BAD, CHUNKS, POINTS, RemoteVault
 from .store import GC_TRASH_PREFIX, REASON_SUFFIX, Store
@@ -74,10 +74,12 @@ class GcReport:
 
 def collect_local(store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False) -> GcReport:
     started = time.time()
+    # On the store's own clock: a chunk touched from now on must not look older than the cutoff.
+    unused_since = min(started, fsutil.file_system_now(store.root)) - grace_seconds
+    cutoff = unused_since
     report = GcReport("local", dry_run=dry_run)
     # Running backups first: anything they write or touch from now on is after the cutoff.
     live = store.live_backups()
-    cutoff = started - grace_seconds
     for staging in live:
         with contextlib.suppress(FileNotFoundError):  # it committed meanwhile: its point is marked below
             cutoff = min(cutoff, os.stat(staging / "lock").st_mtime)
@@ -94,7 +96,7 @@ def collect_local(store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS,
     else:
         with store.trash_in_use():
             _sweep_chunks(store, marked, cutoff, report)
-    _sweep_bad(store, marked, started - grace_seconds, report)
+    _sweep_bad(store, marked, unused_since, report)
     if not dry_run:
         store.release(report.bytes_freed)
     report.seconds = time.time() - started
