@@ -6,9 +6,10 @@ as long as a plain PUT of the image:
 - decoding: `engine.restore_disk` decompresses and checks chunks on a thread pool, ahead of the PUT;
 - sending: this thread only hands decoded chunks to the socket (`DatastoreFile.upload`);
 - reading back: every chunk is read from the datastore on a thread of its own, READBACK_LAG bytes behind
-  what has been sent, and compared with the bytes sent for it (a memcmp: restore_disk checked those
-  against the point's digest as it decoded them, so this is the digest check at a tenth of the cost of
-  hashing again); a chunk whose sent bytes are no longer held is hashed and compared with its digest.
+  what has been sent (further when the server turns out to be further behind), and compared with the
+  bytes sent for it (a memcmp: restore_disk checked those against the point's digest as it decoded
+  them, so this is the digest check at a tenth of the cost of hashing again); a chunk whose sent
+  bytes are no longer held is hashed and compared with its digest.
 
 A read-back during the PUT is *tentative*: the server may not have written what it was sent yet (or
 may write the file elsewhere and rename it at the end), so a chunk that reads back short or different
@@ -19,9 +20,9 @@ is final. Plain Python: no Django.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -44,6 +45,12 @@ class DiskTarget:
     datacenter: str
     datastore: str
     path: str
+
+
+class _Outcome(enum.Enum):
+    RIGHT = "reads back as the point"
+    NOT_THERE_YET = "the file is shorter (or absent) so far"
+    DIFFERENT = "reads back different"
 
 
 class NotExact(Exception):
@@ -118,6 +125,8 @@ class _ReadBack:
         self.checked = 0  # bytes read back and found right (read by the writing thread for progress)
         self._sent = 0
         self._held: dict[int, bytes] = {}  # chunk number: the bytes sent for it, until read back
+        self.lag = READBACK_LAG  # how far behind the upload chunks are read back; grows (_wait_longer)
+        self._sent_at_read = self._file_size_seen = 0  # for _wait_longer
         self._finished = self._aborted = False
         self._failure: BaseException | None = None
         self._changed = threading.Condition()
@@ -165,56 +174,75 @@ class _ReadBack:
 
     def _run(self) -> None:
         t = self.target
-        size = self.index.image_size
         again: list[int] = []
         # One thread reads back, chunk after chunk: a second one measured no faster here and cost more
         # CPU (GIL hand-offs); reading back is well ahead of the upload's pace anyway.
-        with vsphere.DatastoreFile(self.conn, t.datacenter, t.datastore, t.path, size=size) as file:
-            for i, tentative in self._due():
-                _, ok, _ = self._check(file, i, tentative)
-                if ok:
-                    self.checked += self.index.extent(i)[1]
-                elif tentative:
-                    again.append(i)
-                else:
-                    self._fail(file, i)
-            if self._aborted:
-                return
+        with vsphere.DatastoreFile(self.conn, t.datacenter, t.datastore, t.path, size=self.index.image_size) as file:
+            for i in range(len(self.index)):
+                while True:
+                    tentative = self._wait_for(i)
+                    if tentative is None:
+                        return  # aborted
+                    outcome = self._check(file, i, tentative)
+                    if outcome is _Outcome.RIGHT:
+                        self.checked += self.index.extent(i)[1]
+                    elif not tentative:
+                        self._fail(file, i)
+                    elif outcome is _Outcome.NOT_THERE_YET and self._wait_longer(i):
+                        continue  # the same chunk again, once the upload has gone further
+                    else:
+                        self._let_go(i)
+                        again.append(i)
+                    break
             for i in again:  # the upload is answered: these read-backs are final
-                _, ok, _ = self._check(file, i, False)
-                if not ok:
+                if self._check(file, i, False) is not _Outcome.RIGHT:
                     self._fail(file, i)
                 self.checked += self.index.extent(i)[1]
 
-    def _due(self) -> Iterator[tuple[int, bool]]:
-        """Chunk numbers as the upload passes them, with whether the upload was still going."""
-        for i in range(len(self.index)):
-            offset, length = self.index.extent(i)
-            with self._changed:
-                while not (self._finished or self._aborted or self._sent >= offset + length + READBACK_LAG):
-                    self._changed.wait()
-                if self._aborted:
-                    return
-                tentative = not self._finished
-            yield i, tentative
+    def _wait_for(self, i: int) -> bool | None:
+        """Wait until the upload is `lag` bytes past chunk i; whether it was still going (None when
+        aborted)."""
+        offset, length = self.index.extent(i)
+        with self._changed:
+            while not (self._finished or self._aborted or self._sent >= offset + length + self.lag):
+                self._changed.wait()
+            if self._aborted:
+                return None
+            self._sent_at_read = self._sent
+            return not self._finished
 
-    def _check(self, file: vsphere.DatastoreFile, i: int, tentative: bool) -> tuple[int, bool, bool]:
-        """Whether chunk i reads back as the point has it."""
+    def _wait_longer(self, i: int) -> bool:
+        """Chunk i was not all in the file yet: the server is further behind than `lag` (its socket
+        buffers can hold tens of MiB). Raise the lag to what it was behind plus a chunk, so this
+        chunk and the next are read once, not once now and again after the PUT; False when the lag
+        cannot grow (the upload waits for the read-back beyond that)."""
+        _, length = self.index.extent(i)
+        most = (HELD_CHUNKS - 1) * self.index.chunk_size
+        if self.lag >= most:
+            return False
+        behind = self._sent_at_read - self._file_size_seen
+        self.lag = min(most, max(self.lag + length, behind + length))
+        return True
+
+    def _check(self, file: vsphere.DatastoreFile, i: int, tentative: bool) -> _Outcome:
+        """Whether chunk i reads back as the point has it. The bytes sent for it are let go once it
+        does (or once it is final)."""
         offset, length = self.index.extent(i)
         buffer: memoryview | None = getattr(self._buffers, "buffer", None)
         if buffer is None:
             buffer = self._buffers.buffer = vsphere.read_buffer(self.index.chunk_size)
         view = buffer[:length]
         with self._changed:
-            sent = self._held.pop(i, None)
-            self._changed.notify_all()
+            sent = self._held.get(i)
         try:
-            if file.readinto(offset, view) != length:
-                return i, False, tentative
+            n = file.readinto(offset, view)
         except vsphere.VCenterError:
             if not tentative:
                 raise
-            return i, False, tentative  # e.g. a file vCenter has not created yet: ask again later
+            n = 0  # e.g. a file vCenter has not created yet: ask again later
+        if n != length:
+            self._file_size_seen = offset + n
+            return _Outcome.NOT_THERE_YET
         digest = self.index.digest(i)
         if digest is None:
             ok = ZERO.startswith(view)
@@ -222,7 +250,15 @@ class _ReadBack:
             ok = len(sent) == length and sent.startswith(view)
         else:
             ok = hashlib.sha256(view).digest() == digest
-        return i, ok, tentative
+        if ok or not tentative:
+            self._let_go(i)
+        return _Outcome.RIGHT if ok else _Outcome.DIFFERENT
+
+    def _let_go(self, i: int) -> None:
+        """Chunk i's sent bytes are no longer needed (read back, or hashed after the PUT instead)."""
+        with self._changed:
+            self._held.pop(i, None)
+            self._changed.notify_all()
 
     def _fail(self, file: vsphere.DatastoreFile, i: int) -> None:
         offset, length = self.index.extent(i)

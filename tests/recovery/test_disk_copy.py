@@ -20,7 +20,7 @@ from vault.engine import CHUNK_SIZE, FileSource, Monitor, Store, TieredStore, ba
 
 MiB = 1024 * 1024
 DISK_MB = 64  # 16 chunks: several read back during the upload with a 4 MiB lag
-SPEC = one_datacenter({"": [{"name": f"target-{n}", "disks_mb": [DISK_MB]} for n in range(6)]})
+SPEC = one_datacenter({"": [{"name": f"target-{n}", "disks_mb": [DISK_MB]} for n in range(7)]})
 LAYOUT = [("text", 9 * MiB), ("zero", 12 * MiB), ("random", 10 * MiB), ("text", 33 * MiB)]
 
 sim = simulator_for_module(SPEC, tls=True)
@@ -138,6 +138,42 @@ def test_what_reads_back_wrong_during_the_upload_is_read_again_after_it(sim, con
     monkeypatch.setattr(vcenter.DatastoreFile, "readinto", stale_while_uploading)
     write_and_check(conn, target_of(sim, "target-3"), source, index, Monitor())
     assert wrong and sim.disk_file("target-3", 0).read_bytes() == data
+
+
+def test_a_server_further_behind_than_the_lag_has_each_chunk_read_during_the_upload_not_after(
+    sim, conn, point, monkeypatch
+) -> None:
+    # Socket buffers on the way can hold tens of MiB: here the file is 24 MiB behind what was sent
+    # (the lag starts at 4). The read-back waits longer instead of deferring chunk after chunk to a
+    # second reading once the PUT is answered.
+    source, index, data = point
+    behind = 24 * MiB
+    progress = {"sent": 0, "size": len(data)}
+    real_write, real_read = vcenter.Upload.write, vcenter.DatastoreFile.readinto
+    reads: list[tuple[int, bool]] = []  # (offset, during the upload)
+
+    def write(upload, data):
+        n = real_write(upload, data)
+        progress["sent"] = upload.sent
+        return n
+
+    def lagging_server(file, offset, buffer):
+        uploading = progress["sent"] < progress["size"]
+        reads.append((offset, uploading))
+        n = real_read(file, offset, buffer)
+        if uploading:
+            return max(0, min(n, progress["sent"] - behind - offset))
+        return n
+
+    monkeypatch.setattr(vcenter.Upload, "write", write)
+    monkeypatch.setattr(vcenter.DatastoreFile, "readinto", lagging_server)
+    write_and_check(conn, target_of(sim, "target-6"), source, index, Monitor())
+
+    assert sim.disk_file("target-6", 0).read_bytes() == data
+    during = {offset for offset, uploading in reads if uploading}
+    after = [offset for offset, uploading in reads if not uploading]
+    assert not during & set(after), "a chunk read during the upload was read again after it"
+    assert len(reads) <= len(index) + 4  # a few reads came too early while the lag grew
 
 
 def test_cancelling_stops_the_upload_and_the_read_back(sim, conn, point) -> None:
