@@ -1,7 +1,8 @@
 """A point's disk written to a datastore file and read back, at the speed of the wire.
 
-vCenter takes a datastore file in one HTTP PUT. Three things overlap here, so the restore takes about
-as long as a plain PUT of the image:
+vCenter takes a datastore file in one HTTP PUT. Three things overlap here, so with a core to spare
+for each the restore takes about as long as a plain PUT of the image (on fewer, the CPU that reading
+back costs this process and the server bounds it; see README):
 
 - decoding: `engine.restore_disk` decompresses and checks chunks on a thread pool, ahead of the PUT;
 - sending: this thread only hands decoded chunks to the socket (`DatastoreFile.upload`);
