@@ -14,6 +14,7 @@ from rq.job import Job
 from audit.actions import record
 from jobs.maintenance import release_waiting
 from jobs.models import JobRun
+from jobs.runner import forget_expired_executions
 from jobs.signals import run_finalised
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,9 @@ def _cancel_in_rq(run: JobRun) -> None:
     try:
         queue = django_rq.get_queue(run.queue)
         with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
-            Job.fetch(str(run.pk), connection=queue.connection).cancel()
+            job = Job.fetch(str(run.pk), connection=queue.connection)
+            forget_expired_executions(queue.connection, job)  # or cancel() raises on them
+            job.cancel()
         release_waiting([run.pk])
     except RedisError:
         logger.exception("could not remove cancelled job %s from its queue", run.pk)

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connections, models, transaction
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Dependency, Job
 from rq.utils import as_text
 
@@ -132,8 +133,26 @@ def _delete_rq_job(connection: Any, job_id: str) -> list[str]:
     for dependency_id in connection.smembers(job.dependencies_key):
         # Otherwise the predecessor's end would enqueue this id a second time.
         connection.srem(Job.dependents_key_for(as_text(dependency_id)), job_id)
+    forget_expired_executions(connection, job)
     job.delete()
     return waiting_on_it
+
+
+def forget_expired_executions(connection: Any, job: Job) -> None:
+    """Drop the executions of `job` whose record expired while RQ still lists them (a worker killed
+    mid-job: its execution hash lives as long as the last heartbeat, the lists longer). job.delete()
+    fetches every listed execution and raises ValueError on such a one, which made the reaper's
+    attempts to queue the job again fail until it gave up on the run."""
+    expired = [
+        Execution(id=as_text(execution_id), job_id=job.id, connection=connection)
+        for execution_id in connection.zrange(job.execution_registry.key, 0, -1)
+    ]
+    expired = [execution for execution in expired if not connection.exists(execution.key)]
+    if expired:
+        with connection.pipeline() as pipeline:
+            for execution in expired:  # from the job's list and from the started registry
+                execution.delete(job=job, pipeline=pipeline)
+            pipeline.execute()
 
 
 def _predecessor_to_wait_for(run: JobRun) -> str | None:

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job
 
 from jobs import maintenance, runner
@@ -324,3 +325,27 @@ def test_a_job_that_failed_before_it_could_start_is_queued_again_with_the_error_
     (run,) = refreshed(run)
     assert run.status == Status.SUCCEEDED, run.error
     assert "It failed before it could start (RuntimeError: consuming input failed" in log_text(run)
+
+
+@pytest.mark.django_db
+def test_a_job_whose_killed_worker_s_execution_record_expired_is_queued_again(
+    django_capture_on_commit_callbacks, redis_conn
+) -> None:
+    # A worker SIGKILLed mid-job leaves its execution listed on the job and in the started registry;
+    # the execution's own record expires first (with the last heartbeat). Queueing the row again
+    # deletes the old RQ job, which RQ cannot do while it lists an execution it cannot fetch.
+    with django_capture_on_commit_callbacks(execute=True):
+        run = runner.enqueue("test.noop")
+    job = Job.fetch(str(run.pk), connection=redis_conn)
+    with redis_conn.pipeline() as pipeline:
+        execution = Execution.create(job, ttl=60, pipeline=pipeline, worker_name="machine-a:4242")
+        job.started_job_registry.add_execution(execution, pipeline=pipeline, ttl=60)
+        pipeline.execute()
+    redis_conn.delete(execution.key)  # expired
+
+    assert runner.put_on_queue(run, counted=False)
+
+    run.refresh_from_db()
+    assert run.queue_error == "" and rq_status(run) == "queued"
+    assert redis_conn.zcard(job.started_job_registry.key) == 0
+    assert redis_conn.zcard(job.execution_registry.key) == 0

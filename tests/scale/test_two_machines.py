@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 VMS, LIMIT = 10, 3
 KILL_SLOT = 4
+pytestmark = pytest.mark.own_world  # make test runs it beside the rest (tools/test.py)
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 CLEAN = (
     "chaos: 1 scenarios, 1 runs, 0 points lost, 0 chunks lost, 0 jobs stuck, 0 snapshots left, "
     "0/0 detected, 0/0 repaired"
 )
+pytestmark = pytest.mark.own_world  # make test runs it beside the rest (tools/test.py)
 
 
 def test_a_quick_chaos_run_prints_the_table_and_a_clean_closing_line() -> None:

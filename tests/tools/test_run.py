@@ -17,6 +17,7 @@ from tools.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["/", "/inventory/", "/protection/", "/recovery/", "/jobs/", "/vault/", "/settings/"]
+pytestmark = pytest.mark.own_world  # make test runs it beside the rest (tools/test.py)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ WORKERS_LINE = (
     r"Workers: backup ×2 \(backup\); restore ×1 \(restore\); maintenance ×1 \(maintenance, default\); "
     r"vault ×1 \(vault, default\); verify ×2 \(verify\)"
 )
+pytestmark = pytest.mark.own_world  # make test runs it beside the rest (tools/test.py)
 
 
 @pytest.fixture
