@@ -195,6 +195,8 @@ class _ReadBack:
                         self._let_go(i)
                         again.append(i)
                     break
+            if self._aborted:  # the upload failed after the last chunk was due: no final reading
+                return
             for i in again:  # the upload is answered: these read-backs are final
                 if self._check(file, i, False) is not _Outcome.RIGHT:
                     self._fail(file, i)

@@ -327,21 +327,29 @@ def test_a_job_that_failed_before_it_could_start_is_queued_again_with_the_error_
     assert "It failed before it could start (RuntimeError: consuming input failed" in log_text(run)
 
 
+def left_by_a_killed_worker(run: JobRun, redis_conn) -> Job:
+    """The RQ job of `run` as a worker SIGKILLed mid-job leaves it: started, its execution listed on
+    the job and in the started registry, the execution's own record expired (with the last heartbeat,
+    before the lists)."""
+    job = Job.fetch(str(run.pk), connection=redis_conn)
+    with redis_conn.pipeline() as pipeline:
+        job.set_status("started", pipeline=pipeline)
+        execution = Execution.create(job, ttl=60, pipeline=pipeline, worker_name="machine-a:4242")
+        job.started_job_registry.add_execution(execution, pipeline=pipeline, ttl=60)
+        pipeline.execute()
+    redis_conn.delete(execution.key)
+    return job
+
+
 @pytest.mark.django_db
 def test_a_job_whose_killed_worker_s_execution_record_expired_is_queued_again(
     django_capture_on_commit_callbacks, redis_conn
 ) -> None:
-    # A worker SIGKILLed mid-job leaves its execution listed on the job and in the started registry;
-    # the execution's own record expires first (with the last heartbeat). Queueing the row again
-    # deletes the old RQ job, which RQ cannot do while it lists an execution it cannot fetch.
+    # Queueing the row again deletes the old RQ job, which RQ cannot do while it lists an execution
+    # it cannot fetch.
     with django_capture_on_commit_callbacks(execute=True):
         run = runner.enqueue("test.noop")
-    job = Job.fetch(str(run.pk), connection=redis_conn)
-    with redis_conn.pipeline() as pipeline:
-        execution = Execution.create(job, ttl=60, pipeline=pipeline, worker_name="machine-a:4242")
-        job.started_job_registry.add_execution(execution, pipeline=pipeline, ttl=60)
-        pipeline.execute()
-    redis_conn.delete(execution.key)  # expired
+    job = left_by_a_killed_worker(run, redis_conn)
 
     assert runner.put_on_queue(run, counted=False)
 
@@ -349,3 +357,20 @@ def test_a_job_whose_killed_worker_s_execution_record_expired_is_queued_again(
     assert run.queue_error == "" and rq_status(run) == "queued"
     assert redis_conn.zcard(job.started_job_registry.key) == 0
     assert redis_conn.zcard(job.execution_registry.key) == 0
+
+
+@pytest.mark.django_db
+def test_cancelling_a_queued_row_whose_killed_worker_s_execution_record_expired_cancels_it(
+    django_capture_on_commit_callbacks, redis_conn, admin
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        run = runner.enqueue("test.noop")
+    job = left_by_a_killed_worker(run, redis_conn)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        cancel_job(str(run.pk), admin)
+
+    (run,) = refreshed(run)
+    assert run.status == Status.CANCELLED
+    assert rq_status(run) == "canceled"
+    assert redis_conn.zcard(job.started_job_registry.key) == 0
